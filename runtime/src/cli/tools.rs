@@ -1,0 +1,201 @@
+//! `warden tools …`.
+
+use crate::policy::{Mode, Policy};
+use crate::sandbox::{self, CallError, ErrorKind, LoadedTool, ToolHost};
+use clap::Subcommand;
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Subcommand)]
+pub(super) enum ToolsCommand {
+    /// Every tool the policy enables, with its schema, limits and grants.
+    List {
+        /// Policy file (TOML).
+        #[arg(long)]
+        policy: PathBuf,
+        /// Workspace directory, substituted for {workspace} in the policy.
+        #[arg(long, default_value = ".")]
+        workspace: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make one tool call exactly as a session would.
+    Call {
+        /// Tool name, as the policy names it.
+        name: String,
+        /// Arguments, a JSON object.
+        #[arg(long, default_value = "{}")]
+        args: String,
+        /// Policy file (TOML).
+        #[arg(long)]
+        policy: PathBuf,
+        /// Workspace directory, substituted for {workspace} in the policy.
+        #[arg(long, default_value = ".")]
+        workspace: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a component against the warden:tool world and show what it is.
+    Inspect {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Scaffold a new tool plugin crate.
+    New {
+        /// Tool name (a crate name: lowercase letters, digits, '-', '_').
+        name: String,
+        /// Directory to create (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+pub(super) fn run(cmd: ToolsCommand) -> ExitCode {
+    match cmd {
+        ToolsCommand::List { policy, workspace, json } => report(list(&policy, &workspace, json), json),
+        ToolsCommand::Call { name, args, policy, workspace, json } => call(&name, &args, &policy, &workspace, json),
+        ToolsCommand::Inspect { file, json } => report(
+            sandbox::inspect(&file).map_err(|e| CallError::new(ErrorKind::Failed, format!("{e:#}"))).map(|i| {
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&i).unwrap_or_default());
+                } else {
+                    println!("{} ({} bytes)", file.display(), i.size);
+                    println!("  fits:        warden:tool/tool@0.1.0");
+                    println!("  name:        {}", i.spec.plugin_name);
+                    println!("  description: {}", i.spec.description);
+                    println!("  parameters:  {}", i.spec.parameters);
+                    println!("  sha256:      {}", i.sha256);
+                    println!("  imports:     {}", if i.imports.is_empty() { "none".into() } else { i.imports.join("\n               ") });
+                }
+            }),
+            json,
+        ),
+        ToolsCommand::New { name, dir } => report(
+            super::new_tool::scaffold(&name, dir).map_err(|e| CallError::new(ErrorKind::Failed, format!("{e:#}"))),
+            false,
+        ),
+    }
+}
+
+/// Prints a failure as `error: KIND: message` (or JSON) and picks the exit code.
+fn report(result: Result<(), CallError>, json: bool) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if json {
+                println!("{}", json!({"ok": false, "error": e}));
+            } else {
+                eprintln!("error: {e}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_policy(policy: &PathBuf, workspace: &PathBuf) -> Result<Policy, CallError> {
+    Policy::load(policy, workspace).map_err(|e| CallError::new(ErrorKind::Policy, format!("{e:#}")))
+}
+
+fn list(policy: &PathBuf, workspace: &PathBuf, json: bool) -> Result<(), CallError> {
+    let policy = load_policy(policy, workspace)?;
+    let host = ToolHost::load(&policy)?;
+    if json {
+        let tools: Vec<_> = host.tools().map(tool_json).collect();
+        println!("{}", serde_json::to_string_pretty(&tools).unwrap_or_default());
+        return Ok(());
+    }
+    if policy.tools.is_empty() {
+        println!("{} enables no tools", policy.path.display());
+    }
+    for t in host.tools() {
+        let p = &t.policy;
+        let l = &p.limits;
+        println!("{}", t.spec.name);
+        println!("  description: {}", t.spec.description);
+        println!("  parameters:  {}", t.spec.parameters);
+        println!("  plugin:      {} (sha256 {})", p.plugin, &t.sha256[..16]);
+        println!(
+            "  limits:      timeout {} ms, memory {} MiB, output {} bytes ({}), fuel {}, calls {}",
+            l.timeout.as_millis(),
+            l.memory_bytes >> 20,
+            l.max_output_bytes,
+            match l.on_output_overflow {
+                crate::policy::OutputOverflow::Truncate => "truncate",
+                crate::policy::OutputOverflow::Error => "error",
+            },
+            l.fuel.map_or("unlimited".to_string(), |f| f.to_string()),
+            p.max_calls.map_or("per session limit".to_string(), |m| m.to_string()),
+        );
+        let files: Vec<String> = p
+            .mounts
+            .iter()
+            .map(|m| format!("{} -> {} ({})", m.guest, m.host.display(), mode(m.mode)))
+            .collect();
+        println!("  files:       {}", if files.is_empty() { "none".into() } else { files.join(", ") });
+        let hosts: Vec<String> = p.hosts.iter().map(|h| h.to_string()).collect();
+        println!("  hosts:       {}", if hosts.is_empty() { "none".into() } else { hosts.join(", ") });
+        let env: Vec<&str> = p.env.iter().map(|(k, _)| k.as_str()).collect();
+        println!("  env:         {}", if env.is_empty() { "none".into() } else { env.join(", ") });
+    }
+    Ok(())
+}
+
+fn mode(m: Mode) -> &'static str {
+    match m {
+        Mode::ReadOnly => "ro",
+        Mode::ReadWrite => "rw",
+    }
+}
+
+fn tool_json(t: &LoadedTool) -> serde_json::Value {
+    let p = &t.policy;
+    json!({
+        "name": t.spec.name,
+        "description": t.spec.description,
+        "parameters": t.spec.parameters,
+        "plugin": p.plugin.to_string(),
+        "sha256": t.sha256,
+        "limits": {
+            "timeout_ms": p.limits.timeout.as_millis() as u64,
+            "fuel": p.limits.fuel,
+            "memory_mib": p.limits.memory_bytes >> 20,
+            "max_output_bytes": p.limits.max_output_bytes,
+            "on_output_overflow": p.limits.on_output_overflow,
+            "max_calls": p.max_calls,
+        },
+        "files": p.mounts.iter().map(|m| json!({"path": m.host, "mount": m.guest, "mode": m.mode})).collect::<Vec<_>>(),
+        "hosts": p.hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+        "env": p.env.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+    })
+}
+
+fn call(name: &str, args: &str, policy: &PathBuf, workspace: &PathBuf, json: bool) -> ExitCode {
+    let result = load_policy(policy, workspace).and_then(|policy| {
+        let host = ToolHost::load_one(&policy, name)?;
+        let mut budget = host.budget();
+        host.call(&mut budget, name, args)
+    });
+    match result {
+        Ok(out) => {
+            if json {
+                println!(
+                    "{}",
+                    json!({"ok": true, "output": out.output, "truncated": out.truncated, "elapsed_us": out.elapsed.as_micros() as u64})
+                );
+            } else {
+                print!("{}", out.output);
+                if !out.output.ends_with('\n') {
+                    println!();
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => report(Err(e), json),
+    }
+}

@@ -1,0 +1,9 @@
+//! warden: a runtime for local tool-using agents.
+//!
+//! Data flows from `policy` (what a session may do) to `sandbox` (tools as
+//! WebAssembly components, one fresh instance per call). The `cli` module is
+//! the `warden` command.
+
+pub mod cli;
+pub mod policy;
+pub mod sandbox;

@@ -1,0 +1,338 @@
+//! The TOML format of a policy file and its resolution into a [`Policy`].
+
+use super::{builtin_names, HostPattern, Limits, Mount, PluginSource, Policy, SessionLimits, ToolPolicy};
+use crate::sandbox::BUILTIN_PLUGINS;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// Access mode of a mounted directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum Mode {
+    /// Read-only.
+    #[serde(rename = "ro")]
+    ReadOnly,
+    /// Read-write.
+    #[serde(rename = "rw")]
+    ReadWrite,
+}
+
+/// What to do with output longer than `max_output_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputOverflow {
+    /// Return the first `max_output_bytes` with a visible marker.
+    #[default]
+    Truncate,
+    /// Fail the call with `output-limit`.
+    Error,
+}
+
+const DEFAULT_TIMEOUT_MS: u64 = 5_000;
+const MAX_TIMEOUT_MS: u64 = 600_000;
+const DEFAULT_MEMORY_MIB: u64 = 64;
+const MAX_MEMORY_MIB: u64 = 4_096;
+const DEFAULT_MAX_OUTPUT: u64 = 65_536;
+const DEFAULT_MAX_TOOL_CALLS: u32 = 32;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    limits: Option<Spanned<RawLimits>>,
+    #[serde(default)]
+    session: RawSession,
+    #[serde(default)]
+    tools: BTreeMap<String, Spanned<RawTool>>,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    timeout_ms: Option<u64>,
+    fuel: Option<u64>,
+    memory_mib: Option<u64>,
+    max_output_bytes: Option<u64>,
+    on_output_overflow: Option<OutputOverflow>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSession {
+    max_tool_calls: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTool {
+    plugin: Spanned<String>,
+    #[serde(default = "enabled_default")]
+    enabled: bool,
+    #[serde(default)]
+    files: Vec<Spanned<RawMount>>,
+    #[serde(default)]
+    hosts: Vec<Spanned<String>>,
+    #[serde(default)]
+    env: Vec<Spanned<String>>,
+    max_calls: Option<u32>,
+    sha256: Option<Spanned<String>>,
+    // The [limits] keys, overridable per tool. (Listed again rather than
+    // flattened: serde cannot deny unknown fields through a flatten.)
+    timeout_ms: Option<u64>,
+    fuel: Option<u64>,
+    memory_mib: Option<u64>,
+    max_output_bytes: Option<u64>,
+    on_output_overflow: Option<OutputOverflow>,
+}
+
+fn enabled_default() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMount {
+    path: String,
+    mount: String,
+    mode: Mode,
+}
+
+/// Builds error messages that point into the policy file.
+struct Locator<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Locator<'_> {
+    fn at(&self, span: Range<usize>, msg: impl std::fmt::Display) -> anyhow::Error {
+        let before = &self.text[..span.start.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        anyhow::anyhow!("{}:{line}:{col}: {msg}", self.path.display())
+    }
+}
+
+pub(super) fn resolve(text: &str, path: &Path, workspace: &Path) -> anyhow::Result<Policy> {
+    let loc = Locator { text, path };
+    let raw: RawPolicy = toml::from_str(text).map_err(|e| match e.span() {
+        Some(span) => loc.at(span, e.message().trim_end()),
+        None => anyhow::anyhow!("{}: {}", path.display(), e.message().trim_end()),
+    })?;
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let workspace = workspace.canonicalize().map_err(|e| {
+        anyhow::anyhow!("workspace {} is not usable: {e}; pass an existing directory with --workspace", workspace.display())
+    })?;
+
+    let (defaults, defaults_span) = match &raw.limits {
+        Some(l) => (l.get_ref().clone(), l.span()),
+        None => (RawLimits::default(), 0..0),
+    };
+    limits(&defaults, &RawLimits::default()).map_err(|m| loc.at(defaults_span, format!("[limits]: {m}")))?;
+
+    let mut tools = BTreeMap::new();
+    for (name, spanned) in &raw.tools {
+        let tool_span = spanned.span();
+        let t = spanned.get_ref();
+        if !t.enabled {
+            continue;
+        }
+        if !valid_tool_name(name) {
+            return Err(loc.at(tool_span, format!(
+                "tool name {name:?} is not usable by a model: use letters, digits, '_' and '-' (at most 64)"
+            )));
+        }
+        let overrides = RawLimits {
+            timeout_ms: t.timeout_ms,
+            fuel: t.fuel,
+            memory_mib: t.memory_mib,
+            max_output_bytes: t.max_output_bytes,
+            on_output_overflow: t.on_output_overflow,
+        };
+        let limits = limits(&overrides, &defaults).map_err(|m| loc.at(tool_span.clone(), format!("[tools.{name}]: {m}")))?;
+
+        let plugin = plugin_source(t.plugin.get_ref(), &base_dir)
+            .map_err(|m| loc.at(t.plugin.span(), format!("[tools.{name}] plugin: {m}")))?;
+
+        let mut mounts: Vec<Mount> = Vec::new();
+        for m in &t.files {
+            let mount = resolve_mount(m.get_ref(), &base_dir, &workspace)
+                .map_err(|msg| loc.at(m.span(), format!("[tools.{name}] files: {msg}")))?;
+            if mounts.iter().any(|o| o.guest == mount.guest) {
+                return Err(loc.at(m.span(), format!("[tools.{name}] files: {} is mounted twice", mount.guest)));
+            }
+            mounts.push(mount);
+        }
+
+        let mut hosts = Vec::new();
+        for h in &t.hosts {
+            hosts.push(HostPattern::parse(h.get_ref()).map_err(|m| loc.at(h.span(), format!("[tools.{name}] hosts: {m}")))?);
+        }
+
+        let mut env = Vec::new();
+        for var in &t.env {
+            let k = var.get_ref();
+            if k.is_empty() || k.contains('=') {
+                return Err(loc.at(var.span(), format!("[tools.{name}] env: {k:?} is not a variable name")));
+            }
+            if let Ok(v) = std::env::var(k) {
+                env.push((k.clone(), v));
+            }
+        }
+
+        let sha256 = match &t.sha256 {
+            Some(s) => {
+                let v = s.get_ref().to_ascii_lowercase();
+                if v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(loc.at(s.span(), format!("[tools.{name}] sha256: expected 64 hex digits, got {:?}", s.get_ref())));
+                }
+                Some(v)
+            }
+            None => None,
+        };
+
+        tools.insert(
+            name.clone(),
+            ToolPolicy {
+                name: name.clone(),
+                plugin,
+                sha256,
+                mounts,
+                hosts,
+                env,
+                max_calls: t.max_calls,
+                limits,
+            },
+        );
+    }
+
+    Ok(Policy {
+        path: path.to_path_buf(),
+        session: SessionLimits {
+            max_tool_calls: raw.session.max_tool_calls.unwrap_or(DEFAULT_MAX_TOOL_CALLS),
+        },
+        tools,
+    })
+}
+
+/// Merges `over` on top of `under` on top of the built-in defaults.
+fn limits(over: &RawLimits, under: &RawLimits) -> Result<Limits, String> {
+    let timeout_ms = over.timeout_ms.or(under.timeout_ms).unwrap_or(DEFAULT_TIMEOUT_MS);
+    if timeout_ms == 0 || timeout_ms > MAX_TIMEOUT_MS {
+        return Err(format!("timeout_ms must be between 1 and {MAX_TIMEOUT_MS}, got {timeout_ms}"));
+    }
+    let memory_mib = over.memory_mib.or(under.memory_mib).unwrap_or(DEFAULT_MEMORY_MIB);
+    if memory_mib == 0 || memory_mib > MAX_MEMORY_MIB {
+        return Err(format!("memory_mib must be between 1 and {MAX_MEMORY_MIB}, got {memory_mib}"));
+    }
+    let max_output = over.max_output_bytes.or(under.max_output_bytes).unwrap_or(DEFAULT_MAX_OUTPUT);
+    if max_output == 0 {
+        return Err("max_output_bytes must be at least 1".into());
+    }
+    let fuel = over.fuel.or(under.fuel);
+    if fuel == Some(0) {
+        return Err("fuel must be at least 1 (leave it out for no instruction budget)".into());
+    }
+    Ok(Limits {
+        timeout: Duration::from_millis(timeout_ms),
+        fuel,
+        memory_bytes: (memory_mib as usize) << 20,
+        max_output_bytes: max_output as usize,
+        on_output_overflow: over.on_output_overflow.or(under.on_output_overflow).unwrap_or_default(),
+    })
+}
+
+fn valid_tool_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn plugin_source(plugin: &str, base_dir: &Path) -> Result<PluginSource, String> {
+    if let Some((name, _)) = BUILTIN_PLUGINS.iter().find(|(n, _)| *n == plugin) {
+        return Ok(PluginSource::Builtin(name));
+    }
+    let path = base_dir.join(plugin);
+    if path.is_file() {
+        return Ok(PluginSource::File(path));
+    }
+    Err(format!(
+        "{plugin:?} is neither a built-in plugin ({}) nor a file at {}",
+        builtin_names(),
+        path.display()
+    ))
+}
+
+fn resolve_mount(m: &RawMount, base_dir: &Path, workspace: &Path) -> Result<Mount, String> {
+    let host: PathBuf = match m.path.strip_prefix("{workspace}") {
+        Some(rest) => workspace.join(rest.trim_start_matches('/')),
+        None => base_dir.join(&m.path),
+    };
+    let host = host.canonicalize().map_err(|e| format!("cannot mount {}: {e}", host.display()))?;
+    if !host.is_dir() {
+        return Err(format!("{} is not a directory; mounts are directories", host.display()));
+    }
+    let guest = m.mount.trim_end_matches('/');
+    if !m.mount.starts_with('/') || guest.is_empty() || guest.split('/').any(|p| p == ".." || p == ".") {
+        return Err(format!(
+            "mount {:?} must be an absolute guest path such as \"/workspace\" (not \"/\", no \"..\")",
+            m.mount
+        ));
+    }
+    Ok(Mount { host, guest: guest.to_string(), mode: m.mode })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> anyhow::Result<Policy> {
+        Policy::parse(text, Path::new("/tmp/p.toml"), Path::new("."))
+    }
+
+    #[test]
+    fn unknown_keys_name_file_line_and_column() {
+        let err = parse("[limits]\ntimeout_ms = 10\nbogus = 1\n").unwrap_err().to_string();
+        assert!(err.starts_with("/tmp/p.toml:3:1: unknown field `bogus`"), "{err}");
+        let err = parse("[tools.x]\nplugin = \"read-file\"\nfile = []\n").unwrap_err().to_string();
+        assert!(err.starts_with("/tmp/p.toml:3:1: unknown field `file`"), "{err}");
+    }
+
+    #[test]
+    fn malformed_toml_names_the_position() {
+        let err = parse("[session]\nmax_tool_calls = = 3\n").unwrap_err().to_string();
+        assert!(err.starts_with("/tmp/p.toml:2:"), "{err}");
+    }
+
+    #[test]
+    fn limits_merge_defaults_and_overrides() {
+        let p = parse(
+            "[limits]\ntimeout_ms = 100\nmemory_mib = 8\n[tools.a]\nplugin = \"read-file\"\ntimeout_ms = 7\n[tools.b]\nplugin = \"read-file\"\nenabled = false\n",
+        )
+        .unwrap();
+        let a = &p.tools["a"];
+        assert_eq!(a.limits.timeout, Duration::from_millis(7));
+        assert_eq!(a.limits.memory_bytes, 8 << 20);
+        assert_eq!(a.limits.max_output_bytes, DEFAULT_MAX_OUTPUT as usize);
+        assert!(!p.tools.contains_key("b"), "disabled tools must not exist");
+        assert_eq!(p.session.max_tool_calls, DEFAULT_MAX_TOOL_CALLS);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_position() {
+        for (text, want) in [
+            ("[tools.a]\nplugin = \"nope\"\n", "neither a built-in"),
+            ("[tools.a]\nplugin = \"read-file\"\nhosts = [\"127.0.0.1\"]\n", "IP"),
+            ("[tools.a]\nplugin = \"read-file\"\nfiles = [{ path = \"{workspace}\", mount = \"rel\", mode = \"ro\" }]\n", "absolute"),
+            ("[tools.a]\nplugin = \"read-file\"\nfiles = [{ path = \"{workspace}\", mount = \"/w\", mode = \"rx\" }]\n", "unknown variant"),
+            ("[tools.a]\nplugin = \"read-file\"\nfiles = [{ path = \"/does/not/exist\", mount = \"/w\", mode = \"ro\" }]\n", "cannot mount"),
+            ("[tools.a]\nplugin = \"read-file\"\ntimeout_ms = 0\n", "timeout_ms"),
+            ("[tools.a]\nplugin = \"read-file\"\nsha256 = \"abc\"\n", "64 hex"),
+            ("[tools.\"a b\"]\nplugin = \"read-file\"\n", "not usable"),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.starts_with("/tmp/p.toml:") && err.contains(want), "{text}: {err}");
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Policies: which tools a session may use and what each one is granted.
+//!
+//! A policy is a TOML file (see `policies/` and the README). Everything is
+//! denied unless the policy grants it: a tool absent from the file does not
+//! exist, a tool sees only the directories it mounts, the hosts it lists and
+//! the environment variables it names. Parsing rejects unknown keys and bad
+//! values with the file, line and column.
+
+mod file;
+pub mod hosts;
+
+pub use file::{Mode, OutputOverflow};
+pub use hosts::HostPattern;
+
+use crate::sandbox::BUILTIN_PLUGINS;
+use anyhow::Context as _;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A policy loaded from a file and resolved against a workspace.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Session-wide limits.
+    pub session: SessionLimits,
+    /// Enabled tools by the name the model sees, sorted.
+    pub tools: BTreeMap<String, ToolPolicy>,
+}
+
+/// Limits that apply to a whole session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Most tool calls in one session, all tools together.
+    pub max_tool_calls: u32,
+}
+
+/// Where a tool's component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginSource {
+    /// One of the plugins compiled into warden, by name.
+    Builtin(&'static str),
+    /// A `.wasm` component file.
+    File(PathBuf),
+}
+
+impl std::fmt::Display for PluginSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PluginSource::Builtin(n) => write!(f, "{n} (built-in)"),
+            PluginSource::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// A directory granted to a tool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// Directory on the host (canonical).
+    pub host: PathBuf,
+    /// Where the tool sees it (absolute guest path).
+    pub guest: String,
+    /// Read-only or read-write.
+    pub mode: Mode,
+}
+
+/// Per-call resource limits, after `[limits]` defaults and per-tool overrides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock limit per call.
+    pub timeout: Duration,
+    /// Instruction budget per call, if any.
+    pub fuel: Option<u64>,
+    /// All linear memories of the instance together, in bytes.
+    pub memory_bytes: usize,
+    /// Longest output returned.
+    pub max_output_bytes: usize,
+    /// What happens to longer output.
+    pub on_output_overflow: OutputOverflow,
+}
+
+/// Everything one tool is granted.
+#[derive(Debug, Clone)]
+pub struct ToolPolicy {
+    /// Name the model sees (the table key).
+    pub name: String,
+    /// Component to run.
+    pub plugin: PluginSource,
+    /// Expected sha256 of the component bytes, lowercase hex.
+    pub sha256: Option<String>,
+    /// Directories it may access.
+    pub mounts: Vec<Mount>,
+    /// Hosts it may reach over `wasi:http`.
+    pub hosts: Vec<HostPattern>,
+    /// Host environment variables passed through, with their values as of
+    /// loading the policy (unset ones are omitted).
+    pub env: Vec<(String, String)>,
+    /// Most calls of this tool per session.
+    pub max_calls: Option<u32>,
+    /// Resource limits per call.
+    pub limits: Limits,
+}
+
+impl Policy {
+    /// Loads and resolves the policy at `path`; `{workspace}` in mount paths
+    /// becomes `workspace`.
+    pub fn load(path: &Path, workspace: &Path) -> anyhow::Result<Policy> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read policy file {}", path.display()))?;
+        Self::parse(&text, path, workspace)
+    }
+
+    /// Parses policy text; `path` is used for messages and to resolve
+    /// relative paths (against its directory).
+    pub fn parse(text: &str, path: &Path, workspace: &Path) -> anyhow::Result<Policy> {
+        file::resolve(text, path, workspace)
+    }
+}
+
+/// Names of the built-in plugins, for messages.
+pub(crate) fn builtin_names() -> String {
+    BUILTIN_PLUGINS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+}

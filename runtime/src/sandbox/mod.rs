@@ -1,0 +1,99 @@
+//! The tool host: every tool runs as a WebAssembly component in a fresh
+//! wasmtime instance per call, granted only what its policy says.
+//!
+//! Built once per host: the engine (pooling allocator, copy-on-write memory
+//! images, epoch ticker), the linker, each tool's compiled component,
+//! `InstancePre` and JSON Schema validator. Per call: a `Store` with a new
+//! WASI context (the policy's mounts and environment), a memory limiter, an
+//! epoch deadline, optional fuel, and the `wasi:http` host gate.
+
+mod budget;
+mod engine;
+mod error;
+mod http;
+mod inspect;
+mod limiter;
+mod output;
+mod state;
+mod tool;
+
+pub use budget::CallBudget;
+pub use engine::{Runtime, EPOCH_TICK};
+pub use error::{CallError, ErrorKind};
+pub use inspect::{inspect, Inspection};
+pub use tool::{CallOutput, LoadedTool, ToolSpec};
+
+use crate::policy::Policy;
+use std::collections::BTreeMap;
+
+/// The plugins compiled into warden: (policy name, component bytes).
+pub const BUILTIN_PLUGINS: &[(&str, &[u8])] = warden_artifacts::BUILTIN;
+
+/// Loaded tools of one policy, ready to call.
+pub struct ToolHost {
+    runtime: Runtime,
+    tools: BTreeMap<String, LoadedTool>,
+    policy: Policy,
+}
+
+impl ToolHost {
+    /// Loads every tool the policy enables.
+    pub fn load(policy: &Policy) -> Result<ToolHost, CallError> {
+        Self::load_selected(policy, |_| true)
+    }
+
+    /// Loads only the tool called `name` (what `warden tools call` needs);
+    /// `unknown-tool` if the policy does not enable it.
+    pub fn load_one(policy: &Policy, name: &str) -> Result<ToolHost, CallError> {
+        if !policy.tools.contains_key(name) {
+            return Err(unknown_tool(policy, name));
+        }
+        Self::load_selected(policy, |n| n == name)
+    }
+
+    fn load_selected(policy: &Policy, keep: impl Fn(&str) -> bool) -> Result<ToolHost, CallError> {
+        let fuel = policy.tools.values().any(|t| t.limits.fuel.is_some());
+        let runtime = Runtime::new(fuel).map_err(|e| CallError::new(ErrorKind::Policy, format!("{e:#}")))?;
+        let mut tools = BTreeMap::new();
+        for (name, tp) in policy.tools.iter().filter(|(n, _)| keep(n)) {
+            let tool = LoadedTool::load(&runtime, tp.clone()).map_err(|e| {
+                CallError::new(
+                    ErrorKind::Policy,
+                    format!("{}: tool {name} (plugin {}): {e:#}", policy.path.display(), tp.plugin),
+                )
+            })?;
+            tools.insert(name.clone(), tool);
+        }
+        Ok(ToolHost { runtime, tools, policy: policy.clone() })
+    }
+
+    /// The loaded tools, by name.
+    pub fn tools(&self) -> impl Iterator<Item = &LoadedTool> {
+        self.tools.values()
+    }
+
+    /// A fresh budget for one session under this host's policy.
+    pub fn budget(&self) -> CallBudget {
+        CallBudget::new(&self.policy)
+    }
+
+    /// Makes one call of tool `name` with JSON `arguments`, counted against
+    /// `budget`.
+    pub fn call(&self, budget: &mut CallBudget, name: &str, arguments: &str) -> Result<CallOutput, CallError> {
+        let tool = self.tools.get(name).ok_or_else(|| unknown_tool(&self.policy, name))?;
+        budget.charge(tool)?;
+        tool.call(&self.runtime, arguments)
+    }
+}
+
+fn unknown_tool(policy: &Policy, name: &str) -> CallError {
+    let known: Vec<&str> = policy.tools.keys().map(String::as_str).collect();
+    CallError::new(
+        ErrorKind::UnknownTool,
+        format!(
+            "no tool named {name:?} in policy {}; available: {}",
+            policy.path.display(),
+            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+        ),
+    )
+}

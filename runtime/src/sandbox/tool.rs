@@ -1,0 +1,246 @@
+//! One loaded tool: its compiled component, spec, schema validator and
+//! grants, ready to run calls in fresh instances.
+
+use super::engine::{Runtime, EPOCH_TICK};
+use super::error::{CallError, ErrorKind};
+use super::http::PolicyHooks;
+use super::limiter::TotalMemoryLimiter;
+use super::output;
+use super::state::CallState;
+use crate::policy::{HostPattern, Mode, OutputOverflow, PluginSource, ToolPolicy};
+use anyhow::Context as _;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, Trap};
+use wasmtime_wasi::{FsPerms, WasiCtx};
+use wasmtime_wasi_http::WasiHttpCtx;
+
+wasmtime::component::bindgen!({ world: "tool", path: "../wit" });
+
+use warden::tool::types::Error as GuestError;
+
+/// Deadline for `describe` at load time.
+const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a tool says about itself, as the model will see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolSpec {
+    /// The name the model calls it by (the policy's table key).
+    pub name: String,
+    /// The name the plugin suggests for itself.
+    pub plugin_name: String,
+    /// What it does.
+    pub description: String,
+    /// JSON Schema of its arguments.
+    pub parameters: serde_json::Value,
+}
+
+/// A successful call.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallOutput {
+    /// What the tool returned, possibly cut (see `truncated`).
+    pub output: String,
+    /// Whether the output was cut at `max_output_bytes`.
+    pub truncated: bool,
+    /// Time from receiving the arguments to having the output.
+    pub elapsed: Duration,
+}
+
+/// A tool ready to be called.
+pub struct LoadedTool {
+    /// Its grants and limits.
+    pub policy: ToolPolicy,
+    /// Its spec.
+    pub spec: ToolSpec,
+    /// sha256 of the component bytes, lowercase hex.
+    pub sha256: String,
+    validator: jsonschema::Validator,
+    pre: ToolPre<CallState>,
+    hosts: Arc<[HostPattern]>,
+}
+
+impl LoadedTool {
+    /// Compiles (or loads from cache) the plugin, checks the pin, checks the
+    /// component against the `tool` world and asks it to describe itself.
+    pub fn load(rt: &Runtime, policy: ToolPolicy) -> anyhow::Result<LoadedTool> {
+        let bytes: std::borrow::Cow<[u8]> = match &policy.plugin {
+            PluginSource::Builtin(name) => super::BUILTIN_PLUGINS
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, b)| std::borrow::Cow::Borrowed(*b))
+                .context("unknown built-in plugin")?,
+            PluginSource::File(path) => std::borrow::Cow::Owned(
+                std::fs::read(path).with_context(|| format!("cannot read plugin {}", path.display()))?,
+            ),
+        };
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        if let Some(want) = &policy.sha256 {
+            if *want != sha256 {
+                anyhow::bail!(
+                    "plugin {} has sha256 {sha256}, but the policy pins {want}; if the plugin was rebuilt on purpose, update `sha256` in the policy",
+                    policy.plugin
+                );
+            }
+        }
+        Self::from_bytes(rt, policy, &bytes, sha256)
+    }
+
+    fn from_bytes(rt: &Runtime, policy: ToolPolicy, bytes: &[u8], sha256: String) -> anyhow::Result<LoadedTool> {
+        let component = rt.compile(bytes)?;
+        let pre = rt
+            .linker
+            .instantiate_pre(&component)
+            .and_then(ToolPre::new)
+            .map_err(|e| anyhow::anyhow!(
+                "the component does not fit the warden:tool/tool world: {e:#}. Build it against wit/tool.wit (`warden tools new` scaffolds one); tools may import only WASI 0.2 and wasi:http"
+            ))?;
+        let hosts: Arc<[HostPattern]> = policy.hosts.clone().into();
+        let mut store = new_store(rt, &policy, &hosts, DESCRIBE_TIMEOUT, false)?;
+        let spec = pre
+            .instantiate(&mut store)
+            .and_then(|t| t.call_describe(&mut store))
+            .map_err(|e| anyhow::anyhow!("describe() failed: {e:#}"))?;
+        let parameters: serde_json::Value = serde_json::from_str(&spec.parameters)
+            .map_err(|e| anyhow::anyhow!("describe() returned parameters that are not JSON ({e}): {}", spec.parameters))?;
+        if parameters.get("type").and_then(|t| t.as_str()) != Some("object") {
+            anyhow::bail!("describe() returned a parameter schema whose \"type\" is not \"object\": tool arguments are a JSON object");
+        }
+        let validator = jsonschema::validator_for(&parameters)
+            .map_err(|e| anyhow::anyhow!("describe() returned parameters that are not a valid JSON Schema: {e}"))?;
+        Ok(LoadedTool {
+            spec: ToolSpec {
+                name: policy.name.clone(),
+                plugin_name: spec.name,
+                description: spec.description,
+                parameters,
+            },
+            policy,
+            sha256,
+            validator,
+            pre,
+            hosts,
+        })
+    }
+
+    /// Runs one call in a fresh instance: validate, instantiate, call, cap.
+    pub fn call(&self, rt: &Runtime, arguments: &str) -> Result<CallOutput, CallError> {
+        let start = Instant::now();
+        let value: serde_json::Value = serde_json::from_str(arguments).map_err(|e| {
+            CallError::new(ErrorKind::InvalidArguments, format!("arguments are not valid JSON: {e}"))
+        })?;
+        self.check_schema(&value)?;
+
+        let limits = &self.policy.limits;
+        let mut store = new_store(rt, &self.policy, &self.hosts, limits.timeout, true)
+            .map_err(|e| CallError::new(ErrorKind::Failed, format!("{e:#}")))?;
+        let result = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|tool| tool.call_call(&mut store, arguments));
+        let result = result.map_err(|e| self.classify(e, &store))?;
+        let mut out = match result {
+            Ok(out) => out,
+            Err(e) => return Err(self.guest_error(e)),
+        };
+        let truncated = output::truncate(&mut out, limits.max_output_bytes);
+        if truncated && limits.on_output_overflow == OutputOverflow::Error {
+            return Err(CallError::new(
+                ErrorKind::OutputLimit,
+                format!("output exceeded max_output_bytes ({}); ask for less", limits.max_output_bytes),
+            ));
+        }
+        Ok(CallOutput { output: out, truncated, elapsed: start.elapsed() })
+    }
+
+    fn check_schema(&self, value: &serde_json::Value) -> Result<(), CallError> {
+        if self.validator.is_valid(value) {
+            return Ok(());
+        }
+        let problems: Vec<String> = self
+            .validator
+            .iter_errors(value)
+            .take(5)
+            .map(|e| {
+                let at = e.instance_path.to_string();
+                format!("at {}: {e}", if at.is_empty() { "/".to_string() } else { at })
+            })
+            .collect();
+        Err(CallError::new(
+            ErrorKind::InvalidArguments,
+            format!("arguments do not match the schema of {}: {}", self.policy.name, problems.join("; ")),
+        ))
+    }
+
+    fn guest_error(&self, e: GuestError) -> CallError {
+        let (kind, mut msg) = match e {
+            GuestError::InvalidArguments(m) => (ErrorKind::InvalidArguments, m),
+            GuestError::Denied(m) => (ErrorKind::Denied, m),
+            GuestError::Failed(m) => (ErrorKind::Failed, m),
+        };
+        output::truncate(&mut msg, self.policy.limits.max_output_bytes);
+        CallError::new(kind, msg)
+    }
+
+    fn classify(&self, e: wasmtime::Error, store: &Store<CallState>) -> CallError {
+        let limits = &self.policy.limits;
+        if store.data().limiter.hit {
+            return CallError::new(
+                ErrorKind::Memory,
+                format!("{} exceeded its memory limit of {} MiB", self.policy.name, limits.memory_bytes >> 20),
+            );
+        }
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => CallError::new(
+                ErrorKind::Timeout,
+                format!("{} exceeded its wall-clock limit of {} ms", self.policy.name, limits.timeout.as_millis()),
+            ),
+            Some(Trap::OutOfFuel) => CallError::new(
+                ErrorKind::Timeout,
+                format!("{} used up its fuel budget of {} instructions", self.policy.name, limits.fuel.unwrap_or(0)),
+            ),
+            _ => CallError::new(ErrorKind::Trap, format!("{} crashed: {e:#}", self.policy.name)),
+        }
+    }
+}
+
+/// A fresh store for one call with the policy's grants and limits.
+fn new_store(
+    rt: &Runtime,
+    policy: &ToolPolicy,
+    hosts: &Arc<[HostPattern]>,
+    timeout: Duration,
+    grant: bool,
+) -> anyhow::Result<Store<CallState>> {
+    let mut wasi = WasiCtx::builder();
+    wasi.allow_blocking_current_thread(true).allow_tcp(false).allow_udp(false);
+    if grant {
+        for m in &policy.mounts {
+            let perms = match m.mode {
+                Mode::ReadOnly => FsPerms::ReadOnly,
+                Mode::ReadWrite => FsPerms::ReadWrite,
+            };
+            wasi.preopened_dir(&m.host, &m.guest, perms).map_err(anyhow::Error::from)
+                .with_context(|| format!("cannot open mount {}", m.host.display()))?;
+        }
+        wasi.envs(&policy.env);
+    }
+    let deadline = Instant::now() + timeout;
+    let state = CallState {
+        wasi: wasi.build(),
+        http: WasiHttpCtx::new(),
+        hooks: PolicyHooks { hosts: if grant { hosts.clone() } else { Arc::from([]) }, deadline },
+        table: ResourceTable::new(),
+        limiter: TotalMemoryLimiter::new(policy.limits.memory_bytes),
+    };
+    let mut store = Store::new(&rt.engine, state);
+    store.limiter(|s| &mut s.limiter);
+    let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64 + 1;
+    store.set_epoch_deadline(ticks);
+    if rt.fuel {
+        store.set_fuel(if grant { policy.limits.fuel.unwrap_or(u64::MAX) } else { u64::MAX })?;
+    }
+    Ok(store)
+}
