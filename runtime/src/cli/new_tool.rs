@@ -80,9 +80,8 @@ fn lib_rs(tool_name: &str) -> String {
 //! in a fresh sandbox. The tool sees only the directories, hosts and
 //! environment variables its policy grants.
 
+// Generates `Guest` (the trait to implement), `Spec`, `Error` and `export!`.
 wit_bindgen::generate!({{ world: "tool", path: "wit" }});
-
-use warden::tool::types::{{Error, Spec}};
 
 struct Component;
 
