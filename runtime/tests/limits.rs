@@ -12,20 +12,6 @@ fn tool_policy(extra: &str) -> Fixture {
 }
 
 #[test]
-fn infinite_loop_stops_within_timeout_plus_100ms() {
-    let f = tool_policy("timeout_ms = 300");
-    let host = f.host();
-    let start = Instant::now();
-    let msg = expect_err(call(&host, "t", r#"{"action":"spin"}"#), ErrorKind::Timeout);
-    let took = start.elapsed();
-    assert!(msg.contains("300 ms"), "{msg}");
-    assert!(took >= Duration::from_millis(300), "stopped early: {took:?}");
-    assert!(took <= Duration::from_millis(400), "stopped late: {took:?}");
-    // The host and the next call are unharmed.
-    assert_eq!(expect_ok(call(&host, "t", r#"{"action":"echo","text":"still here"}"#)), "still here");
-}
-
-#[test]
 fn fuel_budget_stops_a_loop() {
     let f = tool_policy("fuel = 5_000_000\ntimeout_ms = 60000");
     let host = f.host();

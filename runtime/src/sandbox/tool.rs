@@ -141,6 +141,12 @@ impl LoadedTool {
             .instantiate(&mut store)
             .and_then(|tool| tool.call_call(&mut store, arguments));
         let result = result.map_err(|e| self.classify(e, &store))?;
+        // A host call (an HTTP request) cannot be interrupted by the epoch;
+        // its own timeouts end at the deadline, and whatever the tool made
+        // of that, the call ran out of time.
+        if start.elapsed() >= limits.timeout {
+            return Err(self.timed_out());
+        }
         let mut out = match result {
             Ok(out) => out,
             Err(e) => return Err(self.guest_error(e)),
@@ -184,6 +190,13 @@ impl LoadedTool {
         CallError::new(kind, msg)
     }
 
+    fn timed_out(&self) -> CallError {
+        CallError::new(
+            ErrorKind::Timeout,
+            format!("{} exceeded its wall-clock limit of {} ms", self.policy.name, self.policy.limits.timeout.as_millis()),
+        )
+    }
+
     fn classify(&self, e: wasmtime::Error, store: &Store<CallState>) -> CallError {
         let limits = &self.policy.limits;
         if store.data().limiter.hit {
@@ -193,10 +206,7 @@ impl LoadedTool {
             );
         }
         match e.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => CallError::new(
-                ErrorKind::Timeout,
-                format!("{} exceeded its wall-clock limit of {} ms", self.policy.name, limits.timeout.as_millis()),
-            ),
+            Some(Trap::Interrupt) => self.timed_out(),
             Some(Trap::OutOfFuel) => CallError::new(
                 ErrorKind::Timeout,
                 format!("{} used up its fuel budget of {} instructions", self.policy.name, limits.fuel.unwrap_or(0)),
