@@ -8,7 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Plugin crates that ship inside warden, by policy name.
-const BUILTIN: &[&str] = &["read-file", "list-dir", "search-code", "write-file", "http-get"];
+const BUILTIN: &[&str] = &[
+    "read-file",
+    "list-dir",
+    "search-code",
+    "write-file",
+    "http-get",
+];
 /// Plugin crates used only by warden's own tests and benchmarks.
 const TEST_ONLY: &[&str] = &["test-tool"];
 
@@ -20,15 +26,27 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
     for krate in BUILTIN.iter().chain(TEST_ONLY).chain(&["support"]) {
-        println!("cargo:rerun-if-changed={}", plugins.join(krate).join("src").display());
-        println!("cargo:rerun-if-changed={}", plugins.join(krate).join("Cargo.toml").display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            plugins.join(krate).join("src").display()
+        );
+        println!(
+            "cargo:rerun-if-changed={}",
+            plugins.join(krate).join("Cargo.toml").display()
+        );
     }
 
     let target_dir = plugin_target_dir();
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&plugins)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(&target_dir);
     // Flags meant for the host build must not leak into the wasm build.
     for (k, _) in env::vars() {
@@ -39,7 +57,9 @@ fn main() {
             cmd.env_remove(&k);
         }
     }
-    let status = cmd.status().unwrap_or_else(|e| panic!("could not run cargo for the plugins: {e}"));
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("could not run cargo for the plugins: {e}"));
     if !status.success() {
         panic!(
             "building the plugins in {} for wasm32-wasip2 failed (see above).\n\
@@ -52,12 +72,21 @@ fn main() {
     let mut code = String::from("/// Built-in plugins: (policy name, component bytes).\n");
     code.push_str("pub const BUILTIN: &[(&str, &[u8])] = &[\n");
     for name in BUILTIN {
-        writeln!(code, "    ({name:?}, include_bytes!({:?})),", wasm(&out, name)).unwrap();
+        writeln!(
+            code,
+            "    ({name:?}, include_bytes!({:?})),",
+            wasm(&out, name)
+        )
+        .unwrap();
     }
     code.push_str("];\n");
     for name in TEST_ONLY {
         let konst = name.to_uppercase().replace('-', "_");
-        writeln!(code, "/// Path of the `{name}` component (tests and benchmarks only).").unwrap();
+        writeln!(
+            code,
+            "/// Path of the `{name}` component (tests and benchmarks only)."
+        )
+        .unwrap();
         writeln!(code, "pub const {konst}: &str = {:?};", wasm(&out, name)).unwrap();
     }
     let dest = PathBuf::from(env::var_os("OUT_DIR").unwrap()).join("plugins.rs");

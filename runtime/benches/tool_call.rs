@@ -11,7 +11,11 @@ use warden::policy::Policy;
 use warden::sandbox::ToolHost;
 
 fn host(dir: &std::path::Path) -> ToolHost {
-    std::fs::write(dir.join("ws/ten_kib.py"), "x = 1  # padding to make ten KiB of text\n".repeat(250)).unwrap();
+    std::fs::write(
+        dir.join("ws/ten_kib.py"),
+        "x = 1  # padding to make ten KiB of text\n".repeat(250),
+    )
+    .unwrap();
     let policy = format!(
         "[tools.echo]\nplugin = {:?}\n\
          [tools.read_file]\nplugin = \"read-file\"\nfiles = [{{ path = \"{{workspace}}\", mount = \"/workspace\", mode = \"ro\" }}]\n",
@@ -23,7 +27,11 @@ fn host(dir: &std::path::Path) -> ToolHost {
 }
 
 const CASES: [(&str, &str, &str); 2] = [
-    ("trivial call (echo)", "echo", r#"{"action":"echo","text":"hi"}"#),
+    (
+        "trivial call (echo)",
+        "echo",
+        r#"{"action":"echo","text":"hi"}"#,
+    ),
     ("read_file 10 KiB", "read_file", r#"{"path":"ten_kib.py"}"#),
 ];
 
@@ -54,7 +62,11 @@ fn bench(c: &mut Criterion) {
     }
     for (label, name, args) in CASES {
         let (p50, p99) = percentiles(&host, name, args);
-        println!("{label}: p50 {:.1} µs, p99 {:.1} µs", p50.as_secs_f64() * 1e6, p99.as_secs_f64() * 1e6);
+        println!(
+            "{label}: p50 {:.1} µs, p99 {:.1} µs",
+            p50.as_secs_f64() * 1e6,
+            p99.as_secs_f64() * 1e6
+        );
     }
 }
 

@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn warden(args: &[&str]) -> Output {
@@ -23,21 +26,39 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-const WS: [&str; 4] = ["--policy", "policies/default.toml", "--workspace", "examples/workspace"];
+const WS: [&str; 4] = [
+    "--policy",
+    "policies/default.toml",
+    "--workspace",
+    "examples/workspace",
+];
 
 #[test]
 fn list_shows_tools_schemas_limits_and_grants() {
     let o = warden(&[&["tools", "list"][..], &WS].concat());
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    for want in ["list_dir", "read_file", "search_code", "timeout 2000 ms", "/workspace ->", "(ro)", "\"required\":[\"pattern\"]"] {
+    for want in [
+        "list_dir",
+        "read_file",
+        "search_code",
+        "timeout 2000 ms",
+        "/workspace ->",
+        "(ro)",
+        "\"required\":[\"pattern\"]",
+    ] {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }
     assert!(!out.contains("write_file"), "default policy is read-only");
 
     let o = warden(&[&["tools", "list", "--json"][..], &WS].concat());
     let tools: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let names: Vec<&str> = tools.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["list_dir", "read_file", "search_code"]);
     assert_eq!(tools[1]["limits"]["timeout_ms"], 2000);
     assert_eq!(tools[2]["files"][0]["mode"], "ro");
@@ -45,13 +66,38 @@ fn list_shows_tools_schemas_limits_and_grants() {
 
 #[test]
 fn call_search_code_on_the_example_workspace() {
-    let o = warden(&[&["tools", "call", "search_code", "--args", r#"{"pattern":"class \\w+\\(models\\.Model\\)"}"#][..], &WS].concat());
+    let o = warden(
+        &[
+            &[
+                "tools",
+                "call",
+                "search_code",
+                "--args",
+                r#"{"pattern":"class \\w+\\(models\\.Model\\)"}"#,
+            ][..],
+            &WS,
+        ]
+        .concat(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         stdout(&o),
         "blog/models.py:18: class Tag(models.Model):\nblog/models.py:26: class Post(models.Model):\nblog/models.py:60: class Comment(models.Model):\n"
     );
-    let o = warden(&[&["tools", "call", "read_file", "--json", "--args", r#"{"path":"blog/urls.py","end_line":1}"#][..], &WS].concat());
+    let o = warden(
+        &[
+            &[
+                "tools",
+                "call",
+                "read_file",
+                "--json",
+                "--args",
+                r#"{"path":"blog/urls.py","end_line":1}"#,
+            ][..],
+            &WS,
+        ]
+        .concat(),
+    );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["ok"], true);
     assert_eq!(v["output"], "     1\tfrom django.urls import path\n");
@@ -61,42 +107,102 @@ fn call_search_code_on_the_example_workspace() {
 
 #[test]
 fn failures_exit_1_with_one_error_line() {
-    let o = warden(&[&["tools", "call", "read_file", "--args", r#"{"path":"../../etc/passwd"}"#][..], &WS].concat());
+    let o = warden(
+        &[
+            &[
+                "tools",
+                "call",
+                "read_file",
+                "--args",
+                r#"{"path":"../../etc/passwd"}"#,
+            ][..],
+            &WS,
+        ]
+        .concat(),
+    );
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert!(err.starts_with("error: denied: "), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 
-    let o = warden(&[&["tools", "call", "write_file", "--json", "--args", "{}"][..], &WS].concat());
+    let o = warden(
+        &[
+            &["tools", "call", "write_file", "--json", "--args", "{}"][..],
+            &WS,
+        ]
+        .concat(),
+    );
     assert_eq!(o.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["ok"], false);
     assert_eq!(v["error"]["kind"], "unknown-tool");
 
-    let o = warden(&[&["tools", "call", "read_file", "--args", "{\"path\":1}"][..], &WS].concat());
-    assert!(stderr(&o).starts_with("error: invalid-arguments: "), "{}", stderr(&o));
+    let o = warden(
+        &[
+            &["tools", "call", "read_file", "--args", "{\"path\":1}"][..],
+            &WS,
+        ]
+        .concat(),
+    );
+    assert!(
+        stderr(&o).starts_with("error: invalid-arguments: "),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn bad_policy_is_reported_with_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("bad.toml");
-    std::fs::write(&p, "[limits]\ntimeout_ms = 10\n\n[tools.read_file]\nplugin = \"read-file\"\ntimeout = 5\n").unwrap();
+    std::fs::write(
+        &p,
+        "[limits]\ntimeout_ms = 10\n\n[tools.read_file]\nplugin = \"read-file\"\ntimeout = 5\n",
+    )
+    .unwrap();
     let o = warden(&["tools", "list", "--policy", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.starts_with(&format!("error: policy: {}:6:1: unknown field `timeout`", p.display())), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "error: policy: {}:6:1: unknown field `timeout`",
+            p.display()
+        )),
+        "{err}"
+    );
     let o = warden(&["tools", "list", "--policy", "/nonexistent/policy.toml"]);
-    assert!(stderr(&o).contains("cannot read policy file /nonexistent/policy.toml"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot read policy file /nonexistent/policy.toml"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn locked_policy_has_no_tools() {
-    let o = warden(&["tools", "list", "--policy", "policies/locked.toml", "--json"]);
+    let o = warden(&[
+        "tools",
+        "list",
+        "--policy",
+        "policies/locked.toml",
+        "--json",
+    ]);
     assert!(o.status.success());
     assert_eq!(stdout(&o).trim(), "[]");
-    let o = warden(&["tools", "call", "read_file", "--args", "{\"path\":\"README.md\"}", "--policy", "policies/locked.toml"]);
-    assert!(stderr(&o).starts_with("error: unknown-tool: "), "{}", stderr(&o));
+    let o = warden(&[
+        "tools",
+        "call",
+        "read_file",
+        "--args",
+        "{\"path\":\"README.md\"}",
+        "--policy",
+        "policies/locked.toml",
+    ]);
+    assert!(
+        stderr(&o).starts_with("error: unknown-tool: "),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -104,9 +210,22 @@ fn readwrite_policy_writes_into_the_workspace() {
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path().to_str().unwrap();
     let args = r#"{"path":"hello.txt","content":"hi\n","mode":"create"}"#;
-    let o = warden(&["tools", "call", "write_file", "--args", args, "--policy", "policies/readwrite.toml", "--workspace", ws]);
+    let o = warden(&[
+        "tools",
+        "call",
+        "write_file",
+        "--args",
+        args,
+        "--policy",
+        "policies/readwrite.toml",
+        "--workspace",
+        ws,
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(std::fs::read_to_string(dir.path().join("hello.txt")).unwrap(), "hi\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("hello.txt")).unwrap(),
+        "hi\n"
+    );
 }
 
 #[test]
@@ -114,10 +233,19 @@ fn inspect_prints_spec_hash_and_imports() {
     let o = warden(&["tools", "inspect", warden_artifacts::TEST_TOOL]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("fits:        warden:tool/tool@0.1.0") && out.contains("sha256:") && out.contains("wasi:filesystem/"), "{out}");
+    assert!(
+        out.contains("fits:        warden:tool/tool@0.1.0")
+            && out.contains("sha256:")
+            && out.contains("wasi:filesystem/"),
+        "{out}"
+    );
     let o = warden(&["tools", "inspect", "Cargo.toml"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("not a WebAssembly file"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not a WebAssembly file"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// `warden tools new` scaffolds a crate that builds for wasm32-wasip2 and
@@ -133,7 +261,13 @@ fn scaffolded_tool_builds_inspects_and_runs() {
     // Share a target directory across runs so the dependencies build once.
     let target = repo().join("target/scaffold-test");
     let build = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(&target)
         .current_dir(&krate)
         .env_remove("CARGO_TARGET_DIR")
@@ -152,14 +286,30 @@ fn scaffolded_tool_builds_inspects_and_runs() {
     let policy = dir.path().join("p.toml");
     std::fs::write(&policy, format!("[tools.greet]\nplugin = {:?}\n", wasm)).unwrap();
     let p = policy.to_str().unwrap();
-    let o = warden(&["tools", "call", "greet", "--args", r#"{"name":"Ada"}"#, "--policy", p]);
+    let o = warden(&[
+        "tools",
+        "call",
+        "greet",
+        "--args",
+        r#"{"name":"Ada"}"#,
+        "--policy",
+        p,
+    ]);
     assert_eq!(stdout(&o), "Hello, Ada!\n", "{}", stderr(&o));
     let o = warden(&["tools", "call", "greet", "--args", "{}", "--policy", p]);
-    assert!(stderr(&o).starts_with("error: invalid-arguments: "), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("error: invalid-arguments: "),
+        "{}",
+        stderr(&o)
+    );
 
     // Refuses to overwrite, and refuses bad names.
     let o = warden(&["tools", "new", "greet", "--dir", krate.to_str().unwrap()]);
     assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
     let o = warden(&["tools", "new", "Bad Name"]);
-    assert!(stderr(&o).contains("not a usable tool name"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not a usable tool name"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -19,7 +19,9 @@ const SECRET: &str = "top secret outside the mount";
 /// plugin and the built-in file tools, plus `outside/secret.txt` and a
 /// symlink `ws/link` pointing at it.
 fn files_fixture(mode: &str) -> Fixture {
-    let mount = format!("files = [{{ path = \"{{workspace}}\", mount = \"/workspace\", mode = \"{mode}\" }}]");
+    let mount = format!(
+        "files = [{{ path = \"{{workspace}}\", mount = \"/workspace\", mode = \"{mode}\" }}]"
+    );
     let f = Fixture::new(&format!(
         "[tools.t]\nplugin = {}\n{mount}\n\
          [tools.read_file]\nplugin = \"read-file\"\n{mount}\n\
@@ -42,8 +44,14 @@ fn read_raw(path: &str) -> String {
 fn reads_inside_the_mount_work() {
     let f = files_fixture("ro");
     let host = f.host();
-    assert_eq!(expect_ok(call(&host, "t", &read_raw("/workspace/inside.txt"))), "hello\n");
-    assert_eq!(expect_ok(call(&host, "read_file", r#"{"path":"inside.txt"}"#)), "     1\thello\n");
+    assert_eq!(
+        expect_ok(call(&host, "t", &read_raw("/workspace/inside.txt"))),
+        "hello\n"
+    );
+    assert_eq!(
+        expect_ok(call(&host, "read_file", r#"{"path":"inside.txt"}"#)),
+        "     1\thello\n"
+    );
 }
 
 #[test]
@@ -51,11 +59,24 @@ fn dotdot_escape_is_denied() {
     let f = files_fixture("ro");
     let host = f.host();
     // The host sandbox itself, with no help from the plugin.
-    let msg = expect_err(call(&host, "t", &read_raw("/workspace/../outside/secret.txt")), ErrorKind::Denied);
+    let msg = expect_err(
+        call(&host, "t", &read_raw("/workspace/../outside/secret.txt")),
+        ErrorKind::Denied,
+    );
     assert!(!msg.contains(SECRET));
     // The built-in tool.
-    expect_err(call(&host, "read_file", r#"{"path":"../outside/secret.txt"}"#), ErrorKind::Denied);
-    expect_err(call(&host, "read_file", r#"{"path":"a/../../outside/secret.txt"}"#), ErrorKind::Denied);
+    expect_err(
+        call(&host, "read_file", r#"{"path":"../outside/secret.txt"}"#),
+        ErrorKind::Denied,
+    );
+    expect_err(
+        call(
+            &host,
+            "read_file",
+            r#"{"path":"a/../../outside/secret.txt"}"#,
+        ),
+        ErrorKind::Denied,
+    );
 }
 
 #[test]
@@ -64,11 +85,18 @@ fn absolute_path_outside_the_mounts_is_denied() {
     let host = f.host();
     let secret = f.root().join("outside/secret.txt");
     let msg = expect_err(
-        call(&host, "read_file", &serde_json::json!({"path": secret}).to_string()),
+        call(
+            &host,
+            "read_file",
+            &serde_json::json!({"path": secret}).to_string(),
+        ),
         ErrorKind::Denied,
     );
     assert!(msg.contains("outside the directories"), "{msg}");
-    expect_err(call(&host, "read_file", r#"{"path":"/etc/passwd"}"#), ErrorKind::Denied);
+    expect_err(
+        call(&host, "read_file", r#"{"path":"/etc/passwd"}"#),
+        ErrorKind::Denied,
+    );
     // The raw plugin cannot reach host paths either: there is no such file
     // in its world.
     let r = call(&host, "t", &read_raw(secret.to_str().unwrap()));
@@ -80,10 +108,19 @@ fn absolute_path_outside_the_mounts_is_denied() {
 fn symlink_leading_outside_is_denied() {
     let f = files_fixture("ro");
     let host = f.host();
-    let msg = expect_err(call(&host, "t", &read_raw("/workspace/link")), ErrorKind::Denied);
+    let msg = expect_err(
+        call(&host, "t", &read_raw("/workspace/link")),
+        ErrorKind::Denied,
+    );
     assert!(!msg.contains(SECRET));
-    expect_err(call(&host, "t", &read_raw("/workspace/dirlink/secret.txt")), ErrorKind::Denied);
-    expect_err(call(&host, "read_file", r#"{"path":"link"}"#), ErrorKind::Denied);
+    expect_err(
+        call(&host, "t", &read_raw("/workspace/dirlink/secret.txt")),
+        ErrorKind::Denied,
+    );
+    expect_err(
+        call(&host, "read_file", r#"{"path":"link"}"#),
+        ErrorKind::Denied,
+    );
 }
 
 #[test]
@@ -93,7 +130,11 @@ fn read_only_mounts_refuse_writes_and_read_write_mounts_accept_them() {
     let raw = r#"{"action":"write","path":"/workspace/new.txt","content":"x"}"#;
     expect_err(call(&host, "t", raw), ErrorKind::Denied);
     let msg = expect_err(
-        call(&host, "write_file", r#"{"path":"new.txt","content":"x","mode":"create"}"#),
+        call(
+            &host,
+            "write_file",
+            r#"{"path":"new.txt","content":"x","mode":"create"}"#,
+        ),
         ErrorKind::Denied,
     );
     assert!(msg.contains("new.txt"), "{msg}");
@@ -102,22 +143,38 @@ fn read_only_mounts_refuse_writes_and_read_write_mounts_accept_them() {
     let f = files_fixture("rw");
     let host = f.host();
     expect_ok(call(&host, "t", raw));
-    assert_eq!(std::fs::read_to_string(f.ws().join("new.txt")).unwrap(), "x");
+    assert_eq!(
+        std::fs::read_to_string(f.ws().join("new.txt")).unwrap(),
+        "x"
+    );
     // Writing through a symlink that leaves the mount is still denied.
     expect_err(
-        call(&host, "write_file", r#"{"path":"link","content":"pwned","mode":"overwrite"}"#),
+        call(
+            &host,
+            "write_file",
+            r#"{"path":"link","content":"pwned","mode":"overwrite"}"#,
+        ),
         ErrorKind::Denied,
     );
-    assert_eq!(std::fs::read_to_string(f.root().join("outside/secret.txt")).unwrap(), SECRET);
+    assert_eq!(
+        std::fs::read_to_string(f.root().join("outside/secret.txt")).unwrap(),
+        SECRET
+    );
 }
 
 #[test]
 fn no_mounts_means_no_files() {
-    let f = Fixture::new(&format!("[tools.t]\nplugin = {}\n[tools.read_file]\nplugin = \"read-file\"\n", test_tool()));
+    let f = Fixture::new(&format!(
+        "[tools.t]\nplugin = {}\n[tools.read_file]\nplugin = \"read-file\"\n",
+        test_tool()
+    ));
     std::fs::write(f.ws().join("a.txt"), "a").unwrap();
     let host = f.host();
     assert!(call(&host, "t", &read_raw("/workspace/a.txt")).is_err());
-    let msg = expect_err(call(&host, "read_file", r#"{"path":"a.txt"}"#), ErrorKind::Denied);
+    let msg = expect_err(
+        call(&host, "read_file", r#"{"path":"a.txt"}"#),
+        ErrorKind::Denied,
+    );
     assert!(msg.contains("mounts none"), "{msg}");
 }
 
@@ -130,7 +187,10 @@ fn environment_is_invisible_unless_passed() {
     let host = f.host();
     let env = r#"{"action":"env"}"#;
     assert_eq!(expect_ok(call(&host, "none", env)), "");
-    assert_eq!(expect_ok(call(&host, "some", env)), format!("PATH={path}\n"));
+    assert_eq!(
+        expect_ok(call(&host, "some", env)),
+        format!("PATH={path}\n")
+    );
 }
 
 #[test]
@@ -139,13 +199,19 @@ fn tcp_connect_to_loopback_is_denied() {
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
     // Even a tool that may reach `localhost` over HTTP gets no raw sockets.
-    let f = Fixture::new(&format!("[tools.t]\nplugin = {}\nhosts = [\"localhost\"]\n", test_tool()));
+    let f = Fixture::new(&format!(
+        "[tools.t]\nplugin = {}\nhosts = [\"localhost\"]\n",
+        test_tool()
+    ));
     let host = f.host();
     let args = serde_json::json!({"action": "tcp", "ip": [127, 0, 0, 1], "port": port}).to_string();
     let msg = expect_err(call(&host, "t", &args), ErrorKind::Denied);
     assert!(msg.contains("access-denied"), "{msg}");
     std::thread::sleep(Duration::from_millis(50));
-    assert!(listener.accept().is_err(), "a connection reached the listener");
+    assert!(
+        listener.accept().is_err(),
+        "a connection reached the listener"
+    );
 }
 
 /// A tiny HTTP/1.1 server on loopback: `/ok`, `/redirect-away` (to a host
@@ -196,9 +262,17 @@ impl Server {
 fn http_only_to_allowed_hosts() {
     let server = Server::start(16);
     let port = server.port;
-    let f = Fixture::new("[tools.http_get]\nplugin = \"http-get\"\nhosts = [\"localhost\"]\ntimeout_ms = 10000\n");
+    let f = Fixture::new(
+        "[tools.http_get]\nplugin = \"http-get\"\nhosts = [\"localhost\"]\ntimeout_ms = 10000\n",
+    );
     let host = f.host();
-    let get = |url: String| call(&host, "http_get", &serde_json::json!({"url": url}).to_string());
+    let get = |url: String| {
+        call(
+            &host,
+            "http_get",
+            &serde_json::json!({"url": url}).to_string(),
+        )
+    };
 
     let out = expect_ok(get(format!("http://localhost:{port}/ok")));
     assert!(out.starts_with("HTTP 200\n"), "{out}");
@@ -213,11 +287,20 @@ fn http_only_to_allowed_hosts() {
 
     // A host not in the list, an IP literal (even of the same server), and
     // a redirect to a host not in the list: denied, and nothing reaches /ok.
-    let msg = expect_err(get(format!("http://127.0.0.1:{port}/ok")), ErrorKind::Denied);
+    let msg = expect_err(
+        get(format!("http://127.0.0.1:{port}/ok")),
+        ErrorKind::Denied,
+    );
     assert!(msg.contains("127.0.0.1"), "{msg}");
     expect_err(get(format!("http://[::1]:{port}/ok")), ErrorKind::Denied);
-    expect_err(get(format!("http://not-allowed.example:{port}/ok")), ErrorKind::Denied);
-    let msg = expect_err(get(format!("http://localhost:{port}/redirect-away")), ErrorKind::Denied);
+    expect_err(
+        get(format!("http://not-allowed.example:{port}/ok")),
+        ErrorKind::Denied,
+    );
+    let msg = expect_err(
+        get(format!("http://localhost:{port}/redirect-away")),
+        ErrorKind::Denied,
+    );
     assert!(msg.contains("not-allowed.example"), "{msg}");
     assert_eq!(server.ok_hits.load(Ordering::SeqCst), 2);
 }
@@ -227,7 +310,8 @@ fn http_without_hosts_is_denied() {
     let server = Server::start(4);
     let f = Fixture::new("[tools.http_get]\nplugin = \"http-get\"\n");
     let host = f.host();
-    let args = serde_json::json!({"url": format!("http://localhost:{}/ok", server.port)}).to_string();
+    let args =
+        serde_json::json!({"url": format!("http://localhost:{}/ok", server.port)}).to_string();
     expect_err(call(&host, "http_get", &args), ErrorKind::Denied);
     assert_eq!(server.ok_hits.load(Ordering::SeqCst), 0);
 }

@@ -38,10 +38,16 @@ fn component_of_the_wrong_world_is_refused_at_load() {
     .unwrap();
     let p = write(dir.path(), "other.wasm", &other_world);
     let msg = load_err(dir.path(), &p);
-    assert!(msg.contains("does not fit the warden:tool/tool world"), "{msg}");
+    assert!(
+        msg.contains("does not fit the warden:tool/tool world"),
+        "{msg}"
+    );
     assert!(msg.contains("no export `call`"), "{msg}");
     let msg = format!("{:#}", inspect(&p).unwrap_err());
-    assert!(msg.contains("does not fit the warden:tool/tool world"), "{msg}");
+    assert!(
+        msg.contains("does not fit the warden:tool/tool world"),
+        "{msg}"
+    );
 
     let empty = wat::parse_str("(component)").unwrap();
     let msg = load_err(dir.path(), &write(dir.path(), "empty.wasm", &empty));
@@ -53,12 +59,21 @@ fn core_modules_and_garbage_are_refused_with_a_hint() {
     let dir = tempfile::tempdir().unwrap();
     let core = wat::parse_str("(module)").unwrap();
     let msg = load_err(dir.path(), &write(dir.path(), "core.wasm", &core));
-    assert!(msg.contains("core WebAssembly module, not a component") && msg.contains("wasm32-wasip2"), "{msg}");
-    let msg = load_err(dir.path(), &write(dir.path(), "junk.wasm", b"definitely not wasm"));
+    assert!(
+        msg.contains("core WebAssembly module, not a component") && msg.contains("wasm32-wasip2"),
+        "{msg}"
+    );
+    let msg = load_err(
+        dir.path(),
+        &write(dir.path(), "junk.wasm", b"definitely not wasm"),
+    );
     assert!(msg.contains("not a WebAssembly file"), "{msg}");
     // Truncated component.
     let bytes = std::fs::read(warden_artifacts::TEST_TOOL).unwrap();
-    let msg = load_err(dir.path(), &write(dir.path(), "cut.wasm", &bytes[..bytes.len() / 2]));
+    let msg = load_err(
+        dir.path(),
+        &write(dir.path(), "cut.wasm", &bytes[..bytes.len() / 2]),
+    );
     assert!(msg.contains("tool x"), "{msg}");
 }
 
@@ -69,13 +84,25 @@ fn sha256_pin_is_enforced() {
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(&bytes))
     };
-    let f = Fixture::new(&format!("[tools.t]\nplugin = {}\nsha256 = \"{good}\"\n", test_tool()));
+    let f = Fixture::new(&format!(
+        "[tools.t]\nplugin = {}\nsha256 = \"{good}\"\n",
+        test_tool()
+    ));
     assert_eq!(f.host().tools().next().unwrap().sha256, good);
 
     let bad = "0".repeat(64);
-    let f = Fixture::new(&format!("[tools.t]\nplugin = {}\nsha256 = \"{bad}\"\n", test_tool()));
-    let msg = ToolHost::load(&f.policy).err().expect("pin mismatch must fail").message;
-    assert!(msg.contains(&good) && msg.contains(&bad) && msg.contains("update `sha256`"), "{msg}");
+    let f = Fixture::new(&format!(
+        "[tools.t]\nplugin = {}\nsha256 = \"{bad}\"\n",
+        test_tool()
+    ));
+    let msg = ToolHost::load(&f.policy)
+        .err()
+        .expect("pin mismatch must fail")
+        .message;
+    assert!(
+        msg.contains(&good) && msg.contains(&bad) && msg.contains("update `sha256`"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -83,8 +110,16 @@ fn inspect_reports_spec_hash_and_imports() {
     let i = inspect(std::path::Path::new(warden_artifacts::TEST_TOOL)).unwrap();
     assert_eq!(i.spec.plugin_name, "test_tool");
     assert_eq!(i.sha256.len(), 64);
-    assert!(i.imports.iter().any(|n| n.starts_with("wasi:filesystem/")), "{:?}", i.imports);
-    assert!(i.imports.iter().any(|n| n.starts_with("wasi:sockets/")), "{:?}", i.imports);
+    assert!(
+        i.imports.iter().any(|n| n.starts_with("wasi:filesystem/")),
+        "{:?}",
+        i.imports
+    );
+    assert!(
+        i.imports.iter().any(|n| n.starts_with("wasi:sockets/")),
+        "{:?}",
+        i.imports
+    );
 }
 
 #[test]
@@ -94,7 +129,10 @@ fn every_builtin_plugin_loads_and_describes_itself() {
         let host = f.host();
         let t = host.tools().next().unwrap();
         assert_eq!(t.spec.plugin_name, name.replace('-', "_"));
-        assert!(t.spec.description.len() > 40, "{name}: description too thin");
+        assert!(
+            t.spec.description.len() > 40,
+            "{name}: description too thin"
+        );
         assert_eq!(t.spec.parameters["type"], "object");
     }
 }

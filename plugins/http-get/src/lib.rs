@@ -7,10 +7,10 @@
 use serde::Deserialize;
 use serde_json::json;
 use url::Url;
+use warden_tool_support::{export_tool, Tool, ToolError, ToolResult};
 use wasi::http::outgoing_handler;
 use wasi::http::types::{ErrorCode, Fields, IncomingResponse, Method, OutgoingRequest, Scheme};
 use wasi::io::streams::StreamError;
-use warden_tool_support::{export_tool, Tool, ToolError, ToolResult};
 
 /// Largest body returned; longer bodies are cut with a marker.
 const MAX_BODY: usize = 256 * 1024;
@@ -51,14 +51,18 @@ impl Tool for HttpGet {
     }
 
     fn run(args: Args) -> ToolResult<String> {
-        let mut url = Url::parse(&args.url)
-            .map_err(|e| ToolError::InvalidArguments(format!("url {:?} is not valid: {e}", args.url)))?;
+        let mut url = Url::parse(&args.url).map_err(|e| {
+            ToolError::InvalidArguments(format!("url {:?} is not valid: {e}", args.url))
+        })?;
         for _ in 0..=MAX_REDIRECTS {
             let resp = send(&url)?;
             let status = resp.status();
             let headers = resp.headers().entries();
             if (300..400).contains(&status) {
-                if let Some((_, loc)) = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("location")) {
+                if let Some((_, loc)) = headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("location"))
+                {
                     let loc = String::from_utf8_lossy(loc).into_owned();
                     url = url.join(&loc).map_err(|e| {
                         ToolError::Failed(format!("redirect to an invalid location {loc:?}: {e}"))
@@ -76,11 +80,16 @@ impl Tool for HttpGet {
             out.push('\n');
             out.push_str(&String::from_utf8_lossy(&body));
             if total > body.len() {
-                out.push_str(&format!("\n[body cut at {} of {total}+ bytes]\n", body.len()));
+                out.push_str(&format!(
+                    "\n[body cut at {} of {total}+ bytes]\n",
+                    body.len()
+                ));
             }
             return Ok(out);
         }
-        Err(ToolError::Failed(format!("more than {MAX_REDIRECTS} redirects; last was to {url}")))
+        Err(ToolError::Failed(format!(
+            "more than {MAX_REDIRECTS} redirects; last was to {url}"
+        )))
     }
 }
 
@@ -109,14 +118,18 @@ fn send(url: &Url) -> ToolResult<IncomingResponse> {
     let bad = |what: &str| ToolError::InvalidArguments(format!("url {url}: invalid {what}"));
     req.set_method(&Method::Get).map_err(|_| bad("method"))?;
     req.set_scheme(Some(&scheme)).map_err(|_| bad("scheme"))?;
-    req.set_authority(Some(&authority)).map_err(|_| bad("host"))?;
-    req.set_path_with_query(Some(&path)).map_err(|_| bad("path"))?;
+    req.set_authority(Some(&authority))
+        .map_err(|_| bad("host"))?;
+    req.set_path_with_query(Some(&path))
+        .map_err(|_| bad("path"))?;
     let fut = outgoing_handler::handle(req, None).map_err(|e| http_error(e, host))?;
     fut.subscribe().block();
     match fut.get() {
         Some(Ok(Ok(resp))) => Ok(resp),
         Some(Ok(Err(e))) => Err(http_error(e, host)),
-        _ => Err(ToolError::Failed(format!("request to {host} produced no response"))),
+        _ => Err(ToolError::Failed(format!(
+            "request to {host} produced no response"
+        ))),
     }
 }
 
@@ -141,7 +154,10 @@ fn read_body(resp: IncomingResponse) -> ToolResult<(Vec<u8>, usize)> {
             }
             Err(StreamError::Closed) => break,
             Err(StreamError::LastOperationFailed(e)) => {
-                return Err(ToolError::Failed(format!("reading the body failed: {}", e.to_debug_string())))
+                return Err(ToolError::Failed(format!(
+                    "reading the body failed: {}",
+                    e.to_debug_string()
+                )))
             }
         }
     }

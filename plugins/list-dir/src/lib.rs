@@ -3,7 +3,9 @@
 use globset::Glob;
 use serde::Deserialize;
 use serde_json::json;
-use warden_tool_support::{display_under, export_tool, io_error, resolve, Tool, ToolError, ToolResult};
+use warden_tool_support::{
+    display_under, export_tool, io_error, resolve, Tool, ToolError, ToolResult,
+};
 
 /// Most entries one call returns.
 const MAX_ENTRIES: usize = 500;
@@ -96,8 +98,16 @@ impl Tool for ListDir {
                 more += 1;
                 continue;
             }
-            let size = if is_dir { 0 } else { item.metadata().map(|m| m.len()).unwrap_or(0) };
-            entries.push(Entry { display: display_under(&base, &abs), is_dir, size });
+            let size = if is_dir {
+                0
+            } else {
+                item.metadata().map(|m| m.len()).unwrap_or(0)
+            };
+            entries.push(Entry {
+                display: display_under(&base, &abs),
+                is_dir,
+                size,
+            });
         }
         let mut out = String::new();
         for e in &entries {

@@ -39,7 +39,9 @@ impl Tool for ReadFile {
     fn run(args: Args) -> ToolResult<String> {
         let start = args.start_line.unwrap_or(1);
         if start == 0 || args.end_line == Some(0) {
-            return Err(ToolError::InvalidArguments("line numbers start at 1".into()));
+            return Err(ToolError::InvalidArguments(
+                "line numbers start at 1".into(),
+            ));
         }
         if let Some(end) = args.end_line {
             if end < start {

@@ -7,7 +7,9 @@ use globset::Glob;
 use regex::Regex;
 use serde::Deserialize;
 use serde_json::json;
-use warden_tool_support::{display_under, export_tool, io_error, resolve, Tool, ToolError, ToolResult};
+use warden_tool_support::{
+    display_under, export_tool, io_error, resolve, Tool, ToolError, ToolResult,
+};
 
 /// Default and largest number of matches returned.
 const DEFAULT_RESULTS: usize = 100;
@@ -87,10 +89,16 @@ impl Tool for SearchCode {
                     continue;
                 }
             }
-            if item.metadata().map(|m| m.len() > MAX_FILE_BYTES).unwrap_or(true) {
+            if item
+                .metadata()
+                .map(|m| m.len() > MAX_FILE_BYTES)
+                .unwrap_or(true)
+            {
                 continue;
             }
-            let Ok(bytes) = std::fs::read(item.path()) else { continue };
+            let Ok(bytes) = std::fs::read(item.path()) else {
+                continue;
+            };
             if bytes[..bytes.len().min(8192)].contains(&0) {
                 continue;
             }
@@ -110,7 +118,10 @@ impl Tool for SearchCode {
             }
         }
         if found == 0 {
-            return Ok(format!("no matches for /{}/ under {}\n", args.pattern, base.display));
+            return Ok(format!(
+                "no matches for /{}/ under {}\n",
+                args.pattern, base.display
+            ));
         }
         if truncated {
             out.push_str(&format!(

@@ -138,7 +138,11 @@ pub fn resolve_in(path: &str, mounts: &[String]) -> ToolResult<GuestPath> {
     let first = normalise_root(default);
     let display = if root == first {
         let rel = abs[first.len()..].trim_start_matches('/');
-        if rel.is_empty() { ".".to_string() } else { rel.to_string() }
+        if rel.is_empty() {
+            ".".to_string()
+        } else {
+            rel.to_string()
+        }
     } else {
         abs.clone()
     };
@@ -163,7 +167,11 @@ pub fn display_under(base: &GuestPath, abs: &str) -> String {
 
 fn normalise_root(m: &str) -> String {
     let t = m.trim_end_matches('/');
-    if t.is_empty() { "/".into() } else { t.to_string() }
+    if t.is_empty() {
+        "/".into()
+    } else {
+        t.to_string()
+    }
 }
 
 fn escape(path: &str, mounts: &[String]) -> ToolError {
@@ -183,7 +191,10 @@ pub fn io_error(err: io::Error, display: &str) -> ToolError {
     let denied = matches!(
         err.kind(),
         io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
-    ) || matches!(err.raw_os_error(), Some(EPERM | EACCES | EROFS | ENOTCAPABLE));
+    ) || matches!(
+        err.raw_os_error(),
+        Some(EPERM | EACCES | EROFS | ENOTCAPABLE)
+    );
     if denied {
         ToolError::Denied(format!(
             "{display}: the sandbox does not allow this (outside a mount, through a symlink that leaves it, or a write to a read-only mount)"
@@ -214,8 +225,16 @@ mod tests {
 
     #[test]
     fn escapes_are_denied() {
-        for bad in ["../etc/passwd", "/etc/passwd", "/workspace/../../x", "/workspacefoo"] {
-            assert!(matches!(resolve_in(bad, &m()), Err(ToolError::Denied(_))), "{bad}");
+        for bad in [
+            "../etc/passwd",
+            "/etc/passwd",
+            "/workspace/../../x",
+            "/workspacefoo",
+        ] {
+            assert!(
+                matches!(resolve_in(bad, &m()), Err(ToolError::Denied(_))),
+                "{bad}"
+            );
         }
         assert!(matches!(resolve_in("a", &[]), Err(ToolError::Denied(_))));
     }

@@ -34,7 +34,8 @@ struct TestTool;
 impl Tool for TestTool {
     type Args = Args;
     const NAME: &'static str = "test_tool";
-    const DESCRIPTION: &'static str = "Sandbox test tool: echo, spin, alloc, output, panic, env, tcp, read, write.";
+    const DESCRIPTION: &'static str =
+        "Sandbox test tool: echo, spin, alloc, output, panic, env, tcp, read, write.";
 
     fn parameters() -> serde_json::Value {
         json!({
@@ -71,7 +72,9 @@ impl Tool for TestTool {
             }
             Args::Output { bytes } => Ok("x".repeat(bytes)),
             Args::Panic => panic!("test-tool was asked to panic"),
-            Args::Env => Ok(std::env::vars().map(|(k, v)| format!("{k}={v}\n")).collect()),
+            Args::Env => Ok(std::env::vars()
+                .map(|(k, v)| format!("{k}={v}\n"))
+                .collect()),
             Args::Tcp { ip, port } => tcp(ip, port),
             Args::Read { path } => std::fs::read_to_string(&path).map_err(|e| io(e, &path)),
             Args::Write { path, content } => std::fs::write(&path, content)

@@ -78,7 +78,11 @@ impl Tool for WriteFile {
             Mode::Overwrite => "overwrote",
             Mode::Append => "appended to",
         };
-        Ok(format!("{verb} {} ({} bytes written)", path.display, args.content.len()))
+        Ok(format!(
+            "{verb} {} ({} bytes written)",
+            path.display,
+            args.content.len()
+        ))
     }
 }
 

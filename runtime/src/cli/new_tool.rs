@@ -11,13 +11,23 @@ pub fn scaffold(name: &str, dir: Option<PathBuf>) -> anyhow::Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
     if !ok {
         bail!("{name:?} is not a usable tool name: start with a lowercase letter, then lowercase letters, digits, '-' or '_'");
     }
     let dir = dir.unwrap_or_else(|| PathBuf::from(name));
-    if dir.exists() && dir.read_dir().map(|mut d| d.next().is_some()).unwrap_or(true) {
-        bail!("{} already exists and is not empty; pick another --dir", dir.display());
+    if dir.exists()
+        && dir
+            .read_dir()
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!(
+            "{} already exists and is not empty; pick another --dir",
+            dir.display()
+        );
     }
     let tool_name = name.replace('-', "_");
     let files = [
@@ -29,17 +39,24 @@ pub fn scaffold(name: &str, dir: Option<PathBuf>) -> anyhow::Result<()> {
     for (rel, text) in files {
         let path = dir.join(rel);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
         }
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     let wasm = format!("target/wasm32-wasip2/release/{tool_name}.wasm");
     println!("created tool crate {name} in {}", dir.display());
     println!("next:");
-    println!("  cd {} && cargo build --release --target wasm32-wasip2", dir.display());
+    println!(
+        "  cd {} && cargo build --release --target wasm32-wasip2",
+        dir.display()
+    );
     println!("  warden tools inspect {}/{wasm}", dir.display());
     println!("then add to a policy:");
-    println!("  [tools.{tool_name}]\n  plugin = \"{}/{wasm}\"", dir.display());
+    println!(
+        "  [tools.{tool_name}]\n  plugin = \"{}/{wasm}\"",
+        dir.display()
+    );
     Ok(())
 }
 

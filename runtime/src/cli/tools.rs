@@ -4,7 +4,7 @@ use crate::policy::{Mode, Policy};
 use crate::sandbox::{self, CallError, ErrorKind, LoadedTool, ToolHost};
 use clap::Subcommand;
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
@@ -58,26 +58,46 @@ pub(super) enum ToolsCommand {
 
 pub(super) fn run(cmd: ToolsCommand) -> ExitCode {
     match cmd {
-        ToolsCommand::List { policy, workspace, json } => report(list(&policy, &workspace, json), json),
-        ToolsCommand::Call { name, args, policy, workspace, json } => call(&name, &args, &policy, &workspace, json),
+        ToolsCommand::List {
+            policy,
+            workspace,
+            json,
+        } => report(list(&policy, &workspace, json), json),
+        ToolsCommand::Call {
+            name,
+            args,
+            policy,
+            workspace,
+            json,
+        } => call(&name, &args, &policy, &workspace, json),
         ToolsCommand::Inspect { file, json } => report(
-            sandbox::inspect(&file).map_err(|e| CallError::new(ErrorKind::Failed, format!("{e:#}"))).map(|i| {
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&i).unwrap_or_default());
-                } else {
-                    println!("{} ({} bytes)", file.display(), i.size);
-                    println!("  fits:        warden:tool/tool@0.1.0");
-                    println!("  name:        {}", i.spec.plugin_name);
-                    println!("  description: {}", i.spec.description);
-                    println!("  parameters:  {}", i.spec.parameters);
-                    println!("  sha256:      {}", i.sha256);
-                    println!("  imports:     {}", if i.imports.is_empty() { "none".into() } else { i.imports.join("\n               ") });
-                }
-            }),
+            sandbox::inspect(&file)
+                .map_err(|e| CallError::new(ErrorKind::Failed, format!("{e:#}")))
+                .map(|i| {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&i).unwrap_or_default());
+                    } else {
+                        println!("{} ({} bytes)", file.display(), i.size);
+                        println!("  fits:        warden:tool/tool@0.1.0");
+                        println!("  name:        {}", i.spec.plugin_name);
+                        println!("  description: {}", i.spec.description);
+                        println!("  parameters:  {}", i.spec.parameters);
+                        println!("  sha256:      {}", i.sha256);
+                        println!(
+                            "  imports:     {}",
+                            if i.imports.is_empty() {
+                                "none".into()
+                            } else {
+                                i.imports.join("\n               ")
+                            }
+                        );
+                    }
+                }),
             json,
         ),
         ToolsCommand::New { name, dir } => report(
-            super::new_tool::scaffold(&name, dir).map_err(|e| CallError::new(ErrorKind::Failed, format!("{e:#}"))),
+            super::new_tool::scaffold(&name, dir)
+                .map_err(|e| CallError::new(ErrorKind::Failed, format!("{e:#}"))),
             false,
         ),
     }
@@ -98,16 +118,19 @@ fn report(result: Result<(), CallError>, json: bool) -> ExitCode {
     }
 }
 
-fn load_policy(policy: &PathBuf, workspace: &PathBuf) -> Result<Policy, CallError> {
+fn load_policy(policy: &Path, workspace: &Path) -> Result<Policy, CallError> {
     Policy::load(policy, workspace).map_err(|e| CallError::new(ErrorKind::Policy, format!("{e:#}")))
 }
 
-fn list(policy: &PathBuf, workspace: &PathBuf, json: bool) -> Result<(), CallError> {
+fn list(policy: &Path, workspace: &Path, json: bool) -> Result<(), CallError> {
     let policy = load_policy(policy, workspace)?;
     let host = ToolHost::load(&policy)?;
     if json {
         let tools: Vec<_> = host.tools().map(tool_json).collect();
-        println!("{}", serde_json::to_string_pretty(&tools).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&tools).unwrap_or_default()
+        );
         return Ok(());
     }
     if policy.tools.is_empty() {
@@ -130,18 +153,40 @@ fn list(policy: &PathBuf, workspace: &PathBuf, json: bool) -> Result<(), CallErr
                 crate::policy::OutputOverflow::Error => "error",
             },
             l.fuel.map_or("unlimited".to_string(), |f| f.to_string()),
-            p.max_calls.map_or("per session limit".to_string(), |m| m.to_string()),
+            p.max_calls
+                .map_or("per session limit".to_string(), |m| m.to_string()),
         );
         let files: Vec<String> = p
             .mounts
             .iter()
             .map(|m| format!("{} -> {} ({})", m.guest, m.host.display(), mode(m.mode)))
             .collect();
-        println!("  files:       {}", if files.is_empty() { "none".into() } else { files.join(", ") });
+        println!(
+            "  files:       {}",
+            if files.is_empty() {
+                "none".into()
+            } else {
+                files.join(", ")
+            }
+        );
         let hosts: Vec<String> = p.hosts.iter().map(|h| h.to_string()).collect();
-        println!("  hosts:       {}", if hosts.is_empty() { "none".into() } else { hosts.join(", ") });
+        println!(
+            "  hosts:       {}",
+            if hosts.is_empty() {
+                "none".into()
+            } else {
+                hosts.join(", ")
+            }
+        );
         let env: Vec<&str> = p.env.iter().map(|(k, _)| k.as_str()).collect();
-        println!("  env:         {}", if env.is_empty() { "none".into() } else { env.join(", ") });
+        println!(
+            "  env:         {}",
+            if env.is_empty() {
+                "none".into()
+            } else {
+                env.join(", ")
+            }
+        );
     }
     Ok(())
 }
@@ -175,7 +220,7 @@ fn tool_json(t: &LoadedTool) -> serde_json::Value {
     })
 }
 
-fn call(name: &str, args: &str, policy: &PathBuf, workspace: &PathBuf, json: bool) -> ExitCode {
+fn call(name: &str, args: &str, policy: &Path, workspace: &Path, json: bool) -> ExitCode {
     let result = load_policy(policy, workspace).and_then(|policy| {
         let host = ToolHost::load_one(&policy, name)?;
         let mut budget = host.budget();

@@ -1,6 +1,8 @@
 //! The TOML format of a policy file and its resolution into a [`Policy`].
 
-use super::{builtin_names, HostPattern, Limits, Mount, PluginSource, Policy, SessionLimits, ToolPolicy};
+use super::{
+    builtin_names, HostPattern, Limits, Mount, PluginSource, Policy, SessionLimits, ToolPolicy,
+};
 use crate::sandbox::BUILTIN_PLUGINS;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -122,14 +124,18 @@ pub(super) fn resolve(text: &str, path: &Path, workspace: &Path) -> anyhow::Resu
     })?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let workspace = workspace.canonicalize().map_err(|e| {
-        anyhow::anyhow!("workspace {} is not usable: {e}; pass an existing directory with --workspace", workspace.display())
+        anyhow::anyhow!(
+            "workspace {} is not usable: {e}; pass an existing directory with --workspace",
+            workspace.display()
+        )
     })?;
 
     let (defaults, defaults_span) = match &raw.limits {
         Some(l) => (l.get_ref().clone(), l.span()),
         None => (RawLimits::default(), 0..0),
     };
-    limits(&defaults, &RawLimits::default()).map_err(|m| loc.at(defaults_span, format!("[limits]: {m}")))?;
+    limits(&defaults, &RawLimits::default())
+        .map_err(|m| loc.at(defaults_span, format!("[limits]: {m}")))?;
 
     let mut tools = BTreeMap::new();
     for (name, spanned) in &raw.tools {
@@ -150,7 +156,8 @@ pub(super) fn resolve(text: &str, path: &Path, workspace: &Path) -> anyhow::Resu
             max_output_bytes: t.max_output_bytes,
             on_output_overflow: t.on_output_overflow,
         };
-        let limits = limits(&overrides, &defaults).map_err(|m| loc.at(tool_span.clone(), format!("[tools.{name}]: {m}")))?;
+        let limits = limits(&overrides, &defaults)
+            .map_err(|m| loc.at(tool_span.clone(), format!("[tools.{name}]: {m}")))?;
 
         let plugin = plugin_source(t.plugin.get_ref(), &base_dir)
             .map_err(|m| loc.at(t.plugin.span(), format!("[tools.{name}] plugin: {m}")))?;
@@ -160,21 +167,30 @@ pub(super) fn resolve(text: &str, path: &Path, workspace: &Path) -> anyhow::Resu
             let mount = resolve_mount(m.get_ref(), &base_dir, &workspace)
                 .map_err(|msg| loc.at(m.span(), format!("[tools.{name}] files: {msg}")))?;
             if mounts.iter().any(|o| o.guest == mount.guest) {
-                return Err(loc.at(m.span(), format!("[tools.{name}] files: {} is mounted twice", mount.guest)));
+                return Err(loc.at(
+                    m.span(),
+                    format!("[tools.{name}] files: {} is mounted twice", mount.guest),
+                ));
             }
             mounts.push(mount);
         }
 
         let mut hosts = Vec::new();
         for h in &t.hosts {
-            hosts.push(HostPattern::parse(h.get_ref()).map_err(|m| loc.at(h.span(), format!("[tools.{name}] hosts: {m}")))?);
+            hosts.push(
+                HostPattern::parse(h.get_ref())
+                    .map_err(|m| loc.at(h.span(), format!("[tools.{name}] hosts: {m}")))?,
+            );
         }
 
         let mut env = Vec::new();
         for var in &t.env {
             let k = var.get_ref();
             if k.is_empty() || k.contains('=') {
-                return Err(loc.at(var.span(), format!("[tools.{name}] env: {k:?} is not a variable name")));
+                return Err(loc.at(
+                    var.span(),
+                    format!("[tools.{name}] env: {k:?} is not a variable name"),
+                ));
             }
             if let Ok(v) = std::env::var(k) {
                 env.push((k.clone(), v));
@@ -185,7 +201,13 @@ pub(super) fn resolve(text: &str, path: &Path, workspace: &Path) -> anyhow::Resu
             Some(s) => {
                 let v = s.get_ref().to_ascii_lowercase();
                 if v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(loc.at(s.span(), format!("[tools.{name}] sha256: expected 64 hex digits, got {:?}", s.get_ref())));
+                    return Err(loc.at(
+                        s.span(),
+                        format!(
+                            "[tools.{name}] sha256: expected 64 hex digits, got {:?}",
+                            s.get_ref()
+                        ),
+                    ));
                 }
                 Some(v)
             }
@@ -218,15 +240,28 @@ pub(super) fn resolve(text: &str, path: &Path, workspace: &Path) -> anyhow::Resu
 
 /// Merges `over` on top of `under` on top of the built-in defaults.
 fn limits(over: &RawLimits, under: &RawLimits) -> Result<Limits, String> {
-    let timeout_ms = over.timeout_ms.or(under.timeout_ms).unwrap_or(DEFAULT_TIMEOUT_MS);
+    let timeout_ms = over
+        .timeout_ms
+        .or(under.timeout_ms)
+        .unwrap_or(DEFAULT_TIMEOUT_MS);
     if timeout_ms == 0 || timeout_ms > MAX_TIMEOUT_MS {
-        return Err(format!("timeout_ms must be between 1 and {MAX_TIMEOUT_MS}, got {timeout_ms}"));
+        return Err(format!(
+            "timeout_ms must be between 1 and {MAX_TIMEOUT_MS}, got {timeout_ms}"
+        ));
     }
-    let memory_mib = over.memory_mib.or(under.memory_mib).unwrap_or(DEFAULT_MEMORY_MIB);
+    let memory_mib = over
+        .memory_mib
+        .or(under.memory_mib)
+        .unwrap_or(DEFAULT_MEMORY_MIB);
     if memory_mib == 0 || memory_mib > MAX_MEMORY_MIB {
-        return Err(format!("memory_mib must be between 1 and {MAX_MEMORY_MIB}, got {memory_mib}"));
+        return Err(format!(
+            "memory_mib must be between 1 and {MAX_MEMORY_MIB}, got {memory_mib}"
+        ));
     }
-    let max_output = over.max_output_bytes.or(under.max_output_bytes).unwrap_or(DEFAULT_MAX_OUTPUT);
+    let max_output = over
+        .max_output_bytes
+        .or(under.max_output_bytes)
+        .unwrap_or(DEFAULT_MAX_OUTPUT);
     if max_output == 0 {
         return Err("max_output_bytes must be at least 1".into());
     }
@@ -239,14 +274,19 @@ fn limits(over: &RawLimits, under: &RawLimits) -> Result<Limits, String> {
         fuel,
         memory_bytes: (memory_mib as usize) << 20,
         max_output_bytes: max_output as usize,
-        on_output_overflow: over.on_output_overflow.or(under.on_output_overflow).unwrap_or_default(),
+        on_output_overflow: over
+            .on_output_overflow
+            .or(under.on_output_overflow)
+            .unwrap_or_default(),
     })
 }
 
 fn valid_tool_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn plugin_source(plugin: &str, base_dir: &Path) -> Result<PluginSource, String> {
@@ -269,18 +309,30 @@ fn resolve_mount(m: &RawMount, base_dir: &Path, workspace: &Path) -> Result<Moun
         Some(rest) => workspace.join(rest.trim_start_matches('/')),
         None => base_dir.join(&m.path),
     };
-    let host = host.canonicalize().map_err(|e| format!("cannot mount {}: {e}", host.display()))?;
+    let host = host
+        .canonicalize()
+        .map_err(|e| format!("cannot mount {}: {e}", host.display()))?;
     if !host.is_dir() {
-        return Err(format!("{} is not a directory; mounts are directories", host.display()));
+        return Err(format!(
+            "{} is not a directory; mounts are directories",
+            host.display()
+        ));
     }
     let guest = m.mount.trim_end_matches('/');
-    if !m.mount.starts_with('/') || guest.is_empty() || guest.split('/').any(|p| p == ".." || p == ".") {
+    if !m.mount.starts_with('/')
+        || guest.is_empty()
+        || guest.split('/').any(|p| p == ".." || p == ".")
+    {
         return Err(format!(
             "mount {:?} must be an absolute guest path such as \"/workspace\" (not \"/\", no \"..\")",
             m.mount
         ));
     }
-    Ok(Mount { host, guest: guest.to_string(), mode: m.mode })
+    Ok(Mount {
+        host,
+        guest: guest.to_string(),
+        mode: m.mode,
+    })
 }
 
 #[cfg(test)]
@@ -293,15 +345,27 @@ mod tests {
 
     #[test]
     fn unknown_keys_name_file_line_and_column() {
-        let err = parse("[limits]\ntimeout_ms = 10\nbogus = 1\n").unwrap_err().to_string();
-        assert!(err.starts_with("/tmp/p.toml:3:1: unknown field `bogus`"), "{err}");
-        let err = parse("[tools.x]\nplugin = \"read-file\"\nfile = []\n").unwrap_err().to_string();
-        assert!(err.starts_with("/tmp/p.toml:3:1: unknown field `file`"), "{err}");
+        let err = parse("[limits]\ntimeout_ms = 10\nbogus = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("/tmp/p.toml:3:1: unknown field `bogus`"),
+            "{err}"
+        );
+        let err = parse("[tools.x]\nplugin = \"read-file\"\nfile = []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("/tmp/p.toml:3:1: unknown field `file`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn malformed_toml_names_the_position() {
-        let err = parse("[session]\nmax_tool_calls = = 3\n").unwrap_err().to_string();
+        let err = parse("[session]\nmax_tool_calls = = 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("/tmp/p.toml:2:"), "{err}");
     }
 

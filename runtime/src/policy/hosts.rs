@@ -22,7 +22,9 @@ impl HostPattern {
             None => (false, lower.clone()),
         };
         if is_ip_literal(&name) {
-            return Err(format!("{s:?} is an IP address; policies allow host names only"));
+            return Err(format!(
+                "{s:?} is an IP address; policies allow host names only"
+            ));
         }
         let ok = !name.is_empty()
             && name.split('.').all(|l| {
@@ -33,7 +35,11 @@ impl HostPattern {
                 "{s:?} is not a host name; write e.g. \"api.github.com\" or \"*.python.org\" (no scheme, port or path)"
             ));
         }
-        Ok(if wild { HostPattern::Subdomains(name) } else { HostPattern::Exact(name) })
+        Ok(if wild {
+            HostPattern::Subdomains(name)
+        } else {
+            HostPattern::Exact(name)
+        })
     }
 
     /// Whether `host` (a name from a request, without port) matches.
@@ -42,7 +48,9 @@ impl HostPattern {
         match self {
             HostPattern::Exact(h) => host == *h,
             HostPattern::Subdomains(d) => {
-                host.len() > d.len() + 1 && host.ends_with(d.as_str()) && host.as_bytes()[host.len() - d.len() - 1] == b'.'
+                host.len() > d.len() + 1
+                    && host.ends_with(d.as_str())
+                    && host.as_bytes()[host.len() - d.len() - 1] == b'.'
             }
         }
     }
@@ -74,7 +82,10 @@ mod tests {
 
     #[test]
     fn exact_and_wildcard() {
-        let ps = vec![HostPattern::parse("api.github.com").unwrap(), HostPattern::parse("*.python.org").unwrap()];
+        let ps = vec![
+            HostPattern::parse("api.github.com").unwrap(),
+            HostPattern::parse("*.python.org").unwrap(),
+        ];
         assert!(allowed(&ps, "api.github.com"));
         assert!(allowed(&ps, "API.GitHub.com"));
         assert!(allowed(&ps, "docs.python.org"));

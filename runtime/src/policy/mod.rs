@@ -120,5 +120,9 @@ impl Policy {
 
 /// Names of the built-in plugins, for messages.
 pub(crate) fn builtin_names() -> String {
-    BUILTIN_PLUGINS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+    BUILTIN_PLUGINS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -18,7 +18,11 @@ pub struct CallBudget {
 impl CallBudget {
     /// A full budget under `policy`.
     pub fn new(policy: &Policy) -> CallBudget {
-        CallBudget { max_total: policy.session.max_tool_calls, total: 0, per_tool: HashMap::new() }
+        CallBudget {
+            max_total: policy.session.max_tool_calls,
+            total: 0,
+            per_tool: HashMap::new(),
+        }
     }
 
     /// Calls made so far.

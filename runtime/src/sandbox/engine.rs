@@ -41,13 +41,20 @@ impl Runtime {
             .epoch_interruption(true)
             .consume_fuel(fuel)
             .wasm_component_model(true);
-        let engine = Engine::new(&config).map_err(anyhow::Error::from).context("cannot create the wasmtime engine")?;
-        spawn_epoch_ticker(&engine);
+        let engine = Engine::new(&config)
+            .map_err(anyhow::Error::from)
+            .context("cannot create the wasmtime engine")?;
+        spawn_epoch_ticker(&engine).context("cannot start the epoch thread")?;
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
-        Ok(Runtime { engine, linker, fuel, cache_dir: cache_dir() })
+        Ok(Runtime {
+            engine,
+            linker,
+            fuel,
+            cache_dir: cache_dir(),
+        })
     }
 
     /// Compiles `bytes` to a component, or loads the compiled form from the
@@ -60,7 +67,11 @@ impl Runtime {
         };
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut h);
-        let key = format!("{}-{:016x}.cwasm", hex::encode(Sha256::digest(bytes)), h.finish());
+        let key = format!(
+            "{}-{:016x}.cwasm",
+            hex::encode(Sha256::digest(bytes)),
+            h.finish()
+        );
         let path = dir.join(key);
         if path.exists() {
             // SAFETY: the file was written by `precompile_component` of an
@@ -69,12 +80,18 @@ impl Runtime {
             // compiled again below.
             match unsafe { Component::deserialize_file(&self.engine, &path) } {
                 Ok(c) => return Ok(c),
-                Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e:#}"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e:#}")
+                }
             }
         }
         let compiled = self.engine.precompile_component(bytes)?;
         if std::fs::create_dir_all(dir).is_ok() {
-            let tmp = dir.join(format!(".tmp-{}-{:?}", std::process::id(), std::thread::current().id()));
+            let tmp = dir.join(format!(
+                ".tmp-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
             if std::fs::write(&tmp, &compiled).is_ok() {
                 let _ = std::fs::rename(&tmp, &path);
             }
@@ -109,7 +126,7 @@ fn cache_dir() -> Option<PathBuf> {
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is dropped.
-fn spawn_epoch_ticker(engine: &Engine) {
+fn spawn_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
     let weak = engine.weak();
     std::thread::Builder::new()
         .name("warden-epoch".into())
@@ -120,5 +137,5 @@ fn spawn_epoch_ticker(engine: &Engine) {
                 None => break,
             }
         })
-        .expect("spawning the epoch thread");
+        .map(drop)
 }

@@ -62,6 +62,9 @@ pub struct CallError {
 impl CallError {
     /// Builds an error of `kind`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        CallError { kind, message: message.into() }
+        CallError {
+            kind,
+            message: message.into(),
+        }
     }
 }

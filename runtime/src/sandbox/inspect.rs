@@ -26,14 +26,19 @@ pub struct Inspection {
 pub fn inspect(path: &Path) -> anyhow::Result<Inspection> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let rt = Runtime::new(false)?;
-    let component = rt.compile(&bytes).with_context(|| format!("{} is not a usable component", path.display()))?;
+    let component = rt
+        .compile(&bytes)
+        .with_context(|| format!("{} is not a usable component", path.display()))?;
     let imports = component
         .component_type()
         .imports(&rt.engine)
         .map(|(name, _)| name.to_string())
         .collect();
     let policy = ToolPolicy {
-        name: path.file_stem().map(|s| s.to_string_lossy().replace(['.', ' '], "_")).unwrap_or_default(),
+        name: path
+            .file_stem()
+            .map(|s| s.to_string_lossy().replace(['.', ' '], "_"))
+            .unwrap_or_default(),
         plugin: PluginSource::File(path.to_path_buf()),
         sha256: None,
         mounts: vec![],
@@ -48,6 +53,12 @@ pub fn inspect(path: &Path) -> anyhow::Result<Inspection> {
             on_output_overflow: OutputOverflow::Truncate,
         },
     };
-    let tool = LoadedTool::load(&rt, policy).with_context(|| format!("{} does not fit", path.display()))?;
-    Ok(Inspection { spec: tool.spec, sha256: tool.sha256, imports, size: bytes.len() })
+    let tool = LoadedTool::load(&rt, policy)
+        .with_context(|| format!("{} does not fit", path.display()))?;
+    Ok(Inspection {
+        spec: tool.spec,
+        sha256: tool.sha256,
+        imports,
+        size: bytes.len(),
+    })
 }

@@ -18,12 +18,21 @@ const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 impl TotalMemoryLimiter {
     /// A limiter allowing `limit` bytes in total.
     pub fn new(limit: usize) -> Self {
-        TotalMemoryLimiter { limit, used: 0, hit: false }
+        TotalMemoryLimiter {
+            limit,
+            used: 0,
+            hit: false,
+        }
     }
 }
 
 impl ResourceLimiter for TotalMemoryLimiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let grow = desired.saturating_sub(current);
         if self.used.saturating_add(grow) > self.limit {
             self.hit = true;
@@ -33,7 +42,12 @@ impl ResourceLimiter for TotalMemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }

@@ -53,18 +53,27 @@ impl ToolHost {
 
     fn load_selected(policy: &Policy, keep: impl Fn(&str) -> bool) -> Result<ToolHost, CallError> {
         let fuel = policy.tools.values().any(|t| t.limits.fuel.is_some());
-        let runtime = Runtime::new(fuel).map_err(|e| CallError::new(ErrorKind::Policy, format!("{e:#}")))?;
+        let runtime =
+            Runtime::new(fuel).map_err(|e| CallError::new(ErrorKind::Policy, format!("{e:#}")))?;
         let mut tools = BTreeMap::new();
         for (name, tp) in policy.tools.iter().filter(|(n, _)| keep(n)) {
             let tool = LoadedTool::load(&runtime, tp.clone()).map_err(|e| {
                 CallError::new(
                     ErrorKind::Policy,
-                    format!("{}: tool {name} (plugin {}): {e:#}", policy.path.display(), tp.plugin),
+                    format!(
+                        "{}: tool {name} (plugin {}): {e:#}",
+                        policy.path.display(),
+                        tp.plugin
+                    ),
                 )
             })?;
             tools.insert(name.clone(), tool);
         }
-        Ok(ToolHost { runtime, tools, policy: policy.clone() })
+        Ok(ToolHost {
+            runtime,
+            tools,
+            policy: policy.clone(),
+        })
     }
 
     /// The loaded tools, by name.
@@ -79,8 +88,16 @@ impl ToolHost {
 
     /// Makes one call of tool `name` with JSON `arguments`, counted against
     /// `budget`.
-    pub fn call(&self, budget: &mut CallBudget, name: &str, arguments: &str) -> Result<CallOutput, CallError> {
-        let tool = self.tools.get(name).ok_or_else(|| unknown_tool(&self.policy, name))?;
+    pub fn call(
+        &self,
+        budget: &mut CallBudget,
+        name: &str,
+        arguments: &str,
+    ) -> Result<CallOutput, CallError> {
+        let tool = self
+            .tools
+            .get(name)
+            .ok_or_else(|| unknown_tool(&self.policy, name))?;
         budget.charge(tool)?;
         tool.call(&self.runtime, arguments)
     }
@@ -93,7 +110,11 @@ fn unknown_tool(policy: &Policy, name: &str) -> CallError {
         format!(
             "no tool named {name:?} in policy {}; available: {}",
             policy.path.display(),
-            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
         ),
     )
 }

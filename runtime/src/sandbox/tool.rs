@@ -73,7 +73,8 @@ impl LoadedTool {
                 .map(|(_, b)| std::borrow::Cow::Borrowed(*b))
                 .context("unknown built-in plugin")?,
             PluginSource::File(path) => std::borrow::Cow::Owned(
-                std::fs::read(path).with_context(|| format!("cannot read plugin {}", path.display()))?,
+                std::fs::read(path)
+                    .with_context(|| format!("cannot read plugin {}", path.display()))?,
             ),
         };
         let sha256 = hex::encode(Sha256::digest(&bytes));
@@ -88,7 +89,12 @@ impl LoadedTool {
         Self::from_bytes(rt, policy, &bytes, sha256)
     }
 
-    fn from_bytes(rt: &Runtime, policy: ToolPolicy, bytes: &[u8], sha256: String) -> anyhow::Result<LoadedTool> {
+    fn from_bytes(
+        rt: &Runtime,
+        policy: ToolPolicy,
+        bytes: &[u8],
+        sha256: String,
+    ) -> anyhow::Result<LoadedTool> {
         let component = rt.compile(bytes)?;
         let pre = rt
             .linker
@@ -103,13 +109,19 @@ impl LoadedTool {
             .instantiate(&mut store)
             .and_then(|t| t.call_describe(&mut store))
             .map_err(|e| anyhow::anyhow!("describe() failed: {e:#}"))?;
-        let parameters: serde_json::Value = serde_json::from_str(&spec.parameters)
-            .map_err(|e| anyhow::anyhow!("describe() returned parameters that are not JSON ({e}): {}", spec.parameters))?;
+        let parameters: serde_json::Value =
+            serde_json::from_str(&spec.parameters).map_err(|e| {
+                anyhow::anyhow!(
+                    "describe() returned parameters that are not JSON ({e}): {}",
+                    spec.parameters
+                )
+            })?;
         if parameters.get("type").and_then(|t| t.as_str()) != Some("object") {
             anyhow::bail!("describe() returned a parameter schema whose \"type\" is not \"object\": tool arguments are a JSON object");
         }
-        let validator = jsonschema::validator_for(&parameters)
-            .map_err(|e| anyhow::anyhow!("describe() returned parameters that are not a valid JSON Schema: {e}"))?;
+        let validator = jsonschema::validator_for(&parameters).map_err(|e| {
+            anyhow::anyhow!("describe() returned parameters that are not a valid JSON Schema: {e}")
+        })?;
         Ok(LoadedTool {
             spec: ToolSpec {
                 name: policy.name.clone(),
@@ -129,7 +141,10 @@ impl LoadedTool {
     pub fn call(&self, rt: &Runtime, arguments: &str) -> Result<CallOutput, CallError> {
         let start = Instant::now();
         let value: serde_json::Value = serde_json::from_str(arguments).map_err(|e| {
-            CallError::new(ErrorKind::InvalidArguments, format!("arguments are not valid JSON: {e}"))
+            CallError::new(
+                ErrorKind::InvalidArguments,
+                format!("arguments are not valid JSON: {e}"),
+            )
         })?;
         self.check_schema(&value)?;
 
@@ -155,10 +170,17 @@ impl LoadedTool {
         if truncated && limits.on_output_overflow == OutputOverflow::Error {
             return Err(CallError::new(
                 ErrorKind::OutputLimit,
-                format!("output exceeded max_output_bytes ({}); ask for less", limits.max_output_bytes),
+                format!(
+                    "output exceeded max_output_bytes ({}); ask for less",
+                    limits.max_output_bytes
+                ),
             ));
         }
-        Ok(CallOutput { output: out, truncated, elapsed: start.elapsed() })
+        Ok(CallOutput {
+            output: out,
+            truncated,
+            elapsed: start.elapsed(),
+        })
     }
 
     fn check_schema(&self, value: &serde_json::Value) -> Result<(), CallError> {
@@ -171,12 +193,19 @@ impl LoadedTool {
             .take(5)
             .map(|e| {
                 let at = e.instance_path.to_string();
-                format!("at {}: {e}", if at.is_empty() { "/".to_string() } else { at })
+                format!(
+                    "at {}: {e}",
+                    if at.is_empty() { "/".to_string() } else { at }
+                )
             })
             .collect();
         Err(CallError::new(
             ErrorKind::InvalidArguments,
-            format!("arguments do not match the schema of {}: {}", self.policy.name, problems.join("; ")),
+            format!(
+                "arguments do not match the schema of {}: {}",
+                self.policy.name,
+                problems.join("; ")
+            ),
         ))
     }
 
@@ -193,7 +222,11 @@ impl LoadedTool {
     fn timed_out(&self) -> CallError {
         CallError::new(
             ErrorKind::Timeout,
-            format!("{} exceeded its wall-clock limit of {} ms", self.policy.name, self.policy.limits.timeout.as_millis()),
+            format!(
+                "{} exceeded its wall-clock limit of {} ms",
+                self.policy.name,
+                self.policy.limits.timeout.as_millis()
+            ),
         )
     }
 
@@ -202,16 +235,27 @@ impl LoadedTool {
         if store.data().limiter.hit {
             return CallError::new(
                 ErrorKind::Memory,
-                format!("{} exceeded its memory limit of {} MiB", self.policy.name, limits.memory_bytes >> 20),
+                format!(
+                    "{} exceeded its memory limit of {} MiB",
+                    self.policy.name,
+                    limits.memory_bytes >> 20
+                ),
             );
         }
         match e.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => self.timed_out(),
             Some(Trap::OutOfFuel) => CallError::new(
                 ErrorKind::Timeout,
-                format!("{} used up its fuel budget of {} instructions", self.policy.name, limits.fuel.unwrap_or(0)),
+                format!(
+                    "{} used up its fuel budget of {} instructions",
+                    self.policy.name,
+                    limits.fuel.unwrap_or(0)
+                ),
             ),
-            _ => CallError::new(ErrorKind::Trap, format!("{} crashed: {e:#}", self.policy.name)),
+            _ => CallError::new(
+                ErrorKind::Trap,
+                format!("{} crashed: {e:#}", self.policy.name),
+            ),
         }
     }
 }
@@ -225,14 +269,17 @@ fn new_store(
     grant: bool,
 ) -> anyhow::Result<Store<CallState>> {
     let mut wasi = WasiCtx::builder();
-    wasi.allow_blocking_current_thread(true).allow_tcp(false).allow_udp(false);
+    wasi.allow_blocking_current_thread(true)
+        .allow_tcp(false)
+        .allow_udp(false);
     if grant {
         for m in &policy.mounts {
             let perms = match m.mode {
                 Mode::ReadOnly => FsPerms::ReadOnly,
                 Mode::ReadWrite => FsPerms::ReadWrite,
             };
-            wasi.preopened_dir(&m.host, &m.guest, perms).map_err(anyhow::Error::from)
+            wasi.preopened_dir(&m.host, &m.guest, perms)
+                .map_err(anyhow::Error::from)
                 .with_context(|| format!("cannot open mount {}", m.host.display()))?;
         }
         wasi.envs(&policy.env);
@@ -241,7 +288,10 @@ fn new_store(
     let state = CallState {
         wasi: wasi.build(),
         http: WasiHttpCtx::new(),
-        hooks: PolicyHooks { hosts: if grant { hosts.clone() } else { Arc::from([]) }, deadline },
+        hooks: PolicyHooks {
+            hosts: if grant { hosts.clone() } else { Arc::from([]) },
+            deadline,
+        },
         table: ResourceTable::new(),
         limiter: TotalMemoryLimiter::new(policy.limits.memory_bytes),
     };
@@ -250,7 +300,11 @@ fn new_store(
     let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64 + 1;
     store.set_epoch_deadline(ticks);
     if rt.fuel {
-        store.set_fuel(if grant { policy.limits.fuel.unwrap_or(u64::MAX) } else { u64::MAX })?;
+        store.set_fuel(if grant {
+            policy.limits.fuel.unwrap_or(u64::MAX)
+        } else {
+            u64::MAX
+        })?;
     }
     Ok(store)
 }

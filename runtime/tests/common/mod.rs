@@ -59,5 +59,6 @@ pub fn expect_err(r: Result<CallOutput, CallError>, kind: ErrorKind) -> String {
 
 /// The output of a call that must succeed.
 pub fn expect_ok(r: Result<CallOutput, CallError>) -> String {
-    r.unwrap_or_else(|e| panic!("expected success, got {e}")).output
+    r.unwrap_or_else(|e| panic!("expected success, got {e}"))
+        .output
 }
