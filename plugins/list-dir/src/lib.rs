@@ -1,10 +1,9 @@
 //! `list-dir`: entries of a directory tree with type and size, sorted, capped.
 
-use globset::Glob;
 use serde::Deserialize;
 use serde_json::json;
 use warden_tool_support::{
-    display_under, export_tool, io_error, resolve, Tool, ToolError, ToolResult,
+    display_under, export_tool, glob_matcher, io_error, resolve, Tool, ToolError, ToolResult,
 };
 
 /// Most entries one call returns.
@@ -53,14 +52,7 @@ impl Tool for ListDir {
                 "depth must be between 1 and {MAX_DEPTH}"
             )));
         }
-        let glob = match &args.glob {
-            Some(g) => Some(
-                Glob::new(g)
-                    .map_err(|e| ToolError::InvalidArguments(format!("bad glob {g:?}: {e}")))?
-                    .compile_matcher(),
-            ),
-            None => None,
-        };
+        let glob = glob_matcher(args.glob.as_deref())?;
         let base = resolve(args.path.as_deref().unwrap_or("."))?;
         let meta = std::fs::metadata(&base.abs).map_err(|e| io_error(e, &base.display))?;
         if !meta.is_dir() {

@@ -3,12 +3,11 @@
 //! Walks with the `ignore` crate, so `.gitignore`, `.ignore` and hidden files
 //! are skipped as ripgrep would; binary files are skipped too.
 
-use globset::Glob;
 use regex::Regex;
 use serde::Deserialize;
 use serde_json::json;
 use warden_tool_support::{
-    display_under, export_tool, io_error, resolve, Tool, ToolError, ToolResult,
+    display_under, export_tool, glob_matcher, io_error, resolve, Tool, ToolError, ToolResult,
 };
 
 /// Default and largest number of matches returned.
@@ -59,14 +58,7 @@ impl Tool for SearchCode {
                 "max_results must be between 1 and {MAX_RESULTS}"
             )));
         }
-        let glob = match &args.glob {
-            Some(g) => Some(
-                Glob::new(g)
-                    .map_err(|e| ToolError::InvalidArguments(format!("bad glob {g:?}: {e}")))?
-                    .compile_matcher(),
-            ),
-            None => None,
-        };
+        let glob = glob_matcher(args.glob.as_deref())?;
         let base = resolve(args.path.as_deref().unwrap_or("."))?;
         std::fs::metadata(&base.abs).map_err(|e| io_error(e, &base.display))?;
         let walker = ignore::WalkBuilder::new(&base.abs)

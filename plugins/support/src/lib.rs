@@ -87,6 +87,16 @@ macro_rules! export_tool {
     };
 }
 
+/// Compiles the optional `glob` argument of a tool.
+pub fn glob_matcher(glob: Option<&str>) -> ToolResult<Option<globset::GlobMatcher>> {
+    glob.map(|g| {
+        globset::Glob::new(g)
+            .map(|g| g.compile_matcher())
+            .map_err(|e| ToolError::InvalidArguments(format!("bad glob {g:?}: {e}")))
+    })
+    .transpose()
+}
+
 /// The directories the host mounted for this call, as guest paths.
 pub fn mounts() -> Vec<String> {
     wasi::filesystem::preopens::get_directories()

@@ -20,7 +20,7 @@ use wasmtime_wasi_http::WasiHttpCtx;
 
 wasmtime::component::bindgen!({ world: "tool", path: "../wit" });
 
-use warden::tool::types::Error as GuestError;
+use self::warden::tool::types::Error as GuestError;
 
 /// Deadline for `describe` at load time.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
