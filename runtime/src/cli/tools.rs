@@ -153,8 +153,10 @@ fn list(policy: &Path, workspace: &Path, json: bool) -> Result<(), CallError> {
                 crate::policy::OutputOverflow::Error => "error",
             },
             l.fuel.map_or("unlimited".to_string(), |f| f.to_string()),
-            p.max_calls
-                .map_or("per session limit".to_string(), |m| m.to_string()),
+            p.max_calls.map_or(
+                format!("up to the session's {}", policy.session.max_tool_calls),
+                |m| format!("{m} per session")
+            ),
         );
         let files: Vec<String> = p
             .mounts
