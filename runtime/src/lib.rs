@@ -5,5 +5,6 @@
 //! the `warden` command.
 
 pub mod cli;
+pub mod model;
 pub mod policy;
 pub mod sandbox;

@@ -1,5 +1,6 @@
 //! The `warden` command line.
 
+mod model;
 mod new_tool;
 mod tools;
 
@@ -18,6 +19,12 @@ enum Command {
     /// List, call, inspect and scaffold tool plugins.
     #[command(subcommand)]
     Tools(tools::ToolsCommand),
+    /// Write a randomly initialised Qwen3 checkpoint in the real formats.
+    Synth(model::SynthArgs),
+    /// Generate text with a Qwen3 model.
+    Generate(model::GenerateArgs),
+    /// Measure load time, prefill and decode speed, peak memory.
+    Bench(model::BenchArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -32,5 +39,19 @@ pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Tools(cmd) => tools::run(cmd),
+        Command::Synth(a) => fail_on_error(model::synth(a)),
+        Command::Generate(a) => fail_on_error(model::generate_cmd(a)),
+        Command::Bench(a) => fail_on_error(model::bench(a)),
+    }
+}
+
+/// Prints `error: …` with its causes and exits 1 on failure.
+fn fail_on_error(r: anyhow::Result<()>) -> std::process::ExitCode {
+    match r {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

@@ -1,0 +1,295 @@
+//! `warden synth`, `warden generate`, `warden bench`.
+
+use crate::model::synth::{self, SynthOptions, SynthShape};
+use crate::model::{generate, generate_ids, parse_device, special, LoadedModel, SamplingParams};
+use anyhow::Context as _;
+use candle_core::DType;
+use clap::Args;
+use rand::{Rng, SeedableRng};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// `warden synth`.
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Model shape.
+    #[arg(long, value_enum)]
+    shape: SynthShape,
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Dtype of model.safetensors: f32, f16 or bf16.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// Also write a GGUF with this tensor type (q8_0, q4_0, q4_k, q5_k, q6_k, f16, f32, …).
+    #[arg(long)]
+    gguf: Option<String>,
+    /// Write only the GGUF.
+    #[arg(long, requires = "gguf")]
+    gguf_only: bool,
+    /// Seed of the random weights.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Give the model a separate LM head instead of tying it to the embedding.
+    #[arg(long)]
+    untied: bool,
+}
+
+/// `warden generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Snapshot directory, .gguf file, or hub-cache name (Qwen/Qwen3-0.6B).
+    #[arg(long)]
+    model: String,
+    /// Prompt text.
+    #[arg(long)]
+    prompt: String,
+    /// Wrap the prompt as one user turn of Qwen's chat format.
+    #[arg(long)]
+    chat: bool,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    /// 0 for greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Top-k (0: off).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Top-p (1: off).
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// Min-p (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    min_p: f32,
+    /// Repetition penalty (1: off).
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f32,
+    /// Presence penalty (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    presence_penalty: f32,
+    /// Extra stop strings.
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Sampling seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// cpu, cuda[:N] or metal.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// f32, f16 or bf16 (default: f32 on CPU, bf16 on GPU).
+    #[arg(long)]
+    dtype: Option<String>,
+    /// Print one JSON object: text, token ids, finish reason, timings.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `warden bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Snapshot directory, .gguf file, or hub-cache name.
+    #[arg(long)]
+    model: String,
+    /// Prompt length (random token ids).
+    #[arg(long, default_value_t = 512)]
+    prompt_tokens: usize,
+    /// Tokens decoded per repeat.
+    #[arg(long, default_value_t = 128)]
+    gen_tokens: usize,
+    /// Repeats; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// cpu, cuda[:N] or metal.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// f32, f16 or bf16.
+    #[arg(long)]
+    dtype: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn dtype(s: Option<&str>) -> anyhow::Result<Option<DType>> {
+    Ok(match s {
+        None => None,
+        Some("f32") => Some(DType::F32),
+        Some("f16") => Some(DType::F16),
+        Some("bf16") => Some(DType::BF16),
+        Some(o) => anyhow::bail!("unknown dtype {o:?}; use f32, f16 or bf16"),
+    })
+}
+
+/// Runs `warden synth`.
+pub fn synth(a: SynthArgs) -> anyhow::Result<()> {
+    let opts = SynthOptions {
+        shape: a.shape,
+        out: a.out,
+        dtype: dtype(Some(&a.dtype))?.unwrap_or(DType::F32),
+        gguf: a.gguf.as_deref().map(synth::parse_gguf_type).transpose()?,
+        gguf_only: a.gguf_only,
+        seed: a.seed,
+        tie_word_embeddings: a.untied.then_some(false),
+    };
+    let start = Instant::now();
+    let report = synth::synth(&opts)?;
+    println!(
+        "wrote a {:?} Qwen3 ({} parameters) in {:.1}s:",
+        opts.shape,
+        report.parameters,
+        start.elapsed().as_secs_f64()
+    );
+    for f in &report.files {
+        println!("  {}", f.display());
+    }
+    Ok(())
+}
+
+/// Runs `warden generate`.
+pub fn generate_cmd(a: GenerateArgs) -> anyhow::Result<()> {
+    let device = parse_device(&a.device)?;
+    let mut loaded = LoadedModel::load(&a.model, &device, dtype(a.dtype.as_deref())?, !a.json)?;
+    if !a.json {
+        eprintln!(
+            "loaded {} ({:?}) in {:.2}s",
+            loaded.path.display(),
+            loaded.format,
+            loaded.load_time.as_secs_f64()
+        );
+    }
+    let prompt = if a.chat {
+        format!(
+            "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n",
+            a.prompt
+        )
+    } else {
+        a.prompt.clone()
+    };
+    let params = SamplingParams {
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        min_p: a.min_p,
+        repetition_penalty: a.repetition_penalty,
+        presence_penalty: a.presence_penalty,
+        seed: a.seed,
+    };
+    let json = a.json;
+    let g = generate(
+        &mut loaded,
+        &prompt,
+        a.max_tokens,
+        &params,
+        &a.stop,
+        |piece| {
+            if !json {
+                print!("{piece}");
+                let _ = std::io::stdout().flush();
+            }
+        },
+    )?;
+    if json {
+        println!("{}", serde_json::to_string(&g)?);
+    } else {
+        println!();
+        let t = &g.timings;
+        eprintln!(
+            "{} prompt tokens ({} reused), prefill {:.1} ms ({:.1} tok/s), first token {:.1} ms, {} decoded at {:.1} tok/s, finish: {:?}",
+            g.prompt_tokens.len(),
+            t.reused_tokens,
+            t.prefill_ms,
+            t.prefill_tok_s,
+            t.ttft_ms,
+            t.decode_tokens,
+            t.decode_tok_s,
+            g.finish_reason
+        );
+    }
+    Ok(())
+}
+
+/// Runs `warden bench`.
+pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
+    if let Some(n) = a.threads {
+        // candle's CPU kernels use rayon's global pool.
+        // candle's CPU kernels size their pool from RAYON_NUM_THREADS when
+        // it first starts, which is after this point.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+    let device = parse_device(&a.device)?;
+    let mut loaded = LoadedModel::load(&a.model, &device, dtype(a.dtype.as_deref())?, !a.json)?;
+    let vocab = special::ENDOFTEXT.min(loaded.model.config().vocab_size as u32);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let (mut prefill, mut decode) = (Vec::new(), Vec::new());
+    for _ in 0..a.repeat.max(1) {
+        let prompt: Vec<u32> = (0..a.prompt_tokens.max(1))
+            .map(|_| rng.random_range(0..vocab))
+            .collect();
+        loaded.model.clear_cache();
+        // Greedy on random weights may hit an end token early; never stop.
+        let (_, _, t) = generate_ids(
+            &mut loaded.model,
+            &prompt,
+            a.gen_tokens.max(2),
+            &SamplingParams::default(),
+            |_| true,
+        )
+        .context("benchmark run failed")?;
+        prefill.push(t.prefill_tok_s);
+        decode.push(t.decode_tok_s);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (p, d) = (median(&mut prefill), median(&mut decode));
+    let rss = peak_rss_mib();
+    let threads = a
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": loaded.path, "format": loaded.format, "load_s": loaded.load_time.as_secs_f64(),
+                "prompt_tokens": a.prompt_tokens, "gen_tokens": a.gen_tokens, "repeat": a.repeat, "threads": threads,
+                "prefill_tok_s": p, "decode_tok_s": d, "peak_rss_mib": rss,
+            })
+        );
+    } else {
+        println!("model:    {} ({:?})", loaded.path.display(), loaded.format);
+        println!("load:     {:.2} s", loaded.load_time.as_secs_f64());
+        println!(
+            "prefill:  {p:.1} tok/s ({} tokens, median of {})",
+            a.prompt_tokens, a.repeat
+        );
+        println!(
+            "decode:   {d:.1} tok/s ({} tokens, median of {})",
+            a.gen_tokens, a.repeat
+        );
+        println!("peak RSS: {rss:.0} MiB, threads: {threads}");
+    }
+    Ok(())
+}
+
+/// Peak resident memory of this process, from /proc (Linux), in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(String::from)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}

@@ -1,0 +1,40 @@
+//! A Qwen3 decoder block: pre-norm attention and SwiGLU MLP, each residual.
+
+use super::attention::Attention;
+use super::linear::Linear;
+use candle_core::{Module, Result, Tensor};
+
+/// The SwiGLU feed-forward network.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    pub(crate) gate_proj: Linear,
+    pub(crate) up_proj: Linear,
+    pub(crate) down_proj: Linear,
+}
+
+impl Module for Mlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gate = candle_nn::ops::silu(&self.gate_proj.forward(x)?)?;
+        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+    }
+}
+
+/// One decoder block.
+#[derive(Debug, Clone)]
+pub struct Block {
+    pub(crate) input_norm: Tensor,
+    pub(crate) attention: Attention,
+    pub(crate) post_attention_norm: Tensor,
+    pub(crate) mlp: Mlp,
+    pub(crate) eps: f32,
+}
+
+impl Block {
+    /// Runs the block on `x` at positions `offset..`.
+    pub fn forward(&mut self, x: &Tensor, offset: usize) -> Result<Tensor> {
+        let h = candle_nn::ops::rms_norm(x, &self.input_norm, self.eps)?;
+        let x = (x + self.attention.forward(&h, offset)?)?;
+        let h = candle_nn::ops::rms_norm(&x, &self.post_attention_norm, self.eps)?;
+        x + self.mlp.forward(&h)?
+    }
+}

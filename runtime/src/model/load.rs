@@ -1,0 +1,254 @@
+//! Finding and loading a checkpoint.
+
+use super::config::Qwen3Config;
+use super::qwen3::Qwen3;
+use super::weights::Weights;
+use anyhow::{bail, Context as _};
+use candle_core::quantized::gguf_file;
+use candle_core::{DType, Device};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokenizers::Tokenizer;
+
+/// What kind of checkpoint was loaded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelFormat {
+    /// Hugging Face safetensors (dense).
+    Safetensors,
+    /// GGUF (quantized or not).
+    Gguf,
+}
+
+/// A model ready to run, with its tokenizer when one was found.
+pub struct LoadedModel {
+    /// The network and its cache.
+    pub model: Qwen3,
+    /// The tokenizer (`tokenizer.json` beside the weights), if any.
+    pub tokenizer: Option<Tokenizer>,
+    /// Where it came from.
+    pub path: PathBuf,
+    /// Its format.
+    pub format: ModelFormat,
+    /// Time to load it.
+    pub load_time: Duration,
+}
+
+/// Parses `cpu`, `cuda`, `cuda:N` or `metal`.
+pub fn parse_device(s: &str) -> anyhow::Result<Device> {
+    match s {
+        "cpu" => Ok(Device::Cpu),
+        "metal" => Device::new_metal(0)
+            .context("cannot use metal; build warden with --features metal on macOS"),
+        _ => {
+            let ordinal = match s.strip_prefix("cuda") {
+                Some("") => 0,
+                Some(rest) => rest
+                    .strip_prefix(':')
+                    .and_then(|n| n.parse().ok())
+                    .with_context(|| format!("bad device {s:?}; use cuda or cuda:N"))?,
+                None => bail!("unknown device {s:?}; use cpu, cuda[:N] or metal"),
+            };
+            Device::new_cuda(ordinal)
+                .with_context(|| format!("cannot use {s}; build warden with --features cuda on a machine with an NVIDIA GPU"))
+        }
+    }
+}
+
+/// f32 on CPU, bf16 on GPUs.
+pub fn default_dtype(device: &Device) -> DType {
+    if device.is_cpu() {
+        DType::F32
+    } else {
+        DType::BF16
+    }
+}
+
+impl LoadedModel {
+    /// Loads `spec`: a snapshot directory, a `.gguf` file, or a hub-cache
+    /// name such as `Qwen/Qwen3-0.6B` (never downloaded).
+    pub fn load(
+        spec: &str,
+        device: &Device,
+        dtype: Option<DType>,
+        progress: bool,
+    ) -> anyhow::Result<LoadedModel> {
+        let start = Instant::now();
+        let path = resolve(spec)?;
+        let dtype = dtype.unwrap_or_else(|| default_dtype(device));
+        let bar = |layers: usize| {
+            let pb = if progress {
+                indicatif::ProgressBar::new(layers as u64)
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            pb.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "loading {msg} [{bar:30}] {pos}/{len} layers",
+                )
+                .expect("static template")
+                .progress_chars("=> "),
+            );
+            pb.set_message(path.display().to_string());
+            pb
+        };
+        let (model, tokenizer, format) = if path.is_dir() {
+            let cfg = Qwen3Config::from_file(&path.join("config.json"))?;
+            let files = safetensors_files(&path)?;
+            let mut weights = Weights::safetensors(files, dtype, device)?;
+            let pb = bar(cfg.num_hidden_layers);
+            let model = Qwen3::load(&cfg, &mut weights, dtype, device, |_| pb.inc(1))?;
+            pb.finish_and_clear();
+            let tok = path.join("tokenizer.json");
+            let tokenizer = if tok.exists() {
+                Some(load_tokenizer(&tok, &cfg)?)
+            } else {
+                None
+            };
+            (model, tokenizer, ModelFormat::Safetensors)
+        } else {
+            let mut file = std::fs::File::open(&path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            let content = gguf_file::Content::read(&mut file).map_err(|e| {
+                anyhow::anyhow!("{} is not a readable GGUF file: {e}", path.display())
+            })?;
+            let cfg =
+                Qwen3Config::from_gguf(&content).with_context(|| format!("{}", path.display()))?;
+            check_gguf_extent(&content, &file, &path)?;
+            let tokenizer = match path.parent().map(|p| p.join("tokenizer.json")) {
+                Some(t) if t.exists() => Some(load_tokenizer(&t, &cfg)?),
+                _ => None,
+            };
+            let mut weights = Weights::gguf(content, file, &path, device);
+            let pb = bar(cfg.num_hidden_layers);
+            let model = Qwen3::load(&cfg, &mut weights, dtype, device, |_| pb.inc(1))?;
+            pb.finish_and_clear();
+            (model, tokenizer, ModelFormat::Gguf)
+        };
+        Ok(LoadedModel {
+            model,
+            tokenizer,
+            path,
+            format,
+            load_time: start.elapsed(),
+        })
+    }
+}
+
+/// Loads `tokenizer.json` and checks it fits the model's vocabulary.
+pub fn load_tokenizer(path: &Path, cfg: &Qwen3Config) -> anyhow::Result<Tokenizer> {
+    let tok = Tokenizer::from_file(path)
+        .map_err(|e| anyhow::anyhow!("cannot load tokenizer {}: {e}", path.display()))?;
+    let n = tok.get_vocab_size(true);
+    if n > cfg.vocab_size {
+        bail!(
+            "tokenizer {} has {n} tokens but the model's vocabulary has {} rows: they do not belong together",
+            path.display(),
+            cfg.vocab_size
+        );
+    }
+    Ok(tok)
+}
+
+/// The safetensors files of a snapshot: the index's shards, or the single file.
+fn safetensors_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let index = dir.join("model.safetensors.index.json");
+    if index.exists() {
+        let text = std::fs::read_to_string(&index)?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not valid JSON", index.display()))?;
+        let map = json["weight_map"]
+            .as_object()
+            .with_context(|| format!("{} has no weight_map", index.display()))?;
+        let mut files: Vec<PathBuf> = map
+            .values()
+            .filter_map(|v| v.as_str())
+            .map(|f| dir.join(f))
+            .collect();
+        files.sort();
+        files.dedup();
+        for f in &files {
+            if !f.exists() {
+                bail!(
+                    "{} lists shard {}, which is missing",
+                    index.display(),
+                    f.display()
+                );
+            }
+        }
+        return Ok(files);
+    }
+    let single = dir.join("model.safetensors");
+    if single.exists() {
+        return Ok(vec![single]);
+    }
+    bail!(
+        "{} has config.json but no model.safetensors or model.safetensors.index.json",
+        dir.display()
+    )
+}
+
+/// Checks every tensor of a GGUF lies inside the file (truncated downloads).
+fn check_gguf_extent(
+    ct: &gguf_file::Content,
+    file: &std::fs::File,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let size = file.metadata()?.len();
+    for (name, info) in &ct.tensor_infos {
+        let elems = info.shape.elem_count();
+        let bytes = elems / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
+        let end = ct.tensor_data_offset + info.offset + bytes as u64;
+        if end > size {
+            bail!("{} is truncated: tensor {name} ends at byte {end} but the file has {size}; download it again", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// A path as given, or a hub name resolved in the local Hugging Face cache.
+fn resolve(spec: &str) -> anyhow::Result<PathBuf> {
+    let p = PathBuf::from(spec);
+    if p.exists() {
+        if p.is_file() && p.extension().is_some_and(|e| e != "gguf") {
+            bail!(
+                "{} is neither a snapshot directory nor a .gguf file",
+                p.display()
+            );
+        }
+        return Ok(p);
+    }
+    let Some((org, name)) = spec
+        .split_once('/')
+        .filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'))
+    else {
+        bail!("{spec} does not exist; give a snapshot directory, a .gguf file or a hub name like Qwen/Qwen3-0.6B");
+    };
+    let hub = std::env::var_os("HF_HUB_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
+        })
+        .context("neither HF_HUB_CACHE, HF_HOME nor HOME is set")?;
+    let repo = hub.join(format!("models--{org}--{name}"));
+    let snapshots = repo.join("snapshots");
+    let by_ref = std::fs::read_to_string(repo.join("refs/main"))
+        .ok()
+        .map(|r| snapshots.join(r.trim()));
+    let found = by_ref
+        .filter(|p| p.join("config.json").exists())
+        .or_else(|| {
+            std::fs::read_dir(&snapshots)
+                .ok()?
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .find(|p| p.join("config.json").exists())
+        });
+    found.with_context(|| {
+        format!(
+            "{spec} is not in the local Hugging Face cache (looked in {}); warden never downloads: fetch it with `huggingface-cli download {spec}` on a machine with hub access, or pass a directory",
+            snapshots.display()
+        )
+    })
+}

@@ -1,0 +1,32 @@
+//! Qwen3 inference on candle: loading checkpoints as users have them
+//! (Hugging Face snapshot directories, hub-cache names, GGUF files), the
+//! model itself, sampling and generation, and synthetic checkpoints.
+
+mod attention;
+mod block;
+pub mod config;
+mod generate;
+mod kv_cache;
+pub mod linear;
+mod load;
+mod qwen3;
+mod rope;
+mod sampler;
+pub mod synth;
+pub mod weights;
+
+pub use config::Qwen3Config;
+pub use generate::{generate, generate_ids, FinishReason, Generation, Timings};
+pub use load::{default_dtype, parse_device, LoadedModel, ModelFormat};
+pub use qwen3::Qwen3;
+pub use sampler::{Sampler, SamplingParams};
+
+/// Token ids of Qwen3's special tokens.
+pub mod special {
+    /// `<|endoftext|>`.
+    pub const ENDOFTEXT: u32 = 151_643;
+    /// `<|im_start|>`.
+    pub const IM_START: u32 = 151_644;
+    /// `<|im_end|>`.
+    pub const IM_END: u32 = 151_645;
+}

@@ -1,0 +1,220 @@
+//! The Qwen3 causal language model: embedding, decoder blocks, final norm,
+//! LM head; and the token ids behind its KV cache, for prefix reuse.
+
+use super::attention::Attention;
+use super::block::{Block, Mlp};
+use super::config::Qwen3Config;
+use super::kv_cache::KvCache;
+use super::linear::Linear;
+use super::rope::Rope;
+use super::weights::Weights;
+use candle_core::{DType, Device, Module, Tensor, D};
+use std::sync::Arc;
+
+/// A loaded Qwen3 model with its cache.
+pub struct Qwen3 {
+    cfg: Qwen3Config,
+    embed: Tensor,
+    blocks: Vec<Block>,
+    norm: Tensor,
+    lm_head: Linear,
+    device: Device,
+    dtype: DType,
+    /// Token ids whose keys and values are in the cache, in order.
+    cached: Vec<u32>,
+}
+
+impl Qwen3 {
+    /// Builds the model from `weights`; `on_layer` is told each finished
+    /// layer (for progress bars).
+    pub fn load(
+        cfg: &Qwen3Config,
+        weights: &mut Weights,
+        dtype: DType,
+        device: &Device,
+        mut on_layer: impl FnMut(usize),
+    ) -> anyhow::Result<Qwen3> {
+        let (h, hd) = (cfg.hidden_size, cfg.head_dim);
+        let embed = weights.dense("model.embed_tokens.weight", &[cfg.vocab_size, h], dtype)?;
+        let rope = Arc::new(Rope::new(
+            hd,
+            cfg.max_position_embeddings,
+            cfg.rope_theta,
+            dtype,
+            device,
+        )?);
+        let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            let mut lin = |n: &str, out: usize, inp: usize| {
+                weights.linear(&format!("{p}.{n}.weight"), out, inp, dtype)
+            };
+            let q_proj = lin("self_attn.q_proj", cfg.num_attention_heads * hd, h)?;
+            let k_proj = lin("self_attn.k_proj", cfg.num_key_value_heads * hd, h)?;
+            let v_proj = lin("self_attn.v_proj", cfg.num_key_value_heads * hd, h)?;
+            let o_proj = lin("self_attn.o_proj", h, cfg.num_attention_heads * hd)?;
+            let gate_proj = lin("mlp.gate_proj", cfg.intermediate_size, h)?;
+            let up_proj = lin("mlp.up_proj", cfg.intermediate_size, h)?;
+            let down_proj = lin("mlp.down_proj", h, cfg.intermediate_size)?;
+            let mut vec =
+                |n: &str, len: usize| weights.dense(&format!("{p}.{n}.weight"), &[len], dtype);
+            blocks.push(Block {
+                input_norm: vec("input_layernorm", h)?,
+                post_attention_norm: vec("post_attention_layernorm", h)?,
+                attention: Attention {
+                    q_norm: vec("self_attn.q_norm", hd)?,
+                    k_norm: vec("self_attn.k_norm", hd)?,
+                    q_proj,
+                    k_proj,
+                    v_proj,
+                    o_proj,
+                    num_heads: cfg.num_attention_heads,
+                    num_kv_heads: cfg.num_key_value_heads,
+                    head_dim: hd,
+                    eps: cfg.rms_norm_eps,
+                    rope: rope.clone(),
+                    cache: KvCache::default(),
+                },
+                mlp: Mlp {
+                    gate_proj,
+                    up_proj,
+                    down_proj,
+                },
+                eps: cfg.rms_norm_eps as f32,
+            });
+            on_layer(i);
+        }
+        let norm = weights.dense("model.norm.weight", &[h], dtype)?;
+        let lm_head = if cfg.tie_word_embeddings || !weights.contains("lm_head.weight") {
+            if !cfg.tie_word_embeddings {
+                anyhow::bail!(
+                    "the checkpoint has no lm_head.weight but tie_word_embeddings is false"
+                );
+            }
+            match weights {
+                // Keep the tied head quantized when the embedding is.
+                Weights::Gguf { .. } => {
+                    weights.linear("model.embed_tokens.weight", cfg.vocab_size, h, dtype)?
+                }
+                Weights::Safetensors { .. } => Linear::dense(embed.clone(), None)?,
+            }
+        } else {
+            weights.linear("lm_head.weight", cfg.vocab_size, h, dtype)?
+        };
+        Ok(Qwen3 {
+            cfg: cfg.clone(),
+            embed,
+            blocks,
+            norm,
+            lm_head,
+            device: device.clone(),
+            dtype,
+            cached: vec![],
+        })
+    }
+
+    /// The model's hyper-parameters.
+    pub fn config(&self) -> &Qwen3Config {
+        &self.cfg
+    }
+
+    /// The device it runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The dtype of activations.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Token ids currently behind the KV cache.
+    pub fn cached_tokens(&self) -> &[u32] {
+        &self.cached
+    }
+
+    /// Keeps only the first `len` cached positions.
+    pub fn truncate_cache(&mut self, len: usize) {
+        self.cached.truncate(len);
+        for b in &mut self.blocks {
+            b.attention.cache.truncate(len);
+        }
+    }
+
+    /// Empties the cache.
+    pub fn clear_cache(&mut self) {
+        self.truncate_cache(0);
+    }
+
+    /// Runs `ids` after the cached tokens and returns logits `(L, vocab)` in
+    /// f32 for every new position (`all`) or `(1, vocab)` for the last.
+    pub fn forward(&mut self, ids: &[u32], all: bool) -> candle_core::Result<Tensor> {
+        let offset = self.cached.len();
+        if ids.is_empty() {
+            candle_core::bail!("forward needs at least one token");
+        }
+        if let Some(bad) = ids.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
+            candle_core::bail!(
+                "token id {bad} is outside the vocabulary (size {})",
+                self.cfg.vocab_size
+            );
+        }
+        let input = Tensor::new(ids, &self.device)?.unsqueeze(0)?;
+        let mut x = self.embed.embedding(&input.squeeze(0)?)?.unsqueeze(0)?;
+        for b in &mut self.blocks {
+            x = b.forward(&x, offset)?;
+        }
+        self.cached.extend_from_slice(ids);
+        let x = if all {
+            x
+        } else {
+            x.narrow(1, ids.len() - 1, 1)?
+        };
+        let x =
+            candle_nn::ops::rms_norm(&x.contiguous()?, &self.norm, self.cfg.rms_norm_eps as f32)?;
+        self.lm_head.forward(&x)?.squeeze(0)?.to_dtype(DType::F32)
+    }
+
+    /// Makes the cache hold exactly `prompt`, reusing the longest common
+    /// prefix with what is cached and prefilling the rest in chunks of
+    /// `chunk` tokens. Returns the last position's logits `(vocab,)` and how
+    /// many tokens were reused.
+    pub fn prefill(
+        &mut self,
+        prompt: &[u32],
+        chunk: usize,
+    ) -> candle_core::Result<(Tensor, usize)> {
+        if prompt.is_empty() {
+            candle_core::bail!("the prompt is empty");
+        }
+        let common = self
+            .cached
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count();
+        // The last prompt token must be run to get its logits.
+        let keep = common.min(prompt.len() - 1);
+        self.truncate_cache(keep);
+        let mut logits = None;
+        for part in prompt[keep..].chunks(chunk.max(1)) {
+            logits = Some(self.forward(part, false)?);
+        }
+        Ok((logits.expect("at least one chunk").squeeze(0)?, keep))
+    }
+
+    /// Runs one decoded token; returns its logits `(vocab,)`.
+    pub fn step(&mut self, token: u32) -> candle_core::Result<Tensor> {
+        self.forward(&[token], false)?.squeeze(0)
+    }
+
+    /// Logits over the vocabulary as a Vec (for sampling).
+    pub fn to_vec(logits: &Tensor) -> candle_core::Result<Vec<f32>> {
+        logits.flatten_all()?.to_vec1::<f32>()
+    }
+
+    /// Index of the largest logit.
+    pub fn argmax(logits: &Tensor) -> candle_core::Result<u32> {
+        logits.flatten_all()?.argmax(D::Minus1)?.to_scalar::<u32>()
+    }
+}

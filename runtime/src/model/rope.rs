@@ -1,0 +1,49 @@
+//! Rotary position embeddings (Qwen3's rotate-half form).
+
+use candle_core::{DType, Device, Result, Tensor};
+
+/// Precomputed cos/sin tables for every position up to the context length.
+#[derive(Debug, Clone)]
+pub struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rope {
+    /// Tables for `head_dim`, `max_positions` and base `theta`, in `dtype`.
+    pub fn new(
+        head_dim: usize,
+        max_positions: usize,
+        theta: f64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Rope> {
+        let inv_freq: Vec<f32> = (0..head_dim / 2)
+            .map(|i| (1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)) as f32)
+            .collect();
+        let inv_freq = Tensor::from_vec(inv_freq, (1, head_dim / 2), device)?;
+        let positions = Tensor::arange(0u32, max_positions as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((max_positions, 1))?;
+        let freqs = positions.matmul(&inv_freq)?;
+        Ok(Rope {
+            cos: freqs.cos()?.to_dtype(dtype)?,
+            sin: freqs.sin()?.to_dtype(dtype)?,
+        })
+    }
+
+    /// Rotates `x` shaped `(B, H, L, D)` for positions `offset..offset+L`.
+    pub fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
+        let (_, _, len, _) = x.dims4()?;
+        let max = self.cos.dim(0)?;
+        if offset + len > max {
+            candle_core::bail!(
+                "position {} is past the model's context length {max}",
+                offset + len
+            );
+        }
+        let cos = self.cos.narrow(0, offset, len)?;
+        let sin = self.sin.narrow(0, offset, len)?;
+        candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)
+    }
+}

@@ -1,0 +1,420 @@
+//! `warden synth`: randomly initialised Qwen3 checkpoints in the real
+//! formats (a Hugging Face snapshot directory and/or a llama.cpp-style GGUF),
+//! with the real Qwen3 tokenizer, for tests and benchmarks without
+//! downloads. Speed does not depend on weight values.
+
+use super::config::Qwen3Config;
+use anyhow::{bail, Context as _};
+use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+use candle_core::{DType, Device, Tensor};
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// The real Qwen3 tokenizer (Qwen's, Apache-2.0), shipped inside warden.
+pub const TOKENIZER_JSON: &[u8] = include_bytes!("../../assets/qwen3-tokenizer/tokenizer.json");
+/// Its `tokenizer_config.json`, with the chat template.
+pub const TOKENIZER_CONFIG_JSON: &[u8] =
+    include_bytes!("../../assets/qwen3-tokenizer/tokenizer_config.json");
+
+/// Vocabulary rows of released Qwen3 checkpoints (the tokenizer has 151669
+/// tokens; the matrices are padded).
+pub const QWEN3_VOCAB: usize = 151_936;
+
+/// Which shape to generate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SynthShape {
+    /// Two layers of width 64 over the real vocabulary; for tests.
+    Tiny,
+    /// The shape of Qwen/Qwen3-0.6B.
+    #[value(name = "qwen3-0.6b")]
+    Qwen3_0_6b,
+    /// The shape of Qwen/Qwen3-1.7B.
+    #[value(name = "qwen3-1.7b")]
+    Qwen3_1_7b,
+}
+
+impl SynthShape {
+    /// The config of this shape.
+    pub fn config(self) -> Qwen3Config {
+        let base = Qwen3Config {
+            vocab_size: QWEN3_VOCAB,
+            hidden_size: 1024,
+            intermediate_size: 3072,
+            num_hidden_layers: 28,
+            num_attention_heads: 16,
+            num_key_value_heads: 8,
+            head_dim: 128,
+            max_position_embeddings: 40_960,
+            rope_theta: 1_000_000.0,
+            rms_norm_eps: 1e-6,
+            tie_word_embeddings: true,
+            attention_bias: false,
+        };
+        match self {
+            // head_dim 32 != 64 / 4 on purpose: Qwen3 sets it explicitly.
+            SynthShape::Tiny => Qwen3Config {
+                hidden_size: 64,
+                intermediate_size: 128,
+                num_hidden_layers: 2,
+                num_attention_heads: 4,
+                num_key_value_heads: 2,
+                head_dim: 32,
+                max_position_embeddings: 4096,
+                ..base
+            },
+            SynthShape::Qwen3_0_6b => base,
+            SynthShape::Qwen3_1_7b => Qwen3Config {
+                hidden_size: 2048,
+                intermediate_size: 6144,
+                ..base
+            },
+        }
+    }
+}
+
+/// What to write.
+#[derive(Debug, Clone)]
+pub struct SynthOptions {
+    /// Shape of the model.
+    pub shape: SynthShape,
+    /// Output directory (created).
+    pub out: PathBuf,
+    /// Dtype of the safetensors weights.
+    pub dtype: DType,
+    /// Also write `model-<type>.gguf` with 2-D weights in this type.
+    pub gguf: Option<GgmlDType>,
+    /// Skip the Hugging Face files (GGUF only).
+    pub gguf_only: bool,
+    /// Seed of the weights.
+    pub seed: u64,
+    /// Override the shape's tie_word_embeddings.
+    pub tie_word_embeddings: Option<bool>,
+}
+
+/// Files written.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SynthReport {
+    /// The config used.
+    pub config: Qwen3Config,
+    /// Every file written.
+    pub files: Vec<PathBuf>,
+    /// Parameters in the model.
+    pub parameters: usize,
+}
+
+/// Parses `q8_0`, `q4_k`, … as written on the command line.
+pub fn parse_gguf_type(s: &str) -> anyhow::Result<GgmlDType> {
+    Ok(match s.to_ascii_lowercase().as_str() {
+        "f32" => GgmlDType::F32,
+        "f16" => GgmlDType::F16,
+        "q4_0" => GgmlDType::Q4_0,
+        "q4_1" => GgmlDType::Q4_1,
+        "q5_0" => GgmlDType::Q5_0,
+        "q5_1" => GgmlDType::Q5_1,
+        "q8_0" => GgmlDType::Q8_0,
+        "q2_k" => GgmlDType::Q2K,
+        "q3_k" => GgmlDType::Q3K,
+        "q4_k" | "q4_k_m" => GgmlDType::Q4K,
+        "q5_k" | "q5_k_m" => GgmlDType::Q5K,
+        "q6_k" => GgmlDType::Q6K,
+        other => bail!("unknown GGUF type {other:?}; use one of f32, f16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k"),
+    })
+}
+
+/// The tensors of a Qwen3 checkpoint with their shapes, by HF name.
+pub fn tensor_shapes(cfg: &Qwen3Config) -> Vec<(String, Vec<usize>)> {
+    let (h, hd, i) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
+    let mut v = vec![(
+        "model.embed_tokens.weight".to_string(),
+        vec![cfg.vocab_size, h],
+    )];
+    for l in 0..cfg.num_hidden_layers {
+        let p = format!("model.layers.{l}");
+        for (n, s) in [
+            ("input_layernorm", vec![h]),
+            ("post_attention_layernorm", vec![h]),
+            ("self_attn.q_proj", vec![cfg.num_attention_heads * hd, h]),
+            ("self_attn.k_proj", vec![cfg.num_key_value_heads * hd, h]),
+            ("self_attn.v_proj", vec![cfg.num_key_value_heads * hd, h]),
+            ("self_attn.o_proj", vec![h, cfg.num_attention_heads * hd]),
+            ("self_attn.q_norm", vec![hd]),
+            ("self_attn.k_norm", vec![hd]),
+            ("mlp.gate_proj", vec![i, h]),
+            ("mlp.up_proj", vec![i, h]),
+            ("mlp.down_proj", vec![h, i]),
+        ] {
+            v.push((format!("{p}.{n}.weight"), s));
+        }
+    }
+    v.push(("model.norm.weight".to_string(), vec![h]));
+    if !cfg.tie_word_embeddings {
+        v.push(("lm_head.weight".to_string(), vec![cfg.vocab_size, h]));
+    }
+    v
+}
+
+/// Writes the checkpoint.
+pub fn synth(opts: &SynthOptions) -> anyhow::Result<SynthReport> {
+    let mut cfg = opts.shape.config();
+    if let Some(t) = opts.tie_word_embeddings {
+        cfg.tie_word_embeddings = t;
+    }
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("cannot create {}", opts.out.display()))?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
+    let mut tensors: Vec<(String, Tensor)> = Vec::new();
+    let mut parameters = 0;
+    for (name, shape) in tensor_shapes(&cfg) {
+        let n: usize = shape.iter().product();
+        parameters += n;
+        let data: Vec<f32> = if shape.len() == 1 {
+            // Norm weights near 1, so that they matter but do not blow up.
+            (0..n)
+                .map(|_| 1.0 + rng.random_range(-0.1f32..0.1))
+                .collect()
+        } else {
+            let a = 0.02f32 * 3f32.sqrt() * 2.0;
+            (0..n).map(|_| rng.random_range(-a..a)).collect()
+        };
+        tensors.push((name, Tensor::from_vec(data, shape, &Device::Cpu)?));
+    }
+    let mut files = Vec::new();
+    if !opts.gguf_only {
+        let map: HashMap<String, Tensor> = tensors
+            .iter()
+            .map(|(n, t)| Ok((n.clone(), t.to_dtype(opts.dtype)?)))
+            .collect::<candle_core::Result<_>>()?;
+        let st = opts.out.join("model.safetensors");
+        candle_core::safetensors::save(&map, &st)
+            .with_context(|| format!("cannot write {}", st.display()))?;
+        files.push(st);
+        files.push(write(
+            &opts.out,
+            "config.json",
+            &serde_json::to_vec_pretty(&hf_config(&cfg, opts.dtype))?,
+        )?);
+        files.push(write(
+            &opts.out,
+            "generation_config.json",
+            &serde_json::to_vec_pretty(&json!({
+                "bos_token_id": 151643, "eos_token_id": [151645, 151643], "pad_token_id": 151643,
+                "do_sample": true, "temperature": 0.6, "top_k": 20, "top_p": 0.95
+            }))?,
+        )?);
+        files.push(write(&opts.out, "tokenizer.json", TOKENIZER_JSON)?);
+        files.push(write(
+            &opts.out,
+            "tokenizer_config.json",
+            TOKENIZER_CONFIG_JSON,
+        )?);
+    }
+    if let Some(qtype) = opts.gguf {
+        let name = format!("model-{}.gguf", format!("{qtype:?}").to_ascii_lowercase());
+        let path = opts.out.join(name);
+        write_gguf(&path, &cfg, &tensors, qtype)?;
+        files.push(path);
+    }
+    Ok(SynthReport {
+        config: cfg,
+        files,
+        parameters,
+    })
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).with_context(|| format!("cannot write {}", p.display()))?;
+    Ok(p)
+}
+
+fn hf_config(cfg: &Qwen3Config, dtype: DType) -> serde_json::Value {
+    json!({
+        "architectures": ["Qwen3ForCausalLM"],
+        "model_type": "qwen3",
+        "attention_bias": cfg.attention_bias,
+        "attention_dropout": 0.0,
+        "bos_token_id": 151643,
+        "eos_token_id": 151645,
+        "head_dim": cfg.head_dim,
+        "hidden_act": "silu",
+        "hidden_size": cfg.hidden_size,
+        "initializer_range": 0.02,
+        "intermediate_size": cfg.intermediate_size,
+        "max_position_embeddings": cfg.max_position_embeddings,
+        "max_window_layers": cfg.num_hidden_layers,
+        "num_attention_heads": cfg.num_attention_heads,
+        "num_hidden_layers": cfg.num_hidden_layers,
+        "num_key_value_heads": cfg.num_key_value_heads,
+        "rms_norm_eps": cfg.rms_norm_eps,
+        "rope_scaling": null,
+        "rope_theta": cfg.rope_theta,
+        "sliding_window": null,
+        "tie_word_embeddings": cfg.tie_word_embeddings,
+        "torch_dtype": match dtype { DType::BF16 => "bfloat16", DType::F16 => "float16", _ => "float32" },
+        "transformers_version": "4.51.0",
+        "use_cache": true,
+        "use_sliding_window": false,
+        "vocab_size": cfg.vocab_size,
+    })
+}
+
+/// Writes a GGUF as llama.cpp's converter does for qwen3: same tensor
+/// names, `qwen3.*` metadata and `tokenizer.ggml.*` keys (gpt2-style BPE,
+/// pre-tokenizer "qwen2", vocabulary padded to the matrix rows).
+fn write_gguf(
+    path: &Path,
+    cfg: &Qwen3Config,
+    tensors: &[(String, Tensor)],
+    qtype: GgmlDType,
+) -> anyhow::Result<()> {
+    let block = qtype.block_size();
+    let mut qtensors = Vec::new();
+    for (name, t) in tensors {
+        let q = if t.rank() == 1 {
+            QTensor::quantize(t, GgmlDType::F32)?
+        } else {
+            let inner = *t.dims().last().unwrap_or(&0);
+            if inner % block != 0 {
+                bail!(
+                    "cannot quantize {name} to {qtype:?}: rows of {inner} are not a multiple of its block size {block}; use a larger shape or q8_0/q4_0"
+                );
+            }
+            QTensor::quantize(t, qtype)?
+        };
+        qtensors.push((super::weights::gguf_name(name), q));
+    }
+    let tok = gguf_tokenizer(cfg.vocab_size)?;
+    use gguf_file::Value as V;
+    let u = |x: usize| V::U32(x as u32);
+    let file_type = match qtype {
+        GgmlDType::F32 => 0,
+        GgmlDType::F16 => 1,
+        GgmlDType::Q4_0 => 2,
+        GgmlDType::Q4_1 => 3,
+        GgmlDType::Q8_0 => 7,
+        GgmlDType::Q5_0 => 8,
+        GgmlDType::Q5_1 => 9,
+        GgmlDType::Q2K => 10,
+        GgmlDType::Q3K => 12,
+        GgmlDType::Q4K => 15,
+        GgmlDType::Q5K => 17,
+        GgmlDType::Q6K => 18,
+        _ => 0,
+    };
+    let chat_template = serde_json::from_slice::<serde_json::Value>(TOKENIZER_CONFIG_JSON)?
+        ["chat_template"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let md: Vec<(&str, V)> = vec![
+        ("general.architecture", V::String("qwen3".into())),
+        ("general.name", V::String("warden synthetic qwen3".into())),
+        ("general.file_type", V::U32(file_type)),
+        ("general.quantization_version", V::U32(2)),
+        ("qwen3.context_length", u(cfg.max_position_embeddings)),
+        ("qwen3.embedding_length", u(cfg.hidden_size)),
+        ("qwen3.block_count", u(cfg.num_hidden_layers)),
+        ("qwen3.feed_forward_length", u(cfg.intermediate_size)),
+        ("qwen3.attention.head_count", u(cfg.num_attention_heads)),
+        ("qwen3.attention.head_count_kv", u(cfg.num_key_value_heads)),
+        ("qwen3.attention.key_length", u(cfg.head_dim)),
+        ("qwen3.attention.value_length", u(cfg.head_dim)),
+        ("qwen3.rope.freq_base", V::F32(cfg.rope_theta as f32)),
+        (
+            "qwen3.attention.layer_norm_rms_epsilon",
+            V::F32(cfg.rms_norm_eps as f32),
+        ),
+        ("tokenizer.ggml.model", V::String("gpt2".into())),
+        ("tokenizer.ggml.pre", V::String("qwen2".into())),
+        (
+            "tokenizer.ggml.tokens",
+            V::Array(tok.tokens.into_iter().map(V::String).collect()),
+        ),
+        (
+            "tokenizer.ggml.token_type",
+            V::Array(tok.types.into_iter().map(V::I32).collect()),
+        ),
+        (
+            "tokenizer.ggml.merges",
+            V::Array(tok.merges.into_iter().map(V::String).collect()),
+        ),
+        ("tokenizer.ggml.eos_token_id", V::U32(151645)),
+        ("tokenizer.ggml.padding_token_id", V::U32(151643)),
+        ("tokenizer.ggml.bos_token_id", V::U32(151643)),
+        ("tokenizer.ggml.add_bos_token", V::Bool(false)),
+        ("tokenizer.chat_template", V::String(chat_template)),
+    ];
+    let md_refs: Vec<(&str, &V)> = md.iter().map(|(k, v)| (*k, v)).collect();
+    let t_refs: Vec<(&str, &QTensor)> = qtensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut f = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+    );
+    gguf_file::write(&mut f, &md_refs, &t_refs)?;
+    use std::io::Write as _;
+    f.flush()?;
+    Ok(())
+}
+
+struct GgufTokenizer {
+    tokens: Vec<String>,
+    types: Vec<i32>,
+    merges: Vec<String>,
+}
+
+/// The shipped tokenizer as `tokenizer.ggml.*` arrays of `rows` entries.
+fn gguf_tokenizer(rows: usize) -> anyhow::Result<GgufTokenizer> {
+    let t: serde_json::Value = serde_json::from_slice(TOKENIZER_JSON)?;
+    let mut tokens: Vec<Option<String>> = vec![None; rows];
+    let mut types = vec![1i32; rows];
+    for (tok, id) in t["model"]["vocab"]
+        .as_object()
+        .context("tokenizer.json has no model.vocab")?
+    {
+        if let Some(slot) = id.as_u64().and_then(|i| tokens.get_mut(i as usize)) {
+            *slot = Some(tok.clone());
+        }
+    }
+    for added in t["added_tokens"].as_array().into_iter().flatten() {
+        let id = added["id"].as_u64().unwrap_or(u64::MAX) as usize;
+        if id < rows {
+            tokens[id] = added["content"].as_str().map(String::from);
+            types[id] = if added["special"].as_bool() == Some(true) {
+                3
+            } else {
+                4
+            };
+        }
+    }
+    let tokens = tokens
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| match t {
+            Some(t) => t,
+            None => {
+                types[i] = 5;
+                format!("[PAD{i}]")
+            }
+        })
+        .collect();
+    let merges = t["model"]["merges"]
+        .as_array()
+        .context("tokenizer.json has no model.merges")?
+        .iter()
+        .map(|m| match m {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(p) => p
+                .iter()
+                .filter_map(|x| x.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => String::new(),
+        })
+        .collect();
+    Ok(GgufTokenizer {
+        tokens,
+        types,
+        merges,
+    })
+}
