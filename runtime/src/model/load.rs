@@ -94,17 +94,17 @@ impl LoadedModel {
         };
         let (model, tokenizer, format) = if path.is_dir() {
             let cfg = Qwen3Config::from_file(&path.join("config.json"))?;
-            let files = safetensors_files(&path)?;
-            let mut weights = Weights::safetensors(files, dtype, device)?;
-            let pb = bar(cfg.num_hidden_layers);
-            let model = Qwen3::load(&cfg, &mut weights, dtype, device, |_| pb.inc(1))?;
-            pb.finish_and_clear();
             let tok = path.join("tokenizer.json");
             let tokenizer = if tok.exists() {
                 Some(load_tokenizer(&tok, &cfg)?)
             } else {
                 None
             };
+            let files = safetensors_files(&path)?;
+            let mut weights = Weights::safetensors(files, dtype, device)?;
+            let pb = bar(cfg.num_hidden_layers);
+            let model = Qwen3::load(&cfg, &mut weights, dtype, device, |_| pb.inc(1))?;
+            pb.finish_and_clear();
             (model, tokenizer, ModelFormat::Safetensors)
         } else {
             let mut file = std::fs::File::open(&path)
