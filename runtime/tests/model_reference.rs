@@ -270,3 +270,31 @@ fn tokenizer_round_trips_and_maps_special_tokens() {
     assert_eq!(tok.token_to_id("<|im_end|>"), Some(special::IM_END));
     assert_eq!(tok.token_to_id("<tool_call>"), Some(151_657));
 }
+
+/// A lone `.gguf` (no tokenizer.json beside it) gets its tokenizer from the
+/// file's `tokenizer.ggml.*` metadata, and it tokenizes exactly like the
+/// real `tokenizer.json`.
+#[test]
+fn lone_gguf_tokenizer_from_metadata_matches_tokenizer_json() {
+    let dir = tempfile::tempdir().unwrap();
+    make(dir.path(), true, Some("q8_0"));
+    let lone = tempfile::tempdir().unwrap();
+    let gguf = lone.path().join("model.gguf");
+    std::fs::copy(dir.path().join("model-q8_0.gguf"), &gguf).unwrap();
+    let from_meta = LoadedModel::load(gguf.to_str().unwrap(), &Device::Cpu, None, false)
+        .unwrap()
+        .tokenizer
+        .unwrap();
+    let real = tokenizers::Tokenizer::from_bytes(warden::model::synth::TOKENIZER_JSON).unwrap();
+    for text in [
+        PROMPT,
+        "<tool_call>\n{\"name\": \"read_file\", \"arguments\": {\"path\": \"blog/models.py\"}}\n</tool_call>",
+        "def post_list(request):\n    return 42  # ünïcödé ✓ 你好  \r\n\n",
+        "<think>\nhmm</think> It's 3.14159, isn't it?",
+    ] {
+        let a = real.encode(text, false).unwrap().get_ids().to_vec();
+        let b = from_meta.encode(text, false).unwrap().get_ids().to_vec();
+        assert_eq!(a, b, "{text:?}");
+        assert_eq!(from_meta.decode(&b, false).unwrap(), text);
+    }
+}

@@ -115,9 +115,14 @@ impl LoadedModel {
             let cfg =
                 Qwen3Config::from_gguf(&content).with_context(|| format!("{}", path.display()))?;
             check_gguf_extent(&content, &file, &path)?;
+            // tokenizer.json beside the file wins; otherwise the GGUF's own
+            // tokenizer.ggml.* metadata.
             let tokenizer = match path.parent().map(|p| p.join("tokenizer.json")) {
                 Some(t) if t.exists() => Some(load_tokenizer(&t, &cfg)?),
-                _ => None,
+                _ => Some(
+                    super::gguf_tokenizer::from_gguf(&content)
+                        .with_context(|| format!("{}", path.display()))?,
+                ),
             };
             let mut weights = Weights::gguf(content, file, &path, device);
             let pb = bar(cfg.num_hidden_layers);

@@ -6,6 +6,7 @@ mod attention;
 mod block;
 pub mod config;
 mod generate;
+mod gguf_tokenizer;
 mod kv_cache;
 pub mod linear;
 mod load;
