@@ -3,7 +3,7 @@
 //!
 //! WARDEN_BENCH_GGUF=path/to/model.gguf cargo bench -p warden --bench vs_candle
 //! (make one with `warden synth --shape qwen3-0.6b --gguf q8_0 --gguf-only --out DIR`).
-//! Env: WARDEN_BENCH_PROMPT (128), WARDEN_BENCH_GEN (64).
+//! Env: WARDEN_BENCH_PROMPT (128), WARDEN_BENCH_GEN (64), WARDEN_BENCH_REPEAT (3).
 
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
@@ -12,7 +12,10 @@ use std::time::Instant;
 use warden::model::LoadedModel;
 
 fn env(k: &str, d: usize) -> usize {
-    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
 }
 
 fn main() {
@@ -24,36 +27,62 @@ fn main() {
     let prompt: Vec<u32> = (0..n_prompt as u32).map(|i| (i * 7919) % 150_000).collect();
     let dev = Device::Cpu;
 
+    let repeats = env("WARDEN_BENCH_REPEAT", 3).max(1);
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+
     // warden
     let mut ours = LoadedModel::load(&path, &dev, None, false).unwrap();
-    let t = Instant::now();
-    let mut logits = ours.model.prefill(&prompt, 512).unwrap().0;
-    let w_prefill = n_prompt as f64 / t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    for _ in 0..n_gen {
-        let next = warden::model::Qwen3::argmax(&logits).unwrap();
-        logits = ours.model.step(next).unwrap();
+    let (mut pf, mut dc) = (vec![], vec![]);
+    for _ in 0..repeats {
+        ours.model.clear_cache();
+        let t = Instant::now();
+        let mut logits = ours.model.prefill(&prompt, 512).unwrap().0;
+        pf.push(n_prompt as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        for _ in 0..n_gen {
+            let next = warden::model::Qwen3::argmax(&logits).unwrap();
+            logits = ours.model.step(next).unwrap();
+        }
+        dc.push(n_gen as f64 / t.elapsed().as_secs_f64());
     }
-    let w_decode = n_gen as f64 / t.elapsed().as_secs_f64();
+    let (w_prefill, w_decode) = (median(pf), median(dc));
     drop(ours);
 
     // candle-transformers
     let mut f = std::fs::File::open(&path).unwrap();
     let ct = gguf_file::Content::read(&mut f).unwrap();
     let mut reference = ModelWeights::from_gguf(ct, &mut f, &dev).unwrap();
-    let t = Instant::now();
-    let input = Tensor::new(prompt.as_slice(), &dev).unwrap().unsqueeze(0).unwrap();
-    let mut logits = reference.forward(&input, 0).unwrap();
-    let c_prefill = n_prompt as f64 / t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    for i in 0..n_gen {
-        let next = warden::model::Qwen3::argmax(&logits).unwrap();
-        let input = Tensor::new(&[next], &dev).unwrap().unsqueeze(0).unwrap();
-        logits = reference.forward(&input, n_prompt + i).unwrap();
+    let (mut pf, mut dc) = (vec![], vec![]);
+    for _ in 0..repeats {
+        reference.clear_kv_cache();
+        let t = Instant::now();
+        let input = Tensor::new(prompt.as_slice(), &dev)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let mut logits = reference.forward(&input, 0).unwrap();
+        pf.push(n_prompt as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        for i in 0..n_gen {
+            let next = warden::model::Qwen3::argmax(&logits).unwrap();
+            let input = Tensor::new(&[next], &dev).unwrap().unsqueeze(0).unwrap();
+            logits = reference.forward(&input, n_prompt + i).unwrap();
+        }
+        dc.push(n_gen as f64 / t.elapsed().as_secs_f64());
     }
-    let c_decode = n_gen as f64 / t.elapsed().as_secs_f64();
+    let (c_prefill, c_decode) = (median(pf), median(dc));
 
-    println!("{path}: prompt {n_prompt}, decode {n_gen}, threads {}", candle_core::utils::get_num_threads());
-    println!("  warden:                prefill {w_prefill:7.1} tok/s   decode {w_decode:6.1} tok/s");
-    println!("  candle quantized_qwen3: prefill {c_prefill:7.1} tok/s   decode {c_decode:6.1} tok/s");
+    println!(
+        "{path}: prompt {n_prompt}, decode {n_gen}, median of {repeats}, threads {}",
+        candle_core::utils::get_num_threads()
+    );
+    println!(
+        "  warden:                prefill {w_prefill:7.1} tok/s   decode {w_decode:6.1} tok/s"
+    );
+    println!(
+        "  candle quantized_qwen3: prefill {c_prefill:7.1} tok/s   decode {c_decode:6.1} tok/s"
+    );
 }

@@ -298,3 +298,46 @@ fn lone_gguf_tokenizer_from_metadata_matches_tokenizer_json() {
         assert_eq!(from_meta.decode(&b, false).unwrap(), text);
     }
 }
+
+/// Every GGUF tensor type users meet loads and gives the same logits as
+/// candle-transformers' `quantized_qwen3` on the same file.
+#[test]
+fn every_gguf_type_matches_the_reference() {
+    for (shape, types) in [
+        (SynthShape::Tiny, &["q4_0", "q8_0", "f16", "f32"][..]),
+        (SynthShape::Small, &["q4_k", "q5_k", "q6_k"][..]),
+    ] {
+        for ty in types {
+            let dir = tempfile::tempdir().unwrap();
+            synth(&SynthOptions {
+                shape,
+                out: dir.path().to_path_buf(),
+                dtype: DType::F32,
+                gguf: Some(warden::model::synth::parse_gguf_type(ty).unwrap()),
+                gguf_only: true,
+                seed: 9,
+                tie_word_embeddings: Some(false),
+            })
+            .unwrap();
+            let gguf = dir.path().join(format!("model-{ty}.gguf"));
+            let mut ours =
+                LoadedModel::load(gguf.to_str().unwrap(), &Device::Cpu, None, false).unwrap();
+            let ids = prompt_ids(&ours);
+            let copy = f32_rope_copy(&gguf);
+            let mut f = std::fs::File::open(&copy).unwrap();
+            let ct = gguf_file::Content::read(&mut f).unwrap();
+            let mut reference =
+                ref_quant::ModelWeights::from_gguf(ct, &mut f, &Device::Cpu).unwrap();
+            let input = Tensor::new(ids.as_slice(), &Device::Cpu)
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            let d = max_abs_diff(
+                &ours.model.forward(&ids, false).unwrap(),
+                &reference.forward(&input, 0).unwrap(),
+            );
+            eprintln!("{ty}: max abs diff {d:e}");
+            assert!(d <= 1e-3, "{ty}: max abs diff {d}");
+        }
+    }
+}

@@ -27,6 +27,9 @@ pub const QWEN3_VOCAB: usize = 151_936;
 pub enum SynthShape {
     /// Two layers of width 64 over the real vocabulary; for tests.
     Tiny,
+    /// Two layers of width 256: the smallest shape whose rows fit the
+    /// 256-wide blocks of K-quants (Q4_K, Q5_K, Q6_K); for tests.
+    Small,
     /// The shape of Qwen/Qwen3-0.6B.
     #[value(name = "qwen3-0.6b")]
     Qwen3_0_6b,
@@ -61,6 +64,16 @@ impl SynthShape {
                 num_attention_heads: 4,
                 num_key_value_heads: 2,
                 head_dim: 32,
+                max_position_embeddings: 4096,
+                ..base
+            },
+            SynthShape::Small => Qwen3Config {
+                hidden_size: 256,
+                intermediate_size: 512,
+                num_hidden_layers: 2,
+                num_attention_heads: 4,
+                num_key_value_heads: 2,
+                head_dim: 64,
                 max_position_embeddings: 4096,
                 ..base
             },
@@ -121,6 +134,15 @@ pub fn parse_gguf_type(s: &str) -> anyhow::Result<GgmlDType> {
         "q6_k" => GgmlDType::Q6K,
         other => bail!("unknown GGUF type {other:?}; use one of f32, f16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k"),
     })
+}
+
+/// The command-line name of a GGUF tensor type (`q4_k`, `q8_0`, …).
+pub fn gguf_type_name(t: GgmlDType) -> String {
+    let debug = format!("{t:?}").to_ascii_lowercase();
+    match debug.strip_suffix('k') {
+        Some(base) if debug.len() == 3 => format!("{base}_k"),
+        _ => debug,
+    }
 }
 
 /// The tensors of a Qwen3 checkpoint with their shapes, by HF name.
@@ -211,7 +233,7 @@ pub fn synth(opts: &SynthOptions) -> anyhow::Result<SynthReport> {
         )?);
     }
     if let Some(qtype) = opts.gguf {
-        let name = format!("model-{}.gguf", format!("{qtype:?}").to_ascii_lowercase());
+        let name = format!("model-{}.gguf", gguf_type_name(qtype));
         let path = opts.out.join(name);
         write_gguf(&path, &cfg, &tensors, qtype)?;
         files.push(path);
