@@ -36,12 +36,37 @@ pub struct SynthArgs {
     untied: bool,
 }
 
-/// `warden generate`.
+/// Which model to load, where, in which dtype.
 #[derive(Debug, Args)]
-pub struct GenerateArgs {
+pub struct ModelArgs {
     /// Snapshot directory, .gguf file, or hub-cache name (Qwen/Qwen3-0.6B).
     #[arg(long)]
     model: String,
+    /// cpu, cuda[:N] or metal.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// f32, f16 or bf16 (default: f32 on CPU, bf16 on GPU).
+    #[arg(long)]
+    dtype: Option<String>,
+}
+
+impl ModelArgs {
+    fn load(&self, progress: bool) -> anyhow::Result<LoadedModel> {
+        let device = parse_device(&self.device)?;
+        LoadedModel::load(
+            &self.model,
+            &device,
+            dtype(self.dtype.as_deref())?,
+            progress,
+        )
+    }
+}
+
+/// `warden generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    model: ModelArgs,
     /// Prompt text.
     #[arg(long)]
     prompt: String,
@@ -75,12 +100,6 @@ pub struct GenerateArgs {
     /// Sampling seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// cpu, cuda[:N] or metal.
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// f32, f16 or bf16 (default: f32 on CPU, bf16 on GPU).
-    #[arg(long)]
-    dtype: Option<String>,
     /// Print one JSON object: text, token ids, finish reason, timings.
     #[arg(long)]
     json: bool,
@@ -89,9 +108,8 @@ pub struct GenerateArgs {
 /// `warden bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Snapshot directory, .gguf file, or hub-cache name.
-    #[arg(long)]
-    model: String,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Prompt length (random token ids).
     #[arg(long, default_value_t = 512)]
     prompt_tokens: usize,
@@ -104,12 +122,6 @@ pub struct BenchArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// cpu, cuda[:N] or metal.
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// f32, f16 or bf16.
-    #[arg(long)]
-    dtype: Option<String>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -152,8 +164,7 @@ pub fn synth(a: SynthArgs) -> anyhow::Result<()> {
 
 /// Runs `warden generate`.
 pub fn generate_cmd(a: GenerateArgs) -> anyhow::Result<()> {
-    let device = parse_device(&a.device)?;
-    let mut loaded = LoadedModel::load(&a.model, &device, dtype(a.dtype.as_deref())?, !a.json)?;
+    let mut loaded = a.model.load(!a.json)?;
     if !a.json {
         eprintln!(
             "loaded {} ({:?}) in {:.2}s",
@@ -221,8 +232,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
         // it first starts, which is after this point.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
-    let device = parse_device(&a.device)?;
-    let mut loaded = LoadedModel::load(&a.model, &device, dtype(a.dtype.as_deref())?, !a.json)?;
+    let mut loaded = a.model.load(!a.json)?;
     let vocab = special::ENDOFTEXT.min(loaded.model.config().vocab_size as u32);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let (mut prefill, mut decode) = (Vec::new(), Vec::new());

@@ -3,7 +3,7 @@
 
 use super::linear::Linear;
 use anyhow::{bail, Context as _};
-use candle_core::quantized::gguf_file;
+use candle_core::quantized::{gguf_file, QTensor};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use std::path::{Path, PathBuf};
@@ -110,21 +110,34 @@ impl Weights {
             Weights::Safetensors { vb, .. } => vb
                 .get(shape, hf)
                 .map_err(|e| tensor_error(&origin, hf, e))?,
-            Weights::Gguf {
-                content,
-                file,
-                device,
-                ..
-            } => {
-                let name = gguf_name(hf);
-                let q = content
-                    .tensor(file, &name, device)
-                    .map_err(|e| tensor_error(&origin, &name, e))?;
-                check_shape(&origin, &name, q.shape().dims(), shape)?;
-                q.dequantize(device)?.to_dtype(dtype)?
+            Weights::Gguf { device, .. } => {
+                let device = device.clone();
+                self.quantized(hf, shape)?
+                    .dequantize(&device)?
+                    .to_dtype(dtype)?
             }
         };
         Ok(t)
+    }
+
+    /// A GGUF tensor of `shape`, as stored (quantized or not).
+    fn quantized(&mut self, hf: &str, shape: &[usize]) -> anyhow::Result<QTensor> {
+        let origin = self.origin();
+        let Weights::Gguf {
+            content,
+            file,
+            device,
+            ..
+        } = self
+        else {
+            bail!("{origin}: {hf} is not in a GGUF file");
+        };
+        let name = gguf_name(hf);
+        let q = content
+            .tensor(file, &name, device)
+            .map_err(|e| tensor_error(&origin, &name, e))?;
+        check_shape(&origin, &name, q.shape().dims(), shape)?;
+        Ok(q)
     }
 
     /// A linear layer with weight `(out, in)`, kept quantized if it is.
@@ -135,24 +148,11 @@ impl Weights {
         inp: usize,
         dtype: DType,
     ) -> anyhow::Result<Linear> {
-        let origin = self.origin();
         match self {
             Weights::Safetensors { .. } => {
                 Ok(Linear::dense(self.dense(hf, &[out, inp], dtype)?, None)?)
             }
-            Weights::Gguf {
-                content,
-                file,
-                device,
-                ..
-            } => {
-                let name = gguf_name(hf);
-                let q = content
-                    .tensor(file, &name, device)
-                    .map_err(|e| tensor_error(&origin, &name, e))?;
-                check_shape(&origin, &name, q.shape().dims(), &[out, inp])?;
-                Ok(Linear::quantized(q)?)
-            }
+            Weights::Gguf { .. } => Ok(Linear::quantized(self.quantized(hf, &[out, inp])?)?),
         }
     }
 }
