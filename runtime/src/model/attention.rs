@@ -4,6 +4,7 @@ use super::kv_cache::KvCache;
 use super::linear::Linear;
 use super::rope::Rope;
 use candle_core::{DType, Module, Result, Tensor, D};
+use candle_nn::attention::cpu_flash::causal::causal_decode_f32_interleaved;
 use candle_nn::attention::{flash_attn, AttnMask};
 use std::sync::Arc;
 
@@ -50,7 +51,22 @@ impl Attention {
         let q = q.transpose(1, 2)?.contiguous()?;
         let k = k.transpose(1, 2)?.contiguous()?;
         let (k, v) = self.cache.append(&k, &v)?;
-        let ctx = if x.device().is_cpu() {
+        let ctx = if let (1, Some(kv)) = (l, self.cache.interleaved()) {
+            // One new token, f32 on the CPU: candle's fused decode kernel.
+            let q = q.flatten_all()?.to_vec1::<f32>()?;
+            let scale = 1.0 / (self.head_dim as f32).sqrt();
+            let len = k.dim(1)?;
+            causal_decode_f32_interleaved(
+                &q,
+                kv,
+                self.num_heads,
+                self.num_kv_heads,
+                self.head_dim,
+                len,
+                scale,
+            )?
+            .unsqueeze(0)?
+        } else if x.device().is_cpu() {
             self.cpu_attention(&q, &k, &v, offset)?
         } else {
             self.matmul_attention(&q, &k, &v, offset)?

@@ -5,11 +5,16 @@ use candle_core::{DType, Device, Result, Tensor};
 /// Keys and values of the positions seen so far, stored `(B, S, H, D)` in a
 /// buffer that grows by doubling, so appending is a copy of the new rows
 /// only and the valid prefix is always contiguous.
+///
+/// For f32 on the CPU it also keeps them interleaved per position and head,
+/// `(S, H, 2·D)` with K then V, the layout of candle's fused single-token
+/// decode kernel.
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
     k: Option<Tensor>,
     v: Option<Tensor>,
     len: usize,
+    interleaved: Vec<f32>,
 }
 
 impl KvCache {
@@ -17,6 +22,13 @@ impl KvCache {
     /// what stays is still valid).
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
+    }
+
+    /// The interleaved f32 copy of the valid positions, if kept.
+    pub fn interleaved(&self) -> Option<&[f32]> {
+        let stride = self.k.as_ref().map(|k| k.dims()[2] * k.dims()[3] * 2)?;
+        (self.interleaved.len() >= self.len * stride)
+            .then(|| &self.interleaved[..self.len * stride])
     }
 
     /// Appends `k`, `v` shaped `(B, L, H, D)`; returns all cached keys and
@@ -42,6 +54,20 @@ impl KvCache {
         let (kb, vb) = (self.k.as_ref().unwrap(), self.v.as_ref().unwrap());
         kb.slice_set(&k.contiguous()?, 1, self.len)?;
         vb.slice_set(&v.contiguous()?, 1, self.len)?;
+        if b == 1 && k.dtype() == DType::F32 && k.device().is_cpu() {
+            let (kd, vd) = (
+                k.flatten_all()?.to_vec1::<f32>()?,
+                v.flatten_all()?.to_vec1::<f32>()?,
+            );
+            self.interleaved.truncate(self.len * h * 2 * d);
+            for pos in 0..l {
+                for head in 0..h {
+                    let at = (pos * h + head) * d;
+                    self.interleaved.extend_from_slice(&kd[at..at + d]);
+                    self.interleaved.extend_from_slice(&vd[at..at + d]);
+                }
+            }
+        }
         self.len = need;
         Ok((kb.narrow(1, 0, self.len)?, vb.narrow(1, 0, self.len)?))
     }
