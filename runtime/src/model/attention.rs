@@ -82,11 +82,11 @@ impl Attention {
     fn cpu_attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, offset: usize) -> Result<Tensor> {
         let scale = 1.0 / (self.head_dim as f32).sqrt();
         let dtype = q.dtype();
-        let f32 = |t: &Tensor| t.to_dtype(DType::F32);
+        let up = |t: &Tensor| t.to_dtype(DType::F32);
         let ctx = flash_attn::<f32>(
-            &f32(q)?,
-            &f32(k)?,
-            &f32(v)?,
+            &up(q)?,
+            &up(k)?,
+            &up(v)?,
             scale,
             AttnMask::causal_with_offset(offset),
             None,

@@ -159,8 +159,8 @@ impl Qwen3 {
                 self.cfg.vocab_size
             );
         }
-        let input = Tensor::new(ids, &self.device)?.unsqueeze(0)?;
-        let mut x = self.embed.embedding(&input.squeeze(0)?)?.unsqueeze(0)?;
+        let input = Tensor::new(ids, &self.device)?;
+        let mut x = self.embed.embedding(&input)?.unsqueeze(0)?;
         for b in &mut self.blocks {
             x = b.forward(&x, offset)?;
         }
