@@ -136,6 +136,14 @@ fn f32_rope_copy(gguf: &Path) -> std::path::PathBuf {
     out
 }
 
+/// candle-transformers' `quantized_qwen3` on (an f32-RoPE copy of) `gguf`.
+fn reference_quantized(gguf: &Path) -> ref_quant::ModelWeights {
+    let copy = f32_rope_copy(gguf);
+    let mut f = std::fs::File::open(&copy).unwrap();
+    let ct = gguf_file::Content::read(&mut f).unwrap();
+    ref_quant::ModelWeights::from_gguf(ct, &mut f, &Device::Cpu).unwrap()
+}
+
 /// Both sides multiply the same quantized weights with the same candle
 /// kernels (which quantize activations to Q8 per block); what differs is
 /// attention, norms and RoPE in f32, so the logits agree to float rounding
@@ -148,10 +156,7 @@ fn gguf_logits_match_candle_transformers_quantized_qwen3() {
     let gguf = dir.path().join("model-q8_0.gguf");
     let mut ours = LoadedModel::load(gguf.to_str().unwrap(), &Device::Cpu, None, false).unwrap();
     let ids = prompt_ids(&ours);
-    let reference_copy = f32_rope_copy(&gguf);
-    let mut f = std::fs::File::open(&reference_copy).unwrap();
-    let ct = gguf_file::Content::read(&mut f).unwrap();
-    let mut reference = ref_quant::ModelWeights::from_gguf(ct, &mut f, &Device::Cpu).unwrap();
+    let mut reference = reference_quantized(&gguf);
     let input = Tensor::new(ids.as_slice(), &Device::Cpu)
         .unwrap()
         .unsqueeze(0)
@@ -323,11 +328,7 @@ fn every_gguf_type_matches_the_reference() {
             let mut ours =
                 LoadedModel::load(gguf.to_str().unwrap(), &Device::Cpu, None, false).unwrap();
             let ids = prompt_ids(&ours);
-            let copy = f32_rope_copy(&gguf);
-            let mut f = std::fs::File::open(&copy).unwrap();
-            let ct = gguf_file::Content::read(&mut f).unwrap();
-            let mut reference =
-                ref_quant::ModelWeights::from_gguf(ct, &mut f, &Device::Cpu).unwrap();
+            let mut reference = reference_quantized(&gguf);
             let input = Tensor::new(ids.as_slice(), &Device::Cpu)
                 .unwrap()
                 .unsqueeze(0)
