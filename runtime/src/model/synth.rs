@@ -401,12 +401,16 @@ fn gguf_tokenizer(rows: usize) -> anyhow::Result<GgufTokenizer> {
     for added in t["added_tokens"].as_array().into_iter().flatten() {
         let id = added["id"].as_u64().unwrap_or(u64::MAX) as usize;
         if id < rows {
-            tokens[id] = added["content"].as_str().map(String::from);
-            types[id] = if added["special"].as_bool() == Some(true) {
+            let content = added["content"].as_str().unwrap_or_default();
+            // As llama.cpp's converter: control if marked special or spelled
+            // like a control token (Qwen's `<|fim_prefix|>` is not marked).
+            let looks_special = content.starts_with("<|") && content.ends_with("|>");
+            types[id] = if added["special"].as_bool() == Some(true) || looks_special {
                 3
             } else {
                 4
             };
+            tokens[id] = Some(content.to_string());
         }
     }
     let tokens = tokens
