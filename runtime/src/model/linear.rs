@@ -39,9 +39,15 @@ impl Linear {
 
     /// A layer over a quantized `(out, in)` weight.
     pub fn quantized(weight: QTensor) -> Result<Linear> {
+        Linear::quantized_shared(Arc::new(weight))
+    }
+
+    /// A layer over a quantized weight shared with another user (a tied
+    /// embedding).
+    pub fn quantized_shared(weight: Arc<QTensor>) -> Result<Linear> {
         let (out_features, _) = weight.shape().dims2()?;
         Ok(Linear {
-            weight: Weight::Quantized(Arc::new(QMatMul::from_qtensor(weight)?)),
+            weight: Weight::Quantized(Arc::new(QMatMul::from_arc(weight)?)),
             bias: None,
             out_features,
         })

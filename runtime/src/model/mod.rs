@@ -5,6 +5,7 @@
 mod attention;
 mod block;
 pub mod config;
+pub mod embedding;
 mod generate;
 mod gguf_tokenizer;
 mod kv_cache;

@@ -4,6 +4,7 @@
 use super::attention::Attention;
 use super::block::{Block, Mlp};
 use super::config::Qwen3Config;
+use super::embedding::Embedding;
 use super::kv_cache::KvCache;
 use super::linear::Linear;
 use super::rope::Rope;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 /// A loaded Qwen3 model with its cache.
 pub struct Qwen3 {
     cfg: Qwen3Config,
-    embed: Tensor,
+    embed: Embedding,
     blocks: Vec<Block>,
     norm: Tensor,
     lm_head: Linear,
@@ -35,7 +36,11 @@ impl Qwen3 {
         mut on_layer: impl FnMut(usize),
     ) -> anyhow::Result<Qwen3> {
         let (h, hd) = (cfg.hidden_size, cfg.head_dim);
-        let embed = weights.dense("model.embed_tokens.weight", &[cfg.vocab_size, h], dtype)?;
+        if !cfg.tie_word_embeddings && !weights.contains("lm_head.weight") {
+            anyhow::bail!("the checkpoint has no lm_head.weight but tie_word_embeddings is false");
+        }
+        let (embed, tied_head) =
+            weights.embedding(cfg.vocab_size, h, dtype, cfg.tie_word_embeddings)?;
         let rope = Arc::new(Rope::new(
             hd,
             cfg.max_position_embeddings,
@@ -85,21 +90,9 @@ impl Qwen3 {
             on_layer(i);
         }
         let norm = weights.dense("model.norm.weight", &[h], dtype)?;
-        let lm_head = if cfg.tie_word_embeddings || !weights.contains("lm_head.weight") {
-            if !cfg.tie_word_embeddings {
-                anyhow::bail!(
-                    "the checkpoint has no lm_head.weight but tie_word_embeddings is false"
-                );
-            }
-            match weights {
-                // Keep the tied head quantized when the embedding is.
-                Weights::Gguf { .. } => {
-                    weights.linear("model.embed_tokens.weight", cfg.vocab_size, h, dtype)?
-                }
-                Weights::Safetensors { .. } => Linear::dense(embed.clone(), None)?,
-            }
-        } else {
-            weights.linear("lm_head.weight", cfg.vocab_size, h, dtype)?
+        let lm_head = match tied_head {
+            Some(head) => head,
+            None => weights.linear("lm_head.weight", cfg.vocab_size, h, dtype)?,
         };
         Ok(Qwen3 {
             cfg: cfg.clone(),
@@ -159,8 +152,7 @@ impl Qwen3 {
                 self.cfg.vocab_size
             );
         }
-        let input = Tensor::new(ids, &self.device)?;
-        let mut x = self.embed.embedding(&input)?.unsqueeze(0)?;
+        let mut x = self.embed.forward(ids, &self.device)?.unsqueeze(0)?;
         for b in &mut self.blocks {
             x = b.forward(&x, offset)?;
         }

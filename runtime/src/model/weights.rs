@@ -1,12 +1,14 @@
 //! Where the weights come from: safetensors (dense) or GGUF (quantized),
 //! addressed by their Hugging Face names.
 
+use super::embedding::Embedding;
 use super::linear::Linear;
 use anyhow::{bail, Context as _};
 use candle_core::quantized::{gguf_file, QTensor};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A checkpoint's tensors.
 pub enum Weights {
@@ -118,6 +120,36 @@ impl Weights {
             }
         };
         Ok(t)
+    }
+
+    /// The token embedding table `(vocab, hidden)`; from GGUF on the CPU it
+    /// stays quantized, and `tied_head` (when asked for) is an LM head over
+    /// the same quantized table.
+    pub fn embedding(
+        &mut self,
+        vocab: usize,
+        hidden: usize,
+        dtype: DType,
+        tied_head: bool,
+    ) -> anyhow::Result<(Embedding, Option<Linear>)> {
+        const NAME: &str = "model.embed_tokens.weight";
+        match self {
+            Weights::Safetensors { .. } => {
+                let table = self.dense(NAME, &[vocab, hidden], dtype)?;
+                let head = tied_head
+                    .then(|| Linear::dense(table.clone(), None))
+                    .transpose()?;
+                Ok((Embedding::Dense(table), head))
+            }
+            Weights::Gguf { device, .. } => {
+                let device = device.clone();
+                let table = Arc::new(self.quantized(NAME, &[vocab, hidden])?);
+                let head = tied_head
+                    .then(|| Linear::quantized_shared(table.clone()))
+                    .transpose()?;
+                Ok((Embedding::from_qtensor(table, dtype, &device)?, head))
+            }
+        }
     }
 
     /// A GGUF tensor of `shape`, as stored (quantized or not).
