@@ -33,30 +33,28 @@ fn main() {
         v[v.len() / 2]
     };
 
-    // warden
     let mut ours = LoadedModel::load(&path, &dev, None, false).unwrap();
-    let (mut pf, mut dc) = (vec![], vec![]);
+    let mut f = std::fs::File::open(&path).unwrap();
+    let ct = gguf_file::Content::read(&mut f).unwrap();
+    let mut reference = ModelWeights::from_gguf(ct, &mut f, &dev).unwrap();
+
+    // The two engines take turns, so drift in a shared machine's speed
+    // (neighbours, clocks) falls on both alike.
+    let (mut w_pf, mut w_dc, mut c_pf, mut c_dc) = (vec![], vec![], vec![], vec![]);
     for _ in 0..repeats {
+        // warden
         ours.model.clear_cache();
         let t = Instant::now();
         let mut logits = ours.model.prefill(&prompt, 512).unwrap().0;
-        pf.push(n_prompt as f64 / t.elapsed().as_secs_f64());
+        w_pf.push(n_prompt as f64 / t.elapsed().as_secs_f64());
         let t = Instant::now();
         for _ in 0..n_gen {
             let next = warden::model::Qwen3::argmax(&logits).unwrap();
             logits = ours.model.step(next).unwrap();
         }
-        dc.push(n_gen as f64 / t.elapsed().as_secs_f64());
-    }
-    let (w_prefill, w_decode) = (median(pf), median(dc));
-    drop(ours);
+        w_dc.push(n_gen as f64 / t.elapsed().as_secs_f64());
 
-    // candle-transformers
-    let mut f = std::fs::File::open(&path).unwrap();
-    let ct = gguf_file::Content::read(&mut f).unwrap();
-    let mut reference = ModelWeights::from_gguf(ct, &mut f, &dev).unwrap();
-    let (mut pf, mut dc) = (vec![], vec![]);
-    for _ in 0..repeats {
+        // candle-transformers
         reference.clear_kv_cache();
         let t = Instant::now();
         let input = Tensor::new(prompt.as_slice(), &dev)
@@ -64,16 +62,17 @@ fn main() {
             .unsqueeze(0)
             .unwrap();
         let mut logits = reference.forward(&input, 0).unwrap();
-        pf.push(n_prompt as f64 / t.elapsed().as_secs_f64());
+        c_pf.push(n_prompt as f64 / t.elapsed().as_secs_f64());
         let t = Instant::now();
         for i in 0..n_gen {
             let next = warden::model::Qwen3::argmax(&logits).unwrap();
             let input = Tensor::new(&[next], &dev).unwrap().unsqueeze(0).unwrap();
             logits = reference.forward(&input, n_prompt + i).unwrap();
         }
-        dc.push(n_gen as f64 / t.elapsed().as_secs_f64());
+        c_dc.push(n_gen as f64 / t.elapsed().as_secs_f64());
     }
-    let (c_prefill, c_decode) = (median(pf), median(dc));
+    let (w_prefill, w_decode) = (median(w_pf), median(w_dc));
+    let (c_prefill, c_decode) = (median(c_pf), median(c_dc));
 
     println!(
         "{path}: prompt {n_prompt}, decode {n_gen}, median of {repeats}, threads {}",

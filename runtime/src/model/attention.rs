@@ -1,7 +1,7 @@
 //! Grouped-query self-attention with Qwen3's per-head q/k RMS norms.
 
 use super::kv_cache::KvCache;
-use super::linear::Linear;
+use super::linear::{forward_shared, Linear};
 use super::rope::Rope;
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::attention::cpu_flash::causal::causal_decode_f32_interleaved;
@@ -30,18 +30,13 @@ impl Attention {
     /// cache plus itself, causally, and appends its keys and values.
     pub fn forward(&mut self, x: &Tensor, offset: usize) -> Result<Tensor> {
         let (b, l, _) = x.dims3()?;
-        let q = self
-            .q_proj
-            .forward(x)?
-            .reshape((b, l, self.num_heads, self.head_dim))?;
-        let k = self
-            .k_proj
-            .forward(x)?
-            .reshape((b, l, self.num_kv_heads, self.head_dim))?;
-        let v = self
-            .v_proj
-            .forward(x)?
-            .reshape((b, l, self.num_kv_heads, self.head_dim))?;
+        let [q, k, v]: [Tensor; 3] =
+            forward_shared(&[&self.q_proj, &self.k_proj, &self.v_proj], x)?
+                .try_into()
+                .map_err(|_| candle_core::Error::Msg("q/k/v projection count".into()))?;
+        let q = q.reshape((b, l, self.num_heads, self.head_dim))?;
+        let k = k.reshape((b, l, self.num_kv_heads, self.head_dim))?;
+        let v = v.reshape((b, l, self.num_kv_heads, self.head_dim))?;
         // Per-head RMSNorm over head_dim, then RoPE in (B, H, L, D).
         let q = candle_nn::ops::rms_norm(&q.contiguous()?, &self.q_norm, self.eps as f32)?;
         let k = candle_nn::ops::rms_norm(&k.contiguous()?, &self.k_norm, self.eps as f32)?;

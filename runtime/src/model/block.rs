@@ -1,7 +1,7 @@
 //! A Qwen3 decoder block: pre-norm attention and SwiGLU MLP, each residual.
 
 use super::attention::Attention;
-use super::linear::Linear;
+use super::linear::{forward_shared, Linear};
 use candle_core::{Module, Result, Tensor};
 
 /// The SwiGLU feed-forward network.
@@ -14,8 +14,9 @@ pub struct Mlp {
 
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate = candle_nn::ops::silu(&self.gate_proj.forward(x)?)?;
-        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
+        let gate_up = forward_shared(&[&self.gate_proj, &self.up_proj], x)?;
+        let gate = candle_nn::ops::silu(&gate_up[0])?;
+        self.down_proj.forward(&(gate * &gate_up[1])?)
     }
 }
 

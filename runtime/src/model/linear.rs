@@ -64,6 +64,33 @@ impl Linear {
     }
 }
 
+/// `[x W₁ᵀ, x W₂ᵀ, …]` for layers that read the same input (q/k/v, gate/up).
+///
+/// When every layer is a bias-free quantized CPU weight of one type, candle
+/// runs them as one fused kernel: the input is quantized once and the
+/// threads are started once instead of once per layer (where the CPU has
+/// the kernel; otherwise, and for dense weights, one call per layer).
+pub fn forward_shared(layers: &[&Linear], x: &Tensor) -> Result<Vec<Tensor>> {
+    let quantized: Option<Vec<&QTensor>> = layers
+        .iter()
+        .map(|l| match (&l.weight, &l.bias) {
+            (Weight::Quantized(q), None) => match q.as_ref() {
+                QMatMul::QTensor(t) => Some(t.as_ref()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    if let Some(ts) = quantized {
+        if x.dtype() == candle_core::DType::F32 && x.is_contiguous() {
+            if let Some(out) = QTensor::gemv_fused_shared_lhs(&ts, x)? {
+                return Ok(out);
+            }
+        }
+    }
+    layers.iter().map(|l| l.forward(x)).collect()
+}
+
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = match &self.weight {
@@ -83,6 +110,40 @@ impl Module for Linear {
         match &self.bias {
             Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?),
             None => Ok(y),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::GgmlDType;
+    use candle_core::Device;
+
+    #[test]
+    fn shared_input_forward_equals_one_call_per_layer() {
+        let dev = Device::Cpu;
+        for kind in [GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q6K] {
+            let layers: Vec<Linear> = [512, 256, 256]
+                .iter()
+                .map(|&out| {
+                    let w = Tensor::randn(0f32, 1.0, (out, 256), &dev).unwrap();
+                    Linear::quantized(QTensor::quantize(&w, kind).unwrap()).unwrap()
+                })
+                .collect();
+            let refs: Vec<&Linear> = layers.iter().collect();
+            for rows in [1, 5] {
+                let x = Tensor::randn(0f32, 1.0, (1, rows, 256), &dev).unwrap();
+                let fused = forward_shared(&refs, &x).unwrap();
+                assert_eq!(fused.len(), 3);
+                for (l, y) in layers.iter().zip(&fused) {
+                    let want = l.forward(&x).unwrap();
+                    assert_eq!(y.dims(), want.dims());
+                    let diff = (y - want).unwrap().abs().unwrap().max_all().unwrap();
+                    let diff = diff.to_scalar::<f32>().unwrap();
+                    assert!(diff <= 1e-4, "{kind:?}, {rows} rows: {diff}");
+                }
+            }
         }
     }
 }
