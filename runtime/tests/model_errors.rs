@@ -115,6 +115,63 @@ fn truncated_and_corrupt_gguf() {
     assert!(msg.contains("not a readable GGUF file"), "{msg}");
 }
 
+/// Rewrites the JSON header of `dir`'s model.safetensors, keeping its data.
+fn edit_safetensors_header(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let p = dir.join("model.safetensors");
+    let bytes = std::fs::read(&p).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    f(&mut header);
+    let mut text = header.to_string().into_bytes();
+    while text.len() % 8 != 0 {
+        text.push(b' ');
+    }
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + n..]);
+    std::fs::write(p, out).unwrap();
+}
+
+#[test]
+fn safetensors_entries_are_checked_before_use() {
+    // A shape that does not fit the stored bytes.
+    let dir = tempfile::tempdir().unwrap();
+    tiny(dir.path());
+    edit_safetensors_header(dir.path(), |h| {
+        h["model.norm.weight"]["shape"] = serde_json::json!([65])
+    });
+    let msg = load_err(dir.path());
+    assert!(
+        msg.contains("model.safetensors is corrupt: tensor model.norm.weight of shape [65]"),
+        "{msg}"
+    );
+    // A dtype warden does not read.
+    let dir = tempfile::tempdir().unwrap();
+    tiny(dir.path());
+    edit_safetensors_header(dir.path(), |h| {
+        h["model.norm.weight"]["dtype"] = "I32".into()
+    });
+    let msg = load_err(dir.path());
+    assert!(
+        msg.contains("tensor model.norm.weight is stored as I32") && msg.contains("GGUF"),
+        "{msg}"
+    );
+    // A tensor the model needs is absent.
+    let dir = tempfile::tempdir().unwrap();
+    tiny(dir.path());
+    edit_safetensors_header(dir.path(), |h| {
+        h.as_object_mut()
+            .unwrap()
+            .remove("model.layers.1.mlp.up_proj.weight");
+    });
+    let msg = load_err(dir.path());
+    assert!(
+        msg.contains("model.safetensors")
+            && msg.contains("tensor model.layers.1.mlp.up_proj.weight is missing"),
+        "{msg}"
+    );
+}
+
 #[test]
 fn wrong_tensor_shape_names_the_tensor() {
     let dir = tempfile::tempdir().unwrap();

@@ -101,7 +101,7 @@ impl LoadedModel {
                 None
             };
             let files = safetensors_files(&path)?;
-            let mut weights = Weights::safetensors(files, dtype, device)?;
+            let mut weights = Weights::safetensors(files, device)?;
             let pb = bar(cfg.num_hidden_layers);
             let model = Qwen3::load(&cfg, &mut weights, dtype, device, |_| pb.inc(1))?;
             pb.finish_and_clear();

@@ -13,6 +13,7 @@ pub mod linear;
 mod load;
 mod qwen3;
 mod rope;
+mod safetensors;
 mod sampler;
 pub mod synth;
 pub mod weights;

@@ -3,19 +3,20 @@
 
 use super::embedding::Embedding;
 use super::linear::Linear;
-use anyhow::{bail, Context as _};
+use super::safetensors::SafetensorsFiles;
+use anyhow::bail;
 use candle_core::quantized::{gguf_file, QTensor};
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A checkpoint's tensors.
 pub enum Weights {
-    /// Memory-mapped safetensors files of a Hugging Face snapshot.
+    /// The safetensors files of a Hugging Face snapshot; tensors are loaded
+    /// onto `device`.
     Safetensors {
-        vb: VarBuilder<'static>,
-        files: Vec<PathBuf>,
+        files: SafetensorsFiles,
+        device: Device,
     },
     /// A GGUF file; quantized tensors stay quantized.
     Gguf {
@@ -58,21 +59,12 @@ pub fn gguf_name(hf: &str) -> String {
 }
 
 impl Weights {
-    /// Memory-maps `files` (one or several shards).
-    pub fn safetensors(
-        files: Vec<PathBuf>,
-        dtype: DType,
-        device: &Device,
-    ) -> anyhow::Result<Weights> {
-        for f in &files {
-            check_safetensors_header(f)?;
-        }
-        // SAFETY: the files are memory-mapped read-only; warden does not
-        // modify them while the model is loaded. (As with every mmap, a file
-        // truncated by another process while mapped is outside our control.)
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device) }
-            .with_context(|| format!("cannot load safetensors {}", list(&files)))?;
-        Ok(Weights::Safetensors { vb, files })
+    /// Opens `files` (one or several shards) and checks their headers.
+    pub fn safetensors(files: Vec<PathBuf>, device: &Device) -> anyhow::Result<Weights> {
+        Ok(Weights::Safetensors {
+            files: SafetensorsFiles::open(files)?,
+            device: device.clone(),
+        })
     }
 
     /// Opens a GGUF file whose header was read into `content`.
@@ -92,7 +84,7 @@ impl Weights {
 
     fn origin(&self) -> String {
         match self {
-            Weights::Safetensors { files, .. } => list(files),
+            Weights::Safetensors { files, .. } => list(files.paths()),
             Weights::Gguf { path, .. } => path.display().to_string(),
         }
     }
@@ -100,7 +92,7 @@ impl Weights {
     /// Whether tensor `hf` exists.
     pub fn contains(&self, hf: &str) -> bool {
         match self {
-            Weights::Safetensors { vb, .. } => vb.contains_tensor(hf),
+            Weights::Safetensors { files, .. } => files.contains(hf),
             Weights::Gguf { content, .. } => content.tensor_infos.contains_key(&gguf_name(hf)),
         }
     }
@@ -109,9 +101,14 @@ impl Weights {
     pub fn dense(&mut self, hf: &str, shape: &[usize], dtype: DType) -> anyhow::Result<Tensor> {
         let origin = self.origin();
         let t = match self {
-            Weights::Safetensors { vb, .. } => vb
-                .get(shape, hf)
-                .map_err(|e| tensor_error(&origin, hf, e))?,
+            Weights::Safetensors { files, device } => {
+                if let Some(got) = files.shape(hf) {
+                    check_shape(&origin, hf, got, shape)?;
+                }
+                files
+                    .load(hf, dtype, device)
+                    .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?
+            }
             Weights::Gguf { device, .. } => {
                 let device = device.clone();
                 self.quantized(hf, shape)?
@@ -189,9 +186,8 @@ impl Weights {
     }
 }
 
-fn list(files: &[PathBuf]) -> String {
+fn list<'a>(files: impl Iterator<Item = &'a Path>) -> String {
     files
-        .iter()
         .map(|f| f.display().to_string())
         .collect::<Vec<_>>()
         .join(", ")
@@ -204,46 +200,6 @@ fn tensor_error(origin: &str, name: &str, e: candle_core::Error) -> anyhow::Erro
 fn check_shape(origin: &str, name: &str, got: &[usize], want: &[usize]) -> anyhow::Result<()> {
     if got != want {
         bail!("{origin}: tensor {name} has shape {got:?}, but the config implies {want:?}");
-    }
-    Ok(())
-}
-
-/// Checks that a safetensors file's header is complete and its tensors lie
-/// inside the file, so a truncated download is reported before mmap use.
-fn check_safetensors_header(path: &Path) -> anyhow::Result<()> {
-    use std::io::Read;
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let size = f.metadata()?.len();
-    let mut n = [0u8; 8];
-    f.read_exact(&mut n).map_err(|_| {
-        anyhow::anyhow!(
-            "{} is not a safetensors file (shorter than its 8-byte header length)",
-            path.display()
-        )
-    })?;
-    let header_len = u64::from_le_bytes(n);
-    if header_len > size.saturating_sub(8) || header_len > 100 << 20 {
-        bail!(
-            "{} is truncated or corrupt: header claims {header_len} bytes, file has {size}",
-            path.display()
-        );
-    }
-    let mut header = vec![0u8; header_len as usize];
-    f.read_exact(&mut header)?;
-    let json: serde_json::Value = serde_json::from_slice(&header)
-        .map_err(|e| anyhow::anyhow!("{} has a corrupt safetensors header: {e}", path.display()))?;
-    let data_len = size - 8 - header_len;
-    if let Some(obj) = json.as_object() {
-        for (name, info) in obj.iter().filter(|(k, _)| *k != "__metadata__") {
-            let end = info["data_offsets"][1].as_u64().unwrap_or(u64::MAX);
-            if end > data_len {
-                bail!(
-                    "{} is truncated: tensor {name} ends at byte {end} of the data, which has only {data_len} bytes; download it again",
-                    path.display()
-                );
-            }
-        }
     }
     Ok(())
 }

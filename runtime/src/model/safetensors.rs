@@ -1,0 +1,148 @@
+//! Reading tensors out of safetensors files one at a time.
+//!
+//! The files are read, not memory-mapped: pages of a mapped file stay
+//! resident while the tensors are copied (and converted) out of them, so
+//! loading a bf16 checkpoint as f32 would peak at file + model. Read tensor
+//! by tensor, the peak is the model plus its largest tensor.
+
+use anyhow::{bail, Context as _};
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// Where one tensor lies.
+struct Entry {
+    file: usize,
+    dtype: DType,
+    shape: Vec<usize>,
+    /// Byte range inside the file.
+    start: u64,
+    len: u64,
+}
+
+/// The tensors of one or several safetensors files (the shards of one
+/// checkpoint), indexed by name from their headers.
+pub struct SafetensorsFiles {
+    files: Vec<(PathBuf, File)>,
+    tensors: HashMap<String, Entry>,
+}
+
+impl SafetensorsFiles {
+    /// Opens `paths` and reads their headers; a truncated or corrupt file
+    /// is reported here, naming it, before any tensor is read.
+    pub fn open(paths: Vec<PathBuf>) -> anyhow::Result<SafetensorsFiles> {
+        let mut files = Vec::with_capacity(paths.len());
+        let mut tensors = HashMap::new();
+        for (i, path) in paths.into_iter().enumerate() {
+            let mut file =
+                File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+            for (name, entry) in read_header(&mut file, &path, i)? {
+                tensors.insert(name, entry);
+            }
+            files.push((path, file));
+        }
+        Ok(SafetensorsFiles { files, tensors })
+    }
+
+    /// The files, for messages.
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.files.iter().map(|(p, _)| p.as_path())
+    }
+
+    /// Whether a tensor called `name` exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    /// The stored shape of `name`.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.tensors.get(name).map(|e| e.shape.as_slice())
+    }
+
+    /// Reads `name` and converts it to `dtype` on `device`.
+    pub fn load(&self, name: &str, dtype: DType, device: &Device) -> anyhow::Result<Tensor> {
+        let Some(e) = self.tensors.get(name) else {
+            bail!("tensor {name} is missing");
+        };
+        let (path, file) = &self.files[e.file];
+        let mut bytes = vec![0u8; e.len as usize];
+        let mut f = file;
+        f.seek(SeekFrom::Start(e.start))
+            .and_then(|_| f.read_exact(&mut bytes))
+            .with_context(|| format!("cannot read tensor {name} from {}", path.display()))?;
+        let t = Tensor::from_raw_buffer(&bytes, e.dtype, &e.shape, &Device::Cpu)?;
+        drop(bytes);
+        Ok(t.to_dtype(dtype)?.to_device(device)?)
+    }
+}
+
+/// Parses the header of `file` (shard number `index`) and checks that every
+/// tensor it lists lies inside the file and has the size its shape says.
+fn read_header(file: &mut File, path: &Path, index: usize) -> anyhow::Result<Vec<(String, Entry)>> {
+    let shown = path.display();
+    let size = file.metadata()?.len();
+    let mut n = [0u8; 8];
+    file.read_exact(&mut n).map_err(|_| {
+        anyhow::anyhow!("{shown} is not a safetensors file (shorter than its 8-byte header length)")
+    })?;
+    let header_len = u64::from_le_bytes(n);
+    if header_len > size.saturating_sub(8) || header_len > 100 << 20 {
+        bail!("{shown} is truncated or corrupt: header claims {header_len} bytes, file has {size}");
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header)?;
+    let json: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| anyhow::anyhow!("{shown} has a corrupt safetensors header: {e}"))?;
+    let Some(obj) = json.as_object() else {
+        bail!("{shown} has a corrupt safetensors header: not a JSON object");
+    };
+    let data_start = 8 + header_len;
+    let data_len = size - data_start;
+    let mut out = Vec::with_capacity(obj.len());
+    for (name, info) in obj.iter().filter(|(k, _)| *k != "__metadata__") {
+        let corrupt =
+            || anyhow::anyhow!("{shown} has a corrupt safetensors header: bad entry for {name}");
+        let offsets: Vec<u64> = info["data_offsets"]
+            .as_array()
+            .ok_or_else(corrupt)?
+            .iter()
+            .map(|v| v.as_u64().ok_or_else(corrupt))
+            .collect::<anyhow::Result<_>>()?;
+        let shape: Vec<usize> = info["shape"]
+            .as_array()
+            .ok_or_else(corrupt)?
+            .iter()
+            .map(|v| v.as_u64().map(|d| d as usize).ok_or_else(corrupt))
+            .collect::<anyhow::Result<_>>()?;
+        let [begin, end] = offsets[..] else {
+            return Err(corrupt());
+        };
+        if end > data_len {
+            bail!("{shown} is truncated: tensor {name} ends at byte {end} of the data, which has only {data_len} bytes; download it again");
+        }
+        let stored = info["dtype"].as_str().ok_or_else(corrupt)?;
+        let dtype = match stored {
+            "F32" => DType::F32,
+            "F16" => DType::F16,
+            "BF16" => DType::BF16,
+            other => bail!("{shown}: tensor {name} is stored as {other}; warden reads f32, f16 and bf16 checkpoints (for quantized weights use a GGUF file)"),
+        };
+        let want = shape.iter().product::<usize>() as u64 * dtype.size_in_bytes() as u64;
+        if end < begin || end - begin != want {
+            bail!("{shown} is corrupt: tensor {name} of shape {shape:?} ({stored}) needs {want} bytes but has {}", end.saturating_sub(begin));
+        }
+        out.push((
+            name.clone(),
+            Entry {
+                file: index,
+                dtype,
+                shape,
+                start: data_start + begin,
+                len: want,
+            },
+        ));
+    }
+    Ok(out)
+}
