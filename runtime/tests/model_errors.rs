@@ -134,42 +134,40 @@ fn edit_safetensors_header(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
 
 #[test]
 fn safetensors_entries_are_checked_before_use() {
-    // A shape that does not fit the stored bytes.
-    let dir = tempfile::tempdir().unwrap();
-    tiny(dir.path());
-    edit_safetensors_header(dir.path(), |h| {
-        h["model.norm.weight"]["shape"] = serde_json::json!([65])
-    });
-    let msg = load_err(dir.path());
-    assert!(
-        msg.contains("model.safetensors is corrupt: tensor model.norm.weight of shape [65]"),
-        "{msg}"
-    );
-    // A dtype warden does not read.
-    let dir = tempfile::tempdir().unwrap();
-    tiny(dir.path());
-    edit_safetensors_header(dir.path(), |h| {
-        h["model.norm.weight"]["dtype"] = "I32".into()
-    });
-    let msg = load_err(dir.path());
-    assert!(
-        msg.contains("tensor model.norm.weight is stored as I32") && msg.contains("GGUF"),
-        "{msg}"
-    );
-    // A tensor the model needs is absent.
-    let dir = tempfile::tempdir().unwrap();
-    tiny(dir.path());
-    edit_safetensors_header(dir.path(), |h| {
-        h.as_object_mut()
-            .unwrap()
-            .remove("model.layers.1.mlp.up_proj.weight");
-    });
-    let msg = load_err(dir.path());
-    assert!(
-        msg.contains("model.safetensors")
-            && msg.contains("tensor model.layers.1.mlp.up_proj.weight is missing"),
-        "{msg}"
-    );
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(&str, Edit, &[&str]); 3] = [
+        (
+            "a shape that does not fit the stored bytes",
+            |h| h["model.norm.weight"]["shape"] = serde_json::json!([65]),
+            &["model.safetensors is corrupt: tensor model.norm.weight of shape [65]"],
+        ),
+        (
+            "a dtype warden does not read",
+            |h| h["model.norm.weight"]["dtype"] = "I32".into(),
+            &["tensor model.norm.weight is stored as I32", "GGUF"],
+        ),
+        (
+            "a tensor the model needs is absent",
+            |h| {
+                h.as_object_mut()
+                    .unwrap()
+                    .remove("model.layers.1.mlp.up_proj.weight");
+            },
+            &[
+                "model.safetensors",
+                "tensor model.layers.1.mlp.up_proj.weight is missing",
+            ],
+        ),
+    ];
+    for (what, edit, want) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        tiny(dir.path());
+        edit_safetensors_header(dir.path(), edit);
+        let msg = load_err(dir.path());
+        for w in want {
+            assert!(msg.contains(w), "{what}: {msg}");
+        }
+    }
 }
 
 #[test]
