@@ -86,6 +86,12 @@ fn panic_is_a_trap_and_the_next_call_succeeds() {
     let host = f.host();
     let msg = expect_err(call(&host, "t", r#"{"action":"panic"}"#), ErrorKind::Trap);
     assert!(msg.contains("crashed"), "{msg}");
+    assert!(!msg.contains('\n'), "one line: {msg}");
+    // The panic message, from the plugin's stderr, ends the error.
+    assert!(
+        msg.contains("its stderr ended:") && msg.contains("test-tool was asked to panic"),
+        "{msg}"
+    );
     for _ in 0..3 {
         assert_eq!(
             expect_ok(call(&host, "t", r#"{"action":"echo","text":"ok"}"#)),

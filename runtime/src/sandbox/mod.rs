@@ -15,6 +15,7 @@ mod inspect;
 mod limiter;
 mod output;
 mod state;
+mod stderr;
 mod tool;
 
 pub use budget::CallBudget;

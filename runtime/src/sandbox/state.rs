@@ -2,6 +2,7 @@
 
 use super::http::PolicyHooks;
 use super::limiter::TotalMemoryLimiter;
+use super::stderr::CapturedStderr;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -13,6 +14,8 @@ pub struct CallState {
     pub(crate) hooks: PolicyHooks,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: TotalMemoryLimiter,
+    /// The tail of the plugin's stderr.
+    pub(crate) stderr: CapturedStderr,
 }
 
 impl WasiView for CallState {

@@ -7,6 +7,7 @@ use super::http::PolicyHooks;
 use super::limiter::TotalMemoryLimiter;
 use super::output;
 use super::state::CallState;
+use super::stderr::CapturedStderr;
 use crate::policy::{HostPattern, Mode, OutputOverflow, PluginSource, ToolPolicy};
 use anyhow::Context as _;
 use serde::Serialize;
@@ -155,6 +156,9 @@ impl LoadedTool {
             .pre
             .instantiate(&mut store)
             .and_then(|tool| tool.call_call(&mut store, arguments));
+        if let Some(text) = store.data().stderr.one_line() {
+            tracing::debug!(tool = %self.policy.name, stderr = %text, "plugin stderr");
+        }
         let result = result.map_err(|e| self.classify(e, &store))?;
         // A host call (an HTTP request) cannot be interrupted by the epoch;
         // its own timeouts end at the deadline, and whatever the tool made
@@ -252,10 +256,21 @@ impl LoadedTool {
                     limits.fuel.unwrap_or(0)
                 ),
             ),
-            _ => CallError::new(
-                ErrorKind::Trap,
-                format!("{} crashed: {e:#}", self.policy.name),
-            ),
+            other => {
+                // One line: the trap or root cause; the wasm backtrace goes
+                // to the debug log.
+                tracing::debug!(tool = %self.policy.name, "crashed: {e:?}");
+                let cause = match other {
+                    Some(trap) => trap.to_string(),
+                    None => e.root_cause().to_string().replace('\n', " "),
+                };
+                let mut msg = format!("{} crashed: {cause}", self.policy.name);
+                if let Some(text) = store.data().stderr.one_line() {
+                    msg.push_str(&format!("; its stderr ended: {text}"));
+                }
+                output::truncate(&mut msg, limits.max_output_bytes);
+                CallError::new(ErrorKind::Trap, msg)
+            }
         }
     }
 }
@@ -268,8 +283,10 @@ fn new_store(
     timeout: Duration,
     grant: bool,
 ) -> anyhow::Result<Store<CallState>> {
+    let stderr = CapturedStderr::default();
     let mut wasi = WasiCtx::builder();
-    wasi.allow_blocking_current_thread(true)
+    wasi.stderr(stderr.clone())
+        .allow_blocking_current_thread(true)
         .allow_tcp(false)
         .allow_udp(false);
     if grant {
@@ -294,6 +311,7 @@ fn new_store(
         },
         table: ResourceTable::new(),
         limiter: TotalMemoryLimiter::new(policy.limits.memory_bytes),
+        stderr,
     };
     let mut store = Store::new(&rt.engine, state);
     store.limiter(|s| &mut s.limiter);
