@@ -30,10 +30,7 @@ impl Attention {
     /// cache plus itself, causally, and appends its keys and values.
     pub fn forward(&mut self, x: &Tensor, offset: usize) -> Result<Tensor> {
         let (b, l, _) = x.dims3()?;
-        let [q, k, v]: [Tensor; 3] =
-            forward_shared(&[&self.q_proj, &self.k_proj, &self.v_proj], x)?
-                .try_into()
-                .map_err(|_| candle_core::Error::Msg("q/k/v projection count".into()))?;
+        let [q, k, v] = forward_shared([&self.q_proj, &self.k_proj, &self.v_proj], x)?;
         let q = q.reshape((b, l, self.num_heads, self.head_dim))?;
         let k = k.reshape((b, l, self.num_kv_heads, self.head_dim))?;
         let v = v.reshape((b, l, self.num_kv_heads, self.head_dim))?;

@@ -14,9 +14,9 @@ pub struct Mlp {
 
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gate_up = forward_shared(&[&self.gate_proj, &self.up_proj], x)?;
-        let gate = candle_nn::ops::silu(&gate_up[0])?;
-        self.down_proj.forward(&(gate * &gate_up[1])?)
+        let [gate, up] = forward_shared([&self.gate_proj, &self.up_proj], x)?;
+        self.down_proj
+            .forward(&(candle_nn::ops::silu(&gate)? * up)?)
     }
 }
 

@@ -70,7 +70,18 @@ impl Linear {
 /// runs them as one fused kernel: the input is quantized once and the
 /// threads are started once instead of once per layer (where the CPU has
 /// the kernel; otherwise, and for dense weights, one call per layer).
-pub fn forward_shared(layers: &[&Linear], x: &Tensor) -> Result<Vec<Tensor>> {
+pub fn forward_shared<const N: usize>(layers: [&Linear; N], x: &Tensor) -> Result<[Tensor; N]> {
+    let out = match fused(&layers, x)? {
+        Some(out) => out,
+        None => layers.iter().map(|l| l.forward(x)).collect::<Result<_>>()?,
+    };
+    out.try_into().map_err(|v: Vec<Tensor>| {
+        candle_core::Error::Msg(format!("{} outputs for {N} layers", v.len()))
+    })
+}
+
+/// The fused kernel's outputs, or `None` where it does not apply.
+fn fused(layers: &[&Linear], x: &Tensor) -> Result<Option<Vec<Tensor>>> {
     let quantized: Option<Vec<&QTensor>> = layers
         .iter()
         .map(|l| match (&l.weight, &l.bias) {
@@ -81,14 +92,12 @@ pub fn forward_shared(layers: &[&Linear], x: &Tensor) -> Result<Vec<Tensor>> {
             _ => None,
         })
         .collect();
-    if let Some(ts) = quantized {
-        if x.dtype() == candle_core::DType::F32 && x.is_contiguous() {
-            if let Some(out) = QTensor::gemv_fused_shared_lhs(&ts, x)? {
-                return Ok(out);
-            }
+    match quantized {
+        Some(ts) if x.dtype() == candle_core::DType::F32 && x.is_contiguous() => {
+            QTensor::gemv_fused_shared_lhs(&ts, x)
         }
+        _ => Ok(None),
     }
-    layers.iter().map(|l| l.forward(x)).collect()
 }
 
 impl Module for Linear {
@@ -131,11 +140,10 @@ mod tests {
                     Linear::quantized(QTensor::quantize(&w, kind).unwrap()).unwrap()
                 })
                 .collect();
-            let refs: Vec<&Linear> = layers.iter().collect();
+            let refs = [&layers[0], &layers[1], &layers[2]];
             for rows in [1, 5] {
                 let x = Tensor::randn(0f32, 1.0, (1, rows, 256), &dev).unwrap();
-                let fused = forward_shared(&refs, &x).unwrap();
-                assert_eq!(fused.len(), 3);
+                let fused = forward_shared(refs, &x).unwrap();
                 for (l, y) in layers.iter().zip(&fused) {
                     let want = l.forward(&x).unwrap();
                     assert_eq!(y.dims(), want.dims());
