@@ -35,6 +35,14 @@ fn prompt_ids(m: &LoadedModel) -> Vec<u32> {
         .to_vec()
 }
 
+/// `ids` as a batch of one, as candle-transformers' models take them.
+fn batch(ids: &[u32]) -> Tensor {
+    Tensor::new(ids, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap()
+}
+
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     let a = a.flatten_all().unwrap().to_dtype(DType::F32).unwrap();
     let b = b.flatten_all().unwrap().to_dtype(DType::F32).unwrap();
@@ -72,10 +80,7 @@ fn check_dense_against_reference(tied: bool) {
 
     // Whole prompt at once.
     let mut reference = reference_dense(dir.path());
-    let input = Tensor::new(ids.as_slice(), &Device::Cpu)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
+    let input = batch(&ids);
     let want = reference.forward(&input, 0).unwrap();
     let got = ours.model.forward(&ids, false).unwrap();
     let d = max_abs_diff(&got, &want);
@@ -86,10 +91,7 @@ fn check_dense_against_reference(tied: bool) {
     reference.clear_kv_cache();
     ours.model.clear_cache();
     for (pos, &t) in ids.iter().enumerate() {
-        let input = Tensor::new(&[t], &Device::Cpu)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
+        let input = batch(&[t]);
         let want = reference.forward(&input, pos).unwrap();
         let got = ours.model.step(t).unwrap();
         let d = max_abs_diff(&got, &want);
@@ -157,10 +159,7 @@ fn gguf_logits_match_candle_transformers_quantized_qwen3() {
     let mut ours = LoadedModel::load(gguf.to_str().unwrap(), &Device::Cpu, None, false).unwrap();
     let ids = prompt_ids(&ours);
     let mut reference = reference_quantized(&gguf);
-    let input = Tensor::new(ids.as_slice(), &Device::Cpu)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
+    let input = batch(&ids);
     let want = reference.forward(&input, 0).unwrap();
     let got = ours.model.forward(&ids, false).unwrap();
     let d = max_abs_diff(&got, &want);
@@ -176,10 +175,7 @@ fn gguf_logits_match_candle_transformers_quantized_qwen3() {
     };
     assert_eq!(top(&got), top(&want));
     for (i, &t) in [11u32, 2000, 77].iter().enumerate() {
-        let input = Tensor::new(&[t], &Device::Cpu)
-            .unwrap()
-            .unsqueeze(0)
-            .unwrap();
+        let input = batch(&[t]);
         let want = reference.forward(&input, ids.len() + i).unwrap();
         let got = ours.model.step(t).unwrap();
         let d = max_abs_diff(&got, &want);
@@ -329,10 +325,7 @@ fn every_gguf_type_matches_the_reference() {
                 LoadedModel::load(gguf.to_str().unwrap(), &Device::Cpu, None, false).unwrap();
             let ids = prompt_ids(&ours);
             let mut reference = reference_quantized(&gguf);
-            let input = Tensor::new(ids.as_slice(), &Device::Cpu)
-                .unwrap()
-                .unsqueeze(0)
-                .unwrap();
+            let input = batch(&ids);
             let d = max_abs_diff(
                 &ours.model.forward(&ids, false).unwrap(),
                 &reference.forward(&input, 0).unwrap(),
