@@ -156,8 +156,10 @@ impl LoadedTool {
             .pre
             .instantiate(&mut store)
             .and_then(|tool| tool.call_call(&mut store, arguments));
-        if let Some(text) = store.data().stderr.one_line() {
-            tracing::debug!(tool = %self.policy.name, stderr = %text, "plugin stderr");
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            if let Some(text) = store.data().stderr.one_line() {
+                tracing::debug!(tool = %self.policy.name, stderr = %text, "plugin stderr");
+            }
         }
         let result = result.map_err(|e| self.classify(e, &store))?;
         // A host call (an HTTP request) cannot be interrupted by the epoch;
