@@ -135,7 +135,12 @@ fn edit_safetensors_header(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
 #[test]
 fn safetensors_entries_are_checked_before_use() {
     type Edit = fn(&mut serde_json::Value);
-    let cases: [(&str, Edit, &[&str]); 3] = [
+    let cases: [(&str, Edit, &[&str]); 4] = [
+        (
+            "an entry without byte offsets",
+            |h| h["model.norm.weight"]["data_offsets"] = "0-256".into(),
+            &["model.safetensors has a corrupt safetensors header: bad entry for model.norm.weight"],
+        ),
         (
             "a shape that does not fit the stored bytes",
             |h| h["model.norm.weight"]["shape"] = serde_json::json!([65]),
