@@ -16,7 +16,7 @@ const BUILTIN: &[&str] = &[
     "http-get",
 ];
 /// Plugin crates used only by warden's own tests and benchmarks.
-const TEST_ONLY: &[&str] = &["test-tool"];
+const TEST_ONLY: &[&str] = &["test-tool", "test-slow-describe"];
 
 fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());

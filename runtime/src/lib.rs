@@ -1,10 +1,12 @@
 //! warden: a runtime for local tool-using agents.
 //!
 //! Data flows from `policy` (what a session may do) to `sandbox` (tools as
-//! WebAssembly components, one fresh instance per call). The `cli` module is
+//! WebAssembly components, one fresh instance per call). `paths` says where
+//! warden keeps its own files, which no tool may reach. The `cli` module is
 //! the `warden` command.
 
 pub mod cli;
 pub mod model;
+pub mod paths;
 pub mod policy;
 pub mod sandbox;

@@ -1,9 +1,7 @@
 //! The TOML format of a policy file and its resolution into a [`Policy`].
 
-use super::{
-    builtin_names, HostPattern, Limits, Mount, PluginSource, Policy, SessionLimits, ToolPolicy,
-};
-use crate::sandbox::BUILTIN_PLUGINS;
+use super::{HostPattern, Limits, Mount, PluginSource, Policy, SessionLimits, ToolPolicy};
+use crate::paths::{real_path, WardenPaths};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -39,6 +37,7 @@ const DEFAULT_MEMORY_MIB: u64 = 64;
 const MAX_MEMORY_MIB: u64 = 4_096;
 const DEFAULT_MAX_OUTPUT: u64 = 65_536;
 const DEFAULT_MAX_TOOL_CALLS: u32 = 32;
+const DEFAULT_MAX_HTTP_REQUESTS: u32 = 16;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,6 +57,8 @@ struct RawLimits {
     memory_mib: Option<u64>,
     max_output_bytes: Option<u64>,
     on_output_overflow: Option<OutputOverflow>,
+    max_write_bytes: Option<u64>,
+    max_http_requests: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -80,6 +81,12 @@ struct RawTool {
     env: Vec<Spanned<String>>,
     max_calls: Option<u32>,
     sha256: Option<Spanned<String>>,
+    #[serde(default)]
+    allow_git_dir: bool,
+    #[serde(default)]
+    follow_hard_links: bool,
+    #[serde(default)]
+    allow_private_network: bool,
     // The [limits] keys, overridable per tool. (Listed again rather than
     // flattened: serde cannot deny unknown fields through a flatten.)
     timeout_ms: Option<u64>,
@@ -87,6 +94,8 @@ struct RawTool {
     memory_mib: Option<u64>,
     max_output_bytes: Option<u64>,
     on_output_overflow: Option<OutputOverflow>,
+    max_write_bytes: Option<u64>,
+    max_http_requests: Option<u32>,
 }
 
 fn enabled_default() -> bool {
@@ -116,19 +125,42 @@ impl Locator<'_> {
     }
 }
 
-pub(super) fn resolve(text: &str, path: &Path, workspace: &Path) -> anyhow::Result<Policy> {
+pub(super) fn resolve(
+    text: &str,
+    path: &Path,
+    workspace: &Path,
+    own_files: WardenPaths,
+) -> anyhow::Result<Policy> {
     let loc = Locator { text, path };
     let raw: RawPolicy = toml::from_str(text).map_err(|e| match e.span() {
         Some(span) => loc.at(span, e.message().trim_end()),
         None => anyhow::anyhow!("{}: {}", path.display(), e.message().trim_end()),
     })?;
+    // The workspace and the policy's own directory are the user's choice:
+    // symlinks in their paths are resolved once, here. Below them, no mount
+    // path may pass through a symlink.
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base_dir = real_path(if base_dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        &base_dir
+    });
     let workspace = workspace.canonicalize().map_err(|e| {
         anyhow::anyhow!(
             "workspace {} is not usable: {e}; pass an existing directory with --workspace",
             workspace.display()
         )
     })?;
+    let plugin_files: Vec<PathBuf> = raw
+        .tools
+        .values()
+        .filter(|t| t.get_ref().enabled)
+        .filter_map(|t| match plugin_source(t.get_ref().plugin.get_ref(), &base_dir) {
+            Ok(PluginSource::File(p)) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let guarded = Guarded::new(&own_files, path, &plugin_files);
 
     let (defaults, defaults_span) = match &raw.limits {
         Some(l) => (l.get_ref().clone(), l.span()),
@@ -155,6 +187,8 @@ pub(super) fn resolve(text: &str, path: &Path, workspace: &Path) -> anyhow::Resu
             memory_mib: t.memory_mib,
             max_output_bytes: t.max_output_bytes,
             on_output_overflow: t.on_output_overflow,
+            max_write_bytes: t.max_write_bytes,
+            max_http_requests: t.max_http_requests,
         };
         let limits = limits(&overrides, &defaults)
             .map_err(|m| loc.at(tool_span.clone(), format!("[tools.{name}]: {m}")))?;
@@ -165,6 +199,7 @@ pub(super) fn resolve(text: &str, path: &Path, workspace: &Path) -> anyhow::Resu
         let mut mounts: Vec<Mount> = Vec::new();
         for m in &t.files {
             let mount = resolve_mount(m.get_ref(), &base_dir, &workspace)
+                .and_then(|mount| guarded.check(&mount).map(|()| mount))
                 .map_err(|msg| loc.at(m.span(), format!("[tools.{name}] files: {msg}")))?;
             if mounts.iter().any(|o| o.guest == mount.guest) {
                 return Err(loc.at(
@@ -225,6 +260,9 @@ pub(super) fn resolve(text: &str, path: &Path, workspace: &Path) -> anyhow::Resu
                 env,
                 max_calls: t.max_calls,
                 limits,
+                allow_git_dir: t.allow_git_dir,
+                follow_hard_links: t.follow_hard_links,
+                allow_private_network: t.allow_private_network,
             },
         );
     }
@@ -235,6 +273,7 @@ pub(super) fn resolve(text: &str, path: &Path, workspace: &Path) -> anyhow::Resu
             max_tool_calls: raw.session.max_tool_calls.unwrap_or(DEFAULT_MAX_TOOL_CALLS),
         },
         tools,
+        own_files,
     })
 }
 
@@ -269,9 +308,15 @@ fn limits(over: &RawLimits, under: &RawLimits) -> Result<Limits, String> {
     if fuel == Some(0) {
         return Err("fuel must be at least 1 (leave it out for no instruction budget)".into());
     }
+    let max_http_requests = over
+        .max_http_requests
+        .or(under.max_http_requests)
+        .unwrap_or(DEFAULT_MAX_HTTP_REQUESTS);
     Ok(Limits {
         timeout: Duration::from_millis(timeout_ms),
         fuel,
+        max_write_bytes: over.max_write_bytes.or(under.max_write_bytes),
+        max_http_requests,
         memory_bytes: (memory_mib as usize) << 20,
         max_output_bytes: max_output as usize,
         on_output_overflow: over
@@ -290,7 +335,7 @@ fn valid_tool_name(name: &str) -> bool {
 }
 
 fn plugin_source(plugin: &str, base_dir: &Path) -> Result<PluginSource, String> {
-    if let Some((name, _)) = BUILTIN_PLUGINS.iter().find(|(n, _)| *n == plugin) {
+    if let Some((name, _)) = warden_artifacts::builtin(plugin) {
         return Ok(PluginSource::Builtin(name));
     }
     let path = base_dir.join(plugin);
@@ -299,40 +344,142 @@ fn plugin_source(plugin: &str, base_dir: &Path) -> Result<PluginSource, String> 
     }
     Err(format!(
         "{plugin:?} is neither a built-in plugin ({}) nor a file at {}",
-        builtin_names(),
+        warden_artifacts::builtin_names(),
         path.display()
     ))
 }
 
 fn resolve_mount(m: &RawMount, base_dir: &Path, workspace: &Path) -> Result<Mount, String> {
-    let host: PathBuf = match m.path.strip_prefix("{workspace}") {
-        Some(rest) => workspace.join(rest.trim_start_matches('/')),
-        None => base_dir.join(&m.path),
+    let (anchor, rest) = match m.path.strip_prefix("{workspace}") {
+        Some(rest) => (workspace.to_path_buf(), rest),
+        None if Path::new(&m.path).is_absolute() => (PathBuf::from("/"), m.path.as_str()),
+        None => (base_dir.to_path_buf(), m.path.as_str()),
     };
-    let host = host
-        .canonicalize()
-        .map_err(|e| format!("cannot mount {}: {e}", host.display()))?;
-    if !host.is_dir() {
+    let host = no_symlinks_below(&anchor, rest)?;
+    Ok(Mount {
+        host,
+        guest: guest_mount_point(&m.mount)?,
+        mode: m.mode,
+    })
+}
+
+/// `anchor` joined with `rest`, where no component of `rest` may be a
+/// symlink, `..` or missing, and the result must be a directory. A mount
+/// is opened once per host without following symlinks; refusing them here
+/// says so early, with the policy's line and column.
+fn no_symlinks_below(anchor: &Path, rest: &str) -> Result<PathBuf, String> {
+    use std::path::Component;
+    let mut host = anchor.to_path_buf();
+    for part in Path::new(rest).components() {
+        match part {
+            Component::Normal(name) => host.push(name),
+            Component::CurDir | Component::RootDir | Component::Prefix(_) => continue,
+            Component::ParentDir => {
+                return Err(format!(
+                    "{rest:?} contains \"..\"; name the directory without it"
+                ))
+            }
+        }
+        let meta = std::fs::symlink_metadata(&host)
+            .map_err(|e| format!("cannot mount {}: {e}", host.display()))?;
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&host)
+                .map(|t| format!(" (to {})", t.display()))
+                .unwrap_or_default();
+            return Err(format!(
+                "{} is a symlink{target}; mounts never follow symlinks: mount the directory it names by its real path",
+                host.display()
+            ));
+        }
+    }
+    if !std::fs::symlink_metadata(&host).is_ok_and(|m| m.is_dir()) {
         return Err(format!(
             "{} is not a directory; mounts are directories",
             host.display()
         ));
     }
-    let guest = m.mount.trim_end_matches('/');
-    if !m.mount.starts_with('/')
-        || guest.is_empty()
-        || guest.split('/').any(|p| p == ".." || p == ".")
-    {
-        return Err(format!(
-            "mount {:?} must be an absolute guest path such as \"/workspace\" (not \"/\", no \"..\")",
-            m.mount
-        ));
+    Ok(host)
+}
+
+/// The guest mount point in one normal form (`//w/./` is `/w`), so that
+/// the duplicate check sees through spelling. `/` is refused: a tool's
+/// mounts are named directories.
+fn guest_mount_point(mount: &str) -> Result<String, String> {
+    let bad = || {
+        format!(
+            "mount {mount:?} must be an absolute guest path such as \"/workspace\" (not \"/\", no \"..\")"
+        )
+    };
+    if !mount.starts_with('/') {
+        return Err(bad());
     }
-    Ok(Mount {
-        host,
-        guest: guest.to_string(),
-        mode: m.mode,
-    })
+    let mut parts = Vec::new();
+    for part in mount.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err(bad()),
+            p => parts.push(p),
+        }
+    }
+    if parts.is_empty() {
+        return Err(bad());
+    }
+    Ok(format!("/{}", parts.join("/")))
+}
+
+/// Files no mount may reach: warden's own (any mode), and for `rw` mounts
+/// the policy file and the plugins it names, which a tool could otherwise
+/// rewrite to grant itself more on the next run.
+struct Guarded {
+    own: Vec<(&'static str, PathBuf)>,
+    inputs: Vec<(&'static str, PathBuf)>,
+}
+
+impl Guarded {
+    fn new(own: &WardenPaths, policy_file: &Path, plugins: &[PathBuf]) -> Guarded {
+        let mut inputs = vec![("policy file", real_path(policy_file))];
+        inputs.extend(plugins.iter().map(|p| ("plugin", real_path(p))));
+        Guarded {
+            own: own
+                .entries()
+                .into_iter()
+                .map(|(what, p)| (what, real_path(p)))
+                .collect(),
+            inputs,
+        }
+    }
+
+    fn check(&self, mount: &Mount) -> Result<(), String> {
+        let host = &mount.host;
+        for (what, own) in &self.own {
+            if own.starts_with(host) {
+                return Err(format!(
+                    "{} contains warden's {what} {}; no tool may reach warden's own files: mount a narrower directory, or move the {what} (see `warden tools list`)",
+                    host.display(),
+                    own.display()
+                ));
+            }
+            if host.starts_with(own) {
+                return Err(format!(
+                    "{} lies inside warden's {what} {}; no tool may reach warden's own files",
+                    host.display(),
+                    own.display()
+                ));
+            }
+        }
+        if mount.mode == Mode::ReadWrite {
+            for (what, file) in &self.inputs {
+                if file.starts_with(host) {
+                    return Err(format!(
+                        "read-write mount {} contains the {what} {}: a tool could rewrite what it is granted; keep the {what} outside the mount, or mount it \"ro\"",
+                        host.display(),
+                        file.display()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,10 @@ use std::net::IpAddr;
 
 /// An allowed host: exact (`api.github.com`) or a subdomain wildcard
 /// (`*.python.org`, which matches `docs.python.org` but not `python.org`).
-/// Ports are not part of the pattern. IP literals are never allowed.
+/// Ports are not part of the pattern. IP addresses are never allowed, in
+/// any spelling a resolver or URL parser accepts (`127.1`, `0x7f000001`,
+/// `2130706433`, `0177.0.0.1`): names only, and the addresses they resolve
+/// to are checked again when a request is made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostPattern {
     /// Exactly this host name (lowercase).
@@ -21,9 +24,9 @@ impl HostPattern {
             Some(rest) => (true, rest.to_string()),
             None => (false, lower.clone()),
         };
-        if is_ip_literal(&name) {
+        if is_ip_literal(&name) || ends_in_number(&name) {
             return Err(format!(
-                "{s:?} is an IP address; policies allow host names only"
+                "{s:?} is an IP address (or would be read as one); policies allow host names only"
             ));
         }
         let ok = !name.is_empty()
@@ -71,9 +74,23 @@ pub fn is_ip_literal(host: &str) -> bool {
     h.parse::<IpAddr>().is_ok()
 }
 
-/// Whether a request to `host` is allowed by `patterns`.
+/// Whether `host` ends in a number, the WHATWG URL rule under which it is
+/// an IPv4 address, and what `inet_aton` takes as one: the last label
+/// (ignoring one trailing dot) is all decimal digits, or `0x` followed by
+/// hex digits. `127.1`, `2130706433`, `0x7f000001`, `0177.0.0.1`.
+pub fn ends_in_number(host: &str) -> bool {
+    let h = host.strip_suffix('.').unwrap_or(host);
+    let last = h.rsplit('.').next().unwrap_or("");
+    if !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()) {
+        return true;
+    }
+    matches!(last.get(..2), Some("0x" | "0X")) && last[2..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Whether a request to `host` is allowed by `patterns` (by name; the
+/// addresses it resolves to are checked separately).
 pub fn allowed(patterns: &[HostPattern], host: &str) -> bool {
-    !is_ip_literal(host) && patterns.iter().any(|p| p.matches(host))
+    !is_ip_literal(host) && !ends_in_number(host) && patterns.iter().any(|p| p.matches(host))
 }
 
 #[cfg(test)]
@@ -101,5 +118,30 @@ mod tests {
         for bad in ["10.0.0.1", "::1", "https://x.com", "x.com:80", "", "*."] {
             assert!(HostPattern::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn every_spelling_of_an_address_is_refused() {
+        for bad in [
+            "127.1",
+            "2130706433",
+            "0x7f000001",
+            "0X7F000001",
+            "0177.0.0.1",
+            "127.0.0.01",
+            "*.0.1",
+            "127.0.0.1.",
+            "0x",
+            "1.2.3.0x4",
+        ] {
+            let err = HostPattern::parse(bad).unwrap_err();
+            assert!(err.contains("IP address"), "{bad}: {err}");
+        }
+        for good in ["1password.com", "123.example.com", "x0x1.org", "*.0x.example"] {
+            assert!(HostPattern::parse(good).is_ok(), "{good}");
+        }
+        let ps = vec![HostPattern::parse("*.example.org").unwrap()];
+        assert!(!allowed(&ps, "127.1"));
+        assert!(allowed(&ps, "a.example.org"));
     }
 }

@@ -12,7 +12,7 @@ pub mod hosts;
 pub use file::{Mode, OutputOverflow};
 pub use hosts::HostPattern;
 
-use crate::sandbox::BUILTIN_PLUGINS;
+use crate::paths::WardenPaths;
 use anyhow::Context as _;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,9 @@ pub struct Policy {
     pub session: SessionLimits,
     /// Enabled tools by the name the model sees, sorted.
     pub tools: BTreeMap<String, ToolPolicy>,
+    /// warden's own files, which no mount of this policy reaches; the tool
+    /// host keeps its compiled components in `own_files.cache_dir`.
+    pub own_files: WardenPaths,
 }
 
 /// Limits that apply to a whole session.
@@ -72,6 +75,10 @@ pub struct Limits {
     pub timeout: Duration,
     /// Instruction budget per call, if any.
     pub fuel: Option<u64>,
+    /// Most bytes one call may write to its `rw` mounts, if limited.
+    pub max_write_bytes: Option<u64>,
+    /// Most outgoing HTTP requests in one call (redirects count).
+    pub max_http_requests: u32,
     /// All linear memories of the instance together, in bytes.
     pub memory_bytes: usize,
     /// Longest output returned.
@@ -100,29 +107,37 @@ pub struct ToolPolicy {
     pub max_calls: Option<u32>,
     /// Resource limits per call.
     pub limits: Limits,
+    /// May write, create, rename or delete under a `.git` directory
+    /// (`allow_git_dir`; off by default: git runs commands named there).
+    pub allow_git_dir: bool,
+    /// May open files that have more than one hard link
+    /// (`follow_hard_links`; off by default: a hard link can lead anywhere
+    /// on the same filesystem).
+    pub follow_hard_links: bool,
+    /// May reach loopback, private, link-local and other internal addresses
+    /// (`allow_private_network`; off by default). The host `localhost`
+    /// always means loopback, and only that.
+    pub allow_private_network: bool,
 }
 
 impl Policy {
     /// Loads and resolves the policy at `path`; `{workspace}` in mount paths
-    /// becomes `workspace`.
+    /// becomes `workspace`. warden's own files are where the environment
+    /// says ([`WardenPaths::from_env`]).
     pub fn load(path: &Path, workspace: &Path) -> anyhow::Result<Policy> {
+        Self::load_with(path, workspace, WardenPaths::from_env())
+    }
+
+    /// [`Policy::load`] with warden's own files at `own`.
+    pub fn load_with(path: &Path, workspace: &Path, own: WardenPaths) -> anyhow::Result<Policy> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read policy file {}", path.display()))?;
-        Self::parse(&text, path, workspace)
+        file::resolve(&text, path, workspace, own)
     }
 
     /// Parses policy text; `path` is used for messages and to resolve
     /// relative paths (against its directory).
     pub fn parse(text: &str, path: &Path, workspace: &Path) -> anyhow::Result<Policy> {
-        file::resolve(text, path, workspace)
+        file::resolve(text, path, workspace, WardenPaths::from_env())
     }
-}
-
-/// Names of the built-in plugins, for messages.
-pub(crate) fn builtin_names() -> String {
-    BUILTIN_PLUGINS
-        .iter()
-        .map(|(n, _)| *n)
-        .collect::<Vec<_>>()
-        .join(", ")
 }

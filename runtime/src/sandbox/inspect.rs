@@ -51,7 +51,12 @@ pub fn inspect(path: &Path) -> anyhow::Result<Inspection> {
             memory_bytes: 256 << 20,
             max_output_bytes: 1 << 20,
             on_output_overflow: OutputOverflow::Truncate,
+            max_write_bytes: Some(0),
+            max_http_requests: 0,
         },
+        allow_git_dir: false,
+        follow_hard_links: false,
+        allow_private_network: false,
     };
     let tool = LoadedTool::load(&rt, policy)
         .with_context(|| format!("{} does not fit", path.display()))?;

@@ -3,16 +3,21 @@
 //!
 //! Built once per host: the engine (pooling allocator, copy-on-write memory
 //! images, epoch ticker), the linker, each tool's compiled component,
-//! `InstancePre` and JSON Schema validator. Per call: a `Store` with a new
-//! WASI context (the policy's mounts and environment), a memory limiter, an
-//! epoch deadline, optional fuel, and the `wasi:http` host gate.
+//! `InstancePre`, JSON Schema validator and mount handles. Per call: a
+//! `Store` with a new WASI context (the policy's environment), the
+//! filesystem gate over duplicates of the mount handles, a memory limiter
+//! that also counts host resources, an epoch deadline and a timeout around
+//! the whole call, optional fuel, and the `wasi:http` gate.
 
 mod budget;
+mod cache;
 mod engine;
 mod error;
-mod http;
+mod fs;
 mod inspect;
 mod limiter;
+mod net;
+mod notes;
 mod output;
 mod state;
 mod stderr;
@@ -22,10 +27,13 @@ pub use budget::CallBudget;
 pub use engine::{Runtime, EPOCH_TICK};
 pub use error::{CallError, ErrorKind};
 pub use inspect::{inspect, Inspection};
-pub use tool::{CallOutput, LoadedTool, ToolSpec};
+pub use limiter::{max_resources, HOST_BYTES_PER_RESOURCE};
+pub use net::{Lookup, Resolve, SystemResolver};
+pub use tool::{CallOutput, LoadedTool, ToolSpec, DESCRIBE_TIMEOUT};
 
 use crate::policy::Policy;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The plugins compiled into warden: (policy name, component bytes).
 pub const BUILTIN_PLUGINS: &[(&str, &[u8])] = warden_artifacts::BUILTIN;
@@ -40,7 +48,16 @@ pub struct ToolHost {
 impl ToolHost {
     /// Loads every tool the policy enables.
     pub fn load(policy: &Policy) -> Result<ToolHost, CallError> {
-        Self::load_selected(policy, |_| true)
+        Self::load_selected(policy, |_| true, Arc::new(SystemResolver))
+    }
+
+    /// Loads every tool the policy enables, resolving host names for HTTP
+    /// requests with `resolver` instead of the system's.
+    pub fn load_with_resolver(
+        policy: &Policy,
+        resolver: Arc<dyn Resolve>,
+    ) -> Result<ToolHost, CallError> {
+        Self::load_selected(policy, |_| true, resolver)
     }
 
     /// Loads only the tool called `name` (what `warden tools call` needs);
@@ -49,13 +66,17 @@ impl ToolHost {
         if !policy.tools.contains_key(name) {
             return Err(unknown_tool(policy, name));
         }
-        Self::load_selected(policy, |n| n == name)
+        Self::load_selected(policy, |n| n == name, Arc::new(SystemResolver))
     }
 
-    fn load_selected(policy: &Policy, keep: impl Fn(&str) -> bool) -> Result<ToolHost, CallError> {
+    fn load_selected(
+        policy: &Policy,
+        keep: impl Fn(&str) -> bool,
+        resolver: Arc<dyn Resolve>,
+    ) -> Result<ToolHost, CallError> {
         let fuel = policy.tools.values().any(|t| t.limits.fuel.is_some());
-        let runtime =
-            Runtime::new(fuel).map_err(|e| CallError::new(ErrorKind::Policy, format!("{e:#}")))?;
+        let runtime = Runtime::with_options(fuel, policy.own_files.cache_dir.clone(), resolver)
+            .map_err(|e| CallError::new(ErrorKind::Policy, format!("{e:#}")))?;
         let mut tools = BTreeMap::new();
         for (name, tp) in policy.tools.iter().filter(|(n, _)| keep(n)) {
             let tool = LoadedTool::load(&runtime, tp.clone()).map_err(|e| {
@@ -82,6 +103,11 @@ impl ToolHost {
         self.tools.values()
     }
 
+    /// The runtime the tools run on.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
     /// A fresh budget for one session under this host's policy.
     pub fn budget(&self) -> CallBudget {
         CallBudget::new(&self.policy)
@@ -101,6 +127,22 @@ impl ToolHost {
             .ok_or_else(|| unknown_tool(&self.policy, name))?;
         budget.charge(tool)?;
         tool.call(&self.runtime, arguments)
+    }
+
+    /// [`ToolHost::call`] as a future, for callers already in an async
+    /// runtime (tokio).
+    pub async fn call_async(
+        &self,
+        budget: &mut CallBudget,
+        name: &str,
+        arguments: &str,
+    ) -> Result<CallOutput, CallError> {
+        let tool = self
+            .tools
+            .get(name)
+            .ok_or_else(|| unknown_tool(&self.policy, name))?;
+        budget.charge(tool)?;
+        tool.call_async(&self.runtime, arguments).await
     }
 }
 

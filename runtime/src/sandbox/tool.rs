@@ -3,28 +3,36 @@
 
 use super::engine::{Runtime, EPOCH_TICK};
 use super::error::{CallError, ErrorKind};
-use super::http::PolicyHooks;
-use super::limiter::TotalMemoryLimiter;
+use super::fs::{FsCall, FsRules, QuotaExceeded, WriteQuota};
+use super::limiter::{max_resources, TotalMemoryLimiter, FIELD_SIZE_LIMIT};
+use super::net::{NetGrant, PolicyHooks};
+use super::notes::Notes;
 use super::output;
 use super::state::CallState;
 use super::stderr::CapturedStderr;
-use crate::policy::{HostPattern, Mode, OutputOverflow, PluginSource, ToolPolicy};
+use crate::policy::{HostPattern, OutputOverflow, PluginSource, ToolPolicy};
 use anyhow::Context as _;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{ResourceTable, ResourceTableError};
 use wasmtime::{Store, Trap};
-use wasmtime_wasi::{FsPerms, WasiCtx};
+use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::WasiHttpCtx;
 
-wasmtime::component::bindgen!({ world: "tool", path: "../wit" });
+wasmtime::component::bindgen!({
+    world: "tool",
+    path: "../wit",
+    exports: { default: async },
+});
 
 use self::warden::tool::types::Error as GuestError;
 
 /// Deadline for `describe` at load time.
-const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest `wasi:random` request served in one piece.
+const MAX_RANDOM_BYTES: u64 = 1 << 20;
 
 /// What a tool says about itself, as the model will see it.
 #[derive(Debug, Clone, Serialize)]
@@ -61,6 +69,7 @@ pub struct LoadedTool {
     validator: jsonschema::Validator,
     pre: ToolPre<CallState>,
     hosts: Arc<[HostPattern]>,
+    fs: Arc<FsRules>,
 }
 
 impl LoadedTool {
@@ -68,10 +77,8 @@ impl LoadedTool {
     /// component against the `tool` world and asks it to describe itself.
     pub fn load(rt: &Runtime, policy: ToolPolicy) -> anyhow::Result<LoadedTool> {
         let bytes: std::borrow::Cow<[u8]> = match &policy.plugin {
-            PluginSource::Builtin(name) => super::BUILTIN_PLUGINS
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, b)| std::borrow::Cow::Borrowed(*b))
+            PluginSource::Builtin(name) => warden_artifacts::builtin(name)
+                .map(|(_, b)| std::borrow::Cow::Borrowed(b))
                 .context("unknown built-in plugin")?,
             PluginSource::File(path) => std::borrow::Cow::Owned(
                 std::fs::read(path)
@@ -105,11 +112,23 @@ impl LoadedTool {
                 "the component does not fit the warden:tool/tool world: {e:#}. Build it against wit/tool.wit (`warden tools new` scaffolds one); tools may import only WASI 0.2 and wasi:http"
             ))?;
         let hosts: Arc<[HostPattern]> = policy.hosts.clone().into();
-        let mut store = new_store(rt, &policy, &hosts, DESCRIBE_TIMEOUT, false)?;
-        let spec = pre
-            .instantiate(&mut store)
-            .and_then(|t| t.call_describe(&mut store))
-            .map_err(|e| anyhow::anyhow!("describe() failed: {e:#}"))?;
+        let fs = Arc::new(FsRules::open(&policy)?);
+        // describe() gets nothing: no mounts, hosts or environment.
+        let mut store = new_store(rt, &policy, None, DESCRIBE_TIMEOUT)?;
+        let described = rt.block_on(async {
+            tokio::time::timeout(DESCRIBE_TIMEOUT, async {
+                let tool = pre.instantiate_async(&mut store).await?;
+                tool.call_describe(&mut store).await
+            })
+            .await
+        });
+        let spec = match described {
+            Ok(r) => r.map_err(|e| anyhow::anyhow!("describe() failed: {e:#}"))?,
+            Err(_) => anyhow::bail!(
+                "describe() did not return within {} s; a tool must describe itself at once",
+                DESCRIBE_TIMEOUT.as_secs()
+            ),
+        };
         let parameters: serde_json::Value =
             serde_json::from_str(&spec.parameters).map_err(|e| {
                 anyhow::anyhow!(
@@ -135,11 +154,23 @@ impl LoadedTool {
             validator,
             pre,
             hosts,
+            fs,
         })
     }
 
     /// Runs one call in a fresh instance: validate, instantiate, call, cap.
+    /// Blocks on the runtime's executor; from async code use
+    /// [`LoadedTool::call_async`].
     pub fn call(&self, rt: &Runtime, arguments: &str) -> Result<CallOutput, CallError> {
+        rt.block_on(self.call_async(rt, arguments))
+    }
+
+    /// [`LoadedTool::call`] as a future (it needs a tokio runtime).
+    pub async fn call_async(
+        &self,
+        rt: &Runtime,
+        arguments: &str,
+    ) -> Result<CallOutput, CallError> {
         let start = Instant::now();
         let value: serde_json::Value = serde_json::from_str(arguments).map_err(|e| {
             CallError::new(
@@ -150,27 +181,33 @@ impl LoadedTool {
         self.check_schema(&value)?;
 
         let limits = &self.policy.limits;
-        let mut store = new_store(rt, &self.policy, &self.hosts, limits.timeout, true)
+        let mut store = new_store(rt, &self.policy, Some((&self.hosts, &self.fs)), limits.timeout)
             .map_err(|e| CallError::new(ErrorKind::Failed, format!("{e:#}")))?;
-        let result = self
-            .pre
-            .instantiate(&mut store)
-            .and_then(|tool| tool.call_call(&mut store, arguments));
+        // The timeout ends waits in the host (sleeps, polls, slow servers);
+        // the epoch deadline ends wasm that spins. Dropping the future on
+        // timeout drops everything the call was waiting on.
+        let outcome = tokio::time::timeout(limits.timeout, async {
+            let tool = self.pre.instantiate_async(&mut store).await?;
+            tool.call_call(&mut store, arguments).await
+        })
+        .await;
         if tracing::enabled!(tracing::Level::DEBUG) {
             if let Some(text) = store.data().stderr.one_line() {
                 tracing::debug!(tool = %self.policy.name, stderr = %text, "plugin stderr");
             }
         }
-        let result = result.map_err(|e| self.classify(e, &store))?;
-        // A host call (an HTTP request) cannot be interrupted by the epoch;
-        // its own timeouts end at the deadline, and whatever the tool made
-        // of that, the call ran out of time.
+        let result = match outcome {
+            Ok(r) => r.map_err(|e| self.classify(e, &store))?,
+            Err(_) => return Err(self.timed_out()),
+        };
+        // Whatever the tool made of a wait that ended at the deadline, the
+        // call ran out of time.
         if start.elapsed() >= limits.timeout {
             return Err(self.timed_out());
         }
         let mut out = match result {
             Ok(out) => out,
-            Err(e) => return Err(self.guest_error(e)),
+            Err(e) => return Err(self.guest_error(e, &store)),
         };
         let truncated = output::truncate(&mut out, limits.max_output_bytes);
         if truncated && limits.on_output_overflow == OutputOverflow::Error {
@@ -215,13 +252,17 @@ impl LoadedTool {
         ))
     }
 
-    fn guest_error(&self, e: GuestError) -> CallError {
+    fn guest_error(&self, e: GuestError, store: &Store<CallState>) -> CallError {
         let (kind, mut msg) = match e {
             GuestError::InvalidArguments(m) => (ErrorKind::InvalidArguments, m),
             GuestError::Denied(m) => (ErrorKind::Denied, m),
             GuestError::Failed(m) => (ErrorKind::Failed, m),
         };
         output::truncate(&mut msg, self.policy.limits.max_output_bytes);
+        // The rule behind a refusal the guest saw only as an error code.
+        if let Some(notes) = store.data().fs.notes.joined() {
+            msg.push_str(&format!(" [warden: {notes}]"));
+        }
         CallError::new(kind, msg)
     }
 
@@ -245,6 +286,33 @@ impl LoadedTool {
                     "{} exceeded its memory limit of {} MiB",
                     self.policy.name,
                     limits.memory_bytes >> 20
+                ),
+            );
+        }
+        let table_full = e.chain().any(|c| {
+            matches!(
+                c.downcast_ref::<ResourceTableError>(),
+                Some(ResourceTableError::Full)
+            )
+        });
+        if table_full {
+            return CallError::new(
+                ErrorKind::Memory,
+                format!(
+                    "{} exceeded its memory limit of {} MiB: it held {} host resources (handles, HTTP header fields, request bodies), the most that limit allows",
+                    self.policy.name,
+                    limits.memory_bytes >> 20,
+                    max_resources(limits.memory_bytes)
+                ),
+            );
+        }
+        if store.data().fs.quota.hit() || e.chain().any(|c| c.is::<QuotaExceeded>()) {
+            return CallError::new(
+                ErrorKind::Denied,
+                format!(
+                    "{} tried to write more than its max_write_bytes ({} bytes) in one call; what it wrote before stays. Write less, or raise max_write_bytes in the policy",
+                    self.policy.name,
+                    limits.max_write_bytes.unwrap_or(0)
                 ),
             );
         }
@@ -277,53 +345,66 @@ impl LoadedTool {
     }
 }
 
-/// A fresh store for one call with the policy's grants and limits.
+/// A fresh store for one call with the policy's limits, and its grants
+/// (`hosts` and mounts) when given — `describe` gets none.
 fn new_store(
     rt: &Runtime,
     policy: &ToolPolicy,
-    hosts: &Arc<[HostPattern]>,
+    grant: Option<(&Arc<[HostPattern]>, &Arc<FsRules>)>,
     timeout: Duration,
-    grant: bool,
 ) -> anyhow::Result<Store<CallState>> {
+    let limits = &policy.limits;
     let stderr = CapturedStderr::default();
     let mut wasi = WasiCtx::builder();
     wasi.stderr(stderr.clone())
         .allow_blocking_current_thread(true)
         .allow_tcp(false)
-        .allow_udp(false);
-    if grant {
-        for m in &policy.mounts {
-            let perms = match m.mode {
-                Mode::ReadOnly => FsPerms::ReadOnly,
-                Mode::ReadWrite => FsPerms::ReadWrite,
-            };
-            wasi.preopened_dir(&m.host, &m.guest, perms)
-                .map_err(anyhow::Error::from)
-                .with_context(|| format!("cannot open mount {}", m.host.display()))?;
-        }
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .max_random_size(MAX_RANDOM_BYTES);
+    if grant.is_some() {
         wasi.envs(&policy.env);
     }
-    let deadline = Instant::now() + timeout;
+    let notes = Notes::default();
+    let (hosts, fs) = match grant {
+        Some((h, f)) => (h.clone(), f.clone()),
+        None => (Arc::from([]), Arc::new(FsRules::none())),
+    };
+    let mut http = WasiHttpCtx::new();
+    http.set_field_size_limit(FIELD_SIZE_LIMIT);
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(max_resources(limits.memory_bytes));
     let state = CallState {
         wasi: wasi.build(),
-        http: WasiHttpCtx::new(),
+        http,
         hooks: PolicyHooks {
-            hosts: if grant { hosts.clone() } else { Arc::from([]) },
-            deadline,
+            grant: NetGrant {
+                hosts,
+                allow_private_network: policy.allow_private_network,
+                max_requests: limits.max_http_requests,
+            },
+            resolver: rt.resolver.clone(),
+            deadline: (Instant::now() + timeout).into(),
+            sent: 0,
+            notes: notes.clone(),
         },
-        table: ResourceTable::new(),
-        limiter: TotalMemoryLimiter::new(policy.limits.memory_bytes),
+        table,
+        limiter: TotalMemoryLimiter::new(limits.memory_bytes),
         stderr,
+        fs: FsCall {
+            rules: fs,
+            quota: WriteQuota::new(limits.max_write_bytes),
+            notes,
+        },
     };
     let mut store = Store::new(&rt.engine, state);
     store.limiter(|s| &mut s.limiter);
     let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64 + 1;
     store.set_epoch_deadline(ticks);
     if rt.fuel {
-        store.set_fuel(if grant {
-            policy.limits.fuel.unwrap_or(u64::MAX)
-        } else {
-            u64::MAX
+        store.set_fuel(match grant {
+            Some(_) => limits.fuel.unwrap_or(u64::MAX),
+            None => u64::MAX,
         })?;
     }
     Ok(store)
