@@ -20,11 +20,19 @@ impl Fixture {
     /// Writes `toml` as `policy.toml` in a fresh directory whose `ws/`
     /// subdirectory is the workspace.
     pub fn new(toml: &str) -> Fixture {
+        Self::with(toml, |_| {})
+    }
+
+    /// Like [`Fixture::new`], with `setup` run on the fresh directory
+    /// before the policy is loaded (to create what its mounts name).
+    pub fn with(toml: &str, setup: impl FnOnce(&Path)) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("ws")).unwrap();
+        setup(dir.path());
         let path = dir.path().join("policy.toml");
         std::fs::write(&path, toml).unwrap();
-        let policy = Policy::load(&path, &dir.path().join("ws")).unwrap();
+        let policy = Policy::load(&path, &dir.path().join("ws"))
+            .unwrap_or_else(|e| panic!("loading the policy: {e:#}"));
         Fixture { dir, policy }
     }
 
