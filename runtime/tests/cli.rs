@@ -50,6 +50,11 @@ fn list_shows_tools_schemas_limits_and_grants() {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }
     assert!(!out.contains("write_file"), "default policy is read-only");
+    // Where warden keeps its own files, which no mount may reach.
+    assert!(
+        out.contains("warden's own files") && out.contains("compiled-component cache: "),
+        "{out}"
+    );
 
     let o = warden(&[&["tools", "list", "--json"][..], &WS].concat());
     let tools: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -312,4 +317,45 @@ fn scaffolded_tool_builds_inspects_and_runs() {
         "{}",
         stderr(&o)
     );
+}
+
+/// Tool output and error messages reach a terminal; control characters in
+/// them are escaped, errors stay on one line, and `--json` stays exact.
+#[test]
+fn nothing_printed_for_a_person_can_drive_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    std::fs::create_dir(&ws).unwrap();
+    let nasty = "\x1b]0;pwned\x07\x1b[2Jred\u{202e}txt\n";
+    std::fs::write(ws.join("nasty.txt"), nasty).unwrap();
+    let policy = dir.path().join("p.toml");
+    std::fs::write(
+        &policy,
+        "[tools.read_file]\nplugin = \"read-file\"\nfiles = [{ path = \"{workspace}\", mount = \"/workspace\", mode = \"ro\" }]\n",
+    )
+    .unwrap();
+    let run = |args: &str, json: bool| {
+        let mut a = vec!["tools", "call", "read_file", "--args", args, "--policy"];
+        a.push(policy.to_str().unwrap());
+        a.extend(["--workspace", ws.to_str().unwrap()]);
+        if json {
+            a.push("--json");
+        }
+        warden(&a)
+    };
+    let o = run(r#"{"path":"nasty.txt"}"#, false);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(!out.contains('\x1b') && !out.contains('\x07') && !out.contains('\u{202e}'), "{out:?}");
+    assert!(out.contains("\\x1b]0;pwned\\x07") && out.contains("\\u{202e}"), "{out:?}");
+    let o = run(r#"{"path":"nasty.txt"}"#, true);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["output"], format!("     1\t{}\n", nasty.trim_end()));
+
+    // A path with a newline and a fake second error line in it.
+    let o = run(r#"{"path":"x\nerror: all good\u001b[0m"}"#, false);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+    assert!(err.starts_with("error: ") && err.contains("\\nerror: all good\\x1b[0m"), "{err:?}");
 }

@@ -2,6 +2,7 @@
 
 mod model;
 mod new_tool;
+mod terminal;
 mod tools;
 
 use clap::{Parser, Subcommand};
@@ -45,12 +46,12 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
-/// Prints `error: …` with its causes and exits 1 on failure.
+/// Prints `error: …` with its causes, on one line, and exits 1 on failure.
 fn fail_on_error(r: anyhow::Result<()>) -> std::process::ExitCode {
     match r {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            terminal::print_error(&format!("{e:#}"));
             std::process::ExitCode::FAILURE
         }
     }

@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use candle_core::DType;
 use clap::Args;
 use rand::{Rng, SeedableRng};
+use super::terminal::{escape, Lines};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -199,7 +200,7 @@ pub fn generate_cmd(a: GenerateArgs) -> anyhow::Result<()> {
         &a.stop,
         |piece| {
             if !json {
-                print!("{piece}");
+                print!("{}", escape(piece, Lines::Keep));
                 let _ = std::io::stdout().flush();
             }
         },

@@ -1,5 +1,6 @@
 //! `warden tools …`.
 
+use super::terminal::{escape, print_error, Lines};
 use crate::policy::{Mode, Policy};
 use crate::sandbox::{self, CallError, ErrorKind, LoadedTool, ToolHost};
 use clap::Subcommand;
@@ -77,10 +78,11 @@ pub(super) fn run(cmd: ToolsCommand) -> ExitCode {
                     if json {
                         println!("{}", serde_json::to_string_pretty(&i).unwrap_or_default());
                     } else {
-                        println!("{} ({} bytes)", file.display(), i.size);
+                        let e = |s: &str| escape(s, Lines::One).into_owned();
+                        println!("{} ({} bytes)", e(&file.display().to_string()), i.size);
                         println!("  fits:        warden:tool/tool@0.1.0");
-                        println!("  name:        {}", i.spec.plugin_name);
-                        println!("  description: {}", i.spec.description);
+                        println!("  name:        {}", e(&i.spec.plugin_name));
+                        println!("  description: {}", e(&i.spec.description));
                         println!("  parameters:  {}", i.spec.parameters);
                         println!("  sha256:      {}", i.sha256);
                         println!(
@@ -111,7 +113,7 @@ fn report(result: Result<(), CallError>, json: bool) -> ExitCode {
             if json {
                 println!("{}", json!({"ok": false, "error": e}));
             } else {
-                eprintln!("error: {e}");
+                print_error(&e.to_string());
             }
             ExitCode::FAILURE
         }
@@ -133,18 +135,23 @@ fn list(policy: &Path, workspace: &Path, json: bool) -> Result<(), CallError> {
         );
         return Ok(());
     }
+    let e = |s: &str| escape(s, Lines::One).into_owned();
     if policy.tools.is_empty() {
-        println!("{} enables no tools", policy.path.display());
+        println!("{} enables no tools", e(&policy.path.display().to_string()));
     }
     for t in host.tools() {
         let p = &t.policy;
         let l = &p.limits;
         println!("{}", t.spec.name);
-        println!("  description: {}", t.spec.description);
+        println!("  description: {}", e(&t.spec.description));
         println!("  parameters:  {}", t.spec.parameters);
-        println!("  plugin:      {} (sha256 {})", p.plugin, &t.sha256[..16]);
         println!(
-            "  limits:      timeout {} ms, memory {} MiB, output {} bytes ({}), fuel {}, calls {}",
+            "  plugin:      {} (sha256 {})",
+            e(&p.plugin.to_string()),
+            &t.sha256[..16]
+        );
+        println!(
+            "  limits:      timeout {} ms, memory {} MiB, output {} bytes ({}), fuel {}, calls {}, writes {}, http requests {} per call",
             l.timeout.as_millis(),
             l.memory_bytes >> 20,
             l.max_output_bytes,
@@ -157,11 +164,14 @@ fn list(policy: &Path, workspace: &Path, json: bool) -> Result<(), CallError> {
                 format!("up to the session's {}", policy.session.max_tool_calls),
                 |m| format!("{m} per session")
             ),
+            l.max_write_bytes
+                .map_or("unlimited".to_string(), |b| format!("{b} bytes per call")),
+            l.max_http_requests,
         );
         let files: Vec<String> = p
             .mounts
             .iter()
-            .map(|m| format!("{} -> {} ({})", m.guest, m.host.display(), mode(m.mode)))
+            .map(|m| format!("{} -> {} ({})", m.guest, e(&m.host.display().to_string()), mode(m.mode)))
             .collect();
         println!(
             "  files:       {}",
@@ -189,6 +199,26 @@ fn list(policy: &Path, workspace: &Path, json: bool) -> Result<(), CallError> {
                 env.join(", ")
             }
         );
+        let grants: Vec<&str> = [
+            (p.allow_git_dir, "allow_git_dir"),
+            (p.follow_hard_links, "follow_hard_links"),
+            (p.allow_private_network, "allow_private_network"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, k)| *k)
+        .collect();
+        if !grants.is_empty() {
+            println!("  also:        {}", grants.join(", "));
+        }
+    }
+    println!("warden's own files (no mount may reach them):");
+    let own = policy.own_files.entries();
+    if own.is_empty() {
+        println!("  none configured");
+    }
+    for (what, path) in own {
+        println!("  {what}: {}", e(&path.display().to_string()));
     }
     Ok(())
 }
@@ -215,7 +245,12 @@ fn tool_json(t: &LoadedTool) -> serde_json::Value {
             "max_output_bytes": p.limits.max_output_bytes,
             "on_output_overflow": p.limits.on_output_overflow,
             "max_calls": p.max_calls,
+            "max_write_bytes": p.limits.max_write_bytes,
+            "max_http_requests": p.limits.max_http_requests,
         },
+        "allow_git_dir": p.allow_git_dir,
+        "follow_hard_links": p.follow_hard_links,
+        "allow_private_network": p.allow_private_network,
         "files": p.mounts.iter().map(|m| json!({"path": m.host, "mount": m.guest, "mode": m.mode})).collect::<Vec<_>>(),
         "hosts": p.hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
         "env": p.env.iter().map(|(k, _)| k).collect::<Vec<_>>(),
@@ -236,8 +271,9 @@ fn call(name: &str, args: &str, policy: &Path, workspace: &Path, json: bool) -> 
                     json!({"ok": true, "output": out.output, "truncated": out.truncated, "elapsed_us": out.elapsed.as_micros() as u64})
                 );
             } else {
-                print!("{}", out.output);
-                if !out.output.ends_with('\n') {
+                let text = escape(&out.output, Lines::Keep);
+                print!("{text}");
+                if !text.ends_with('\n') {
                     println!();
                 }
             }
