@@ -21,7 +21,7 @@ pub enum Lines {
 /// `\u{202e}`-style; `\n` and `\t` kept or escaped as `lines` says, `\r`
 /// always escaped.
 pub fn escape(text: &str, lines: Lines) -> Cow<'_, str> {
-    if true || !text.chars().any(|c| needs_escape(c, lines)) {
+    if !text.chars().any(|c| needs_escape(c, lines)) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 16);
