@@ -23,7 +23,11 @@ pub struct WardenPaths {
 impl WardenPaths {
     /// The locations the environment gives.
     pub fn from_env() -> WardenPaths {
-        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let var = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         let home = var("HOME");
         let cache_dir = match std::env::var_os("WARDEN_CACHE_DIR") {
             Some(d) if d.is_empty() => None,
@@ -103,9 +107,6 @@ mod tests {
         std::fs::create_dir(dir.path().join("real")).unwrap();
         std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("link")).unwrap();
         let got = real_path(&dir.path().join("link/not/yet"));
-        assert_eq!(
-            got,
-            dir.path().canonicalize().unwrap().join("real/not/yet")
-        );
+        assert_eq!(got, dir.path().canonicalize().unwrap().join("real/not/yet"));
     }
 }

@@ -346,8 +346,14 @@ fn nothing_printed_for_a_person_can_drive_the_terminal() {
     let o = run(r#"{"path":"nasty.txt"}"#, false);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(!out.contains('\x1b') && !out.contains('\x07') && !out.contains('\u{202e}'), "{out:?}");
-    assert!(out.contains("\\x1b]0;pwned\\x07") && out.contains("\\u{202e}"), "{out:?}");
+    assert!(
+        !out.contains('\x1b') && !out.contains('\x07') && !out.contains('\u{202e}'),
+        "{out:?}"
+    );
+    assert!(
+        out.contains("\\x1b]0;pwned\\x07") && out.contains("\\u{202e}"),
+        "{out:?}"
+    );
     let o = run(r#"{"path":"nasty.txt"}"#, true);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["output"], format!("     1\t{}\n", nasty.trim_end()));
@@ -357,5 +363,8 @@ fn nothing_printed_for_a_person_can_drive_the_terminal() {
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert_eq!(err.lines().count(), 1, "{err:?}");
-    assert!(err.starts_with("error: ") && err.contains("\\nerror: all good\\x1b[0m"), "{err:?}");
+    assert!(
+        err.starts_with("error: ") && err.contains("\\nerror: all good\\x1b[0m"),
+        "{err:?}"
+    );
 }

@@ -6,10 +6,7 @@
 mod common;
 
 use common::*;
-use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 use warden::sandbox::ErrorKind;
 
@@ -214,53 +211,32 @@ fn tcp_connect_to_loopback_is_denied() {
     );
 }
 
-/// A tiny HTTP/1.1 server on loopback: `/ok`, `/redirect-away` (to a host
-/// the policy does not list) and `/redirect-home` (to `/ok` on localhost).
-/// It counts requests for `/ok` and stops after `max` connections.
-struct Server {
-    port: u16,
-    ok_hits: Arc<AtomicUsize>,
-}
-
-impl Server {
-    fn start(max: usize) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let ok_hits = Arc::new(AtomicUsize::new(0));
-        let hits = ok_hits.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().take(max) {
-                let Ok(mut s) = stream else { continue };
-                s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 1024];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut chunk) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let req = String::from_utf8_lossy(&buf);
-                let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
-                let resp = match path.as_str() {
-                    "/ok" => {
-                        hits.fetch_add(1, Ordering::SeqCst);
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 19\r\nConnection: close\r\n\r\nhello from loopback".to_string()
-                    }
-                    "/redirect-away" => "HTTP/1.1 302 Found\r\nLocation: http://not-allowed.example/ok\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
-                    "/redirect-home" => format!("HTTP/1.1 302 Found\r\nLocation: http://localhost:{port}/ok\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
-                    _ => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
-                };
-                let _ = s.write_all(resp.as_bytes());
-            }
-        });
-        Server { port, ok_hits }
+/// `/ok`, `/redirect-away` (to a host the policy does not list) and
+/// `/redirect-home` (to `/ok` on localhost).
+fn routes(path: &str, port: u16) -> String {
+    match path {
+        "/ok" => http_response(
+            "200 OK",
+            "Content-Type: text/plain\r\n",
+            "hello from loopback",
+        ),
+        "/redirect-away" => http_response(
+            "302 Found",
+            "Location: http://not-allowed.example/ok\r\n",
+            "",
+        ),
+        "/redirect-home" => http_response(
+            "302 Found",
+            &format!("Location: http://localhost:{port}/ok\r\n"),
+            "",
+        ),
+        _ => http_response("404 Not Found", "", ""),
     }
 }
 
 #[test]
 fn http_only_to_allowed_hosts() {
-    let server = Server::start(16);
+    let server = TestServer::start(routes);
     let port = server.port;
     let f = Fixture::new(
         "[tools.http_get]\nplugin = \"http-get\"\nhosts = [\"localhost\"]\ntimeout_ms = 10000\n",
@@ -278,12 +254,12 @@ fn http_only_to_allowed_hosts() {
     assert!(out.starts_with("HTTP 200\n"), "{out}");
     assert!(out.contains("content-type: text/plain"), "{out}");
     assert!(out.ends_with("hello from loopback"), "{out}");
-    assert_eq!(server.ok_hits.load(Ordering::SeqCst), 1);
+    assert_eq!(server.ok_hits(), 1);
 
     // Redirects to the same allowed host are followed.
     let out = expect_ok(get(format!("http://localhost:{port}/redirect-home")));
     assert!(out.ends_with("hello from loopback"), "{out}");
-    assert_eq!(server.ok_hits.load(Ordering::SeqCst), 2);
+    assert_eq!(server.ok_hits(), 2);
 
     // A host not in the list, an IP literal (even of the same server), and
     // a redirect to a host not in the list: denied, and nothing reaches /ok.
@@ -302,16 +278,16 @@ fn http_only_to_allowed_hosts() {
         ErrorKind::Denied,
     );
     assert!(msg.contains("not-allowed.example"), "{msg}");
-    assert_eq!(server.ok_hits.load(Ordering::SeqCst), 2);
+    assert_eq!(server.ok_hits(), 2);
 }
 
 #[test]
 fn http_without_hosts_is_denied() {
-    let server = Server::start(4);
+    let server = TestServer::start(routes);
     let f = Fixture::new("[tools.http_get]\nplugin = \"http-get\"\n");
     let host = f.host();
     let args =
         serde_json::json!({"url": format!("http://localhost:{}/ok", server.port)}).to_string();
     expect_err(call(&host, "http_get", &args), ErrorKind::Denied);
-    assert_eq!(server.ok_hits.load(Ordering::SeqCst), 0);
+    assert_eq!(server.ok_hits(), 0);
 }

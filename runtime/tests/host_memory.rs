@@ -24,10 +24,16 @@ fn a_flood_of_host_resources_ends_as_memory_with_the_host_bounded() {
     let host = f.host();
     expect_ok(call(&host, "t", r#"{"action":"echo","text":"warm"}"#));
     let before = rss();
-    let msg = expect_err(call(&host, "t", r#"{"action":"fields_flood"}"#), ErrorKind::Memory);
+    let msg = expect_err(
+        call(&host, "t", r#"{"action":"fields_flood"}"#),
+        ErrorKind::Memory,
+    );
     let grew = rss().saturating_sub(before);
     eprintln!("host grew by {} KiB: {msg}", grew >> 10);
-    assert!(msg.contains("64 MiB") && msg.contains("host resources"), "{msg}");
+    assert!(
+        msg.contains("64 MiB") && msg.contains("host resources"),
+        "{msg}"
+    );
     assert!(
         grew < 64 << 20,
         "the host grew by {} MiB during the flood",

@@ -67,14 +67,23 @@ fn no_mount_may_contain_or_lie_inside_wardens_own_files() {
     for (path, what) in [
         ("{workspace}", "compiled-component cache"),
         ("{workspace}/.cache", "compiled-component cache"),
-        ("{workspace}/.cache/warden/components/sub", "compiled-component cache"),
+        (
+            "{workspace}/.cache/warden/components/sub",
+            "compiled-component cache",
+        ),
         ("{workspace}/.local", "state directory"),
-        ("{workspace}/.local/state/warden/sessions", "state directory"),
+        (
+            "{workspace}/.local/state/warden/sessions",
+            "state directory",
+        ),
         ("{workspace}/keys", "audit key file"),
     ] {
         for mode in ["ro", "rw"] {
             let err = format!("{:#}", home.load(path, mode).unwrap_err());
-            assert!(err.contains("p.toml:3:") && err.contains(what), "{path} {mode}: {err}");
+            assert!(
+                err.contains("p.toml:3:") && err.contains(what),
+                "{path} {mode}: {err}"
+            );
         }
     }
     // A directory beside them is fine.
@@ -84,7 +93,10 @@ fn no_mount_may_contain_or_lie_inside_wardens_own_files() {
     own.state_dir = Some(home.path().join("project/src/not-yet"));
     let policy = home.policies.path().join("p.toml");
     std::fs::write(&policy, "[tools.t]\nplugin = \"read-file\"\nfiles = [{ path = \"{workspace}/project\", mount = \"/w\", mode = \"ro\" }]\n").unwrap();
-    let err = format!("{:#}", Policy::load_with(&policy, home.path(), own).unwrap_err());
+    let err = format!(
+        "{:#}",
+        Policy::load_with(&policy, home.path(), own).unwrap_err()
+    );
     assert!(err.contains("state directory"), "{err}");
 }
 
@@ -103,7 +115,11 @@ fn a_read_write_mount_may_not_contain_the_policy_or_a_plugin() {
     // Elsewhere, a plugin file inside a read-write mount.
     let elsewhere = tempfile::tempdir().unwrap();
     let policy2 = elsewhere.path().join("policy.toml");
-    std::fs::write(&policy2, toml("rw", &ws.join("tool.wasm").display().to_string())).unwrap();
+    std::fs::write(
+        &policy2,
+        toml("rw", &ws.join("tool.wasm").display().to_string()),
+    )
+    .unwrap();
     let err = format!("{:#}", Policy::load(&policy2, ws).unwrap_err());
     assert!(err.contains("contains the plugin"), "{err}");
     // Read-only is fine.
@@ -130,7 +146,10 @@ fn the_cache_is_private() {
     let entry = rt.cache_path(&bytes).unwrap();
     assert_eq!(mode(&entry), 0o600);
     // No temporary files are left behind.
-    let names: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names.len(), 1, "{names:?}");
     // A directory an older warden left open to others is tightened.
     std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -170,12 +189,18 @@ fn a_planted_cache_entry_is_not_run() {
     assert_eq!(describes(&load_read_file(&cache, &ws)), "read_file");
     // It was compiled again and the entry replaced, private.
     assert_eq!(mode(&target), 0o600);
-    assert_ne!(std::fs::read(&target).unwrap(), std::fs::read(&hostile_entry).unwrap());
+    assert_ne!(
+        std::fs::read(&target).unwrap(),
+        std::fs::read(&hostile_entry).unwrap()
+    );
 
     // A symlink in the entry's place is not followed, and is replaced.
     std::fs::remove_file(&target).unwrap();
     std::os::unix::fs::symlink(&hostile_entry, &target).unwrap();
     assert_eq!(describes(&load_read_file(&cache, &ws)), "read_file");
-    assert!(!std::fs::symlink_metadata(&target).unwrap().file_type().is_symlink());
+    assert!(!std::fs::symlink_metadata(&target)
+        .unwrap()
+        .file_type()
+        .is_symlink());
     assert_eq!(describes(&load_read_file(&cache, &ws)), "read_file");
 }

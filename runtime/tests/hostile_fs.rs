@@ -53,8 +53,10 @@ fn nothing_under_dot_git_is_written_created_renamed_or_deleted() {
         call(
             &host,
             "write_file",
-            &raw(serde_json::json!({"path": ".git/config", "mode": "overwrite",
-                "content": "[core]\n\tfsmonitor = \"touch /tmp/pwned\"\n"})),
+            &raw(
+                serde_json::json!({"path": ".git/config", "mode": "overwrite",
+                "content": "[core]\n\tfsmonitor = \"touch /tmp/pwned\"\n"}),
+            ),
         ),
         ErrorKind::Denied,
     );
@@ -62,12 +64,19 @@ fn nothing_under_dot_git_is_written_created_renamed_or_deleted() {
         msg.contains(".git") && msg.contains("allow_git_dir"),
         "the rule is named: {msg}"
     );
-    for path in [".git/hooks/pre-commit", ".GIT/hooks/post-checkout", "innocent/hooks/pre-push", "sub/.git/config"] {
+    for path in [
+        ".git/hooks/pre-commit",
+        ".GIT/hooks/post-checkout",
+        "innocent/hooks/pre-push",
+        "sub/.git/config",
+    ] {
         let msg = expect_err(
             call(
                 &host,
                 "write_file",
-                &raw(serde_json::json!({"path": path, "content": "#!/bin/sh\nid\n", "mode": "create"})),
+                &raw(
+                    serde_json::json!({"path": path, "content": "#!/bin/sh\nid\n", "mode": "create"}),
+                ),
             ),
             ErrorKind::Denied,
         );
@@ -75,22 +84,58 @@ fn nothing_under_dot_git_is_written_created_renamed_or_deleted() {
     }
     // The raw plugin, every way of changing the tree.
     for (what, args) in [
-        ("write", serde_json::json!({"action": "write", "path": "/workspace/.git/config", "content": "x"})),
-        ("write via a symlink", serde_json::json!({"action": "write", "path": "/workspace/innocent/config", "content": "x"})),
-        ("append", serde_json::json!({"action": "append", "path": "/workspace/.git/config", "content": "x"})),
-        ("create a hook", serde_json::json!({"action": "write", "path": "/workspace/.git/hooks/post-merge", "content": "x"})),
-        ("rename into", serde_json::json!({"action": "rename", "from": "/workspace/app.py", "to": "/workspace/.git/hooks/pre-commit"})),
-        ("rename out of", serde_json::json!({"action": "rename", "from": "/workspace/.git/HEAD", "to": "/workspace/HEAD"})),
-        ("delete", serde_json::json!({"action": "remove", "path": "/workspace/.git/HEAD"})),
-        ("new .git", serde_json::json!({"action": "mkdir", "path": "/workspace/sub/.git/hooks"})),
-        ("hard link into", serde_json::json!({"action": "hard_link", "from": "/workspace/app.py", "to": "/workspace/.git/hooks/pre-commit"})),
-        ("symlink into", serde_json::json!({"action": "symlink", "target": "../../app.py", "link": "/workspace/.git/hooks/pre-commit"})),
-        ("truncate", serde_json::json!({"action": "truncate", "path": "/workspace/.git/config", "bytes": 0})),
+        (
+            "write",
+            serde_json::json!({"action": "write", "path": "/workspace/.git/config", "content": "x"}),
+        ),
+        (
+            "write via a symlink",
+            serde_json::json!({"action": "write", "path": "/workspace/innocent/config", "content": "x"}),
+        ),
+        (
+            "append",
+            serde_json::json!({"action": "append", "path": "/workspace/.git/config", "content": "x"}),
+        ),
+        (
+            "create a hook",
+            serde_json::json!({"action": "write", "path": "/workspace/.git/hooks/post-merge", "content": "x"}),
+        ),
+        (
+            "rename into",
+            serde_json::json!({"action": "rename", "from": "/workspace/app.py", "to": "/workspace/.git/hooks/pre-commit"}),
+        ),
+        (
+            "rename out of",
+            serde_json::json!({"action": "rename", "from": "/workspace/.git/HEAD", "to": "/workspace/HEAD"}),
+        ),
+        (
+            "delete",
+            serde_json::json!({"action": "remove", "path": "/workspace/.git/HEAD"}),
+        ),
+        (
+            "new .git",
+            serde_json::json!({"action": "mkdir", "path": "/workspace/sub/.git/hooks"}),
+        ),
+        (
+            "hard link into",
+            serde_json::json!({"action": "hard_link", "from": "/workspace/app.py", "to": "/workspace/.git/hooks/pre-commit"}),
+        ),
+        (
+            "symlink into",
+            serde_json::json!({"action": "symlink", "target": "../../app.py", "link": "/workspace/.git/hooks/pre-commit"}),
+        ),
+        (
+            "truncate",
+            serde_json::json!({"action": "truncate", "path": "/workspace/.git/config", "bytes": 0}),
+        ),
     ] {
         let msg = expect_err(call(&host, "t", &raw(args)), ErrorKind::Denied);
         assert!(msg.contains("allow_git_dir"), "{what}: {msg}");
     }
-    assert_eq!(std::fs::read_to_string(ws.join(".git/config")).unwrap(), GIT_CONFIG);
+    assert_eq!(
+        std::fs::read_to_string(ws.join(".git/config")).unwrap(),
+        GIT_CONFIG
+    );
     assert!(ws.join(".git/HEAD").exists() && ws.join("app.py").exists());
     assert_eq!(std::fs::read_dir(ws.join(".git/hooks")).unwrap().count(), 0);
     assert!(!ws.join("sub/.git").exists() && !ws.join("HEAD").exists());
@@ -135,13 +180,21 @@ fn a_mount_that_is_or_passes_through_a_symlink_is_refused_at_load() {
     std::os::unix::fs::symlink("../..", f.ws().join("docs")).unwrap();
     std::os::unix::fs::symlink("../outside", f.ws().join("up")).unwrap();
     std::os::unix::fs::symlink("real", f.ws().join("alias")).unwrap();
-    for mount in ["{workspace}/docs", "{workspace}/up", "{workspace}/alias/deeper", "{workspace}/real/../up"] {
+    for mount in [
+        "{workspace}/docs",
+        "{workspace}/up",
+        "{workspace}/alias/deeper",
+        "{workspace}/real/../up",
+    ] {
         let msg = load_err(
             &f,
             &format!("[tools.t]\nplugin = \"read-file\"\nfiles = [{{ path = \"{mount}\", mount = \"/d\", mode = \"ro\" }}]\n"),
         );
         assert!(msg.contains("second.toml:3:"), "{mount}: {msg}");
-        assert!(msg.contains("symlink") || msg.contains("\"..\""), "{mount}: {msg}");
+        assert!(
+            msg.contains("symlink") || msg.contains("\"..\""),
+            "{mount}: {msg}"
+        );
     }
     // An absolute path through a symlink too.
     let abs = f.ws().join("alias/deeper");
@@ -183,12 +236,24 @@ fn a_mount_root_swapped_for_a_symlink_after_loading_is_not_followed() {
     expect_ok(call(
         &host,
         "w",
-        &raw(serde_json::json!({"action": "rename", "from": "/workspace/docs", "to": "/workspace/moved"})),
+        &raw(
+            serde_json::json!({"action": "rename", "from": "/workspace/docs", "to": "/workspace/moved"}),
+        ),
     ));
     std::os::unix::fs::symlink("../outside", ws.join("docs")).unwrap();
-    let read = |p: &str| call(&host, "docs", &raw(serde_json::json!({"action": "read", "path": p})));
+    let read = |p: &str| {
+        call(
+            &host,
+            "docs",
+            &raw(serde_json::json!({"action": "read", "path": p})),
+        )
+    };
     let r = read("/docs/secret.txt");
-    assert!(r.is_err(), "read through the swapped mount: {:?}", r.unwrap().output);
+    assert!(
+        r.is_err(),
+        "read through the swapped mount: {:?}",
+        r.unwrap().output
+    );
     assert_eq!(expect_ok(read("/docs/readme.txt")), "the real docs");
 
     // Both directions with two rw mounts.
@@ -203,7 +268,10 @@ fn a_mount_root_swapped_for_a_symlink_after_loading_is_not_followed() {
         "two",
         &raw(serde_json::json!({"action": "write", "path": "/sub/planted.txt", "content": "x"})),
     ));
-    assert!(!f.root().join("outside/planted.txt").exists(), "wrote outside the mounts");
+    assert!(
+        !f.root().join("outside/planted.txt").exists(),
+        "wrote outside the mounts"
+    );
     assert!(ws.join("sub-moved/planted.txt").exists());
 }
 
@@ -232,7 +300,10 @@ fn symlinks_that_leave_the_mount_are_not_created() {
     // Links that stay inside are fine.
     expect_ok(link("app.py", "/workspace/l5"));
     expect_ok(link("../app.py", "/workspace/dir/l6"));
-    assert_eq!(std::fs::read_link(f.ws().join("dir/l6")).unwrap(), Path::new("../app.py"));
+    assert_eq!(
+        std::fs::read_link(f.ws().join("dir/l6")).unwrap(),
+        Path::new("../app.py")
+    );
 }
 
 #[test]
@@ -269,11 +340,19 @@ fn files_with_several_hard_links_need_follow_hard_links() {
     // What a workspace can ship: a hard link to a file outside it.
     std::fs::hard_link(&secret, f.ws().join("notes.txt")).unwrap();
     let host = f.host();
-    let msg = expect_err(call(&host, "read_file", r#"{"path":"notes.txt"}"#), ErrorKind::Denied);
-    assert!(msg.contains("hard links") && msg.contains("follow_hard_links"), "{msg}");
+    let msg = expect_err(
+        call(&host, "read_file", r#"{"path":"notes.txt"}"#),
+        ErrorKind::Denied,
+    );
+    assert!(
+        msg.contains("hard links") && msg.contains("follow_hard_links"),
+        "{msg}"
+    );
     assert!(!msg.contains(SECRET));
     let read = raw(serde_json::json!({"action": "read", "path": "/workspace/notes.txt"}));
-    let write = raw(serde_json::json!({"action": "write", "path": "/workspace/notes.txt", "content": "pwned"}));
+    let write = raw(
+        serde_json::json!({"action": "write", "path": "/workspace/notes.txt", "content": "pwned"}),
+    );
     expect_err(call(&host, "t", &read), ErrorKind::Denied);
     expect_err(call(&host, "t", &write), ErrorKind::Denied);
     assert_eq!(std::fs::read_to_string(&secret).unwrap(), SECRET);
@@ -306,13 +385,24 @@ fn fifos_are_refused_instead_of_waited_on() {
     });
     let host = f.host();
     let start = Instant::now();
-    let msg = expect_err(call(&host, "read_file", r#"{"path":"pipe"}"#), ErrorKind::Denied);
-    assert!(msg.contains("FIFO"), "{msg}");
-    expect_err(
-        call(&host, "t", &raw(serde_json::json!({"action": "read", "path": "/workspace/pipe"}))),
+    let msg = expect_err(
+        call(&host, "read_file", r#"{"path":"pipe"}"#),
         ErrorKind::Denied,
     );
-    assert!(start.elapsed() < Duration::from_secs(2), "took {:?}", start.elapsed());
+    assert!(msg.contains("FIFO"), "{msg}");
+    expect_err(
+        call(
+            &host,
+            "t",
+            &raw(serde_json::json!({"action": "read", "path": "/workspace/pipe"})),
+        ),
+        ErrorKind::Denied,
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
@@ -324,7 +414,9 @@ fn writes_count_against_max_write_bytes() {
         call(
             &host,
             "t",
-            &raw(serde_json::json!({"action": "write_bytes", "path": "/workspace/out.bin", "bytes": bytes})),
+            &raw(
+                serde_json::json!({"action": "write_bytes", "path": "/workspace/out.bin", "bytes": bytes}),
+            ),
         )
     };
     expect_ok(write(1000));
@@ -337,7 +429,9 @@ fn writes_count_against_max_write_bytes() {
         call(
             &host,
             "t",
-            &raw(serde_json::json!({"action": "truncate", "path": "/workspace/big.bin", "bytes": 1u64 << 30})),
+            &raw(
+                serde_json::json!({"action": "truncate", "path": "/workspace/big.bin", "bytes": 1u64 << 30}),
+            ),
         ),
         ErrorKind::Denied,
     );

@@ -8,11 +8,9 @@ mod common;
 
 use common::*;
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 use warden::policy::Policy;
 use warden::sandbox::{ErrorKind, Lookup, Resolve, ToolHost};
 
@@ -46,7 +44,10 @@ fn table() -> Arc<Table> {
             ("v6.example.org", vec![ip("::1")]),
             ("mapped.example.org", vec![ip("::ffff:127.0.0.1")]),
             ("ula.example.org", vec![ip("fd00::1")]),
-            ("mixed.example.org", vec![ip("93.184.216.34"), ip("127.0.0.1")]),
+            (
+                "mixed.example.org",
+                vec![ip("93.184.216.34"), ip("127.0.0.1")],
+            ),
             // `localhost` is never looked up: it means loopback.
             ("localhost", vec![ip("93.184.216.34")]),
         ]),
@@ -54,47 +55,17 @@ fn table() -> Arc<Table> {
     })
 }
 
-/// A loopback HTTP server: `/ok` (counted), `/to-inside` (a redirect to
-/// inside.example.org on the same port).
-struct Server {
-    port: u16,
-    ok_hits: Arc<AtomicUsize>,
-    all_hits: Arc<AtomicUsize>,
-}
-
-impl Server {
-    fn start() -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let ok_hits = Arc::new(AtomicUsize::new(0));
-        let all_hits = Arc::new(AtomicUsize::new(0));
-        let (ok, all) = (ok_hits.clone(), all_hits.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut s) = stream else { continue };
-                s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 1024];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut chunk) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                all.fetch_add(1, Ordering::SeqCst);
-                let req = String::from_utf8_lossy(&buf);
-                let resp = match req.split_whitespace().nth(1).unwrap_or("/") {
-                    "/ok" => {
-                        ok.fetch_add(1, Ordering::SeqCst);
-                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok".to_string()
-                    }
-                    "/to-inside" => format!("HTTP/1.1 302 Found\r\nLocation: http://inside.example.org:{port}/ok\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
-                    _ => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
-                };
-                let _ = s.write_all(resp.as_bytes());
-            }
-        });
-        Server { port, ok_hits, all_hits }
+/// `/ok`, and `/to-inside`: a redirect to inside.example.org on the same
+/// port.
+fn routes(path: &str, port: u16) -> String {
+    match path {
+        "/ok" => http_response("200 OK", "", "ok"),
+        "/to-inside" => http_response(
+            "302 Found",
+            &format!("Location: http://inside.example.org:{port}/ok\r\n"),
+            "",
+        ),
+        _ => http_response("404 Not Found", "", ""),
     }
 }
 
@@ -102,14 +73,30 @@ fn host_with(f: &Fixture, resolver: Arc<Table>) -> ToolHost {
     ToolHost::load_with_resolver(&f.policy, resolver).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn get(host: &ToolHost, url: String) -> Result<warden::sandbox::CallOutput, warden::sandbox::CallError> {
-    call(host, "http_get", &serde_json::json!({"url": url}).to_string())
+fn get(
+    host: &ToolHost,
+    url: String,
+) -> Result<warden::sandbox::CallOutput, warden::sandbox::CallError> {
+    call(
+        host,
+        "http_get",
+        &serde_json::json!({"url": url}).to_string(),
+    )
 }
 
 #[test]
 fn every_spelling_of_an_address_is_refused_as_a_host() {
     let dir = tempfile::tempdir().unwrap();
-    for spelled in ["127.1", "2130706433", "0x7f000001", "0177.0.0.1", "127.0.0.01", "*.0.1", "[::1]", "::ffff:127.0.0.1"] {
+    for spelled in [
+        "127.1",
+        "2130706433",
+        "0x7f000001",
+        "0177.0.0.1",
+        "127.0.0.01",
+        "*.0.1",
+        "[::1]",
+        "::ffff:127.0.0.1",
+    ] {
         let path = dir.path().join("p.toml");
         std::fs::write(
             &path,
@@ -118,13 +105,16 @@ fn every_spelling_of_an_address_is_refused_as_a_host() {
         .unwrap();
         let err = format!("{:#}", Policy::load(&path, dir.path()).unwrap_err());
         assert!(err.contains("p.toml:3:"), "{spelled}: {err}");
-        assert!(err.contains("IP address") || err.contains("not a host name"), "{spelled}: {err}");
+        assert!(
+            err.contains("IP address") || err.contains("not a host name"),
+            "{spelled}: {err}"
+        );
     }
 }
 
 #[test]
 fn names_that_resolve_to_internal_addresses_are_refused() {
-    let server = Server::start();
+    let server = TestServer::start(routes);
     let port = server.port;
     let f = Fixture::new(
         "[tools.http_get]\nplugin = \"http-get\"\nhosts = [\"*.example.org\"]\ntimeout_ms = 5000\n",
@@ -153,28 +143,31 @@ fn names_that_resolve_to_internal_addresses_are_refused() {
             "{name}: {msg}"
         );
     }
-    assert_eq!(server.all_hits.load(Ordering::SeqCst), 0, "a request got through");
+    assert_eq!(server.all_hits(), 0, "a request got through");
     // One lookup per request: the addresses checked are the ones used.
     assert_eq!(resolver.lookups.load(Ordering::SeqCst), 9);
 }
 
 #[test]
 fn allow_private_network_opts_in_and_connects_to_the_checked_address() {
-    let server = Server::start();
+    let server = TestServer::start(routes);
     let f = Fixture::new(
         "[tools.http_get]\nplugin = \"http-get\"\nhosts = [\"*.example.org\"]\nallow_private_network = true\n",
     );
     let host = host_with(&f, table());
     // The system resolver knows no such name: the request reaches the
     // server only through the address the host resolved and checked.
-    let out = expect_ok(get(&host, format!("http://inside.example.org:{}/ok", server.port)));
+    let out = expect_ok(get(
+        &host,
+        format!("http://inside.example.org:{}/ok", server.port),
+    ));
     assert!(out.starts_with("HTTP 200") && out.ends_with("ok"), "{out}");
-    assert_eq!(server.ok_hits.load(Ordering::SeqCst), 1);
+    assert_eq!(server.ok_hits(), 1);
 }
 
 #[test]
 fn localhost_means_loopback_and_redirects_are_checked_after_resolution() {
-    let server = Server::start();
+    let server = TestServer::start(routes);
     let f = Fixture::new(
         "[tools.http_get]\nplugin = \"http-get\"\nhosts = [\"localhost\", \"*.example.org\"]\n",
     );
@@ -183,20 +176,23 @@ fn localhost_means_loopback_and_redirects_are_checked_after_resolution() {
     // `localhost` reaches loopback without allow_private_network, and is
     // never resolved (the table would send it elsewhere).
     expect_ok(get(&host, format!("http://localhost:{}/ok", server.port)));
-    assert_eq!(server.ok_hits.load(Ordering::SeqCst), 1);
+    assert_eq!(server.ok_hits(), 1);
     assert_eq!(resolver.lookups.load(Ordering::SeqCst), 0);
     // A redirect from there to a name that resolves to loopback is refused.
     let msg = expect_err(
         get(&host, format!("http://localhost:{}/to-inside", server.port)),
         ErrorKind::Denied,
     );
-    assert!(msg.contains("inside.example.org") && msg.contains("127.0.0.1"), "{msg}");
-    assert_eq!(server.ok_hits.load(Ordering::SeqCst), 1);
+    assert!(
+        msg.contains("inside.example.org") && msg.contains("127.0.0.1"),
+        "{msg}"
+    );
+    assert_eq!(server.ok_hits(), 1);
 }
 
 #[test]
 fn one_call_makes_at_most_max_http_requests() {
-    let server = Server::start();
+    let server = TestServer::start(routes);
     let url = format!("http://localhost:{}/ok", server.port);
     let flood = serde_json::json!({"action": "http", "url": url, "times": 300}).to_string();
     let f = Fixture::new(&format!(
@@ -207,14 +203,14 @@ fn one_call_makes_at_most_max_http_requests() {
     let msg = expect_err(call(&host, "t", &flood), ErrorKind::Denied);
     assert!(msg.contains("request 17 of 300"), "{msg}");
     assert!(msg.contains("max_http_requests"), "{msg}");
-    assert_eq!(server.ok_hits.load(Ordering::SeqCst), 16);
+    assert_eq!(server.ok_hits(), 16);
 
     let f = Fixture::new(&format!(
         "[tools.t]\nplugin = {}\nhosts = [\"localhost\"]\nmax_http_requests = 3\n",
         test_tool()
     ));
-    let before = server.ok_hits.load(Ordering::SeqCst);
+    let before = server.ok_hits();
     let msg = expect_err(call(&f.host(), "t", &flood), ErrorKind::Denied);
     assert!(msg.contains("more than 3 HTTP requests"), "{msg}");
-    assert_eq!(server.ok_hits.load(Ordering::SeqCst) - before, 3);
+    assert_eq!(server.ok_hits() - before, 3);
 }

@@ -146,5 +146,8 @@ fn a_dripping_http_server_cannot_hold_a_call_past_its_timeout() {
     let msg = expect_err(call(&host, "http_get", &args), ErrorKind::Timeout);
     let took = start.elapsed();
     assert!(msg.contains("1000 ms"), "{msg}");
-    assert!(took <= Duration::from_millis(1100), "stopped late: {took:?}");
+    assert!(
+        took <= Duration::from_millis(1100),
+        "stopped late: {took:?}"
+    );
 }

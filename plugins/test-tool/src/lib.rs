@@ -205,7 +205,9 @@ fn http(url: &str, times: u32) -> ToolResult<String> {
     } else if let Some(r) = url.strip_prefix("https://") {
         (Scheme::Https, r)
     } else {
-        return Err(ToolError::InvalidArguments(format!("{url}: http:// or https:// only")));
+        return Err(ToolError::InvalidArguments(format!(
+            "{url}: http:// or https:// only"
+        )));
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -220,7 +222,10 @@ fn http(url: &str, times: u32) -> ToolResult<String> {
             .map_err(|_| ToolError::InvalidArguments(format!("bad authority {authority}")))?;
         req.set_path_with_query(Some(path)).ok();
         let fail = |e: String| {
-            ToolError::Denied(format!("request {} of {times} failed after {statuses:?}: {e}", i + 1))
+            ToolError::Denied(format!(
+                "request {} of {times} failed after {statuses:?}: {e}",
+                i + 1
+            ))
         };
         let fut = outgoing_handler::handle(req, None).map_err(|e| fail(format!("{e:?}")))?;
         fut.subscribe().block();

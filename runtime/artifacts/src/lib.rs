@@ -14,5 +14,9 @@ pub fn builtin(name: &str) -> Option<(&'static str, &'static [u8])> {
 
 /// The names of the built-in plugins, comma-separated, for messages.
 pub fn builtin_names() -> String {
-    BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+    BUILTIN
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -1,12 +1,12 @@
 //! `warden synth`, `warden generate`, `warden bench`.
 
+use super::terminal::{escape, Lines};
 use crate::model::synth::{self, SynthOptions, SynthShape};
 use crate::model::{generate, generate_ids, parse_device, special, LoadedModel, SamplingParams};
 use anyhow::Context as _;
 use candle_core::DType;
 use clap::Args;
 use rand::{Rng, SeedableRng};
-use super::terminal::{escape, Lines};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;

@@ -69,7 +69,10 @@ mod tests {
             "\\x1b]0;pwned\\x07title\\x1b[2J"
         );
         assert_eq!(escape("a\nerror: fake\r", Lines::One), "a\\nerror: fake\\r");
-        assert_eq!(escape("x\u{9b}31m \u{202e}cod", Lines::Keep), "x\\u{9b}31m \\u{202e}cod");
+        assert_eq!(
+            escape("x\u{9b}31m \u{202e}cod", Lines::Keep),
+            "x\\u{9b}31m \\u{202e}cod"
+        );
         assert_eq!(escape("héllo ✓", Lines::One), "héllo ✓");
     }
 }

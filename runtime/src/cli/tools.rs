@@ -171,7 +171,14 @@ fn list(policy: &Path, workspace: &Path, json: bool) -> Result<(), CallError> {
         let files: Vec<String> = p
             .mounts
             .iter()
-            .map(|m| format!("{} -> {} ({})", m.guest, e(&m.host.display().to_string()), mode(m.mode)))
+            .map(|m| {
+                format!(
+                    "{} -> {} ({})",
+                    m.guest,
+                    e(&m.host.display().to_string()),
+                    mode(m.mode)
+                )
+            })
             .collect();
         println!(
             "  files:       {}",

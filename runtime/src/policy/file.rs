@@ -155,10 +155,12 @@ pub(super) fn resolve(
         .tools
         .values()
         .filter(|t| t.get_ref().enabled)
-        .filter_map(|t| match plugin_source(t.get_ref().plugin.get_ref(), &base_dir) {
-            Ok(PluginSource::File(p)) => Some(p),
-            _ => None,
-        })
+        .filter_map(
+            |t| match plugin_source(t.get_ref().plugin.get_ref(), &base_dir) {
+                Ok(PluginSource::File(p)) => Some(p),
+                _ => None,
+            },
+        )
         .collect();
     let guarded = Guarded::new(&own_files, path, &plugin_files);
 

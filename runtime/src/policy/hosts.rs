@@ -137,7 +137,12 @@ mod tests {
             let err = HostPattern::parse(bad).unwrap_err();
             assert!(err.contains("IP address"), "{bad}: {err}");
         }
-        for good in ["1password.com", "123.example.com", "x0x1.org", "*.0x.example"] {
+        for good in [
+            "1password.com",
+            "123.example.com",
+            "x0x1.org",
+            "*.0x.example",
+        ] {
             assert!(HostPattern::parse(good).is_ok(), "{good}");
         }
         let ps = vec![HostPattern::parse("*.example.org").unwrap()];

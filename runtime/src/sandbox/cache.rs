@@ -69,7 +69,10 @@ impl ComponentCache {
         } else if meta.uid() != rustix::process::geteuid().as_raw() {
             Some(format!("owned by uid {}, not this user", meta.uid()))
         } else if meta.mode() & WRITABLE_BY_OTHERS != 0 {
-            Some(format!("writable by others (mode {:o})", meta.mode() & 0o777))
+            Some(format!(
+                "writable by others (mode {:o})",
+                meta.mode() & 0o777
+            ))
         } else {
             None
         };
@@ -85,10 +88,13 @@ impl ComponentCache {
     /// Stores `bytes` as entry `key` (best effort: a failure only costs a
     /// compile next time).
     pub fn put(&self, key: &str, bytes: &[u8]) {
-        let tmp = self
-            .dir
-            .join(format!(".tmp-{}-{:016x}", std::process::id(), rand::random::<u64>()));
-        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let tmp = self.dir.join(format!(
+            ".tmp-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let written = rustix::fs::open(&tmp, flags, Mode::from_raw_mode(0o600))
             .map_err(std::io::Error::from)
             .and_then(|fd| std::fs::File::from(fd).write_all(bytes))

@@ -121,12 +121,8 @@ impl ToolHost {
         name: &str,
         arguments: &str,
     ) -> Result<CallOutput, CallError> {
-        let tool = self
-            .tools
-            .get(name)
-            .ok_or_else(|| unknown_tool(&self.policy, name))?;
-        budget.charge(tool)?;
-        tool.call(&self.runtime, arguments)
+        self.runtime
+            .block_on(self.call_async(budget, name, arguments))
     }
 
     /// [`ToolHost::call`] as a future, for callers already in an async

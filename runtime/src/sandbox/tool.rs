@@ -166,11 +166,7 @@ impl LoadedTool {
     }
 
     /// [`LoadedTool::call`] as a future (it needs a tokio runtime).
-    pub async fn call_async(
-        &self,
-        rt: &Runtime,
-        arguments: &str,
-    ) -> Result<CallOutput, CallError> {
+    pub async fn call_async(&self, rt: &Runtime, arguments: &str) -> Result<CallOutput, CallError> {
         let start = Instant::now();
         let value: serde_json::Value = serde_json::from_str(arguments).map_err(|e| {
             CallError::new(
@@ -181,8 +177,13 @@ impl LoadedTool {
         self.check_schema(&value)?;
 
         let limits = &self.policy.limits;
-        let mut store = new_store(rt, &self.policy, Some((&self.hosts, &self.fs)), limits.timeout)
-            .map_err(|e| CallError::new(ErrorKind::Failed, format!("{e:#}")))?;
+        let mut store = new_store(
+            rt,
+            &self.policy,
+            Some((&self.hosts, &self.fs)),
+            limits.timeout,
+        )
+        .map_err(|e| CallError::new(ErrorKind::Failed, format!("{e:#}")))?;
         // The timeout ends waits in the host (sleeps, polls, slow servers);
         // the epoch deadline ends wasm that spins. Dropping the future on
         // timeout drops everything the call was waiting on.

@@ -70,3 +70,67 @@ pub fn expect_ok(r: Result<CallOutput, CallError>) -> String {
     r.unwrap_or_else(|e| panic!("expected success, got {e}"))
         .output
 }
+
+/// A loopback HTTP/1.1 server for the network tests: every request is
+/// answered with `respond(path, port)` (a whole response, with
+/// `Connection: close`), and requests are counted.
+pub struct TestServer {
+    pub port: u16,
+    ok: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    all: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TestServer {
+    /// Serves on 127.0.0.1 until the test process ends.
+    pub fn start(respond: fn(&str, u16) -> String) -> TestServer {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let ok = std::sync::Arc::new(AtomicUsize::new(0));
+        let all = std::sync::Arc::new(AtomicUsize::new(0));
+        let (ok2, all2) = (ok.clone(), all.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                    .ok();
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                all2.fetch_add(1, Ordering::SeqCst);
+                let req = String::from_utf8_lossy(&buf);
+                let path = req.split_whitespace().nth(1).unwrap_or("/");
+                if path == "/ok" {
+                    ok2.fetch_add(1, Ordering::SeqCst);
+                }
+                let _ = s.write_all(respond(path, port).as_bytes());
+            }
+        });
+        TestServer { port, ok, all }
+    }
+
+    /// Requests for `/ok` so far.
+    pub fn ok_hits(&self) -> usize {
+        self.ok.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Requests of any path so far.
+    pub fn all_hits(&self) -> usize {
+        self.all.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// An HTTP/1.1 response with `status` (e.g. "200 OK"), extra header lines
+/// and `body`, closing the connection.
+pub fn http_response(status: &str, headers: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}

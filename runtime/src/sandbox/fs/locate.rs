@@ -45,14 +45,16 @@ pub(crate) fn locate(dir: &File, roots: &[FileId]) -> io::Result<Located> {
         names.push(name_in(&parent, id)?);
         cur = parent;
     }
-    Err(io::Error::other("the directory lies under no mount of this tool"))
+    Err(io::Error::other(
+        "the directory lies under no mount of this tool",
+    ))
 }
 
 /// The name under which `parent` holds the directory `id`.
 fn name_in(parent: &rustix::fd::OwnedFd, id: FileId) -> io::Result<OsString> {
     let is = |name: &std::ffi::CStr| {
         rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
-            .is_ok_and(|st| st.st_dev as u64 == id.dev && st.st_ino as u64 == id.ino)
+            .is_ok_and(|st| FileId::from_stat(&st) == id)
     };
     // The entry's inode usually matches; a mount point's does not, so fall
     // back to asking each entry.

@@ -36,10 +36,10 @@ use std::path::Path;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, Resource};
 use wasmtime_wasi::filesystem::{Descriptor, Dir, WasiFilesystemCtxView};
-use wasmtime_wasi::p2::bindings::filesystem::{preopens, types};
 use wasmtime_wasi::p2::bindings::filesystem::types::{
     DescriptorFlags, ErrorCode, HostDescriptor, HostDirectoryEntryStream, OpenFlags, PathFlags,
 };
+use wasmtime_wasi::p2::bindings::filesystem::{preopens, types};
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, FsError, FsResult};
 use wasmtime_wasi::{FsPerms, OpenMode};
 
@@ -324,7 +324,10 @@ impl preopens::Host for FsView<'_> {
                 Mode::ReadWrite => (FsPerms::ReadWrite, OpenMode::READ | OpenMode::WRITE),
             };
             let dir = Dir::new(m.dir.try_clone()?, perms, mode, true);
-            out.push((self.inner.table.push(Descriptor::Dir(dir))?, m.guest.clone()));
+            out.push((
+                self.inner.table.push(Descriptor::Dir(dir))?,
+                m.guest.clone(),
+            ));
         }
         Ok(out)
     }
@@ -428,7 +431,11 @@ impl HostDescriptor for FsView<'_> {
         self.inner.sync(fd).await
     }
 
-    async fn create_directory_at(&mut self, fd: Resource<Descriptor>, path: String) -> FsResult<()> {
+    async fn create_directory_at(
+        &mut self,
+        fd: Resource<Descriptor>,
+        path: String,
+    ) -> FsResult<()> {
         self.check_rw(&fd, |c, d| c.check_write(d, &path, false))?;
         self.inner.create_directory_at(fd, path).await
     }
@@ -528,7 +535,11 @@ impl HostDescriptor for FsView<'_> {
         self.inner.readlink_at(fd, path).await
     }
 
-    async fn remove_directory_at(&mut self, fd: Resource<Descriptor>, path: String) -> FsResult<()> {
+    async fn remove_directory_at(
+        &mut self,
+        fd: Resource<Descriptor>,
+        path: String,
+    ) -> FsResult<()> {
         self.check_rw(&fd, |c, d| c.check_write(d, &path, false))?;
         self.inner.remove_directory_at(fd, path).await
     }
@@ -580,7 +591,10 @@ impl HostDescriptor for FsView<'_> {
         self.counted(stream)
     }
 
-    fn append_via_stream(&mut self, fd: Resource<Descriptor>) -> FsResult<Resource<DynOutputStream>> {
+    fn append_via_stream(
+        &mut self,
+        fd: Resource<Descriptor>,
+    ) -> FsResult<Resource<DynOutputStream>> {
         let stream = self.inner.append_via_stream(fd)?;
         self.counted(stream)
     }
@@ -593,7 +607,10 @@ impl HostDescriptor for FsView<'_> {
         self.inner.is_same_object(a, b).await
     }
 
-    async fn metadata_hash(&mut self, fd: Resource<Descriptor>) -> FsResult<types::MetadataHashValue> {
+    async fn metadata_hash(
+        &mut self,
+        fd: Resource<Descriptor>,
+    ) -> FsResult<types::MetadataHashValue> {
         self.inner.metadata_hash(fd).await
     }
 
@@ -610,7 +627,10 @@ impl HostDescriptor for FsView<'_> {
 impl FsView<'_> {
     /// Replaces a file output stream in the table by one whose writes count
     /// against the quota.
-    fn counted(&mut self, stream: Resource<DynOutputStream>) -> FsResult<Resource<DynOutputStream>> {
+    fn counted(
+        &mut self,
+        stream: Resource<DynOutputStream>,
+    ) -> FsResult<Resource<DynOutputStream>> {
         let raw = self.inner.table.delete(stream)?;
         Ok(self.inner.table.push(self.call.quota.wrap(raw))?)
     }

@@ -24,11 +24,16 @@ pub(crate) struct FileId {
 impl FileId {
     /// The identity of an open file.
     pub fn of(f: impl rustix::fd::AsFd) -> io::Result<FileId> {
-        let st = rustix::fs::fstat(f)?;
-        Ok(FileId {
+        Ok(FileId::from_stat(&rustix::fs::fstat(f)?))
+    }
+
+    /// The identity in a `stat` result (field types differ by platform).
+    #[allow(clippy::unnecessary_cast)]
+    pub fn from_stat(st: &rustix::fs::Stat) -> FileId {
+        FileId {
             dev: st.st_dev as u64,
             ino: st.st_ino as u64,
-        })
+        }
     }
 }
 
@@ -133,7 +138,9 @@ mod tests {
         std::fs::create_dir_all(real.join("a/b")).unwrap();
         std::os::unix::fs::symlink(real.join("a"), real.join("link")).unwrap();
         assert!(open_no_follow(&real.join("a/b")).is_ok());
-        let err = open_no_follow(&real.join("link/b")).unwrap_err().to_string();
+        let err = open_no_follow(&real.join("link/b"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("symlink"), "{err}");
         assert!(open_no_follow(&real.join("link")).is_err());
     }

@@ -50,9 +50,8 @@ pub struct PolicyHooks {
     pub(crate) notes: Notes,
 }
 
-type SendFuture = Box<
-    dyn Future<Output = Result<(http::Response<WasiBody>, connect::Driver), HttpError>> + Send,
->;
+type SendFuture =
+    Box<dyn Future<Output = Result<(http::Response<WasiBody>, connect::Driver), HttpError>> + Send>;
 
 impl PolicyHooks {
     fn deny(&self, note: String) -> SendFuture {
