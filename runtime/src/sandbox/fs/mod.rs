@@ -27,7 +27,7 @@ pub(crate) use quota::{QuotaExceeded, WriteQuota};
 
 use super::notes::Notes;
 use crate::policy::{Mode, ToolPolicy};
-use cap_primitives::fs::{FileTypeExt as _, FollowSymlinks, MetadataExt as _};
+use cap_primitives::fs::{FollowSymlinks, MetadataExt as _};
 use locate::locate;
 use mount::FileId;
 use std::fs::File;
@@ -206,7 +206,7 @@ impl FsCall {
             FollowSymlinks::No
         };
         match cap_primitives::fs::stat(dir, Path::new(path), follow) {
-            Ok(m) => self.check_kind(path, Kind::of_cap(&m.file_type()), m.nlink()),
+            Ok(m) => self.check_kind(path, Kind::of_mode(m.mode()), m.nlink()),
             Err(_) => Ok(()),
         }
     }
@@ -248,32 +248,16 @@ enum Kind {
 }
 
 impl Kind {
-    fn of_cap(ft: &cap_primitives::fs::FileType) -> Kind {
-        if ft.is_fifo() {
-            Kind::Special("FIFO")
-        } else if ft.is_socket() {
-            Kind::Special("socket")
-        } else if ft.is_char_device() || ft.is_block_device() {
-            Kind::Special("device")
-        } else if ft.is_file() {
-            Kind::File
-        } else {
-            Kind::Other
-        }
-    }
-
-    fn of_std(ft: std::fs::FileType) -> Kind {
-        use std::os::unix::fs::FileTypeExt as _;
-        if ft.is_fifo() {
-            Kind::Special("FIFO")
-        } else if ft.is_socket() {
-            Kind::Special("socket")
-        } else if ft.is_char_device() || ft.is_block_device() {
-            Kind::Special("device")
-        } else if ft.is_file() {
-            Kind::File
-        } else {
-            Kind::Other
+    /// The kind named by the file-type bits of `st_mode`.
+    #[allow(clippy::unnecessary_cast)]
+    fn of_mode(mode: u32) -> Kind {
+        use rustix::fs::FileType;
+        match FileType::from_raw_mode(mode as _) {
+            FileType::Fifo => Kind::Special("FIFO"),
+            FileType::Socket => Kind::Special("socket"),
+            FileType::CharacterDevice | FileType::BlockDevice => Kind::Special("device"),
+            FileType::RegularFile => Kind::File,
+            _ => Kind::Other,
         }
     }
 }
@@ -514,7 +498,7 @@ impl HostDescriptor for FsView<'_> {
                 Ok(m) => {
                     use std::os::unix::fs::MetadataExt as _;
                     self.call
-                        .check_kind(&path, Kind::of_std(m.file_type()), m.nlink())
+                        .check_kind(&path, Kind::of_mode(m.mode()), m.nlink())
                 }
                 Err(e) => Err(format!("cannot inspect {path} ({e}); refused")),
             },
