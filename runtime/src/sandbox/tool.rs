@@ -260,10 +260,7 @@ impl LoadedTool {
             GuestError::Failed(m) => (ErrorKind::Failed, m),
         };
         output::truncate(&mut msg, self.policy.limits.max_output_bytes);
-        // The rule behind a refusal the guest saw only as an error code.
-        if let Some(notes) = store.data().fs.notes.joined() {
-            msg.push_str(&format!(" [warden: {notes}]"));
-        }
+        push_notes(&mut msg, store);
         CallError::new(kind, msg)
     }
 
@@ -340,9 +337,18 @@ impl LoadedTool {
                     msg.push_str(&format!("; its stderr ended: {text}"));
                 }
                 output::truncate(&mut msg, limits.max_output_bytes);
+                push_notes(&mut msg, store);
                 CallError::new(ErrorKind::Trap, msg)
             }
         }
+    }
+}
+
+/// Appends the rules behind the host's refusals in this call, which the
+/// guest saw only as error codes.
+fn push_notes(msg: &mut String, store: &Store<CallState>) {
+    if let Some(notes) = store.data().fs.notes.joined() {
+        msg.push_str(&format!(" [warden: {notes}]"));
     }
 }
 
