@@ -5,8 +5,11 @@
 //! warden keeps its own files, which no tool may reach. The `cli` module is
 //! the `warden` command.
 
+pub mod audit;
+pub mod chat;
 pub mod cli;
 pub mod model;
 pub mod paths;
 pub mod policy;
 pub mod sandbox;
+pub mod session;

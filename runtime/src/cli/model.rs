@@ -203,6 +203,7 @@ pub fn generate_cmd(a: GenerateArgs) -> anyhow::Result<()> {
                 print!("{}", escape(piece, Lines::Keep));
                 let _ = std::io::stdout().flush();
             }
+            true
         },
     )?;
     if json {

@@ -21,10 +21,13 @@ pub enum FinishReason {
     StopString,
     /// `max_tokens` reached.
     Length,
+    /// The caller asked to stop (Ctrl-C).
+    Cancelled,
 }
 
 /// Where the time of one generation went.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Timings {
     /// Tokenizing the prompt.
     pub tokenize_ms: f64,
@@ -114,14 +117,15 @@ pub fn generate_ids(
     Ok((out, finish, t))
 }
 
-/// Generates text for `prompt`, streaming text pieces to `on_text`.
+/// Generates text for `prompt`, streaming text pieces to `on_text`, which
+/// returns `false` to stop (finish reason `cancelled`).
 pub fn generate(
     loaded: &mut LoadedModel,
     prompt: &str,
     max_tokens: usize,
     params: &SamplingParams,
     stop: &[String],
-    mut on_text: impl FnMut(&str),
+    mut on_text: impl FnMut(&str) -> bool,
 ) -> anyhow::Result<Generation> {
     let tokenizer = loaded.tokenizer.clone().context(
         "this model has no tokenizer.json beside it; put the model's tokenizer.json next to the weights",
@@ -139,6 +143,7 @@ pub fn generate(
     let mut text = String::new();
     let mut emitted = 0usize;
     let mut decode_error = None;
+    let mut cancelled = false;
     let (tokens, finish, mut timings) =
         generate_ids(&mut loaded.model, &prompt_ids, max_tokens, params, |id| {
             generated.push(id);
@@ -169,15 +174,24 @@ pub fn generate(
                 }
             }
             if safe > emitted && text.is_char_boundary(safe) {
-                on_text(&text[emitted..safe]);
+                let go_on = on_text(&text[emitted..safe]);
                 emitted = safe;
+                if !go_on {
+                    cancelled = true;
+                    return false;
+                }
             }
             true
         })?;
+    let finish = if cancelled {
+        FinishReason::Cancelled
+    } else {
+        finish
+    };
     if let Some(e) = decode_error {
         anyhow::bail!("cannot decode generated tokens: {e}");
     }
-    if finish != FinishReason::StopString {
+    if finish != FinishReason::StopString && finish != FinishReason::Cancelled {
         text = tokenizer
             .decode(&generated, true)
             .map_err(|e| anyhow::anyhow!("cannot decode: {e}"))?;

@@ -38,6 +38,7 @@ const MAX_MEMORY_MIB: u64 = 4_096;
 const DEFAULT_MAX_OUTPUT: u64 = 65_536;
 const DEFAULT_MAX_TOOL_CALLS: u32 = 32;
 const DEFAULT_MAX_HTTP_REQUESTS: u32 = 16;
+const DEFAULT_MAX_STEPS: u32 = 16;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,6 +66,7 @@ struct RawLimits {
 #[serde(deny_unknown_fields)]
 struct RawSession {
     max_tool_calls: Option<u32>,
+    max_steps: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -273,6 +275,14 @@ pub(super) fn resolve(
         path: path.to_path_buf(),
         session: SessionLimits {
             max_tool_calls: raw.session.max_tool_calls.unwrap_or(DEFAULT_MAX_TOOL_CALLS),
+            max_steps: match raw.session.max_steps {
+                Some(0) => anyhow::bail!(
+                    "{}: [session] max_steps must be at least 1 (generations per user message)",
+                    path.display()
+                ),
+                Some(n) => n,
+                None => DEFAULT_MAX_STEPS,
+            },
         },
         tools,
         own_files,

@@ -37,6 +37,8 @@ pub struct Policy {
 pub struct SessionLimits {
     /// Most tool calls in one session, all tools together.
     pub max_tool_calls: u32,
+    /// Most generations per user message (`[session] max_steps`).
+    pub max_steps: u32,
 }
 
 /// Where a tool's component comes from.

@@ -103,6 +103,21 @@ impl ToolHost {
         self.tools.values()
     }
 
+    /// The tool called `name`, if the policy enables it.
+    pub fn tool(&self, name: &str) -> Option<&LoadedTool> {
+        self.tools.get(name)
+    }
+
+    /// The policy the host was loaded from.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// `unknown-tool` for `name`, listing the tools there are.
+    pub fn unknown_tool(&self, name: &str) -> CallError {
+        unknown_tool(&self.policy, name)
+    }
+
     /// The runtime the tools run on.
     pub fn runtime(&self) -> &Runtime {
         &self.runtime

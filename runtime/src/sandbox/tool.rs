@@ -227,7 +227,9 @@ impl LoadedTool {
         })
     }
 
-    fn check_schema(&self, value: &serde_json::Value) -> Result<(), CallError> {
+    /// Checks `value` against the tool's argument schema
+    /// (`invalid-arguments` names each failing path).
+    pub fn check_schema(&self, value: &serde_json::Value) -> Result<(), CallError> {
         if self.validator.is_valid(value) {
             return Ok(());
         }

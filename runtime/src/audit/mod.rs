@@ -1,0 +1,19 @@
+//! Logs that can be audited: one JSON Lines file per session, written as
+//! the session runs ([`AuditLog`]), checked ([`verify`]), summed
+//! ([`summarize`]), shown as a transcript ([`show`]) and drawn ([`report`]).
+
+mod log;
+mod read;
+mod redact;
+mod report;
+mod show;
+mod summary;
+mod verify;
+
+pub use log::{new_session_id, now_rfc3339, sha256_hex, AuditKey, AuditLog};
+pub use read::{read_records, Record};
+pub use redact::{Redactor, REDACTED};
+pub use report::report;
+pub use show::show;
+pub use summary::{summarize, Stage, Summary};
+pub use verify::{verify, Problem, ProblemKind, Verified};

@@ -1,0 +1,175 @@
+//! `warden audit summary`: what a set of session logs add up to.
+
+use super::read::read_records;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Percentiles of one stage, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Stage {
+    /// Samples.
+    pub n: usize,
+    /// Median.
+    pub p50: f64,
+    /// 95th percentile.
+    pub p95: f64,
+}
+
+impl Stage {
+    fn of(mut v: Vec<f64>) -> Stage {
+        if v.is_empty() {
+            return Stage::default();
+        }
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        Stage {
+            n: v.len(),
+            p50: at(0.5),
+            p95: at(0.95),
+        }
+    }
+}
+
+/// The summary of some logs.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    /// Sessions read.
+    pub sessions: usize,
+    /// Turns.
+    pub turns: usize,
+    /// Generations.
+    pub generations: usize,
+    /// Latency per stage: per generation `tokenize`, `prefill`, `ttft`,
+    /// `decode` and `generation` (total); per turn `tools`, `overhead`,
+    /// `turn`.
+    pub latency_ms: BTreeMap<String, Stage>,
+    /// Median decode speed, tokens per second.
+    pub decode_tok_s_p50: f64,
+    /// Framework overhead as a share of all turn time.
+    pub overhead_share: f64,
+    /// Tool calls by tool, then by outcome.
+    pub calls: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Calls that could not be read (`malformed`).
+    pub format_errors: usize,
+    /// Calls the policy or the sandbox denied (`decision` or `outcome`).
+    pub denials: usize,
+    /// Prompt tokens reused from the cache, and prefilled, in all.
+    pub reused_tokens: u64,
+    /// See `reused_tokens`.
+    pub prefill_tokens: u64,
+}
+
+/// Reads and sums `paths`.
+pub fn summarize(paths: &[impl AsRef<Path>]) -> anyhow::Result<Summary> {
+    let mut s = Summary::default();
+    let mut stages: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut decode = Vec::new();
+    let (mut overhead, mut total) = (0.0, 0.0);
+    for path in paths {
+        for rec in read_records(path.as_ref())? {
+            let v = &rec.value;
+            let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
+            match rec.kind.as_str() {
+                "session_start" => s.sessions += 1,
+                "generation" => {
+                    s.generations += 1;
+                    let t = &v["timings"];
+                    let g = |k: &str| t[k].as_f64().unwrap_or(0.0);
+                    for (stage, key) in [
+                        ("tokenize", "tokenize_ms"),
+                        ("prefill", "prefill_ms"),
+                        ("ttft", "ttft_ms"),
+                        ("generation", "total_ms"),
+                    ] {
+                        stages.entry(stage).or_default().push(g(key));
+                    }
+                    let decode_ms = if g("decode_tok_s") > 0.0 {
+                        g("decode_tokens") / g("decode_tok_s") * 1e3
+                    } else {
+                        0.0
+                    };
+                    stages.entry("decode").or_default().push(decode_ms);
+                    if g("decode_tok_s") > 0.0 {
+                        decode.push(g("decode_tok_s"));
+                    }
+                    s.reused_tokens += t["reused_tokens"].as_u64().unwrap_or(0);
+                    s.prefill_tokens += t["prefill_tokens"].as_u64().unwrap_or(0);
+                }
+                "tool_call" => {
+                    let tool = v["tool"].as_str().unwrap_or("(unreadable)").to_string();
+                    let outcome = v["outcome"].as_str().unwrap_or("?").to_string();
+                    *s.calls
+                        .entry(tool)
+                        .or_default()
+                        .entry(outcome.clone())
+                        .or_default() += 1;
+                    if outcome == "malformed" {
+                        s.format_errors += 1;
+                    } else if v["decision"] == "denied" || outcome == "denied" {
+                        s.denials += 1;
+                    }
+                }
+                "turn" => {
+                    s.turns += 1;
+                    stages.entry("tools").or_default().push(f("tool_ms"));
+                    stages.entry("overhead").or_default().push(f("overhead_ms"));
+                    stages.entry("turn").or_default().push(f("total_ms"));
+                    overhead += f("overhead_ms");
+                    total += f("total_ms");
+                }
+                _ => {}
+            }
+        }
+    }
+    s.latency_ms = stages
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Stage::of(v)))
+        .collect();
+    s.decode_tok_s_p50 = Stage::of(decode).p50;
+    s.overhead_share = if total > 0.0 { overhead / total } else { 0.0 };
+    Ok(s)
+}
+
+impl Summary {
+    /// The summary for a person.
+    pub fn to_text(&self) -> String {
+        let mut out = format!(
+            "{} session(s), {} turn(s), {} generation(s)\n",
+            self.sessions, self.turns, self.generations
+        );
+        out.push_str("latency (ms)        p50        p95\n");
+        for stage in [
+            "tokenize",
+            "prefill",
+            "ttft",
+            "decode",
+            "generation",
+            "tools",
+            "overhead",
+            "turn",
+        ] {
+            if let Some(st) = self.latency_ms.get(stage) {
+                out.push_str(&format!("  {stage:<12} {:>9.2} {:>10.2}\n", st.p50, st.p95));
+            }
+        }
+        out.push_str(&format!(
+            "decode {:.1} tok/s (p50); prompt tokens reused {} / prefilled {}\n",
+            self.decode_tok_s_p50, self.reused_tokens, self.prefill_tokens
+        ));
+        out.push_str(&format!(
+            "framework overhead: {:.2} % of turn time\n",
+            self.overhead_share * 100.0
+        ));
+        let n: usize = self.calls.values().flat_map(|m| m.values()).sum();
+        out.push_str(&format!(
+            "tool calls: {n} ({} malformed, {} denied)\n",
+            self.format_errors, self.denials
+        ));
+        for (tool, outcomes) in &self.calls {
+            let parts: Vec<String> = outcomes.iter().map(|(o, c)| format!("{o} {c}")).collect();
+            out.push_str(&format!("  {tool:<14} {}\n", parts.join(", ")));
+        }
+        out
+    }
+}

@@ -1,0 +1,11 @@
+//! Between the model and the session: rendering a conversation with the
+//! model's own chat template, and taking apart what the model writes.
+
+mod message;
+pub mod parse;
+pub mod pyjson;
+mod template;
+
+pub use message::{tool_json, Conversation, FunctionCall, Message, ToolCall};
+pub use parse::{parse, Call, CallFormat, Malformed, ParamTypes, Parsed, ParsedCall, StreamFilter};
+pub use template::{ChatTemplate, RenderRequest};

@@ -1,0 +1,201 @@
+//! The model's own chat template, rendered as Hugging Face transformers
+//! renders it (`apply_chat_template`): Jinja through minijinja with
+//! Python's string methods (minijinja-contrib's `pycompat`), `trim_blocks`
+//! and `lstrip_blocks` on, `tojson` writing Python's `json.dumps`, and
+//! `raise_exception` for templates that refuse a conversation.
+
+use super::message::Message;
+use super::parse::CallFormat;
+use super::pyjson;
+use anyhow::Context as _;
+use minijinja::{Environment, ErrorKind, Value};
+use serde_json::Value as Json;
+use std::path::Path;
+
+/// What one rendering needs besides the template.
+#[derive(Debug, Clone, Copy)]
+pub struct RenderRequest<'a> {
+    /// The conversation so far.
+    pub messages: &'a [Message],
+    /// Tools in the OpenAI shape; none when empty.
+    pub tools: &'a [Json],
+    /// End with the assistant's opening.
+    pub add_generation_prompt: bool,
+    /// `enable_thinking`, passed only when set (as transformers does).
+    pub enable_thinking: Option<bool>,
+}
+
+/// A loaded chat template.
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    source: String,
+    eos_token: Option<String>,
+    bos_token: Option<String>,
+}
+
+impl std::fmt::Debug for ChatTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatTemplate")
+            .field("format", &self.call_format())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChatTemplate {
+    /// The template of a model: `chat_template` in `tokenizer_config.json`
+    /// beside the weights (a directory, or a `.gguf` with the file beside
+    /// it), else the GGUF's `tokenizer.chat_template`.
+    pub fn for_model(path: &Path) -> anyhow::Result<ChatTemplate> {
+        let dir = if path.is_dir() {
+            Some(path)
+        } else {
+            path.parent()
+        };
+        if let Some(cfg) = dir.map(|d| d.join("tokenizer_config.json")) {
+            if cfg.exists() {
+                return Self::from_tokenizer_config(&cfg);
+            }
+        }
+        if path.is_file() {
+            return Self::from_gguf(path);
+        }
+        anyhow::bail!(
+            "{} has no tokenizer_config.json with a chat_template; warden renders prompts with the model's own template, so put the model's tokenizer_config.json beside its weights",
+            path.display()
+        )
+    }
+
+    /// The `chat_template` of a `tokenizer_config.json` (a string, or a list
+    /// of named templates of which `tool_use` or `default` is taken).
+    pub fn from_tokenizer_config(path: &Path) -> anyhow::Result<ChatTemplate> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let cfg: Json = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+        let source = match &cfg["chat_template"] {
+            Json::String(s) => s.clone(),
+            Json::Array(named) => ["tool_use", "default"]
+                .iter()
+                .find_map(|want| {
+                    named.iter().find_map(|t| {
+                        (t["name"] == *want).then(|| t["template"].as_str().map(String::from))?
+                    })
+                })
+                .with_context(|| {
+                    format!(
+                        "{}: chat_template lists templates but none named tool_use or default",
+                        path.display()
+                    )
+                })?,
+            _ => anyhow::bail!(
+                "{} has no chat_template; warden renders prompts with the model's own template, so use the model's original tokenizer_config.json",
+                path.display()
+            ),
+        };
+        let token = |k: &str| match &cfg[k] {
+            Json::String(s) => Some(s.clone()),
+            Json::Object(o) => o.get("content").and_then(Json::as_str).map(String::from),
+            _ => None,
+        };
+        Self::new(source, token("bos_token"), token("eos_token"))
+            .with_context(|| format!("the chat_template of {}", path.display()))
+    }
+
+    /// The `tokenizer.chat_template` of a GGUF file.
+    pub fn from_gguf(path: &Path) -> anyhow::Result<ChatTemplate> {
+        use candle_core::quantized::gguf_file;
+        let mut file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let content = gguf_file::Content::read(&mut file)
+            .map_err(|e| anyhow::anyhow!("{} is not a readable GGUF file: {e}", path.display()))?;
+        let source = match content.metadata.get("tokenizer.chat_template") {
+            Some(gguf_file::Value::String(s)) => s.clone(),
+            _ => anyhow::bail!(
+                "{} has no tokenizer.chat_template and no tokenizer_config.json beside it; warden renders prompts with the model's own template",
+                path.display()
+            ),
+        };
+        Self::new(source, None, Some("<|im_end|>".into()))
+            .with_context(|| format!("the chat template of {}", path.display()))
+    }
+
+    /// A template from its source.
+    pub fn new(
+        source: String,
+        bos_token: Option<String>,
+        eos_token: Option<String>,
+    ) -> anyhow::Result<ChatTemplate> {
+        let mut env = Environment::new();
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        minijinja_contrib::add_to_environment(&mut env);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_filter("tojson", tojson);
+        env.add_function("raise_exception", raise_exception);
+        env.add_template_owned("chat", source.clone())
+            .map_err(|e| anyhow::anyhow!("the chat template does not parse: {e:#}"))?;
+        Ok(ChatTemplate {
+            env,
+            source,
+            eos_token,
+            bos_token,
+        })
+    }
+
+    /// The template text.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// How the model writes tool calls: Qwen3-Coder's XML when the template
+    /// speaks of `<function=`, Hermes-style JSON otherwise.
+    pub fn call_format(&self) -> CallFormat {
+        if self.source.contains("<function=") {
+            CallFormat::Xml
+        } else {
+            CallFormat::Hermes
+        }
+    }
+
+    /// Renders `req` into the exact text the model will see.
+    pub fn render(&self, req: &RenderRequest<'_>) -> anyhow::Result<String> {
+        let tmpl = self.env.get_template("chat")?;
+        let mut ctx = serde_json::Map::new();
+        ctx.insert("messages".into(), serde_json::to_value(req.messages)?);
+        if !req.tools.is_empty() {
+            ctx.insert("tools".into(), Json::Array(req.tools.to_vec()));
+        }
+        ctx.insert(
+            "add_generation_prompt".into(),
+            Json::Bool(req.add_generation_prompt),
+        );
+        if let Some(t) = req.enable_thinking {
+            ctx.insert("enable_thinking".into(), Json::Bool(t));
+        }
+        if let Some(t) = &self.bos_token {
+            ctx.insert("bos_token".into(), Json::String(t.clone()));
+        }
+        if let Some(t) = &self.eos_token {
+            ctx.insert("eos_token".into(), Json::String(t.clone()));
+        }
+        tmpl.render(Value::from_serialize(&ctx))
+            .map_err(|e| anyhow::anyhow!("the chat template failed on this conversation: {e:#}"))
+    }
+}
+
+/// `tojson` as transformers defines it: `json.dumps(x, ensure_ascii=False,
+/// indent=indent)`.
+fn tojson(value: Value, kwargs: minijinja::value::Kwargs) -> Result<Value, minijinja::Error> {
+    let indent: Option<usize> = kwargs.get("indent")?;
+    kwargs.assert_all_used()?;
+    let json = serde_json::to_value(&value)
+        .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
+    Ok(Value::from(pyjson::dumps(&json, indent)))
+}
+
+fn raise_exception(message: String) -> Result<Value, minijinja::Error> {
+    Err(minijinja::Error::new(
+        ErrorKind::InvalidOperation,
+        format!("the template refuses this conversation: {message}"),
+    ))
+}

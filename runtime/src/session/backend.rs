@@ -1,0 +1,283 @@
+//! Where generations come from: the candle engine, or a replay of recorded
+//! outputs (a warden session log, or JSON Lines of `{"output": …}`).
+
+use crate::chat::ChatTemplate;
+use crate::model::{self, LoadedModel, SamplingParams, Timings};
+use anyhow::Context as _;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One generation.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    /// The raw text the model wrote.
+    pub text: String,
+    /// Why it stopped (`stop`, `length`, `cancelled`, `replay`).
+    pub finish_reason: String,
+    /// Where the time went.
+    pub timings: Timings,
+    /// Wall time of the whole generation, tokenizing included.
+    pub total_ms: f64,
+}
+
+/// A source of generations.
+pub trait Backend {
+    /// What it is, for the log's `session_start` (`{"kind", "path", …}`).
+    fn describe(&self) -> Value;
+    /// The chat template prompts are rendered with.
+    fn template(&self) -> &ChatTemplate;
+    /// Generates a continuation of `prompt` (at most `max_tokens` tokens),
+    /// streaming text to `on_text`; stops early when `cancel` is set.
+    fn generate(
+        &mut self,
+        prompt: &str,
+        max_tokens: usize,
+        cancel: &AtomicBool,
+        on_text: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<Generated>;
+}
+
+/// The candle engine with a loaded model.
+pub struct CandleBackend {
+    model: LoadedModel,
+    template: ChatTemplate,
+    params: SamplingParams,
+    files: Vec<(PathBuf, String)>,
+}
+
+impl CandleBackend {
+    /// Wraps `model` (its template is read from beside its weights).
+    pub fn new(model: LoadedModel, params: SamplingParams) -> anyhow::Result<CandleBackend> {
+        let template = ChatTemplate::for_model(&model.path)?;
+        if model.tokenizer.is_none() {
+            anyhow::bail!(
+                "{} has no tokenizer; put the model's tokenizer.json beside its weights",
+                model.path.display()
+            );
+        }
+        let files = weight_files(&model.path)?
+            .into_iter()
+            .map(|p| sha256_file(&p).map(|h| (p, h)))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(CandleBackend {
+            model,
+            template,
+            params,
+            files,
+        })
+    }
+}
+
+impl Backend for CandleBackend {
+    fn describe(&self) -> Value {
+        json!({
+            "kind": "candle",
+            "path": self.model.path,
+            "format": self.model.format,
+            "files": self.files.iter().map(|(p, h)| json!({"path": p, "sha256": h})).collect::<Vec<_>>(),
+            "sampling": self.params,
+        })
+    }
+
+    fn template(&self) -> &ChatTemplate {
+        &self.template
+    }
+
+    fn generate(
+        &mut self,
+        prompt: &str,
+        max_tokens: usize,
+        cancel: &AtomicBool,
+        on_text: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<Generated> {
+        let start = Instant::now();
+        let g = model::generate(
+            &mut self.model,
+            prompt,
+            max_tokens,
+            &self.params,
+            &[],
+            |piece| {
+                on_text(piece);
+                !cancel.load(Ordering::Relaxed)
+            },
+        )?;
+        let cancelled = cancel.load(Ordering::Relaxed);
+        Ok(Generated {
+            text: g.text,
+            finish_reason: if cancelled {
+                "cancelled".into()
+            } else {
+                serde_json::to_value(&g.finish_reason)?
+                    .as_str()
+                    .unwrap_or("stop")
+                    .into()
+            },
+            timings: g.timings,
+            total_ms: start.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+}
+
+/// Recorded outputs played back in order.
+pub struct ReplayBackend {
+    path: PathBuf,
+    outputs: Vec<(String, Option<Timings>)>,
+    users: Vec<String>,
+    next: usize,
+    template: ChatTemplate,
+}
+
+impl ReplayBackend {
+    /// Reads `path`: a warden session log (its `generation` records, and
+    /// its `turn` records' user messages), or JSON Lines with one
+    /// `{"output": "…"}` per generation. Prompts are rendered with
+    /// `template` (the recorded model's, or Qwen3's by default).
+    pub fn open(path: &Path, template: Option<ChatTemplate>) -> anyhow::Result<ReplayBackend> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the replay file {}", path.display()))?;
+        let mut outputs = Vec::new();
+        let mut users = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v: Value = serde_json::from_str(line)
+                .with_context(|| format!("{}:{}: not a JSON line", path.display(), i + 1))?;
+            match (v["type"].as_str(), &v["output"]) {
+                (Some("generation"), Value::String(o)) | (None, Value::String(o)) => {
+                    let timings = serde_json::from_value(v["timings"].clone()).ok();
+                    outputs.push((o.clone(), timings));
+                }
+                (Some("turn"), _) => {
+                    if let Some(u) = v["user"].as_str() {
+                        users.push(u.to_string());
+                    }
+                }
+                (Some(_), _) => {}
+                (None, _) => anyhow::bail!(
+                    "{}:{}: expected {{\"output\": \"…\"}} or a warden session log record",
+                    path.display(),
+                    i + 1
+                ),
+            }
+        }
+        if outputs.is_empty() {
+            anyhow::bail!("{} holds no generations to replay", path.display());
+        }
+        let template = match template {
+            Some(t) => t,
+            None => qwen3_template()?,
+        };
+        Ok(ReplayBackend {
+            path: path.to_path_buf(),
+            outputs,
+            users,
+            next: 0,
+            template,
+        })
+    }
+
+    /// The user messages of the recorded turns (empty for an outputs file).
+    pub fn users(&self) -> &[String] {
+        &self.users
+    }
+
+    /// Generations not yet played.
+    pub fn remaining(&self) -> usize {
+        self.outputs.len() - self.next
+    }
+}
+
+impl Backend for ReplayBackend {
+    fn describe(&self) -> Value {
+        json!({
+            "kind": "replay",
+            "path": self.path,
+            "files": [{"path": self.path, "sha256": sha256_file(&self.path).unwrap_or_default()}],
+            "generations": self.outputs.len(),
+        })
+    }
+
+    fn template(&self) -> &ChatTemplate {
+        &self.template
+    }
+
+    fn generate(
+        &mut self,
+        _prompt: &str,
+        _max_tokens: usize,
+        _cancel: &AtomicBool,
+        on_text: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<Generated> {
+        let Some((text, timings)) = self.outputs.get(self.next).cloned() else {
+            anyhow::bail!(
+                "the replay {} has no more generations (it recorded {}); the session asked for more than was recorded",
+                self.path.display(),
+                self.outputs.len()
+            );
+        };
+        self.next += 1;
+        on_text(&text);
+        Ok(Generated {
+            text,
+            finish_reason: "replay".into(),
+            timings: timings.unwrap_or_default(),
+            total_ms: 0.0,
+        })
+    }
+}
+
+/// Qwen3's own chat template, as shipped with warden's tokenizer files.
+pub fn qwen3_template() -> anyhow::Result<ChatTemplate> {
+    let cfg: Value = serde_json::from_slice(crate::model::synth::TOKENIZER_CONFIG_JSON)?;
+    let source = cfg["chat_template"]
+        .as_str()
+        .context("the bundled tokenizer_config.json has no chat_template")?;
+    ChatTemplate::new(source.to_string(), None, Some("<|im_end|>".into()))
+}
+
+/// The weight files of a model path (a directory's safetensors, or the file).
+fn weight_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .with_context(|| format!("cannot list {}", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e == "safetensors" || e == "gguf")
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// The sha256 of a file's contents, lowercase hex.
+pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(hex::encode(h.finalize()))
+}
+
+/// The flag Ctrl-C sets, installed once per process: a session clears it
+/// when a turn starts and stops generating when it is set.
+pub fn ctrl_c_flag() -> Arc<AtomicBool> {
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = flag.clone();
+        if let Err(e) = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst)) {
+            tracing::warn!("Ctrl-C will not end a turn cleanly: {e}");
+        }
+        flag
+    })
+    .clone()
+}
