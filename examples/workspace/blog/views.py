@@ -1,9 +1,11 @@
 from django.conf import settings
 from django.core.paginator import Paginator
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from .forms import CommentForm
 from .models import Post, Tag
+from .serializers import PostSerializer
 
 
 def post_list(request, tag_slug=None):
@@ -40,3 +42,9 @@ def post_detail(request, year, month, day, slug):
         "blog/post_detail.html",
         {"post": post, "comments": comments, "form": form},
     )
+
+
+async def post_feed(request):
+    """The latest published posts as JSON, for the front page's feed."""
+    posts = [post async for post in Post.published.select_related("author")[:20]]
+    return JsonResponse({"posts": [PostSerializer(post).data for post in posts]})

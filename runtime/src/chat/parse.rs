@@ -335,11 +335,22 @@ pub struct StreamFilter {
     pending: String,
     in_call: bool,
     in_think: bool,
+    started: bool,
 }
 
 impl StreamFilter {
-    /// Feeds `piece`; returns what may be shown now.
+    /// Feeds `piece`; returns what may be shown now (leading blank lines
+    /// dropped).
     pub fn push(&mut self, piece: &str) -> String {
+        let mut shown = self.scan(piece);
+        if !self.started {
+            shown = shown.trim_start_matches(['\n', '\r']).to_string();
+            self.started = !shown.is_empty();
+        }
+        shown
+    }
+
+    fn scan(&mut self, piece: &str) -> String {
         self.pending.push_str(piece);
         let mut shown = String::new();
         loop {
@@ -540,6 +551,6 @@ mod tests {
             "b>",
         ];
         let shown: String = pieces.iter().map(|p| f.push(p)).collect::<String>() + &f.finish();
-        assert_eq!(shown, "\n\nHere it is  done <b>");
+        assert_eq!(shown, "Here it is  done <b>");
     }
 }

@@ -1,7 +1,10 @@
 //! The `warden` command line.
 
+mod audit;
 mod model;
 mod new_tool;
+mod prompt;
+mod session;
 mod terminal;
 mod tools;
 
@@ -17,6 +20,19 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Replay a recorded agent session on the example workspace (no download).
+    Demo(session::DemoArgs),
+    /// Run one task: the model calls sandboxed tools until it answers.
+    Run(session::RunArgs),
+    /// An interactive session (/reset, /tools, /log, /quit).
+    Chat(session::ChatArgs),
+    /// Re-run a session log's model outputs under a policy; list what differs.
+    Replay(session::ReplayArgs),
+    /// Print the exact prompt a model will see.
+    Prompt(prompt::PromptArgs),
+    /// Verify, summarise, show and report session logs.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// List, call, inspect and scaffold tool plugins.
     #[command(subcommand)]
     Tools(tools::ToolsCommand),
@@ -39,10 +55,27 @@ pub fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo(a) => exit_code(session::demo(a)),
+        Command::Run(a) => fail_on_error(session::run(a)),
+        Command::Chat(a) => fail_on_error(session::chat(a)),
+        Command::Replay(a) => exit_code(session::replay(a)),
+        Command::Prompt(a) => exit_code(prompt::prompt(a)),
+        Command::Audit(cmd) => exit_code(audit::run(cmd)),
         Command::Tools(cmd) => tools::run(cmd),
         Command::Synth(a) => fail_on_error(model::synth(a)),
         Command::Generate(a) => fail_on_error(model::generate_cmd(a)),
         Command::Bench(a) => fail_on_error(model::bench(a)),
+    }
+}
+
+/// The command's own exit code, or 1 with `error: …` on failure.
+fn exit_code(r: anyhow::Result<std::process::ExitCode>) -> std::process::ExitCode {
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            terminal::print_error(&format!("{e:#}"));
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 

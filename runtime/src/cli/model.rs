@@ -42,7 +42,7 @@ pub struct SynthArgs {
 pub struct ModelArgs {
     /// Snapshot directory, .gguf file, or hub-cache name (Qwen/Qwen3-0.6B).
     #[arg(long)]
-    model: String,
+    pub(super) model: String,
     /// cpu, cuda[:N] or metal.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -52,7 +52,7 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    fn load(&self, progress: bool) -> anyhow::Result<LoadedModel> {
+    pub(super) fn load(&self, progress: bool) -> anyhow::Result<LoadedModel> {
         let device = parse_device(&self.device)?;
         LoadedModel::load(
             &self.model,

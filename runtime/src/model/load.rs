@@ -257,3 +257,34 @@ fn resolve(spec: &str) -> anyhow::Result<PathBuf> {
         )
     })
 }
+
+/// Where `spec` (a directory, a `.gguf`, or a hub-cache name) is on disk.
+pub fn resolve_model_path(spec: &str) -> anyhow::Result<PathBuf> {
+    resolve(spec)
+}
+
+/// The tokenizer of the model at `path` without loading its weights:
+/// `tokenizer.json` in (or beside) it, else a GGUF's own metadata.
+pub fn tokenizer_for(path: &Path) -> anyhow::Result<Tokenizer> {
+    let dir = if path.is_dir() {
+        Some(path)
+    } else {
+        path.parent()
+    };
+    if let Some(t) = dir.map(|d| d.join("tokenizer.json")).filter(|t| t.exists()) {
+        return Tokenizer::from_file(&t)
+            .map_err(|e| anyhow::anyhow!("cannot load tokenizer {}: {e}", t.display()));
+    }
+    if path.is_file() {
+        let mut file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let content = gguf_file::Content::read(&mut file)
+            .map_err(|e| anyhow::anyhow!("{} is not a readable GGUF file: {e}", path.display()))?;
+        return super::gguf_tokenizer::from_gguf(&content)
+            .with_context(|| format!("{}", path.display()));
+    }
+    bail!(
+        "{} has no tokenizer.json; put the model's tokenizer.json beside its weights",
+        path.display()
+    )
+}

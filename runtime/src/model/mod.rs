@@ -20,7 +20,9 @@ pub mod weights;
 
 pub use config::Qwen3Config;
 pub use generate::{generate, generate_ids, FinishReason, Generation, Timings};
-pub use load::{default_dtype, parse_device, LoadedModel, ModelFormat};
+pub use load::{
+    default_dtype, parse_device, resolve_model_path, tokenizer_for, LoadedModel, ModelFormat,
+};
 pub use qwen3::Qwen3;
 pub use sampler::{Sampler, SamplingParams};
 

@@ -1,0 +1,208 @@
+//! `warden prompt`: the exact text a model will see, and `--check` of
+//! training data against it.
+
+use super::terminal::{escape, Lines};
+use crate::chat::{ChatTemplate, Conversation, RenderRequest};
+use crate::policy::Policy;
+use crate::sandbox::ToolHost;
+use anyhow::Context as _;
+use clap::Args;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// `warden prompt`.
+#[derive(Debug, Args)]
+pub struct PromptArgs {
+    /// The model (directory, .gguf or hub-cache name; `replay:` uses Qwen3's template).
+    #[arg(long)]
+    model: String,
+    /// Conversation file: {"messages": […], "tools"?, "enable_thinking"?, "add_generation_prompt"?}.
+    #[arg(long, required_unless_present = "check")]
+    conversation: Option<PathBuf>,
+    /// With no "tools" in the conversation, use this policy's tools.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Workspace for the policy.
+    #[arg(long, default_value = ".")]
+    workspace: PathBuf,
+    /// Re-render each conversation of a JSON Lines training file and report
+    /// where its "text" differs from warden's rendering.
+    #[arg(long)]
+    check: Option<PathBuf>,
+    /// Print {"text", "ids", "format"}.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `warden prompt`.
+pub fn prompt(a: PromptArgs) -> anyhow::Result<ExitCode> {
+    let replay = a.model.starts_with("replay:");
+    let model_path = if replay {
+        None
+    } else {
+        Some(crate::model::resolve_model_path(&a.model)?)
+    };
+    let template = match &model_path {
+        Some(p) => ChatTemplate::for_model(p)?,
+        None => crate::session::qwen3_template()?,
+    };
+    let policy_tools = match &a.policy {
+        Some(p) => {
+            let policy = Policy::load(p, &a.workspace)?;
+            let host = ToolHost::load(&policy).map_err(|e| anyhow::anyhow!("{e}"))?;
+            host.tools()
+                .map(|t| {
+                    crate::chat::tool_json(&t.spec.name, &t.spec.description, &t.spec.parameters)
+                })
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    if let Some(training) = &a.check {
+        return check(&template, training, &policy_tools);
+    }
+    let path = a
+        .conversation
+        .as_deref()
+        .context("--conversation is required")?;
+    let conv: Conversation = serde_json::from_str(
+        &std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
+    )
+    .with_context(|| format!("{} is not a conversation file", path.display()))?;
+    let text = render(&template, &conv, &policy_tools, true)?;
+    if a.json {
+        let ids: Vec<u32> = match &model_path {
+            Some(p) => crate::model::tokenizer_for(p)?
+                .encode(text.as_str(), false)
+                .map_err(|e| anyhow::anyhow!("cannot tokenize the prompt: {e}"))?
+                .get_ids()
+                .to_vec(),
+            None => tokenizers::Tokenizer::from_bytes(crate::model::synth::TOKENIZER_JSON)
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .encode(text.as_str(), false)
+                .map_err(|e| anyhow::anyhow!("cannot tokenize the prompt: {e}"))?
+                .get_ids()
+                .to_vec(),
+        };
+        println!(
+            "{}",
+            json!({"text": text, "ids": ids, "format": template.call_format()})
+        );
+    } else {
+        print!("{}", escape(&text, Lines::Keep));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render(
+    template: &ChatTemplate,
+    conv: &Conversation,
+    policy_tools: &[Value],
+    default_gen: bool,
+) -> anyhow::Result<String> {
+    let tools = conv.tools.as_deref().unwrap_or(policy_tools);
+    template.render(&RenderRequest {
+        messages: &conv.messages,
+        tools,
+        add_generation_prompt: conv.add_generation_prompt.unwrap_or(default_gen),
+        enable_thinking: conv.enable_thinking,
+    })
+}
+
+/// Checks every line of `training`; exit 1 when a line differs or fails.
+fn check(
+    template: &ChatTemplate,
+    training: &Path,
+    policy_tools: &[Value],
+) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(training)
+        .with_context(|| format!("cannot read {}", training.display()))?;
+    let (mut ok, mut bad) = (0usize, 0usize);
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = format!("{}:{}", training.display(), i + 1);
+        let parsed: Result<(Conversation, Option<String>), String> =
+            serde_json::from_str::<Value>(line)
+                .map_err(|e| format!("not JSON ({e})"))
+                .and_then(|v| {
+                    let given = v["text"].as_str().map(String::from);
+                    serde_json::from_value::<Conversation>(v)
+                        .map(|c| (c, given))
+                        .map_err(|e| format!("not a conversation ({e})"))
+                });
+        let (conv, given) = match parsed {
+            Ok(p) => p,
+            Err(e) => {
+                bad += 1;
+                println!("{at}: {e}");
+                continue;
+            }
+        };
+        // Training text is a whole conversation: no generation prompt
+        // unless the line asks for one.
+        let mine = match render(template, &conv, policy_tools, false) {
+            Ok(t) => t,
+            Err(e) => {
+                bad += 1;
+                println!("{at}: {}", escape(&format!("{e:#}"), Lines::One));
+                continue;
+            }
+        };
+        match given {
+            None => ok += 1,
+            Some(given) if given == mine => ok += 1,
+            Some(given) => {
+                bad += 1;
+                let (l, c, theirs, ours) = first_difference(&given, &mine);
+                println!(
+                    "{at}: the training text differs from warden's rendering at line {l}, column {c}: training {}, warden {}",
+                    escape(&format!("{theirs:?}"), Lines::One),
+                    escape(&format!("{ours:?}"), Lines::One)
+                );
+            }
+        }
+    }
+    println!("{ok} conversation(s) render as trained, {bad} do not");
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Line and column (1-based, in characters) of the first difference, and
+/// a few characters of each side from there.
+fn first_difference(a: &str, b: &str) -> (usize, usize, String, String) {
+    let (mut line, mut col) = (1, 1);
+    let mut ai = a.char_indices();
+    let mut bi = b.char_indices();
+    loop {
+        match (ai.next(), bi.next()) {
+            (Some((i, x)), Some((j, y))) if x == y => {
+                let _ = (i, j);
+                if x == '\n' {
+                    line += 1;
+                    col = 1;
+                } else {
+                    col += 1;
+                }
+            }
+            (pa, pb) => {
+                let snip = |s: &str, at: Option<usize>| {
+                    at.map(|i| s[i..].chars().take(24).collect::<String>())
+                        .unwrap_or_else(|| "(end)".into())
+                };
+                return (
+                    line,
+                    col,
+                    snip(a, pa.map(|p| p.0)),
+                    snip(b, pb.map(|p| p.0)),
+                );
+            }
+        }
+    }
+}

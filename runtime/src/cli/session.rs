@@ -1,0 +1,572 @@
+//! `warden run`, `warden chat`, `warden replay`, `warden demo`.
+
+use super::model::ModelArgs;
+use super::terminal::{escape, Lines};
+use crate::audit::{self, AuditKey, AuditLog};
+use crate::model::SamplingParams;
+use crate::paths::{real_path, WardenPaths};
+use crate::policy::Policy;
+use crate::sandbox::ToolHost;
+use crate::session::{
+    ctrl_c_flag, sha256_file, Backend, CallReport, CandleBackend, Event, ReplayBackend, Session,
+    SessionOptions, TurnReport,
+};
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use serde_json::json;
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OnOff {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
+/// What every session command takes.
+#[derive(Debug, Args)]
+pub struct SessionArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Policy file (TOML).
+    #[arg(long)]
+    policy: PathBuf,
+    /// Workspace directory, substituted for {workspace} in the policy.
+    #[arg(long, default_value = ".")]
+    workspace: PathBuf,
+    /// Session log (default: <state dir>/sessions/<session id>.jsonl).
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// System prompt, or @FILE to read it from a file.
+    #[arg(long)]
+    system: Option<String>,
+    /// Let the model think first (default: the template's default, on for Qwen3).
+    #[arg(long, value_enum)]
+    think: Option<OnOff>,
+    /// Most tokens per generation.
+    #[arg(long, default_value_t = 2048)]
+    max_tokens: usize,
+    /// Key file for the keyed (HMAC) chain (default: $WARDEN_AUDIT_KEY_FILE).
+    #[arg(long)]
+    audit_key: Option<PathBuf>,
+    /// Sampling temperature (0: greedy). Qwen3 recommends 0.6 when thinking.
+    #[arg(long, default_value_t = 0.6)]
+    temperature: f32,
+    /// Top-k (0: off).
+    #[arg(long, default_value_t = 20)]
+    top_k: usize,
+    /// Top-p (1: off).
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Sampling seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `warden run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    session: SessionArgs,
+    /// The task.
+    task: String,
+}
+
+/// `warden chat`.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    session: SessionArgs,
+}
+
+/// `warden replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// A session log written by warden.
+    recording: PathBuf,
+    /// Policy file (TOML) to replay under.
+    #[arg(long)]
+    policy: PathBuf,
+    /// Workspace directory.
+    #[arg(long, default_value = ".")]
+    workspace: PathBuf,
+    /// Where to write the replay's own log.
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `warden demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to write the demo session's log.
+    #[arg(long)]
+    log: Option<PathBuf>,
+}
+
+/// Everything a session needs, ready.
+struct Prepared {
+    host: ToolHost,
+    log: AuditLog,
+    opts: SessionOptions,
+}
+
+/// Loads the policy (keeping warden's own files, the key and the log out of
+/// every mount), the tools, and creates the log.
+fn prepare(
+    policy: &Path,
+    workspace: &Path,
+    log: Option<&Path>,
+    key_file: Option<&Path>,
+) -> anyhow::Result<Prepared> {
+    let mut own = WardenPaths::from_env();
+    if let Some(k) = key_file {
+        own.audit_key = Some(k.to_path_buf());
+    }
+    let key = own
+        .audit_key
+        .as_deref()
+        .map(AuditKey::from_file)
+        .transpose()?;
+    let state = own.state_dir.clone();
+    let policy_obj = Policy::load_with(policy, workspace, own)?;
+    let session_id = audit::new_session_id();
+    let log_path = match log {
+        Some(p) => p.to_path_buf(),
+        None => state
+            .context("no state directory: set WARDEN_STATE_DIR or HOME, or pass --log")?
+            .join("sessions")
+            .join(format!("{session_id}.jsonl")),
+    };
+    let real = real_path(&log_path);
+    for t in policy_obj.tools.values() {
+        for m in &t.mounts {
+            if real.starts_with(&m.host) {
+                anyhow::bail!(
+                    "the log {} lies inside the mount {} of tool {} ({}): a log must be out of reach of the tools it records (a rw mount could rewrite it, a ro one could show it to the model); choose another --log",
+                    log_path.display(),
+                    m.guest,
+                    t.name,
+                    m.host.display()
+                );
+            }
+        }
+    }
+    let host = ToolHost::load(&policy_obj).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let log = AuditLog::create(&log_path, &session_id, key)?;
+    let opts = SessionOptions {
+        policy_file: Some((
+            policy.display().to_string(),
+            sha256_file(policy).unwrap_or_default(),
+        )),
+        workspace: Some(workspace.display().to_string()),
+        ..SessionOptions::default()
+    };
+    Ok(Prepared { host, log, opts })
+}
+
+/// The backend `--model` names: `replay:FILE`, or a model to load.
+fn backend(args: &SessionArgs) -> anyhow::Result<Box<dyn Backend>> {
+    if let Some(file) = args.model.model.strip_prefix("replay:") {
+        return Ok(Box::new(ReplayBackend::open(Path::new(file), None)?));
+    }
+    let loaded = args.model.load(!args.json)?;
+    let params = SamplingParams {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        seed: args.seed,
+        ..SamplingParams::default()
+    };
+    Ok(Box::new(CandleBackend::new(loaded, params)?))
+}
+
+fn options(args: &SessionArgs, mut opts: SessionOptions) -> anyhow::Result<SessionOptions> {
+    opts.max_tokens = args.max_tokens;
+    opts.enable_thinking = args.think.map(|t| matches!(t, OnOff::On));
+    opts.system = match args.system.as_deref() {
+        Some(s) => Some(match s.strip_prefix('@') {
+            Some(file) => std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the system prompt {file}"))?,
+            None => s.to_string(),
+        }),
+        None => None,
+    };
+    Ok(opts)
+}
+
+/// Prints a turn as it runs: answer text streamed, one line per call.
+struct Printer {
+    mid_line: bool,
+}
+
+impl Printer {
+    fn event(&mut self, e: Event<'_>) {
+        let mut out = std::io::stdout().lock();
+        match e {
+            Event::Text(t) => {
+                let _ = write!(out, "{}", escape(t, Lines::Keep));
+                self.mid_line = !t.ends_with('\n');
+            }
+            Event::GenerationEnd => {
+                if self.mid_line {
+                    let _ = writeln!(out);
+                    self.mid_line = false;
+                }
+            }
+            Event::Call(c) => {
+                let _ = writeln!(out, "{}", call_line(c));
+            }
+        }
+        let _ = out.flush();
+    }
+}
+
+/// `  ⚙ tool {args} → decision · outcome · first line of the result`.
+fn call_line(c: &CallReport) -> String {
+    let args = match &c.arguments {
+        serde_json::Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+    let first = c.result.lines().next().unwrap_or("");
+    let more = c.result.lines().count().saturating_sub(1);
+    let tail = if more > 0 {
+        format!(" (+{more} lines)")
+    } else {
+        String::new()
+    };
+    let line = format!(
+        "  ⚙ {} {} → {} · {} · {}{tail}",
+        c.tool.as_deref().unwrap_or("(unreadable)"),
+        cut(&args, 100),
+        c.decision,
+        c.outcome,
+        cut(first, 120)
+    );
+    escape(&line, Lines::One).into_owned()
+}
+
+fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(max).collect::<String>())
+    }
+}
+
+fn turn_json(r: &TurnReport) -> serde_json::Value {
+    json!({
+        "answer": r.answer,
+        "end_reason": r.end_reason,
+        "steps": r.steps,
+        "calls": r.calls,
+        "timings": r.timings,
+        "prefill": r.prefill.iter().map(|(reused, new)| json!({"reused_tokens": reused, "prefill_tokens": new})).collect::<Vec<_>>(),
+    })
+}
+
+/// Runs `warden run`.
+pub fn run(a: RunArgs) -> anyhow::Result<()> {
+    let p = prepare(
+        &a.session.policy,
+        &a.session.workspace,
+        a.session.log.as_deref(),
+        a.session.audit_key.as_deref(),
+    )?;
+    let backend = backend(&a.session)?;
+    let opts = options(&a.session, p.opts)?;
+    let mut session = Session::start(&p.host, backend, p.log, opts, ctrl_c_flag())?;
+    let mut printer = Printer { mid_line: false };
+    let json = a.session.json;
+    let report = session.turn(&a.task, &mut |e| {
+        if !json {
+            printer.event(e)
+        }
+    })?;
+    let max_steps = p.host.policy().session.max_steps;
+    let log = session.end(&format!("{:?}", report.end_reason).to_lowercase())?;
+    if json {
+        let mut v = turn_json(&report);
+        v["log"] = json!(log);
+        println!("{}", serde_json::to_string(&v)?);
+    } else {
+        println!(
+            "({}; {} step(s), {} call(s), {:.1} s; log: {})",
+            report.end_reason.describe(max_steps),
+            report.steps,
+            report.calls.len(),
+            report.timings.total_ms / 1e3,
+            escape(&log.display().to_string(), Lines::One)
+        );
+    }
+    Ok(())
+}
+
+/// Runs `warden chat`.
+pub fn chat(a: ChatArgs) -> anyhow::Result<()> {
+    let p = prepare(
+        &a.session.policy,
+        &a.session.workspace,
+        a.session.log.as_deref(),
+        a.session.audit_key.as_deref(),
+    )?;
+    let backend = backend(&a.session)?;
+    let opts = options(&a.session, p.opts)?;
+    let mut session = Session::start(&p.host, backend, p.log, opts, ctrl_c_flag())?;
+    let tty = std::io::stdin().is_terminal();
+    let max_steps = p.host.policy().session.max_steps;
+    if tty {
+        println!(
+            "warden chat: {} tool(s); /tools, /reset, /log, /quit; Ctrl-C ends a turn",
+            p.host.tools().count()
+        );
+    }
+    let mut printer = Printer { mid_line: false };
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    loop {
+        if tty {
+            print!("> ");
+            let _ = std::io::stdout().flush();
+        }
+        line.clear();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            break;
+        }
+        let input = line.trim_end_matches(['\n', '\r']);
+        match input.trim() {
+            "" => continue,
+            "/quit" | "/exit" => break,
+            "/reset" => {
+                session.reset();
+                println!("(conversation cleared; the log and the call budget go on)");
+                continue;
+            }
+            "/log" => {
+                println!("{}", session.log_path().display());
+                continue;
+            }
+            "/tools" => {
+                for t in p.host.tools() {
+                    println!(
+                        "{}: {}",
+                        t.spec.name,
+                        escape(&t.spec.description, Lines::One)
+                    );
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let json = a.session.json;
+        let report = session.turn(input, &mut |e| {
+            if !json {
+                printer.event(e)
+            }
+        })?;
+        if json {
+            println!("{}", serde_json::to_string(&turn_json(&report))?);
+        } else if report.end_reason != crate::session::EndReason::Answered {
+            println!("({})", report.end_reason.describe(max_steps));
+        }
+    }
+    let log = session.end("user")?;
+    if !a.session.json {
+        println!("log: {}", escape(&log.display().to_string(), Lines::One));
+    }
+    Ok(())
+}
+
+/// A recorded call, for comparing a replay with its recording.
+#[derive(Debug, Clone, PartialEq)]
+struct Recorded {
+    tool: Option<String>,
+    decision: String,
+    outcome: String,
+    output_sha256: String,
+}
+
+fn recorded_calls(log: &Path) -> anyhow::Result<Vec<Recorded>> {
+    Ok(audit::read_records(log)?
+        .into_iter()
+        .filter(|r| r.kind == "tool_call")
+        .map(|r| Recorded {
+            tool: r.value["tool"].as_str().map(String::from),
+            decision: r.value["decision"].as_str().unwrap_or_default().into(),
+            outcome: r.value["outcome"].as_str().unwrap_or_default().into(),
+            output_sha256: r.value["output_sha256"].as_str().unwrap_or_default().into(),
+        })
+        .collect())
+}
+
+/// Replays `recording` under `policy`/`workspace`, printing as it goes;
+/// returns the differences from the recording and the new log.
+fn replay_session(
+    recording: &Path,
+    policy: &Path,
+    workspace: &Path,
+    log: Option<&Path>,
+    print: bool,
+) -> anyhow::Result<(Vec<String>, PathBuf, Vec<TurnReport>)> {
+    let p = prepare(policy, workspace, log, None)?;
+    let backend = ReplayBackend::open(recording, None)?;
+    let users = backend.users().to_vec();
+    if users.is_empty() {
+        anyhow::bail!(
+            "{} is not a warden session log with turns (an outputs file replays with `warden run --model replay:FILE`)",
+            recording.display()
+        );
+    }
+    let thinking = audit::read_records(recording)?
+        .iter()
+        .find(|r| r.kind == "session_start")
+        .and_then(|r| r.value["thinking"].as_bool());
+    let opts = SessionOptions {
+        max_tokens: 2048,
+        enable_thinking: thinking,
+        ..p.opts
+    };
+    let mut session = Session::start(&p.host, Box::new(backend), p.log, opts, ctrl_c_flag())?;
+    let mut printer = Printer { mid_line: false };
+    let mut turns = Vec::new();
+    for (i, user) in users.iter().enumerate() {
+        if print {
+            println!("\n── turn {} ── {}", i + 1, escape(user, Lines::One));
+        }
+        let r = session.turn(user, &mut |e| {
+            if print {
+                printer.event(e)
+            }
+        })?;
+        turns.push(r);
+    }
+    let new_log = session.end("replay")?;
+    let before = recorded_calls(recording)?;
+    let after = recorded_calls(&new_log)?;
+    let mut diffs = Vec::new();
+    for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+        // A failure is compared by its kind: its message may name paths
+        // that differ between machines.
+        let same_output = b.outcome != "ok" || b.output_sha256 == a.output_sha256;
+        if b.tool != a.tool || b.decision != a.decision || b.outcome != a.outcome || !same_output {
+            let what = if b.decision != a.decision || b.outcome != a.outcome {
+                format!(
+                    "decision/outcome {}/{} → {}/{}",
+                    b.decision, b.outcome, a.decision, a.outcome
+                )
+            } else {
+                "the output differs".into()
+            };
+            diffs.push(format!(
+                "call_{} ({}): {what}",
+                i + 1,
+                a.tool.as_deref().unwrap_or("?")
+            ));
+        }
+    }
+    if before.len() != after.len() {
+        diffs.push(format!(
+            "the recording made {} calls, the replay {}",
+            before.len(),
+            after.len()
+        ));
+    }
+    Ok((diffs, new_log, turns))
+}
+
+/// Runs `warden replay`; exit 1 when something differs.
+pub fn replay(a: ReplayArgs) -> anyhow::Result<std::process::ExitCode> {
+    let (diffs, log, turns) = replay_session(
+        &a.recording,
+        &a.policy,
+        &a.workspace,
+        a.log.as_deref(),
+        false,
+    )?;
+    if a.json {
+        println!(
+            "{}",
+            json!({"differences": diffs, "log": log, "turns": turns.len(),
+                   "calls": turns.iter().map(|t| t.calls.len()).sum::<usize>()})
+        );
+    } else {
+        let calls: usize = turns.iter().map(|t| t.calls.len()).sum();
+        if diffs.is_empty() {
+            println!(
+                "{} turn(s), {calls} call(s): every decision and output matches the recording",
+                turns.len()
+            );
+        } else {
+            for d in &diffs {
+                println!("differs: {}", escape(d, Lines::One));
+            }
+        }
+        println!("log: {}", escape(&log.display().to_string(), Lines::One));
+    }
+    Ok(if diffs.is_empty() {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
+}
+
+/// The `examples/` folder: under the current directory, else where warden
+/// was built from.
+fn examples_dir() -> anyhow::Result<PathBuf> {
+    let here = PathBuf::from("examples");
+    if here.join("sessions/demo.jsonl").exists() {
+        return Ok(here);
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    if built.join("sessions/demo.jsonl").exists() {
+        return Ok(built);
+    }
+    anyhow::bail!(
+        "cannot find examples/sessions/demo.jsonl; run `warden demo` from the warden repository"
+    )
+}
+
+/// Runs `warden demo`.
+pub fn demo(a: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
+    let examples = examples_dir()?;
+    let recording = examples.join("sessions/demo.jsonl");
+    let root = examples.parent().unwrap_or(Path::new(""));
+    let policy = root.join("policies/default.toml");
+    let workspace = examples.join("workspace");
+    println!(
+        "Replaying the recorded session {} (a model's outputs, no download) against {} under {}.",
+        recording.display(),
+        workspace.display(),
+        policy.display()
+    );
+    let (diffs, log, _) = replay_session(&recording, &policy, &workspace, a.log.as_deref(), true)?;
+    println!("\n── summary (replayed: no model ran, so model time is zero) ──");
+    print!("{}", audit::summarize(&[&log])?.to_text());
+    let v = audit::verify(&log, None)?;
+    println!(
+        "log: {} ({} records; `warden audit verify` {})",
+        log.display(),
+        v.records,
+        match &v.problem {
+            None => "accepts it".to_string(),
+            Some(p) => format!("says: {}", p.kind.as_str()),
+        }
+    );
+    if diffs.is_empty() {
+        println!("every call's decision and output matches the recording");
+        Ok(std::process::ExitCode::SUCCESS)
+    } else {
+        for d in &diffs {
+            println!("differs from the recording: {d}");
+        }
+        Ok(std::process::ExitCode::FAILURE)
+    }
+}
