@@ -52,6 +52,23 @@ impl Redactor {
         out
     }
 
+    /// The string values held under secret-looking keys in `value` (to
+    /// redact them also where the same value appears as raw text).
+    pub fn secret_values(value: &Value) -> Vec<String> {
+        let mut out = Vec::new();
+        collect(value, false, &mut out);
+        out
+    }
+
+    /// `text` with every secret value, and each of `extra`, replaced.
+    pub fn text_with(&self, text: &str, extra: &[String]) -> String {
+        let mut out = self.text(text);
+        for v in extra.iter().filter(|v| v.len() >= MIN_SECRET_LEN) {
+            out = out.replace(v.as_str(), REDACTED);
+        }
+        out
+    }
+
     /// A JSON value with secret-looking keys' values and secret values in
     /// strings replaced.
     pub fn json(&self, value: &Value) -> Value {
@@ -61,8 +78,7 @@ impl Redactor {
             Value::Object(m) => Value::Object(
                 m.iter()
                     .map(|(k, v)| {
-                        let lower = k.to_ascii_lowercase();
-                        let v = if SECRET_KEYS.iter().any(|s| lower.contains(s)) {
+                        let v = if is_secret_key(k) {
                             Value::String(REDACTED.into())
                         } else {
                             self.json(v)
@@ -73,6 +89,22 @@ impl Redactor {
             ),
             other => other.clone(),
         }
+    }
+}
+
+fn is_secret_key(k: &str) -> bool {
+    let lower = k.to_ascii_lowercase();
+    SECRET_KEYS.iter().any(|s| lower.contains(s))
+}
+
+fn collect(v: &Value, secret: bool, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) if secret => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|x| collect(x, secret, out)),
+        Value::Object(m) => m
+            .iter()
+            .for_each(|(k, x)| collect(x, secret || is_secret_key(k), out)),
+        _ => {}
     }
 }
 

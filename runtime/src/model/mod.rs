@@ -19,7 +19,7 @@ pub mod synth;
 pub mod weights;
 
 pub use config::Qwen3Config;
-pub use generate::{generate, generate_ids, FinishReason, Generation, Timings};
+pub use generate::{generate, generate_ids, FinishReason, Generation, Timings, PREFILL_CHUNK};
 pub use load::{
     default_dtype, parse_device, resolve_model_path, tokenizer_for, LoadedModel, ModelFormat,
 };

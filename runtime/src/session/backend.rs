@@ -231,6 +231,103 @@ impl Backend for ReplayBackend {
     }
 }
 
+/// Recorded outputs played through a real model: each prompt is prefilled
+/// (reusing the cached prefix, as a live session does) and the recorded
+/// output is decoded token by token by teacher forcing, so timings and
+/// cache reuse are those of a real session that wrote these outputs. For
+/// benchmarks and tests of the engine under a session; the text is the
+/// recording's, whatever the weights would have written.
+pub struct ForcedBackend {
+    model: LoadedModel,
+    template: ChatTemplate,
+    outputs: Vec<String>,
+    next: usize,
+}
+
+impl ForcedBackend {
+    /// `model` with its template, forced to write `outputs` in order.
+    pub fn new(model: LoadedModel, outputs: Vec<String>) -> anyhow::Result<ForcedBackend> {
+        if model.tokenizer.is_none() {
+            anyhow::bail!("{} has no tokenizer", model.path.display());
+        }
+        Ok(ForcedBackend {
+            template: ChatTemplate::for_model(&model.path)?,
+            model,
+            outputs,
+            next: 0,
+        })
+    }
+}
+
+impl Backend for ForcedBackend {
+    fn describe(&self) -> Value {
+        json!({"kind": "forced", "path": self.model.path, "format": self.model.format})
+    }
+
+    fn template(&self) -> &ChatTemplate {
+        &self.template
+    }
+
+    fn generate(
+        &mut self,
+        prompt: &str,
+        _max_tokens: usize,
+        _cancel: &AtomicBool,
+        on_text: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<Generated> {
+        let text = self
+            .outputs
+            .get(self.next)
+            .cloned()
+            .context("no more recorded outputs to force")?;
+        self.next += 1;
+        let tok = self.model.tokenizer.as_ref().expect("checked in new");
+        let start = Instant::now();
+        let ids = tok
+            .encode(prompt, false)
+            .map_err(|e| anyhow::anyhow!("cannot tokenize: {e}"))?
+            .get_ids()
+            .to_vec();
+        let mut out_ids = tok
+            .encode(text.as_str(), false)
+            .map_err(|e| anyhow::anyhow!("cannot tokenize: {e}"))?
+            .get_ids()
+            .to_vec();
+        out_ids.push(model::special::IM_END);
+        let mut t = Timings {
+            tokenize_ms: start.elapsed().as_secs_f64() * 1e3,
+            ..Timings::default()
+        };
+        let p0 = Instant::now();
+        let (_, reused) = self.model.model.prefill(&ids, model::PREFILL_CHUNK)?;
+        t.reused_tokens = reused;
+        t.prefill_tokens = ids.len() - reused;
+        t.prefill_ms = p0.elapsed().as_secs_f64() * 1e3;
+        t.prefill_tok_s = t.prefill_tokens as f64 / p0.elapsed().as_secs_f64();
+        t.ttft_ms = start.elapsed().as_secs_f64() * 1e3;
+        let d0 = Instant::now();
+        // The first output token was "sampled" from the prefill's logits;
+        // each later one is run so the cache holds the whole output.
+        for &id in &out_ids[..out_ids.len() - 1] {
+            self.model.model.step(id)?;
+        }
+        t.decode_tokens = out_ids.len() - 1;
+        t.decode_ms = d0.elapsed().as_secs_f64() * 1e3;
+        t.decode_tok_s = if t.decode_ms > 0.0 {
+            t.decode_tokens as f64 / d0.elapsed().as_secs_f64()
+        } else {
+            0.0
+        };
+        on_text(&text);
+        Ok(Generated {
+            text,
+            finish_reason: "stop".into(),
+            timings: t,
+            total_ms: start.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+}
+
 /// Qwen3's own chat template, as shipped with warden's tokenizer files.
 pub fn qwen3_template() -> anyhow::Result<ChatTemplate> {
     let cfg: Value = serde_json::from_slice(crate::model::synth::TOKENIZER_CONFIG_JSON)?;

@@ -11,7 +11,8 @@
 mod backend;
 
 pub use backend::{
-    ctrl_c_flag, qwen3_template, sha256_file, Backend, CandleBackend, Generated, ReplayBackend,
+    ctrl_c_flag, qwen3_template, sha256_file, Backend, CandleBackend, ForcedBackend, Generated,
+    ReplayBackend,
 };
 
 use crate::audit::{AuditLog, Redactor};
@@ -384,6 +385,14 @@ impl<'h> Session<'h> {
         parsed: &Parsed,
     ) -> anyhow::Result<()> {
         let t = &g.timings;
+        // Values under secret-looking keys, also where they stand in the
+        // raw text.
+        let secrets: Vec<String> = parsed
+            .calls
+            .iter()
+            .filter_map(|c| c.call.as_ref().ok())
+            .flat_map(|c| Redactor::secret_values(&Value::Object(c.arguments.clone())))
+            .collect();
         let calls: Vec<Value> = parsed
             .calls
             .iter()
@@ -395,14 +404,17 @@ impl<'h> Session<'h> {
                 Err(m) => json!({
                     "name": m.name,
                     "malformed": m.message,
-                    "raw": self.redactor.text(&c.raw),
+                    "raw": self.redactor.text_with(&c.raw, &secrets),
                 }),
             })
             .collect();
         let mut rec = Map::new();
         rec.insert("turn".into(), self.turns.into());
         rec.insert("step".into(), step.into());
-        rec.insert("output".into(), self.redactor.text(&g.text).into());
+        rec.insert(
+            "output".into(),
+            self.redactor.text_with(&g.text, &secrets).into(),
+        );
         rec.insert("calls".into(), Value::Array(calls));
         rec.insert("finish_reason".into(), g.finish_reason.clone().into());
         rec.insert(
