@@ -125,7 +125,7 @@ fn stacked_bars(turns: &[(String, [f64; 5])]) -> String {
     let (row, label_w, bar_w) = (22.0, 150.0, 600.0);
     let h = row * turns.len().max(1) as f64 + 10.0;
     let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{h}\" role=\"img\">",
+        "<svg width=\"{}\" height=\"{h}\" role=\"img\">",
         label_w + bar_w + 90.0
     );
     for (i, (label, stages)) in turns.iter().enumerate() {
@@ -169,7 +169,7 @@ fn outcome_bars(calls: &BTreeMap<String, BTreeMap<String, usize>>) -> String {
     let (row, label_w, bar_w) = (22.0, 150.0, 400.0);
     let h = row * calls.len().max(1) as f64 + 10.0;
     let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{h}\" role=\"img\">",
+        "<svg width=\"{}\" height=\"{h}\" role=\"img\">",
         label_w + bar_w + 200.0
     );
     for (i, (tool, outcomes)) in calls.iter().enumerate() {

@@ -1,0 +1,185 @@
+//! The audit log's chain: tampering is always caught; a crash is told apart
+//! from tampering; only the keyed chain catches a log rewritten whole.
+
+use serde_json::{json, Map, Value};
+use std::path::{Path, PathBuf};
+use warden::audit::{self, AuditKey, AuditLog, ProblemKind};
+
+/// A finished log of `n` middle records (plus start and end).
+fn write_log(dir: &Path, name: &str, n: usize, key: Option<AuditKey>) -> PathBuf {
+    let path = dir.join(name);
+    let mut log = AuditLog::create(&path, "sess-1", key).unwrap();
+    log.append("session_start", Map::new()).unwrap();
+    for i in 0..n {
+        let mut m = Map::new();
+        m.insert("turn".into(), json!(i));
+        m.insert(
+            "output".into(),
+            json!(format!("text {i} with \"quotes\" é")),
+        );
+        log.append("generation", m).unwrap();
+    }
+    log.append("session_end", Map::new()).unwrap();
+    path
+}
+
+fn lines(p: &Path) -> Vec<String> {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+fn write_lines(p: &Path, lines: &[String]) {
+    std::fs::write(
+        p,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+}
+
+fn problem(p: &Path, key: Option<&AuditKey>) -> Option<ProblemKind> {
+    audit::verify(p, key).unwrap().problem.map(|p| p.kind)
+}
+
+#[test]
+fn an_intact_log_verifies_and_records_are_chained() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_log(dir.path(), "a.jsonl", 3, None);
+    let v = audit::verify(&p, None).unwrap();
+    assert!(v.problem.is_none(), "{:?}", v.problem);
+    assert_eq!(v.records, 5);
+    let ls = lines(&p);
+    let first: Value = serde_json::from_str(&ls[0]).unwrap();
+    assert_eq!(first["seq"], 0);
+    assert_eq!(first["prev"], audit::sha256_hex(b"sess-1"));
+    for k in ["seq", "type", "session_id", "ts", "prev"] {
+        assert!(first.get(k).is_some(), "{k}");
+    }
+    let second: Value = serde_json::from_str(&ls[1]).unwrap();
+    assert_eq!(second["prev"], audit::sha256_hex(ls[0].as_bytes()));
+    assert!(first["ts"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn every_kind_of_tampering_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_log(dir.path(), "a.jsonl", 4, None);
+    let orig = lines(&p);
+    let t = dir.path().join("t.jsonl");
+    // Edit one byte, anywhere in any line (keeping it valid JSON where
+    // possible: a digit or a letter in the text).
+    for (i, line) in orig.iter().enumerate() {
+        for (pos, _) in line
+            .char_indices()
+            .filter(|(_, c)| c.is_ascii_alphanumeric())
+            .step_by(7)
+        {
+            let mut ls = orig.clone();
+            let mut bytes = ls[i].clone().into_bytes();
+            bytes[pos] = if bytes[pos] == b'1' { b'2' } else { b'1' };
+            ls[i] = String::from_utf8(bytes).unwrap();
+            write_lines(&t, &ls);
+            assert!(
+                problem(&t, None).is_some(),
+                "edit line {} byte {pos} not detected",
+                i + 1
+            );
+        }
+    }
+    // Delete any line.
+    for i in 0..orig.len() {
+        let mut ls = orig.clone();
+        ls.remove(i);
+        write_lines(&t, &ls);
+        let k = problem(&t, None);
+        assert!(k.is_some(), "deleting line {} not detected", i + 1);
+    }
+    // Swap two adjacent lines.
+    for i in 0..orig.len() - 1 {
+        let mut ls = orig.clone();
+        ls.swap(i, i + 1);
+        write_lines(&t, &ls);
+        assert_eq!(
+            problem(&t, None),
+            Some(ProblemKind::Reordered),
+            "swap {}",
+            i + 1
+        );
+    }
+    // Insert a copy of a line, and a forged one.
+    for i in 1..orig.len() {
+        let mut ls = orig.clone();
+        ls.insert(i, orig[i - 1].clone());
+        write_lines(&t, &ls);
+        assert_eq!(
+            problem(&t, None),
+            Some(ProblemKind::Inserted),
+            "insert at {i}"
+        );
+    }
+    let mut ls = orig.clone();
+    ls.insert(
+        2,
+        r#"{"seq":2,"type":"generation","session_id":"sess-1"}"#.into(),
+    );
+    write_lines(&t, &ls);
+    assert!(problem(&t, None).is_some());
+    // Deleting a middle line is named as such.
+    let mut ls = orig.clone();
+    ls.remove(2);
+    write_lines(&t, &ls);
+    assert_eq!(problem(&t, None), Some(ProblemKind::Deleted));
+    // Truncation: whole records, or in the middle of one.
+    let text = std::fs::read_to_string(&p).unwrap();
+    for cut in [text.len() - 1, text.len() - 20, text.len() / 2, 10] {
+        std::fs::write(&t, &text[..cut]).unwrap();
+        assert_eq!(
+            problem(&t, None),
+            Some(ProblemKind::NotEnded),
+            "cut at {cut}"
+        );
+    }
+}
+
+#[test]
+fn only_the_keyed_chain_catches_a_log_rewritten_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("k");
+    std::fs::write(&key_file, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let key = AuditKey::from_file(&key_file).unwrap();
+    let p = write_log(dir.path(), "keyed.jsonl", 2, Some(key.clone()));
+    assert_eq!(problem(&p, Some(&key)), None);
+    let v = audit::verify(&p, None).unwrap();
+    assert!(v.keyed && !v.hmac_checked && v.problem.is_none());
+
+    // An attacker without the key rewrites everything: a new plain log
+    // with forged content and every hash recomputed.
+    let forged = {
+        let q = dir.path().join("forged.jsonl");
+        let mut log = AuditLog::create(&q, "sess-1", None).unwrap();
+        log.append("session_start", Map::new()).unwrap();
+        let mut m = Map::new();
+        m.insert("output".into(), json!("nothing happened"));
+        log.append("generation", m).unwrap();
+        log.append("session_end", Map::new()).unwrap();
+        q
+    };
+    assert_eq!(problem(&forged, None), None, "the plain chain cannot tell");
+    assert_eq!(problem(&forged, Some(&key)), Some(ProblemKind::BadHmac));
+    // A different key also fails.
+    std::fs::write(&key_file, "another key of enough length!!").unwrap();
+    let other = AuditKey::from_file(&key_file).unwrap();
+    assert_eq!(problem(&p, Some(&other)), Some(ProblemKind::BadHmac));
+    // Short keys are refused.
+    std::fs::write(&key_file, "short").unwrap();
+    assert!(AuditKey::from_file(&key_file).is_err());
+}
+
+#[test]
+fn a_log_is_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_log(dir.path(), "a.jsonl", 1, None);
+    assert!(AuditLog::create(&p, "again", None).is_err());
+}

@@ -1,0 +1,485 @@
+//! `warden demo`, `run`, `replay`, `prompt` and `audit`, run as a user
+//! runs them; and sessions on a real (synthetic, tiny) Qwen3.
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn warden(args: &[&str], state: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(args)
+        .current_dir(repo())
+        .env("WARDEN_STATE_DIR", state)
+        .env_remove("WARDEN_AUDIT_KEY_FILE")
+        .output()
+        .expect("running warden")
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn demo_replays_the_recorded_session_and_its_log_verifies() {
+    let state = tempfile::tempdir().unwrap();
+    let log = state.path().join("demo.jsonl");
+    let o = warden(&["demo", "--log", log.to_str().unwrap()], state.path());
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    let text = out(&o);
+    for want in [
+        "Find all Django view functions",
+        "post_feed",
+        "class UserSerializer",
+        "malformed",
+        "unknown-tool",
+        "Dependency injection",
+        "── summary",
+        "framework overhead",
+        "accepts it",
+        "matches the recording",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    let o = warden(&["audit", "verify", log.to_str().unwrap()], state.path());
+    assert!(o.status.success(), "{}", out(&o));
+    let o = warden(
+        &["audit", "summary", "--json", log.to_str().unwrap()],
+        state.path(),
+    );
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["turns"], 5);
+    assert_eq!(s["format_errors"], 1);
+    assert_eq!(s["calls"]["write_file"]["unknown-tool"], 1);
+    let o = warden(
+        &["audit", "show", log.to_str().unwrap(), "--turn", "2"],
+        state.path(),
+    );
+    assert!(out(&o).contains("call_3 search_code"), "{}", out(&o));
+    let html = state.path().join("r.html");
+    let o = warden(
+        &[
+            "audit",
+            "report",
+            log.to_str().unwrap(),
+            "--out",
+            html.to_str().unwrap(),
+        ],
+        state.path(),
+    );
+    assert!(o.status.success());
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<svg") && !page.contains("<script") && !page.contains("http://"));
+}
+
+#[test]
+fn replay_lists_what_differs_under_another_policy() {
+    let state = tempfile::tempdir().unwrap();
+    let rec = "examples/sessions/demo.jsonl";
+    let o = warden(
+        &[
+            "replay",
+            rec,
+            "--policy",
+            "policies/default.toml",
+            "--workspace",
+            "examples/workspace",
+        ],
+        state.path(),
+    );
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    // Under the locked policy every call is refused: the replay differs.
+    let o = warden(
+        &[
+            "replay",
+            rec,
+            "--policy",
+            "policies/locked.toml",
+            "--workspace",
+            "examples/workspace",
+            "--json",
+        ],
+        state.path(),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(!v["differences"].as_array().unwrap().is_empty());
+    // The replay wrote its own log, in the state directory.
+    assert!(v["log"]
+        .as_str()
+        .unwrap()
+        .starts_with(state.path().to_str().unwrap()));
+}
+
+#[test]
+fn tampered_logs_fail_verify_with_the_reason() {
+    let state = tempfile::tempdir().unwrap();
+    let log = state.path().join("x.jsonl");
+    std::fs::copy(repo().join("examples/sessions/demo.jsonl"), &log).unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(&log, text.replacen("Find all Django", "Find all Flask!", 1)).unwrap();
+    let o = warden(&["audit", "verify", log.to_str().unwrap()], state.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(out(&o).contains("edited at line"), "{}", out(&o));
+}
+
+#[test]
+fn a_log_inside_a_mount_is_refused() {
+    let state = tempfile::tempdir().unwrap();
+    let outputs = state.path().join("o.jsonl");
+    std::fs::write(&outputs, "{\"output\": \"hi\"}\n").unwrap();
+    let model = format!("replay:{}", outputs.display());
+    let o = warden(
+        &[
+            "run",
+            "--model",
+            &model,
+            "--policy",
+            "policies/default.toml",
+            "--workspace",
+            "examples/workspace",
+            "--log",
+            "examples/workspace/session.jsonl",
+            "hello",
+        ],
+        state.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("out of reach of the tools"), "{}", err(&o));
+    assert!(!repo().join("examples/workspace/session.jsonl").exists());
+}
+
+#[test]
+fn run_json_reports_answer_calls_and_log() {
+    let state = tempfile::tempdir().unwrap();
+    let outputs = state.path().join("o.jsonl");
+    let call =
+        "<tool_call>\n{\"name\": \"list_dir\", \"arguments\": {\"path\": \"blog\"}}\n</tool_call>";
+    std::fs::write(
+        &outputs,
+        format!(
+            "{}\n{}\n",
+            json!({"output": call}),
+            json!({"output": "blog holds the app."})
+        ),
+    )
+    .unwrap();
+    let model = format!("replay:{}", outputs.display());
+    let o = warden(
+        &[
+            "run",
+            "--model",
+            &model,
+            "--policy",
+            "policies/default.toml",
+            "--workspace",
+            "examples/workspace",
+            "--json",
+            "What is in blog?",
+        ],
+        state.path(),
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["answer"], "blog holds the app.");
+    assert_eq!(v["calls"][0]["tool"], "list_dir");
+    assert_eq!(v["calls"][0]["outcome"], "ok");
+    assert_eq!(v["end_reason"], "answered");
+    let log = PathBuf::from(v["log"].as_str().unwrap());
+    assert!(log.starts_with(state.path().join("sessions")));
+    assert!(
+        warden(&["audit", "verify", log.to_str().unwrap()], state.path())
+            .status
+            .success()
+    );
+}
+
+/// A tiny synthetic Qwen3 in the real formats.
+fn tiny(dir: &Path) -> PathBuf {
+    use warden::model::synth::{synth, SynthOptions, SynthShape};
+    synth(&SynthOptions {
+        shape: SynthShape::Tiny,
+        out: dir.to_path_buf(),
+        dtype: candle_core::DType::F32,
+        gguf: Some(warden::model::synth::parse_gguf_type("q8_0").unwrap()),
+        gguf_only: false,
+        seed: 3,
+        tie_word_embeddings: None,
+    })
+    .unwrap();
+    dir.to_path_buf()
+}
+
+#[test]
+fn prompt_prints_the_templates_text_and_checks_training_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny(&dir.path().join("m"));
+    let conv = repo().join("runtime/tests/chat_refs/conversations/one_call_with_result.json");
+    let want = std::fs::read_to_string(
+        repo().join("runtime/tests/chat_refs/refs/one_call_with_result.txt"),
+    )
+    .unwrap();
+    for m in [model.clone(), model.join("model-q8_0.gguf")] {
+        let o = warden(
+            &[
+                "prompt",
+                "--model",
+                m.to_str().unwrap(),
+                "--conversation",
+                conv.to_str().unwrap(),
+                "--json",
+            ],
+            dir.path(),
+        );
+        assert!(o.status.success(), "{}", err(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["text"], want.as_str());
+        assert_eq!(v["format"], "hermes");
+        let ids = v["ids"].as_array().unwrap();
+        assert_eq!(ids[0], 151644, "<|im_start|>");
+    }
+    // With a policy and no tools in the file, the policy's tools.
+    let bare = dir.path().join("bare.json");
+    std::fs::write(
+        &bare,
+        r#"{"messages": [{"role": "user", "content": "hi"}]}"#,
+    )
+    .unwrap();
+    let o = warden(
+        &[
+            "prompt",
+            "--model",
+            model.to_str().unwrap(),
+            "--conversation",
+            bare.to_str().unwrap(),
+            "--policy",
+            "policies/default.toml",
+            "--workspace",
+            "examples/workspace",
+        ],
+        dir.path(),
+    );
+    assert!(out(&o).contains("\"name\": \"search_code\""), "{}", out(&o));
+    // --check: one line as trained, one whose text drifted.
+    let c: Value = serde_json::from_str(&std::fs::read_to_string(&conv).unwrap()).unwrap();
+    let mut trained = c.clone();
+    trained["add_generation_prompt"] = json!(true);
+    trained["text"] = json!(want);
+    let mut drifted = trained.clone();
+    drifted["text"] = json!(want.replacen(
+        "\"arguments\": {\"pattern\"",
+        "\"arguments\":{\"pattern\"",
+        1
+    ));
+    let training = dir.path().join("train.jsonl");
+    std::fs::write(&training, format!("{trained}\n{drifted}\nnot json\n")).unwrap();
+    let o = warden(
+        &[
+            "prompt",
+            "--model",
+            model.to_str().unwrap(),
+            "--check",
+            training.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let text = out(&o);
+    assert!(text.contains("train.jsonl:2: the training text differs from warden's rendering at line 22, column 37"), "{text}");
+    assert!(text.contains("train.jsonl:3: not JSON"), "{text}");
+    assert!(
+        text.contains("1 conversation(s) render as trained, 2 do not"),
+        "{text}"
+    );
+    // A model without a template says so.
+    let bad = dir.path().join("nt");
+    std::fs::create_dir(&bad).unwrap();
+    std::fs::copy(model.join("model-q8_0.gguf"), bad.join("m.gguf")).unwrap();
+    let o = warden(
+        &[
+            "prompt",
+            "--model",
+            bad.join("m.gguf").to_str().unwrap(),
+            "--conversation",
+            conv.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(
+        o.status.success(),
+        "the GGUF carries its template: {}",
+        err(&o)
+    );
+}
+
+#[test]
+fn a_session_on_a_real_model_holds_whatever_it_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny(&dir.path().join("m"));
+    for m in [model.clone(), model.join("model-q8_0.gguf")] {
+        let o = warden(
+            &[
+                "run",
+                "--model",
+                m.to_str().unwrap(),
+                "--policy",
+                "policies/default.toml",
+                "--workspace",
+                "examples/workspace",
+                "--max-tokens",
+                "24",
+                "--json",
+                "Find all Django view functions",
+            ],
+            dir.path(),
+        );
+        assert!(o.status.success(), "{}", err(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let log = v["log"].as_str().unwrap();
+        assert!(warden(&["audit", "verify", log], dir.path())
+            .status
+            .success());
+        let recs = warden::audit::read_records(Path::new(log)).unwrap();
+        let gens: Vec<_> = recs.iter().filter(|r| r.kind == "generation").collect();
+        assert!(!gens.is_empty());
+        assert!(gens[0].value["timings"]["prefill_tokens"].as_u64().unwrap() > 100);
+        let start = &recs[0].value;
+        assert_eq!(start["model"]["kind"], "candle");
+        assert_eq!(
+            start["model"]["files"][0]["sha256"].as_str().unwrap().len(),
+            64
+        );
+    }
+}
+
+#[test]
+fn inside_a_turn_each_generation_prefills_only_the_new_tokens() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use warden::session::{ForcedBackend, Session, SessionOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny(&dir.path().join("m"));
+    let loaded = warden::model::LoadedModel::load(
+        model.to_str().unwrap(),
+        &candle_core::Device::Cpu,
+        None,
+        false,
+    )
+    .unwrap();
+    let outputs = vec![
+        "<think>\nSearch for views.\n</think>\n\n<tool_call>\n{\"name\": \"search_code\", \"arguments\": {\"pattern\": \"def \\\\w+\\\\(request\"}}\n</tool_call>".to_string(),
+        "<think>\nRead the file.\n</think>\n\n<tool_call>\n{\"name\": \"read_file\", \"arguments\": {\"path\": \"blog/views.py\", \"start_line\": 1, \"end_line\": 5}}\n</tool_call>".to_string(),
+        "<think>\nDone.\n</think>\n\nThree views.".to_string(),
+        "<think>\nAgain.\n</think>\n\nStill three.".to_string(),
+    ];
+    let backend = ForcedBackend::new(loaded, outputs).unwrap();
+    let policy = warden::policy::Policy::load(
+        &repo().join("policies/default.toml"),
+        &repo().join("examples/workspace"),
+    )
+    .unwrap();
+    let host = warden::sandbox::ToolHost::load(&policy).unwrap();
+    let log = warden::audit::AuditLog::create(&dir.path().join("l.jsonl"), "s", None).unwrap();
+    let opts = SessionOptions {
+        max_tokens: 64,
+        ..SessionOptions::default()
+    };
+    let mut s = Session::start(
+        &host,
+        Box::new(backend),
+        log,
+        opts,
+        Arc::new(AtomicBool::new(false)),
+    )
+    .unwrap();
+    let r = s
+        .turn("Find all Django view functions", &mut |_| {})
+        .unwrap();
+    assert_eq!(r.steps, 3);
+    let (reused0, new0) = r.prefill[0];
+    assert_eq!(reused0, 0);
+    assert!(new0 > 300, "the first prompt has the tools: {new0}");
+    for (i, (reused, new)) in r.prefill.iter().enumerate().skip(1) {
+        // Everything up to the previous output is reused; what is prefilled
+        // is the tool result (and the template's few tokens around it).
+        let result_tokens = r.calls[i - 1].result.len() / 2 + 40;
+        assert!(*reused > new0, "step {i}: reused only {reused}");
+        assert!(
+            *new < result_tokens,
+            "step {i}: prefilled {new} tokens for a result of {} bytes",
+            r.calls[i - 1].result.len()
+        );
+    }
+    // The next user turn reuses what the template leaves unchanged: it
+    // drops the last turn's reasoning, so everything up to the first
+    // assistant message (the first prompt but its last few tokens).
+    let r2 = s.turn("And again?", &mut |_| {}).unwrap();
+    assert!(
+        r2.prefill[0].0 + 5 >= new0,
+        "turn 2 reused {} of {new0}",
+        r2.prefill[0].0
+    );
+    s.end("test").unwrap();
+}
+
+#[test]
+fn kill_9_leaves_a_log_that_verifies_up_to_its_last_whole_record() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("ws")).unwrap();
+    let policy = dir.path().join("p.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[tools.t]\nplugin = {:?}\ntimeout_ms = 60000\n",
+            warden_artifacts::TEST_TOOL
+        ),
+    )
+    .unwrap();
+    let outputs = dir.path().join("o.jsonl");
+    let call = "<tool_call>\n{\"name\": \"t\", \"arguments\": {\"action\": \"sleep\", \"ms\": 30000}}\n</tool_call>";
+    std::fs::write(&outputs, format!("{}\n", json!({"output": call}))).unwrap();
+    let log = dir.path().join("killed.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args([
+            "run",
+            "--model",
+            &format!("replay:{}", outputs.display()),
+            "--policy",
+        ])
+        .arg(&policy)
+        .args(["--workspace"])
+        .arg(dir.path().join("ws"))
+        .args(["--log"])
+        .arg(&log)
+        .arg("sleep please")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(&log).map_or(0, |t| t.lines().count()) < 2 {
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "the session never logged its generation"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let v = warden::audit::verify(&log, None).unwrap();
+    let p = v.problem.expect("a killed session has not ended");
+    assert_eq!(p.kind, warden::audit::ProblemKind::NotEnded);
+    assert_eq!(v.records, 2);
+    let o = warden(&["audit", "verify", log.to_str().unwrap()], dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(out(&o).contains("not ended"), "{}", out(&o));
+}
