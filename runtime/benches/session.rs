@@ -36,24 +36,55 @@ fn main() {
             out.join("model-q8_0.gguf")
         }
     };
-    let outputs: Vec<String> = std::fs::read_to_string(repo.join("examples/sessions/demo-outputs.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["output"].as_str().unwrap().to_string())
-        .collect();
+    let outputs: Vec<String> =
+        std::fs::read_to_string(repo.join("examples/sessions/demo-outputs.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["output"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
     let users: Vec<String> = std::fs::read_to_string(repo.join("examples/sessions/demo-users.txt"))
         .unwrap()
         .lines()
         .map(String::from)
         .collect();
-    let loaded = warden::model::LoadedModel::load(model.to_str().unwrap(), &candle_core::Device::Cpu, None, false).unwrap();
-    println!("model: {} (loaded in {:.2} s)", model.display(), loaded.load_time.as_secs_f64());
+    let loaded = warden::model::LoadedModel::load(
+        model.to_str().unwrap(),
+        &candle_core::Device::Cpu,
+        None,
+        false,
+    )
+    .unwrap();
+    println!(
+        "model: {} (loaded in {:.2} s)",
+        model.display(),
+        loaded.load_time.as_secs_f64()
+    );
     let backend = ForcedBackend::new(loaded, outputs).unwrap();
-    let policy = warden::policy::Policy::load(&repo.join("policies/default.toml"), &repo.join("examples/workspace")).unwrap();
+    let policy = warden::policy::Policy::load(
+        &repo.join("policies/default.toml"),
+        &repo.join("examples/workspace"),
+    )
+    .unwrap();
     let host = warden::sandbox::ToolHost::load(&policy).unwrap();
-    let log = warden::audit::AuditLog::create(&tmp.path().join("bench.jsonl"), "bench", None).unwrap();
-    let opts = SessionOptions { max_tokens: 1024, ..SessionOptions::default() };
-    let mut s = Session::start(&host, Box::new(backend), log, opts, Arc::new(AtomicBool::new(false))).unwrap();
+    let log =
+        warden::audit::AuditLog::create(&tmp.path().join("bench.jsonl"), "bench", None).unwrap();
+    let opts = SessionOptions {
+        max_tokens: 1024,
+        ..SessionOptions::default()
+    };
+    let mut s = Session::start(
+        &host,
+        Box::new(backend),
+        log,
+        opts,
+        Arc::new(AtomicBool::new(false)),
+    )
+    .unwrap();
     let (mut overhead, mut total) = (0.0, 0.0);
     println!("turn  steps  total_ms  model_ms  tool_ms  overhead_ms  overhead%  prefill (reused+new) per generation");
     for (i, u) in users.iter().enumerate() {
@@ -64,10 +95,20 @@ fn main() {
         let prefill: Vec<String> = r.prefill.iter().map(|(a, b)| format!("{a}+{b}")).collect();
         println!(
             "{:>4}  {:>5}  {:>8.1}  {:>8.1}  {:>7.2}  {:>11.2}  {:>8.3}%  {}",
-            i + 1, r.steps, t.total_ms, t.model_ms, t.tool_ms, t.overhead_ms,
-            t.overhead_ms / t.total_ms * 100.0, prefill.join(" ")
+            i + 1,
+            r.steps,
+            t.total_ms,
+            t.model_ms,
+            t.tool_ms,
+            t.overhead_ms,
+            t.overhead_ms / t.total_ms * 100.0,
+            prefill.join(" ")
         );
     }
     s.end("bench").unwrap();
-    println!("framework overhead: {:.3} % of {:.1} s of turns", overhead / total * 100.0, total / 1e3);
+    println!(
+        "framework overhead: {:.3} % of {:.1} s of turns",
+        overhead / total * 100.0,
+        total / 1e3
+    );
 }

@@ -26,11 +26,9 @@ pub enum OnOff {
     Off,
 }
 
-/// What every session command takes.
+/// The policy a session runs under, and where its log goes.
 #[derive(Debug, Args)]
-pub struct SessionArgs {
-    #[command(flatten)]
-    model: ModelArgs,
+pub struct PolicyArgs {
     /// Policy file (TOML).
     #[arg(long)]
     policy: PathBuf,
@@ -40,6 +38,15 @@ pub struct SessionArgs {
     /// Session log (default: <state dir>/sessions/<session id>.jsonl).
     #[arg(long)]
     log: Option<PathBuf>,
+}
+
+/// What every session command takes.
+#[derive(Debug, Args)]
+pub struct SessionArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    place: PolicyArgs,
     /// System prompt, or @FILE to read it from a file.
     #[arg(long)]
     system: Option<String>,
@@ -90,15 +97,8 @@ pub struct ChatArgs {
 pub struct ReplayArgs {
     /// A session log written by warden.
     recording: PathBuf,
-    /// Policy file (TOML) to replay under.
-    #[arg(long)]
-    policy: PathBuf,
-    /// Workspace directory.
-    #[arg(long, default_value = ".")]
-    workspace: PathBuf,
-    /// Where to write the replay's own log.
-    #[arg(long)]
-    log: Option<PathBuf>,
+    #[command(flatten)]
+    place: PolicyArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -121,12 +121,8 @@ struct Prepared {
 
 /// Loads the policy (keeping warden's own files, the key and the log out of
 /// every mount), the tools, and creates the log.
-fn prepare(
-    policy: &Path,
-    workspace: &Path,
-    log: Option<&Path>,
-    key_file: Option<&Path>,
-) -> anyhow::Result<Prepared> {
+fn prepare(place: &PolicyArgs, key_file: Option<&Path>) -> anyhow::Result<Prepared> {
+    let (policy, workspace, log) = (&place.policy, &place.workspace, place.log.as_deref());
     let mut own = WardenPaths::from_env();
     if let Some(k) = key_file {
         own.audit_key = Some(k.to_path_buf());
@@ -275,12 +271,7 @@ fn turn_json(r: &TurnReport) -> serde_json::Value {
 
 /// Runs `warden run`.
 pub fn run(a: RunArgs) -> anyhow::Result<()> {
-    let p = prepare(
-        &a.session.policy,
-        &a.session.workspace,
-        a.session.log.as_deref(),
-        a.session.audit_key.as_deref(),
-    )?;
+    let p = prepare(&a.session.place, a.session.audit_key.as_deref())?;
     let backend = backend(&a.session)?;
     let opts = options(&a.session, p.opts)?;
     let mut session = Session::start(&p.host, backend, p.log, opts, ctrl_c_flag())?;
@@ -312,12 +303,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
 
 /// Runs `warden chat`.
 pub fn chat(a: ChatArgs) -> anyhow::Result<()> {
-    let p = prepare(
-        &a.session.policy,
-        &a.session.workspace,
-        a.session.log.as_deref(),
-        a.session.audit_key.as_deref(),
-    )?;
+    let p = prepare(&a.session.place, a.session.audit_key.as_deref())?;
     let backend = backend(&a.session)?;
     let opts = options(&a.session, p.opts)?;
     let mut session = Session::start(&p.host, backend, p.log, opts, ctrl_c_flag())?;
@@ -411,12 +397,10 @@ fn recorded_calls(log: &Path) -> anyhow::Result<Vec<Recorded>> {
 /// returns the differences from the recording and the new log.
 fn replay_session(
     recording: &Path,
-    policy: &Path,
-    workspace: &Path,
-    log: Option<&Path>,
+    place: &PolicyArgs,
     print: bool,
 ) -> anyhow::Result<(Vec<String>, PathBuf, Vec<TurnReport>)> {
-    let p = prepare(policy, workspace, log, None)?;
+    let p = prepare(place, None)?;
     let backend = ReplayBackend::open(recording, None)?;
     let users = backend.users().to_vec();
     if users.is_empty() {
@@ -484,13 +468,7 @@ fn replay_session(
 
 /// Runs `warden replay`; exit 1 when something differs.
 pub fn replay(a: ReplayArgs) -> anyhow::Result<std::process::ExitCode> {
-    let (diffs, log, turns) = replay_session(
-        &a.recording,
-        &a.policy,
-        &a.workspace,
-        a.log.as_deref(),
-        false,
-    )?;
+    let (diffs, log, turns) = replay_session(&a.recording, &a.place, false)?;
     if a.json {
         println!(
             "{}",
@@ -547,7 +525,12 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
         workspace.display(),
         policy.display()
     );
-    let (diffs, log, _) = replay_session(&recording, &policy, &workspace, a.log.as_deref(), true)?;
+    let place = PolicyArgs {
+        policy,
+        workspace,
+        log: a.log,
+    };
+    let (diffs, log, _) = replay_session(&recording, &place, true)?;
     println!("\n── summary (replayed: no model ran, so model time is zero) ──");
     print!("{}", audit::summarize(&[&log])?.to_text());
     let v = audit::verify(&log, None)?;
