@@ -14,6 +14,7 @@ const BUILTIN: &[&str] = &[
     "search-code",
     "write-file",
     "http-get",
+    "run-command",
 ];
 /// Plugin crates used only by warden's own tests and benchmarks.
 const TEST_ONLY: &[&str] = &["test-tool", "test-slow-describe"];
