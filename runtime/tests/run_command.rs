@@ -156,6 +156,7 @@ fn escapes_are_refused_as_every_tool_refuses_them() {
         ("cat etc_link/passwd", "Permission denied"),
         ("grep -R root etc_link", "Permission denied"),
         ("sort -o /scratch/../workspace/x notes.txt", "Permission denied"),
+        ("echo $(cat /etc/passwd)", "cat: /etc/passwd: Permission denied"),
     ] {
         let msg = expect_err(call(&host, "run_command", &args(cmd)), ErrorKind::Denied);
         assert!(msg.contains(says), "{cmd}: {msg}");
@@ -183,8 +184,10 @@ fn unknown_commands_get_status_127_and_the_list_of_commands() {
     assert!(out.ends_with("[exit status: 127]\n"), "{out}");
     let out = expect_ok(call(&host, "run_command", &args("/usr/local/bin/node x.js")));
     assert!(out.ends_with("[exit status: 126]\n"), "{out}");
-    let out = expect_ok(call(&host, "run_command", &args("echo $(id)")));
-    assert!(out.contains("command substitution") && out.ends_with("[exit status: 2]\n"), "{out}");
+    let out = expect_ok(call(&host, "run_command", &args("(cd app && ls)")));
+    assert!(out.contains("subshell") && out.ends_with("[exit status: 2]\n"), "{out}");
+    let out = expect_ok(call(&host, "run_command", &args("for f in *.py; do wc -l $f; done")));
+    assert!(out.contains("xargs or find -exec") && out.ends_with("[exit status: 2]\n"), "{out}");
 }
 
 #[test]

@@ -66,7 +66,7 @@ pub struct Entry {
     pub depth: usize,
     /// Its kind (not following a symlink).
     pub kind: Kind,
-    /// Its metadata (not following a symlink), when it could be read.
+    /// Its metadata (not following a symlink), when asked for and readable.
     pub meta: Option<fs::Metadata>,
 }
 
@@ -202,23 +202,40 @@ impl Ctx {
 
     /// Names in directory `abs`, sorted by bytes (as `LC_ALL=C.UTF-8`).
     pub fn list(&self, abs: &str) -> io::Result<Vec<String>> {
-        let mut names: Vec<String> = fs::read_dir(abs)?
+        Ok(self.entries(abs)?.into_iter().map(|(n, _)| n).collect())
+    }
+
+    /// Names and kinds in directory `abs`, sorted by name. The kind comes
+    /// with the directory entry: no `stat` per name.
+    pub fn entries(&self, abs: &str) -> io::Result<Vec<(String, Kind)>> {
+        let mut out: Vec<(String, Kind)> = fs::read_dir(abs)?
             .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .map(|e| {
+                let kind = match e.file_type() {
+                    Ok(t) if t.is_symlink() => Kind::Link,
+                    Ok(t) if t.is_dir() => Kind::Dir,
+                    Ok(t) if t.is_file() => Kind::File,
+                    _ => Kind::Other,
+                };
+                (e.file_name().to_string_lossy().into_owned(), kind)
+            })
             .collect();
-        names.sort();
-        Ok(names)
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 
     /// Walks the tree at operand `shown` (absolute `abs`) in pre-order, names
     /// sorted, calling `visit` for each entry. Symlinks to directories are
-    /// followed only when `follow`. Unreadable directories are reported to
-    /// `on_error` and skipped.
+    /// followed only when `follow`. Entries below the operand carry metadata
+    /// only when `want_meta` (it costs a `stat` each). Unreadable
+    /// directories are reported to `on_error` and skipped.
+    #[allow(clippy::too_many_arguments)]
     pub fn walk(
         &mut self,
         abs: &str,
         shown: &str,
         follow: bool,
+        want_meta: bool,
         visit: &mut dyn FnMut(&mut Ctx, &Entry) -> io::Result<Step>,
         on_error: &mut dyn FnMut(&mut Ctx, &str, &io::Error),
     ) -> io::Result<()> {
@@ -239,13 +256,15 @@ impl Ctx {
             kind: Kind::of(&meta),
             meta: Some(meta),
         };
-        self.walk_entry(root, follow, visit, on_error, 0)
+        self.walk_entry(root, follow, want_meta, visit, on_error, 0)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn walk_entry(
         &mut self,
         e: Entry,
         follow: bool,
+        want_meta: bool,
         visit: &mut dyn FnMut(&mut Ctx, &Entry) -> io::Result<Step>,
         on_error: &mut dyn FnMut(&mut Ctx, &str, &io::Error),
         links: usize,
@@ -260,17 +279,16 @@ impl Ctx {
         if links > 40 {
             return Ok(());
         }
-        let names = match self.list(&e.abs) {
+        let names = match self.entries(&e.abs) {
             Ok(n) => n,
             Err(err) => {
                 on_error(self, &e.shown, &err);
                 return Ok(());
             }
         };
-        for name in names {
+        for (name, kind) in names {
             let abs = format!("{}/{}", e.abs.trim_end_matches('/'), name);
-            let meta = fs::symlink_metadata(&abs).ok();
-            let kind = meta.as_ref().map(Kind::of).unwrap_or(Kind::Other);
+            let meta = if want_meta { fs::symlink_metadata(&abs).ok() } else { None };
             let child = Entry {
                 shown: join_shown(&e.shown, &name),
                 abs,
@@ -279,10 +297,21 @@ impl Ctx {
                 kind,
                 meta,
             };
-            self.walk_entry(child, follow, visit, on_error, links)?;
+            self.walk_entry(child, follow, want_meta, visit, on_error, links)?;
         }
         Ok(())
     }
+}
+
+/// Reads a whole file into `buf` (cleared first) without a `stat`: one
+/// open, reads until end of file, one close.
+pub fn read_into(abs: &str, buf: &mut Vec<u8>) -> io::Result<()> {
+    use std::io::Read;
+    buf.clear();
+    let f = fs::File::open(abs)?;
+    // `Take` reads to the end without `File`'s size probe (a `stat`).
+    f.take(u64::MAX).read_to_end(buf)?;
+    Ok(())
 }
 
 /// Whether `e` is the sandbox saying no (not a plain missing file).

@@ -255,6 +255,7 @@ pub fn find(ctx: &mut Ctx, args: &[String], io: &mut Io) -> io::Result<i32> {
             &abs,
             path,
             follow,
+            true,
             &mut |ctx, e| {
                 if run.quit {
                     return Ok(Step::Prune);

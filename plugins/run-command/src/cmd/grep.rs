@@ -428,6 +428,7 @@ impl Grep {
                 &abs,
                 op,
                 follow,
+                false,
                 &mut |_, e| {
                     if e.depth == 0 {
                         return Ok(Step::Into);
@@ -461,6 +462,7 @@ impl Grep {
             for m in errors {
                 self.say_err(io, m);
             }
+            let mut data = Vec::new();
             for (abs, shown) in files {
                 if self.stop_all {
                     break;
@@ -468,8 +470,8 @@ impl Grep {
                 if !self.file_wanted(&shown, false) {
                     continue;
                 }
-                match std::fs::read(&abs) {
-                    Ok(data) => self.search(io, &shown, &data)?,
+                match crate::ctx::read_into(&abs, &mut data) {
+                    Ok(()) => self.search(io, &shown, &data)?,
                     Err(e) => {
                         let m = ctx.io_msg("grep", &shown, &e);
                         self.say_err(io, m);

@@ -312,12 +312,13 @@ pub fn rg(ctx: &mut Ctx, args: &[String], io: &mut Io) -> io::Result<i32> {
     }
     let multi = any_dir || ops.len() > 1;
     let mut g = Grep { c, m: matcher.unwrap(), any_selected: false, error, printed_any: false, stop_all: false, multi };
+    let mut data = Vec::new();
     for (abs, shown, explicit) in found_files {
         if g.stop_all {
             break;
         }
-        let data = match std::fs::read(&abs) {
-            Ok(d) => d,
+        match crate::ctx::read_into(&abs, &mut data) {
+            Ok(()) => {}
             Err(e) => {
                 let m = ctx.io_msg("rg", &shown, &e);
                 g.say_err(io, m);

@@ -533,7 +533,10 @@ pub fn seq(_: &mut Ctx, args: &[String], io: &mut Io) -> io::Result<i32> {
             io.out.write_all(buf.as_bytes())?;
             buf.clear();
         }
-        v += step;
+        match v.checked_add(step) {
+            Some(n) => v = n,
+            None => break,
+        }
     }
     if !firstone {
         buf.push('\n');

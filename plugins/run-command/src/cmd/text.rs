@@ -536,7 +536,7 @@ fn tr_set(s: &str) -> Result<Vec<char>, String> {
                     return Err(format!("invalid character class '{name}'"));
                 }
                 out.extend(members);
-                i += 2 + name.len() + 2;
+                i += 2 + name.chars().count() + 2;
                 continue;
             }
         }

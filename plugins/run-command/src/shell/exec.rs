@@ -66,7 +66,7 @@ impl Shell {
                 if pipe.was_cut() {
                     self.stderr.say(format!(
                         "run_command: the output of `{}` filled its pipe ({} MiB) and was cut there; the next command saw only the first part",
-                        stage_name(self, stage),
+                        stage_name(stage),
                         self.ctx.pipe_cap >> 20
                     ));
                 }
@@ -114,14 +114,13 @@ impl Shell {
                 return 1;
             }
         }
-        let status = self.status;
         let mut argv = Vec::new();
         for w in &s.words {
-            argv.extend(expand(&self.ctx, w, status));
+            argv.extend(self.expand(w));
         }
         let mut assigns = Vec::new();
         for (name, w) in &s.assigns {
-            assigns.push((name.clone(), expand(&self.ctx, w, status).join(" ")));
+            assigns.push((name.clone(), self.expand(w).join(" ")));
         }
         let code = if argv.is_empty() {
             for (name, value) in assigns {
@@ -156,9 +155,37 @@ impl Shell {
         code
     }
 
+    /// Expands a word, running command substitutions in a subshell that
+    /// shares this call's stderr and limits.
+    pub fn expand(&mut self, w: &super::parse::Word) -> Vec<String> {
+        let ctx = self.ctx.clone();
+        let stderr = self.stderr.clone();
+        let mut refused = Vec::new();
+        let words = expand(&ctx, w, self.status, &mut |cmd: &str| {
+            if ctx.depth >= 4 {
+                stderr.say("sh: command substitution nested too deeply");
+                return String::new();
+            }
+            let mut sub = Shell {
+                ctx: Ctx { depth: ctx.depth + 1, refused: Vec::new(), ..ctx.clone() },
+                stdout: Sink::new(ctx.pipe_cap),
+                stderr: stderr.clone(),
+                status: 0,
+            };
+            match super::parse::parse(cmd) {
+                Ok(script) => sub.run(&script),
+                Err(msg) => stderr.say(format!("sh: {msg}")),
+            }
+            refused.extend(sub.ctx.refused);
+            String::from_utf8_lossy(&sub.stdout.take()).into_owned()
+        });
+        self.ctx.refused.extend(refused);
+        words
+    }
+
     /// The single path a redirection names.
     fn target(&mut self, w: &super::parse::Word, err: &Sink) -> Option<String> {
-        let words = expand(&self.ctx, w, self.status);
+        let words = self.expand(w);
         match words.as_slice() {
             [one] => Some(one.clone()),
             _ => {
@@ -207,9 +234,19 @@ impl Shell {
     }
 }
 
-fn stage_name(sh: &Shell, s: &Simple) -> String {
+fn stage_name(s: &Simple) -> String {
+    use super::parse::Piece;
     s.words
         .first()
-        .map(|w| expand(&sh.ctx, w, sh.status).join(" "))
+        .map(|w| {
+            w.iter()
+                .map(|p| match p {
+                    Piece::Lit(t, _) => t.clone(),
+                    Piece::Var(n, _) => format!("${n}"),
+                    Piece::Status(_) => "$?".into(),
+                    Piece::Subst(c, _) => format!("$({c})"),
+                })
+                .collect::<String>()
+        })
         .unwrap_or_default()
 }

@@ -1,5 +1,6 @@
-//! Word expansion: variables, then field splitting of unquoted variables,
-//! then pathname expansion (globs) of unquoted wildcards, as `sh` does.
+//! Word expansion: variables and command substitution, then field
+//! splitting of their unquoted results, then pathname expansion (globs) of
+//! unquoted wildcards, as `sh` does.
 //! A glob that matches nothing stays as written; `*` does not match names
 //! starting with `.` unless the pattern does; matches are sorted by bytes.
 
@@ -28,8 +29,9 @@ impl Field {
     }
 }
 
-/// Expands `word` into zero or more arguments.
-pub fn expand(ctx: &Ctx, word: &Word, status: i32) -> Vec<String> {
+/// Expands `word` into zero or more arguments; `subst` runs the command
+/// line of a `$(…)` and returns its standard output.
+pub fn expand(ctx: &Ctx, word: &Word, status: i32, subst: &mut dyn FnMut(&str) -> String) -> Vec<String> {
     let mut fields: Vec<Field> = Vec::new();
     let mut cur: Option<Field> = None;
     for piece in word {
@@ -46,8 +48,12 @@ pub fn expand(ctx: &Ctx, word: &Word, status: i32) -> Vec<String> {
                     f.push(c, *quoted);
                 }
             }
-            Piece::Var(name, quoted) => {
-                let value = ctx.vars.get(name).cloned().unwrap_or_default();
+            Piece::Var(_, quoted) | Piece::Subst(_, quoted) => {
+                let value = match piece {
+                    Piece::Var(name, _) => ctx.vars.get(name).cloned().unwrap_or_default(),
+                    Piece::Subst(cmd, _) => subst(cmd).trim_end_matches('\n').to_string(),
+                    _ => unreachable!(),
+                };
                 if *quoted {
                     let f = cur.get_or_insert_with(Field::default);
                     for c in value.chars() {

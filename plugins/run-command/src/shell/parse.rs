@@ -1,10 +1,11 @@
 //! A POSIX-ish command line into lists of pipelines.
 //!
 //! Quotes (`'…'`, `"…"`), backslash escapes, `$NAME`/`${NAME}`/`$?`, `|`,
-//! `&&`, `||`, `;`, newlines, `!`, `NAME=value` prefixes, comments and the
-//! redirections `<`, `>`, `>>`, `N>`, `N>>`, `N>&M`, `&>`, `|&`. Anything
-//! else a shell has (command substitution, subshells, here-documents,
-//! background jobs, control flow) is refused with a message that says so.
+//! `&&`, `||`, `;`, newlines, `!`, `NAME=value` prefixes, comments, command
+//! substitution (`$(…)`, `` `…` ``) and the redirections `<`, `>`, `>>`,
+//! `N>`, `N>>`, `N>&M`, `&>`, `|&`. Anything else a shell has (subshells,
+//! here-documents, background jobs, control flow) is refused with a message
+//! that says so.
 
 /// A piece of a word, remembering whether it was quoted (quoted text is
 /// not split or globbed).
@@ -16,6 +17,8 @@ pub enum Piece {
     Var(String, bool),
     /// `$?`.
     Status(bool),
+    /// `$(…)` or `` `…` ``: the command line inside.
+    Subst(String, bool),
 }
 
 /// A word before expansion.
@@ -244,7 +247,11 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
     // Reads `$…` at s[i] (s[i] == '$'); returns the piece and the new index.
     fn dollar(s: &[char], i: usize, quoted: bool) -> Result<(Option<Piece>, usize), String> {
         match s.get(i + 1) {
-            Some('(') => Err(unsupported("command substitution $(…)")),
+            Some('(') => {
+                let end = matching_paren(s, i + 2).ok_or("unexpected end of line while looking for matching `)'")?;
+                let inner: String = s[i + 2..end].iter().collect();
+                Ok((Some(Piece::Subst(inner, quoted)), end + 1))
+            }
             Some('?') => Ok((Some(Piece::Status(quoted)), i + 2)),
             Some('{') => {
                 let end = s[i + 2..]
@@ -318,7 +325,11 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
                             }
                             i += 2;
                         }
-                        '`' => return Err(unsupported("command substitution `…`")),
+                        '`' => {
+                            let (inner, j) = backquoted(&s, i)?;
+                            word.push(Piece::Subst(inner, true));
+                            i = j;
+                        }
                         '$' => {
                             let (piece, j) = dollar(&s, i, true)?;
                             match piece {
@@ -352,7 +363,12 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
                 }
                 i = j;
             }
-            '`' => return Err(unsupported("command substitution `…`")),
+            '`' => {
+                in_word = true;
+                let (inner, j) = backquoted(&s, i)?;
+                word.push(Piece::Subst(inner, false));
+                i = j;
+            }
             '(' | ')' => return Err(unsupported("a subshell ( … )")),
             '|' | '&' | ';' => {
                 end_word(&mut toks, &mut word, &mut in_word);
@@ -442,6 +458,60 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
     Ok(toks)
 }
 
+/// The index of the `)` that closes a `$(` whose body starts at `from`,
+/// skipping quoted text and nested parentheses.
+fn matching_paren(s: &[char], from: usize) -> Option<usize> {
+    let mut depth = 1;
+    let mut i = from;
+    let mut quote: Option<char> = None;
+    while i < s.len() {
+        let c = s[i];
+        match quote {
+            Some(q) => {
+                if c == q {
+                    quote = None;
+                } else if q == '"' && c == '\\' {
+                    i += 1;
+                }
+            }
+            None => match c {
+                '\'' | '"' => quote = Some(c),
+                '\\' => i += 1,
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(i);
+                    }
+                }
+                _ => {}
+            },
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The command line between backquotes starting at `s[i]`, and the index
+/// after the closing one.
+fn backquoted(s: &[char], i: usize) -> Result<(String, usize), String> {
+    let mut out = String::new();
+    let mut j = i + 1;
+    while j < s.len() {
+        match s[j] {
+            '`' => return Ok((out, j + 1)),
+            '\\' if matches!(s.get(j + 1), Some('`' | '\\' | '$')) => {
+                out.push(s[j + 1]);
+                j += 2;
+                continue;
+            }
+            c => out.push(c),
+        }
+        j += 1;
+    }
+    Err("unexpected end of line while looking for matching ``'".into())
+}
+
 /// The word after a redirection operator.
 fn redir_target(s: &[char], mut i: usize) -> Result<(Word, usize), String> {
     while i < s.len() && (s[i] == ' ' || s[i] == '\t') {
@@ -476,6 +546,12 @@ fn lex_one(src: &str) -> Result<Option<(Tok, usize)>, String> {
             None => match c {
                 '\'' | '"' => quote = Some(c),
                 '\\' => i += 1,
+                '$' if s.get(i + 1) == Some(&'(') => {
+                    i = matching_paren(&s, i + 2).unwrap_or(s.len());
+                }
+                '`' => {
+                    i = s[i + 1..].iter().position(|&c| c == '`').map_or(s.len(), |p| i + 1 + p);
+                }
                 ' ' | '\t' | '\n' | '|' | '&' | ';' | '<' | '>' | '(' | ')' => break,
                 _ => {}
             },
@@ -521,7 +597,7 @@ mod tests {
 
     #[test]
     fn unsupported_is_refused() {
-        for bad in ["echo $(id)", "echo `id`", "(cd x)", "sleep 1 &", "for f in *; do echo; done", "cat <<EOF", "echo 'open"] {
+        for bad in ["echo $(id", "echo `id", "(cd x)", "sleep 1 &", "for f in *; do echo; done", "cat <<EOF", "echo 'open"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }
