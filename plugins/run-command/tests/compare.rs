@@ -15,18 +15,27 @@ fn have(tool: &str) -> bool {
 
 #[test]
 fn commands_match_the_real_tools() {
-    for tool in ["bash", "grep", "find", "sed", "rg", "sort"] {
+    table("cases.txt", "setup.sh", 80);
+}
+
+#[test]
+fn git_matches_git() {
+    table("git-cases.txt", "setup-git.sh", 20);
+}
+
+fn table(cases: &str, setup: &str, at_least: usize) {
+    for tool in ["bash", "grep", "find", "sed", "rg", "sort", "git"] {
         if !have(tool) {
             panic!("{tool} is not installed; .ci/run installs it (apt-get install ripgrep)");
         }
     }
-    let dir = std::env::temp_dir().join(format!("rc-compare-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("rc-compare-{}-{setup}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let dir = dir.canonicalize().unwrap();
-    let st = Command::new("bash").arg(table_dir().join("setup.sh")).arg(&dir).status().unwrap();
+    let st = Command::new("bash").arg(table_dir().join(setup)).arg(&dir).status().unwrap();
     assert!(st.success());
-    let cases = std::fs::read_to_string(table_dir().join("cases.txt")).unwrap();
+    let cases = std::fs::read_to_string(table_dir().join(cases)).unwrap();
     let only = std::env::var("CASE").ok();
     let mut failures = Vec::new();
     let mut n = 0;
@@ -44,6 +53,8 @@ fn commands_match_the_real_tools() {
             .arg(cmd)
             .current_dir(&dir)
             .env("LC_ALL", "C.UTF-8")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
             .env_remove("GREP_OPTIONS")
             .env_remove("RIPGREP_CONFIG_PATH")
             .output()
@@ -69,6 +80,6 @@ fn commands_match_the_real_tools() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(n >= 80 || only.is_some(), "only {n} cases");
+    assert!(n >= at_least || only.is_some(), "only {n} cases");
     assert!(failures.is_empty(), "{} of {n} differ:\n{}", failures.len(), failures.join("\n"));
 }

@@ -247,7 +247,21 @@ fn date(m: &Option<Metadata>) -> String {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let days = secs.div_euclid(86400);
     let rem = secs.rem_euclid(86400);
-    // Civil from days (Howard Hinnant's algorithm).
+    let (y, mo, d) = civil(days);
+    let recent = secs <= now + 3600 && now - secs < 15_778_476;
+    if recent {
+        format!("{} {:>2} {:02}:{:02}", MON[(mo - 1) as usize], d, rem / 3600, (rem % 3600) / 60)
+    } else {
+        format!("{} {:>2}  {}", MON[(mo - 1) as usize], d, y)
+    }
+}
+
+/// Month names, for dates.
+pub const MON: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/// (year, month 1–12, day) of a day count since 1970-01-01 (Howard
+/// Hinnant's civil-from-days).
+pub fn civil(days: i64) -> (i64, i64, i64) {
     let z = days + 719468;
     let era = z.div_euclid(146097);
     let doe = z - era * 146097;
@@ -256,14 +270,7 @@ fn date(m: &Option<Metadata>) -> String {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(mo <= 2);
-    const MON: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let recent = secs <= now + 3600 && now - secs < 15_778_476;
-    if recent {
-        format!("{} {:>2} {:02}:{:02}", MON[(mo - 1) as usize], d, rem / 3600, (rem % 3600) / 60)
-    } else {
-        format!("{} {:>2}  {}", MON[(mo - 1) as usize], d, y)
-    }
+    (yoe + era * 400 + i64::from(mo <= 2), mo, d)
 }
 
 fn write_items(ctx: &mut Ctx, io: &mut Io, items: &[Item], c: &Conf, in_dir: bool) -> io::Result<()> {

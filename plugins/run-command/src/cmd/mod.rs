@@ -3,6 +3,7 @@
 //! is an error in the tool's own words, never silently ignored.
 
 mod find;
+mod git;
 mod grep;
 mod ls;
 mod rg;
@@ -34,6 +35,7 @@ pub const COMMANDS: &[(&str, Run)] = &[
     ("grep", grep::grep),
     ("egrep", grep::egrep),
     ("fgrep", grep::fgrep),
+    ("git", git::git),
     ("head", text::head),
     ("ls", ls::ls),
     ("nl", text::nl),
