@@ -18,9 +18,13 @@ fn args(command: &str) -> String {
     serde_json::json!({ "command": command }).to_string()
 }
 
-/// The policy: the workspace read-only at /workspace, a scratch directory
-/// read-write at /scratch.
+/// The policy: the workspace (built by setup.sh) read-only at /workspace,
+/// a scratch directory read-write at /scratch.
 fn fixture(limits: &str) -> (Fixture, ToolHost) {
+    fixture_with("setup.sh", limits)
+}
+
+fn fixture_with(setup: &str, limits: &str) -> (Fixture, ToolHost) {
     let f = Fixture::with(
         &format!(
             "[limits]\n{limits}\n[tools.run_command]\nplugin = \"run-command\"\n\
@@ -31,7 +35,7 @@ fn fixture(limits: &str) -> (Fixture, ToolHost) {
         |root| {
             std::fs::create_dir(root.join("scratch")).unwrap();
             let st = Command::new("bash")
-                .arg(table_dir().join("setup.sh"))
+                .arg(table_dir().join(setup))
                 .arg(root.join("ws"))
                 .status()
                 .expect("bash runs setup.sh");
@@ -68,13 +72,24 @@ fn sorted(s: &str) -> String {
 
 #[test]
 fn command_lines_match_gnu_tools_and_ripgrep() {
-    for tool in ["bash", "grep", "find", "sed", "sort", "rg"] {
+    table("cases.txt", "setup.sh", 80);
+}
+
+#[test]
+fn git_matches_git() {
+    table("git-cases.txt", "setup-git.sh", 20);
+}
+
+/// Runs every line of `cases` through the component and through bash in a
+/// workspace built by `setup`, and compares.
+fn table(cases: &str, setup: &str, at_least: usize) {
+    for tool in ["bash", "grep", "find", "sed", "sort", "rg", "git"] {
         let ok = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success());
         assert!(ok, "{tool} is not installed: .ci/run installs it (apt-get install ripgrep)");
     }
-    let (f, host) = fixture("max_output_bytes = 1048576\ntimeout_ms = 20000\nmemory_mib = 256");
+    let (f, host) = fixture_with(setup, "max_output_bytes = 1048576\ntimeout_ms = 20000\nmemory_mib = 256");
     let ws = f.ws();
-    let cases = std::fs::read_to_string(table_dir().join("cases.txt")).unwrap();
+    let cases = std::fs::read_to_string(table_dir().join(cases)).unwrap();
     let mut failures = Vec::new();
     let mut n = 0;
     for line in cases.lines().filter(|l| !l.starts_with('#')) {
@@ -85,6 +100,8 @@ fn command_lines_match_gnu_tools_and_ripgrep() {
             .arg(cmd)
             .current_dir(&ws)
             .env("LC_ALL", "C.UTF-8")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
             .output()
             .unwrap();
         let status = real.status.code().unwrap_or(-1);
@@ -105,10 +122,10 @@ fn command_lines_match_gnu_tools_and_ripgrep() {
             }
         };
         if !ok {
-            failures.push(format!("=== {cmd}\n--- GNU/ripgrep\n{}--- run_command\n{ours}", render(&stdout, &stderr, status)));
+            failures.push(format!("=== {cmd}\n--- real tools\n{}--- run_command\n{ours}", render(&stdout, &stderr, status)));
         }
     }
-    assert!(n >= 80, "the table has only {n} command lines");
+    assert!(n >= at_least, "the table has only {n} command lines");
     assert!(failures.is_empty(), "{} of {n} differ:\n{}", failures.len(), failures.join("\n"));
 }
 
@@ -184,6 +201,10 @@ fn unknown_commands_get_status_127_and_the_list_of_commands() {
     assert!(out.ends_with("[exit status: 127]\n"), "{out}");
     let out = expect_ok(call(&host, "run_command", &args("/usr/local/bin/node x.js")));
     assert!(out.ends_with("[exit status: 126]\n"), "{out}");
+    let out = expect_ok(call(&host, "run_command", &args("git push origin main")));
+    assert!(out.contains("read-only") && out.ends_with("[exit status: 1]\n"), "{out}");
+    let out = expect_ok(call(&host, "run_command", &args("git log")));
+    assert!(out.starts_with("fatal: not a git repository") && out.ends_with("[exit status: 128]\n"), "{out}");
     let out = expect_ok(call(&host, "run_command", &args("(cd app && ls)")));
     assert!(out.contains("subshell") && out.ends_with("[exit status: 2]\n"), "{out}");
     let out = expect_ok(call(&host, "run_command", &args("for f in *.py; do wc -l $f; done")));
@@ -217,7 +238,7 @@ fn a_pipeline_that_runs_on_stops_at_the_timeout() {
     let (_f, host) = fixture("timeout_ms = 300\nmemory_mib = 256");
     let start = std::time::Instant::now();
     let msg = expect_err(
-        call(&host, "run_command", &args("yes | grep y | sed s/y/n/ | sort | uniq -c")),
+        call(&host, "run_command", &args("yes | grep y | sed s/y/n/ | grep -c n")),
         ErrorKind::Timeout,
     );
     assert!(start.elapsed() < std::time::Duration::from_secs(10), "took {:?}: {msg}", start.elapsed());

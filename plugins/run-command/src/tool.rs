@@ -16,7 +16,7 @@ struct RunCommand;
 impl Tool for RunCommand {
     type Args = Args;
     const NAME: &'static str = "run_command";
-    const DESCRIPTION: &'static str = "Run a shell command line in the workspace and return its output. Supports quotes, pipes, &&, ||, ;, globs and redirections, with built-in grep, rg, find, xargs, ls, cat, head, tail, wc, sort, uniq, cut, tr, sed, awk '{print $N}', echo, printf, pwd, cd, basename, dirname, test, true, false, seq. Nothing else can run (no python, no package managers, no network).";
+    const DESCRIPTION: &'static str = "Run a shell command line in the workspace and return its output. Supports quotes, pipes, &&, ||, ;, globs and redirections, with built-in grep, rg, find, xargs, ls, cat, head, tail, wc, sort, uniq, cut, tr, sed, awk '{print $N}', echo, printf, pwd, cd, basename, dirname, test, true, false, seq, and read-only git (ls-files, grep, log, show, diff). Nothing else can run (no python, no package managers, no network).";
 
     fn parameters() -> serde_json::Value {
         json!({

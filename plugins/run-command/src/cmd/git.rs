@@ -141,8 +141,14 @@ impl Repo {
     }
 
     fn commit(&self, rev: &str) -> Res<gix::Commit<'_>> {
-        let id = self.repo.rev_parse_single(rev).map_err(|_| {
-            format!("ambiguous argument '{rev}': unknown revision or path not in the working tree.")
+        let id = self.repo.rev_parse_single(rev).map_err(|e| {
+            let mut chain = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                chain.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            format!("ambiguous argument '{rev}': unknown revision or path not in the working tree. [{chain}]")
         })?;
         let obj = id.object().map_err(|e| e.to_string())?;
         obj.peel_to_commit().map_err(|e| e.to_string())
@@ -192,7 +198,15 @@ fn ls_files(ctx: &mut Ctx, repo: &Repo, args: &[String], io: &mut Io) -> Res<i32
         return Err(format!("ls-files: option '{bad}' is not supported by run_command's git"));
     }
     let specs = repo.specs(&ops);
-    let index = repo.repo.index_or_empty().map_err(|e| e.to_string())?;
+    let index = repo.repo.index_or_empty().map_err(|e| {
+        let mut chain = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            chain.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        chain
+    })?;
     let mut out = String::new();
     let mut last = String::new();
     for e in index.entries() {

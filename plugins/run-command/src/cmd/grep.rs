@@ -503,25 +503,18 @@ impl Grep {
         if binary && c.skip_binary {
             return Ok(());
         }
-        let sep_name = if c.null { "\0" } else { ":" };
         let mut out: Vec<u8> = Vec::new();
-        let ls: Vec<&[u8]> = lines(data).collect();
-        // Byte offset of each line, for -b.
-        let mut offsets = Vec::with_capacity(if c.byte_offset { ls.len() } else { 0 });
-        if c.byte_offset {
-            let mut off = 0;
-            for l in &ls {
-                offsets.push(off);
-                off += l.len() + 1;
-            }
-        }
+        // Lines are visited one at a time (a pipe may hold millions); the
+        // last `before` unprinted ones wait in a ring for leading context.
+        let mut ring: std::collections::VecDeque<(usize, &[u8], usize)> = std::collections::VecDeque::new();
+        let mut off = 0usize;
         let mut selected = 0u64;
         let mut last_printed: Option<usize> = None;
         let mut after_left = 0usize;
         let mut stop_after = false;
         let mut binary_hit = false;
         let quiet_out = c.quiet || c.list || c.list_none || c.count;
-        let prefix = |out: &mut Vec<u8>, idx: usize, sep: u8, off: Option<usize>| {
+        let prefix = |out: &mut Vec<u8>, idx: usize, sep: u8, off: usize| {
             if with_name {
                 out.extend_from_slice(name.as_bytes());
                 out.extend_from_slice(if c.null { b"\0" } else if sep == b':' { b":" } else { b"-" });
@@ -531,11 +524,10 @@ impl Grep {
                 out.push(sep);
             }
             if c.byte_offset {
-                out.extend_from_slice(format!("{}", off.unwrap_or(offsets[idx])).as_bytes());
+                out.extend_from_slice(format!("{off}").as_bytes());
                 out.push(sep);
             }
         };
-        let _ = sep_name;
         let separator = |out: &mut Vec<u8>, idx: usize, last: Option<usize>, printed_any: &mut bool| {
             if c.context && !c.only {
                 let gap = match last {
@@ -552,7 +544,9 @@ impl Grep {
             *printed_any = true;
         };
         let mut printed_any = self.printed_any;
-        for (idx, line) in ls.iter().enumerate() {
+        for (idx, line) in lines(data).enumerate() {
+            let line_off = off;
+            off += line.len() + 1;
             if stop_after && after_left == 0 {
                 break;
             }
@@ -580,20 +574,19 @@ impl Grep {
                     break;
                 }
                 // Leading context.
-                let from = idx.saturating_sub(c.before);
-                let from = match last_printed {
-                    Some(lp) => from.max(lp + 1),
-                    None => from,
-                };
                 if !c.only {
-                    for (k, l) in ls.iter().enumerate().take(idx).skip(from) {
+                    for (k, l, lo) in ring.drain(..) {
+                        if last_printed.is_some_and(|lp| k <= lp) {
+                            continue;
+                        }
                         separator(&mut out, k, last_printed, &mut printed_any);
-                        prefix(&mut out, k, b'-', None);
+                        prefix(&mut out, k, b'-', lo);
                         out.extend_from_slice(l);
                         out.push(b'\n');
                         last_printed = Some(k);
                     }
                 }
+                ring.clear();
                 if c.only {
                     if !c.invert {
                         let mut pos = 0;
@@ -601,7 +594,7 @@ impl Grep {
                             let Some((s, e)) = self.m.find(line, pos) else { break };
                             if e > s {
                                 separator(&mut out, idx, last_printed, &mut printed_any);
-                                prefix(&mut out, idx, b':', c.byte_offset.then(|| offsets[idx] + s));
+                                prefix(&mut out, idx, b':', line_off + s);
                                 out.extend_from_slice(&line[s..e]);
                                 out.push(b'\n');
                                 last_printed = Some(idx);
@@ -613,7 +606,7 @@ impl Grep {
                     }
                 } else {
                     separator(&mut out, idx, last_printed, &mut printed_any);
-                    prefix(&mut out, idx, b':', None);
+                    prefix(&mut out, idx, b':', line_off);
                     out.extend_from_slice(line);
                     out.push(b'\n');
                     last_printed = Some(idx);
@@ -623,11 +616,16 @@ impl Grep {
                 after_left -= 1;
                 if !c.only {
                     separator(&mut out, idx, last_printed, &mut printed_any);
-                    prefix(&mut out, idx, b'-', None);
+                    prefix(&mut out, idx, b'-', line_off);
                     out.extend_from_slice(line);
                     out.push(b'\n');
                     last_printed = Some(idx);
                 }
+            } else if c.before > 0 && !quiet_out {
+                if ring.len() == c.before {
+                    ring.pop_front();
+                }
+                ring.push_back((idx, line, line_off));
             }
             if out.len() > 1 << 16 {
                 io.out.write_all(&out)?;

@@ -369,11 +369,12 @@ fn exec(cmds: &mut [Cmd], space: &mut Vec<u8>, n: usize, last: bool, st: &mut St
 
 fn run_script(cmds: &mut [Cmd], data: &[u8], quiet: bool, out: &mut Vec<u8>, line_base: &mut usize) -> bool {
     let ends_nl = data.ends_with(b"\n");
-    let ls: Vec<&[u8]> = crate::io::lines(data).collect();
     let mut st = State { quiet, quit: false };
-    for (k, l) in ls.iter().enumerate() {
+    // One line at a time (a pipe may hold millions), looking one ahead for `$`.
+    let mut it = crate::io::lines(data).peekable();
+    while let Some(l) = it.next() {
         *line_base += 1;
-        let last = k + 1 == ls.len();
+        let last = it.peek().is_none();
         let mut space = l.to_vec();
         let keep = exec(cmds, &mut space, *line_base, last, &mut st, out);
         if keep && !st.quiet {

@@ -222,24 +222,28 @@ fn head_tail(ctx: &mut Ctx, args: &[String], io: &mut Io, head: bool) -> io::Res
             };
             &data[a as usize..b as usize]
         } else {
-            // Byte offsets of line starts.
-            let starts: Vec<usize> = std::iter::once(0)
-                .chain(data.iter().enumerate().filter(|(_, &b)| b == b'\n').map(|(i, _)| i + 1))
-                .filter(|&i| i < data.len())
-                .collect();
-            let total = starts.len() as u64;
-            let at = |k: u64| -> usize {
-                if k >= total {
-                    data.len()
-                } else {
-                    starts[k as usize]
+            // Byte offsets found by scanning, without a table of every line.
+            let nl = |i: &usize| data[*i] == b'\n';
+            // Offset just after the k-th newline from the start (or the end).
+            let after_nth = |k: u64| -> usize {
+                if k == 0 {
+                    return 0;
                 }
+                (0..data.len()).filter(nl).nth(k as usize - 1).map_or(data.len(), |i| i + 1)
+            };
+            let total = data.iter().filter(|&&b| b == b'\n').count() as u64 + u64::from(!data.is_empty() && !data.ends_with(b"\n"));
+            // Start of the last k lines.
+            let last_k = |k: u64| -> usize {
+                if k >= total {
+                    return 0;
+                }
+                after_nth(total - k)
             };
             let (a, b) = match (head, amt) {
-                (true, Amount::Count(n)) => (0, at(n)),
-                (true, Amount::Other(n)) => (0, at(total.saturating_sub(n))),
-                (false, Amount::Count(n)) => (at(total.saturating_sub(n)), data.len()),
-                (false, Amount::Other(n)) => (at(n.saturating_sub(1)), data.len()),
+                (true, Amount::Count(n)) => (0, after_nth(n)),
+                (true, Amount::Other(n)) => (0, last_k(n)),
+                (false, Amount::Count(n)) => (last_k(n), data.len()),
+                (false, Amount::Other(n)) => (after_nth(n.saturating_sub(1)), data.len()),
             };
             &data[a..b]
         };
