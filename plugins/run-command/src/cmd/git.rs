@@ -5,10 +5,9 @@
 //! no colours, no pager, no decorations. The repository is opened isolated:
 //! no system or user configuration, no environment.
 
-use super::grep::{compile, Conf, Grep};
+use super::grep::{Grep, Parsed};
 use crate::ctx::Ctx;
 use crate::io::Io;
-use crate::opts::{self, Opt, Spec};
 use crate::pattern::{fnmatch, posix::Dialect};
 use gix::bstr::ByteSlice;
 use std::collections::BTreeMap;
@@ -229,90 +228,17 @@ fn ls_files(ctx: &mut Ctx, repo: &Repo, args: &[String], io: &mut Io) -> Res<i32
 }
 
 fn grep(ctx: &mut Ctx, repo: &Repo, args: &[String], io: &mut Io) -> io::Result<i32> {
-    let spec = Spec {
-        flags: "nilLcvwxoEFGPhHqIa",
-        values: "eABCm",
-        long: &[
-            ("line-number", false, 'n'),
-            ("ignore-case", false, 'i'),
-            ("files-with-matches", false, 'l'),
-            ("name-only", false, 'l'),
-            ("files-without-match", false, 'L'),
-            ("count", false, 'c'),
-            ("invert-match", false, 'v'),
-            ("word-regexp", false, 'w'),
-            ("extended-regexp", false, 'E'),
-            ("fixed-strings", false, 'F'),
-            ("perl-regexp", false, 'P'),
-            ("only-matching", false, 'o'),
-            ("no-filename", false, 'h'),
-            ("quiet", false, 'q'),
-            ("max-count", true, 'm'),
-        ],
-        numbers: true,
-        permute: true,
+    // git grep reads grep's options; it always names files and lists only
+    // files with matches under -c.
+    let Parsed { mut c, m, ops } = match super::grep::parse(ctx, args, io, Dialect::Basic) {
+        Ok(p) => p,
+        Err(_) => return Ok(128),
     };
-    let (o, mut ops) = match opts::parse(&spec, args) {
-        Ok(x) => x,
-        Err(m) => {
-            io.err.say(format!("error: {m}"));
-            return Ok(129);
-        }
-    };
-    let mut c = Conf { group_sep: Some("--".into()), filename: Some(true), count_skip_zero: true, ..Conf::default() };
-    let mut dialect = Dialect::Basic;
-    let mut patterns = Vec::new();
-    for x in o {
-        match x {
-            Opt::Short('n', _) => c.number = true,
-            Opt::Short('i', _) => c.ignore_case = true,
-            Opt::Short('l', _) => c.list = true,
-            Opt::Short('L', _) => c.list_none = true,
-            Opt::Short('c', _) => c.count = true,
-            Opt::Short('v', _) => c.invert = true,
-            Opt::Short('w', _) => c.word = true,
-            Opt::Short('x', _) => c.line = true,
-            Opt::Short('o', _) => c.only = true,
-            Opt::Short('E', _) => dialect = Dialect::Extended,
-            Opt::Short('F', _) => dialect = Dialect::Fixed,
-            Opt::Short('P', _) => dialect = Dialect::Rust,
-            Opt::Short('h', _) => c.filename = Some(false),
-            Opt::Short('q', _) => c.quiet = true,
-            Opt::Short('e', Some(v)) => patterns.push(v),
-            Opt::Short(k @ ('A' | 'B' | 'C'), Some(v)) => {
-                let n = v.parse().unwrap_or(0);
-                if k != 'B' {
-                    c.after = n;
-                }
-                if k != 'A' {
-                    c.before = n;
-                }
-                c.context = true;
-            }
-            Opt::Num(v) => {
-                let n = v.parse().unwrap_or(0);
-                c.after = n;
-                c.before = n;
-                c.context = true;
-            }
-            Opt::Short('m', Some(v)) => c.max = v.parse().ok(),
-            _ => {}
-        }
+    if c.filename.is_none() {
+        c.filename = Some(true);
     }
-    if patterns.is_empty() {
-        if ops.is_empty() {
-            io.err.say("fatal: no pattern given");
-            return Ok(128);
-        }
-        patterns.push(ops.remove(0));
-    }
-    let m = match compile(&patterns, dialect, &c) {
-        Ok(m) => m,
-        Err(msg) => {
-            io.err.say(format!("fatal: command line, '{}': {msg}", patterns[0]));
-            return Ok(128);
-        }
-    };
+    c.count_skip_zero = true;
+    let ops: Vec<String> = ops.into_iter().filter(|o| o != "--").collect();
     let specs = repo.specs(&ops);
     let index = match repo.repo.index_or_empty() {
         Ok(i) => i,

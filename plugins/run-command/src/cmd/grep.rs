@@ -184,7 +184,17 @@ fn word_ok(line: &[u8], s: usize, e: usize) -> bool {
     (s == 0 || !is_word_byte_at(line, s, true)) && (e >= line.len() || !is_word_byte_at(line, e, false))
 }
 
-fn main(ctx: &mut Ctx, args: &[String], io: &mut Io, mut dialect: Dialect) -> io::Result<i32> {
+/// What a grep command line asks for: the options, the compiled patterns
+/// and the file operands.
+pub(super) struct Parsed {
+    pub c: Conf,
+    pub m: Matcher,
+    pub ops: Vec<String>,
+}
+
+/// Parses grep's options and patterns (shared with `git grep`); on a usage
+/// error the message is printed and the exit status returned.
+pub(super) fn parse(ctx: &mut Ctx, args: &[String], io: &mut Io, mut dialect: Dialect) -> Result<Parsed, i32> {
     let args: Vec<String> = args
         .iter()
         .filter(|a| !(a.starts_with("--color") || a.starts_with("--colour")))
@@ -196,7 +206,7 @@ fn main(ctx: &mut Ctx, args: &[String], io: &mut Io, mut dialect: Dialect) -> io
             io.err.say(format!("grep: {m}"));
             io.err.say("Usage: grep [OPTION]... PATTERNS [FILE]...");
             io.err.say("Try 'grep --help' for more information.");
-            return Ok(2);
+            return Err(2);
         }
     };
     let mut c = Conf { label: "(standard input)".into(), group_sep: Some("--".into()), ..Conf::default() };
@@ -281,7 +291,7 @@ fn main(ctx: &mut Ctx, args: &[String], io: &mut Io, mut dialect: Dialect) -> io
             if !m.is_empty() {
                 io.err.say(format!("grep: {m}"));
             }
-            return Ok(2);
+            return Err(2);
         }
     }
     let patterns = match patterns {
@@ -290,17 +300,24 @@ fn main(ctx: &mut Ctx, args: &[String], io: &mut Io, mut dialect: Dialect) -> io
             if ops.is_empty() {
                 io.err.say("Usage: grep [OPTION]... PATTERNS [FILE]...");
                 io.err.say("Try 'grep --help' for more information.");
-                return Ok(2);
+                return Err(2);
             }
             ops.remove(0).split('\n').map(String::from).collect()
         }
     };
-    let matcher = match compile(&patterns, dialect, &c) {
-        Ok(m) => m,
+    match compile(&patterns, dialect, &c) {
+        Ok(m) => Ok(Parsed { c, m, ops }),
         Err(msg) => {
             io.err.say(format!("grep: {msg}"));
-            return Ok(2);
+            Err(2)
         }
+    }
+}
+
+fn main(ctx: &mut Ctx, args: &[String], io: &mut Io, dialect: Dialect) -> io::Result<i32> {
+    let Parsed { c, m: matcher, mut ops } = match parse(ctx, args, io, dialect) {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
     };
     let implicit_dot = ops.is_empty() && c.recursive;
     if ops.is_empty() {
