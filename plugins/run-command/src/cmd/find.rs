@@ -40,10 +40,6 @@ struct Parser<'a> {
     batches: usize,
 }
 
-fn ferr(m: String) -> String {
-    m
-}
-
 impl<'a> Parser<'a> {
     fn or(&mut self) -> Result<Node, String> {
         let mut l = self.and()?;
@@ -77,7 +73,7 @@ impl<'a> Parser<'a> {
     }
 
     fn arg(&mut self, pred: &str) -> Result<String, String> {
-        let v = self.a.get(self.i).cloned().ok_or_else(|| ferr(format!("missing argument to `{pred}'")))?;
+        let v = self.a.get(self.i).cloned().ok_or_else(|| format!("missing argument to `{pred}'"))?;
         self.i += 1;
         Ok(v)
     }
@@ -276,7 +272,7 @@ pub fn find(ctx: &mut Ctx, args: &[String], io: &mut Io) -> io::Result<i32> {
                     }
                 }
                 let mut prune = false;
-                if e.depth >= mindepth && maxdepth.map_or(true, |m| e.depth <= m) {
+                if e.depth >= mindepth && maxdepth.is_none_or(|m| e.depth <= m) {
                     match eval(&node, ctx, &e, &mut run, &mut prune) {
                         Ok(_) => {}
                         Err(err) => {
@@ -418,11 +414,10 @@ fn printf(f: &str, e: &Entry) -> String {
                 i += 2;
             }
             '%' if i + 1 < c.len() => {
-                let (dir, head) = match e.shown.rfind('/') {
-                    Some(k) => (e.shown[..k].to_string(), &e.shown[k + 1..]),
-                    None => (".".to_string(), e.shown.as_str()),
+                let dir = match e.shown.rfind('/') {
+                    Some(k) => e.shown[..k].to_string(),
+                    None => ".".to_string(),
                 };
-                let _ = head;
                 match c[i + 1] {
                     'p' => out.push_str(&e.shown),
                     'f' => out.push_str(&e.name),

@@ -437,7 +437,6 @@ impl Grep {
                 self.multi = true;
             }
             let follow = self.c.deref;
-            let shown_root = if implicit_dot { String::new() } else { op.to_string() };
             let mut files: Vec<(String, String)> = Vec::new();
             let excl = self.c.dir_excludes.clone();
             let mut errors: Vec<String> = Vec::new();
@@ -451,11 +450,10 @@ impl Grep {
                         return Ok(Step::Into);
                     }
                     match e.kind {
-                        Kind::Dir => {
-                            if excl.iter().any(|g| fnmatch::matches(g, &e.name, false)) {
+                        Kind::Dir
+                            if excl.iter().any(|g| fnmatch::matches(g, &e.name, false)) => {
                                 return Ok(Step::Prune);
                             }
-                        }
                         Kind::File => {
                             let shown = if implicit_dot {
                                 e.shown.strip_prefix("./").unwrap_or(&e.shown).to_string()
@@ -464,18 +462,16 @@ impl Grep {
                             };
                             files.push((e.abs.clone(), shown));
                         }
-                        Kind::Link if follow => {
-                            if std::fs::metadata(&e.abs).is_ok_and(|m| m.is_file()) {
+                        Kind::Link if follow
+                            && std::fs::metadata(&e.abs).is_ok_and(|m| m.is_file()) => {
                                 files.push((e.abs.clone(), e.shown.clone()));
                             }
-                        }
                         _ => {}
                     }
                     Ok(Step::Into)
                 },
                 &mut |ctx, shown, err| errors.push(ctx.io_msg("grep", shown, err)),
             )?;
-            let _ = shown_root;
             for m in errors {
                 self.say_err(io, m);
             }

@@ -31,7 +31,6 @@ struct Item {
     name: String,
     abs: String,
     meta: Option<Metadata>,
-    target_dir: bool,
 }
 
 /// `ls [OPTION]… [FILE]…`.
@@ -109,11 +108,11 @@ pub fn ls(ctx: &mut Ctx, args: &[String], io: &mut Io) -> io::Result<i32> {
         };
         let is_dir = std::fs::metadata(&abs).is_ok_and(|m| m.is_dir());
         let follow_link = meta.file_type().is_symlink() && is_dir && !c.long;
+        let meta = if follow_link { std::fs::metadata(&abs).unwrap_or(meta) } else { meta };
         let item = Item {
             name: op.clone(),
             abs,
-            meta: Some(if follow_link { std::fs::metadata(&ops_abs(ctx, op)).unwrap_or(meta) } else { meta }),
-            target_dir: is_dir,
+            meta: Some(meta),
         };
         let treat_as_dir = is_dir && !c.dir_itself && (!item.meta.as_ref().unwrap().file_type().is_symlink() || !c.long);
         if treat_as_dir {
@@ -136,10 +135,6 @@ pub fn ls(ctx: &mut Ctx, args: &[String], io: &mut Io) -> io::Result<i32> {
     Ok(status)
 }
 
-fn ops_abs(ctx: &Ctx, op: &str) -> String {
-    ctx.abs(op).unwrap_or_default()
-}
-
 fn list_dir(ctx: &mut Ctx, io: &mut Io, shown: &str, abs: &str, c: &Conf, headers: bool, first: &mut bool) -> io::Result<i32> {
     let mut status = 0;
     if headers {
@@ -159,7 +154,7 @@ fn list_dir(ctx: &mut Ctx, io: &mut Io, shown: &str, abs: &str, c: &Conf, header
     if c.all {
         for dot in [".", ".."] {
             let a = if dot == "." { abs.to_string() } else { format!("{abs}/..") };
-            items.push(Item { name: dot.into(), meta: std::fs::metadata(&a).ok(), abs: a, target_dir: true });
+            items.push(Item { name: dot.into(), meta: std::fs::metadata(&a).ok(), abs: a });
         }
     }
     for n in names {
@@ -168,8 +163,7 @@ fn list_dir(ctx: &mut Ctx, io: &mut Io, shown: &str, abs: &str, c: &Conf, header
         }
         let a = format!("{}/{}", abs.trim_end_matches('/'), n);
         let meta = std::fs::symlink_metadata(&a).ok();
-        let target_dir = std::fs::metadata(&a).is_ok_and(|m| m.is_dir());
-        items.push(Item { name: n, abs: a, meta, target_dir });
+        items.push(Item { name: n, abs: a, meta });
     }
     sort_items(&mut items, c);
     write_items(ctx, io, &items, c, true)?;
@@ -284,7 +278,7 @@ fn write_items(ctx: &mut Ctx, io: &mut Io, items: &[Item], c: &Conf, in_dir: boo
                 Some(Kind::Link) => "",
                 _ => "",
             }
-        } else if c.slash && (kind == Some(Kind::Dir) || (!c.long && it.target_dir && kind == Some(Kind::Link) && false)) {
+        } else if c.slash && kind == Some(Kind::Dir) {
             "/"
         } else {
             ""
@@ -320,7 +314,6 @@ fn write_items(ctx: &mut Ctx, io: &mut Io, items: &[Item], c: &Conf, in_dir: boo
     if in_dir {
         let blocks: u64 = items
             .iter()
-            .filter(|i| i.meta.as_ref().is_some_and(|m| !m.is_dir() || true))
             .map(|i| i.meta.as_ref().map_or(0, |m| m.len().div_ceil(4096) * 4))
             .sum();
         let total = if c.human { human(blocks * 1024) } else { blocks.to_string() };

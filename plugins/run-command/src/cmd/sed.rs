@@ -71,7 +71,7 @@ impl<'a> P<'a> {
         let mut in_class = false;
         loop {
             let Some(c) = self.peek() else {
-                return Err(format!("unterminated `s' command"));
+                return Err("unterminated `s' command".to_string());
             };
             self.i += 1;
             if c == '\\' {

@@ -390,7 +390,7 @@ pub fn test_bracket(ctx: &mut Ctx, args: &[String], io: &mut Io) -> io::Result<i
 pub fn test(ctx: &mut Ctx, args: &[String], io: &mut Io) -> io::Result<i32> {
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     match eval_or(ctx, &a) {
-        Ok((v, rest)) if rest.is_empty() => Ok(i32::from(!v)),
+        Ok((v, [])) => Ok(i32::from(!v)),
         Ok((_, rest)) => {
             io.err.say(format!("sh: test: {}: unexpected operator", rest[0]));
             Ok(2)

@@ -319,7 +319,7 @@ pub fn sort(ctx: &mut Ctx, args: &[String], io: &mut Io) -> io::Result<i32> {
         }
         Ordering::Equal
     };
-    let last_resort = !(stable || unique) && (keys.len() > 0 || g.numeric || g.human || g.fold || g.blanks || g.version);
+    let last_resort = !(stable || unique) && (!keys.is_empty() || g.numeric || g.human || g.fold || g.blanks || g.version);
     ls.sort_by(|a, b| {
         let o = cmp_keys(a, b);
         if o == Ordering::Equal && last_resort {

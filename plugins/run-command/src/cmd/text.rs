@@ -36,7 +36,7 @@ pub fn cat(ctx: &mut Ctx, args: &[String], io: &mut Io) -> io::Result<i32> {
         Ok(x) => x,
         Err(m) => return usage(io, "cat", &m, 1),
     };
-    let has = |c: char| o.iter().any(|x| *x == Opt::Short(c, None));
+    let has = |c: char| o.contains(&Opt::Short(c, None));
     let (number, nonblank, squeeze) = (has('n'), has('b'), has('s'));
     let (ends, tabs) = (has('E') || has('A'), has('T') || has('A'));
     let plain = !(number || nonblank || squeeze || ends || tabs);
@@ -93,7 +93,7 @@ enum Amount {
     Other(u64),
 }
 
-fn amount(cmd: &str, v: &str, head: bool) -> Result<Amount, String> {
+fn amount(v: &str, head: bool) -> Result<Amount, String> {
     let (other, digits) = if head {
         match v.strip_prefix('-') {
             Some(d) => (true, d),
@@ -105,8 +105,7 @@ fn amount(cmd: &str, v: &str, head: bool) -> Result<Amount, String> {
             None => (false, v.strip_prefix('-').unwrap_or(v)),
         }
     };
-    let what = if cmd == "head" { "number of lines" } else { "number of lines" };
-    let n = parse_size(digits).ok_or_else(|| format!("invalid {what}: '{v}'"))?;
+    let n = parse_size(digits).ok_or_else(|| format!("invalid number of lines: '{v}'"))?;
     Ok(if other { Amount::Other(n) } else { Amount::Count(n) })
 }
 
@@ -164,15 +163,15 @@ fn head_tail(ctx: &mut Ctx, args: &[String], io: &mut Io, head: bool) -> io::Res
     let mut verbose: Option<bool> = None;
     for x in o {
         let r = match x {
-            Opt::Num(n) => amount(cmd, &n, head).map(|a| {
+            Opt::Num(n) => amount(&n, head).map(|a| {
                 bytes = false;
                 amt = a;
             }),
-            Opt::Short('n', Some(v)) => amount(cmd, &v, head).map(|a| {
+            Opt::Short('n', Some(v)) => amount(&v, head).map(|a| {
                 bytes = false;
                 amt = a;
             }),
-            Opt::Short('c', Some(v)) => amount(cmd, &v, head)
+            Opt::Short('c', Some(v)) => amount(&v, head)
                 .map_err(|m| m.replace("lines", "bytes"))
                 .map(|a| {
                     bytes = true;
@@ -325,7 +324,7 @@ pub fn wc(ctx: &mut Ctx, args: &[String], io: &mut Io) -> io::Result<i32> {
         Ok(x) => x,
         Err(m) => return usage(io, "wc", &m, 1),
     };
-    let has = |c: char| o.iter().any(|x| *x == Opt::Short(c, None));
+    let has = |c: char| o.contains(&Opt::Short(c, None));
     let mut show = [has('l'), has('w'), has('m'), has('c'), has('L')];
     if !show.iter().any(|&b| b) {
         show = [true, true, false, true, false];
@@ -583,7 +582,7 @@ pub fn tr(_: &mut Ctx, args: &[String], io: &mut Io) -> io::Result<i32> {
         Ok(x) => x,
         Err(m) => return usage(io, "tr", &m, 1),
     };
-    let has = |c: char| o.iter().any(|x| *x == Opt::Short(c, None));
+    let has = |c: char| o.contains(&Opt::Short(c, None));
     let (del, squeeze, comp) = (has('d'), has('s'), has('c') || has('C'));
     let sets: Result<Vec<Vec<char>>, String> = ops.iter().map(|s| tr_set(s)).collect();
     let sets = match sets {
