@@ -458,10 +458,20 @@ fn lex(src: &str) -> Result<Vec<Tok>, String> {
     Ok(toks)
 }
 
-/// The index of the `)` that closes a `$(` whose body starts at `from`,
-/// skipping quoted text and nested parentheses.
-fn matching_paren(s: &[char], from: usize) -> Option<usize> {
-    let mut depth = 1;
+/// What a scan does at an unquoted character.
+enum Scan {
+    /// Go on to the next character.
+    Next,
+    /// Go on after index `n` (a construct the caller skips whole).
+    After(usize),
+    /// Stop here.
+    Stop,
+}
+
+/// Walks `s` from `from`, skipping quoted text and backslash escapes, and
+/// asks `at` what to do at each unquoted character; the index where it
+/// stopped, or `None` at the end of the line.
+fn scan(s: &[char], from: usize, mut at: impl FnMut(usize, char) -> Scan) -> Option<usize> {
     let mut i = from;
     let mut quote: Option<char> = None;
     while i < s.len() {
@@ -477,19 +487,35 @@ fn matching_paren(s: &[char], from: usize) -> Option<usize> {
             None => match c {
                 '\'' | '"' => quote = Some(c),
                 '\\' => i += 1,
-                '(' => depth += 1,
-                ')' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        return Some(i);
-                    }
-                }
-                _ => {}
+                c => match at(i, c) {
+                    Scan::Next => {}
+                    Scan::After(n) => i = n,
+                    Scan::Stop => return Some(i),
+                },
             },
         }
         i += 1;
     }
     None
+}
+
+/// The index of the `)` that closes a `$(` whose body starts at `from`,
+/// skipping quoted text and nested parentheses.
+fn matching_paren(s: &[char], from: usize) -> Option<usize> {
+    let mut depth = 1;
+    scan(s, from, |_, c| {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Scan::Stop;
+                }
+            }
+            _ => {}
+        }
+        Scan::Next
+    })
 }
 
 /// The command line between backquotes starting at `s[i]`, and the index
@@ -531,34 +557,13 @@ fn redir_target(s: &[char], mut i: usize) -> Result<(Word, usize), String> {
 fn lex_one(src: &str) -> Result<Option<(Tok, usize)>, String> {
     let s: Vec<char> = src.chars().collect();
     // Find the end of the first word: the first unquoted blank or operator.
-    let mut i = 0;
-    let mut quote: Option<char> = None;
-    while i < s.len() {
-        let c = s[i];
-        match quote {
-            Some(q) => {
-                if c == q {
-                    quote = None;
-                } else if q == '"' && c == '\\' {
-                    i += 1;
-                }
-            }
-            None => match c {
-                '\'' | '"' => quote = Some(c),
-                '\\' => i += 1,
-                '$' if s.get(i + 1) == Some(&'(') => {
-                    i = matching_paren(&s, i + 2).unwrap_or(s.len());
-                }
-                '`' => {
-                    i = s[i + 1..].iter().position(|&c| c == '`').map_or(s.len(), |p| i + 1 + p);
-                }
-                ' ' | '\t' | '\n' | '|' | '&' | ';' | '<' | '>' | '(' | ')' => break,
-                _ => {}
-            },
-        }
-        i += 1;
-    }
-    let i = i.min(s.len());
+    let end = scan(&s, 0, |i, c| match c {
+        '$' if s.get(i + 1) == Some(&'(') => Scan::After(matching_paren(&s, i + 2).unwrap_or(s.len())),
+        '`' => Scan::After(s[i + 1..].iter().position(|&c| c == '`').map_or(s.len(), |p| i + 1 + p)),
+        ' ' | '\t' | '\n' | '|' | '&' | ';' | '<' | '>' | '(' | ')' => Scan::Stop,
+        _ => Scan::Next,
+    });
+    let i = end.unwrap_or(s.len());
     let word: String = s[..i].iter().collect();
     let toks = lex(&word)?;
     Ok(toks.into_iter().next().map(|t| (t, i)))
