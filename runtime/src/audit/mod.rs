@@ -10,7 +10,7 @@ mod show;
 mod summary;
 mod verify;
 
-pub use log::{new_session_id, now_rfc3339, sha256_hex, AuditKey, AuditLog};
+pub use log::{new_session_id, now_rfc3339, sha256_file, sha256_hex, AuditKey, AuditLog};
 pub use read::{read_records, Record};
 pub use redact::{Redactor, REDACTED};
 pub use report::report;

@@ -5,7 +5,7 @@
 //! whatever the storage of the base weight.
 
 use candle_core::quantized::{QMatMul, QTensor};
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Device, Module, Result, Tensor};
 use std::sync::Arc;
 
 /// The base weight of a linear layer, shaped `(out, in)`.
@@ -18,12 +18,22 @@ pub enum Weight {
     Quantized(Arc<QMatMul>),
 }
 
-/// `y = x Wᵀ (+ b)`.
+/// A LoRA delta applied unfused: `x·Aᵀ` then `·(s·B)ᵀ`, kept as `Aᵀ (in, r)`
+/// and `s·Bᵀ (r, out)` so that both products read contiguous memory.
+#[derive(Debug, Clone)]
+struct Lora {
+    a_t: Tensor,
+    sb_t: Tensor,
+}
+
+/// `y = x Wᵀ (+ b) (+ Σ s·(x Aᵀ) Bᵀ)`.
 #[derive(Debug, Clone)]
 pub struct Linear {
     weight: Weight,
     bias: Option<Tensor>,
     out_features: usize,
+    lora: Vec<Lora>,
+    lora_active: bool,
 }
 
 impl Linear {
@@ -34,6 +44,8 @@ impl Linear {
             weight: Weight::Dense(weight),
             bias,
             out_features,
+            lora: vec![],
+            lora_active: true,
         })
     }
 
@@ -50,7 +62,64 @@ impl Linear {
             weight: Weight::Quantized(Arc::new(QMatMul::from_arc(weight)?)),
             bias: None,
             out_features,
+            lora: vec![],
+            lora_active: true,
         })
+    }
+
+    /// Adds a LoRA delta `s·B·A` (`a` `(r, in)`, `b` `(out, r)`), applied
+    /// unfused on every forward pass; the base weight is untouched. The
+    /// matrices are kept in `dtype` on `device` (f32 on the CPU).
+    pub fn add_lora(
+        &mut self,
+        a: &Tensor,
+        b: &Tensor,
+        scale: f64,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<()> {
+        let (r, _) = a.dims2()?;
+        let (out, r_b) = b.dims2()?;
+        if out != self.out_features || r_b != r {
+            candle_core::bail!(
+                "LoRA B of shape ({out}, {r_b}) does not fit a layer with {} outputs and rank {r}",
+                self.out_features
+            );
+        }
+        let prep = |t: Tensor| t.t()?.contiguous()?.to_dtype(dtype)?.to_device(device);
+        self.lora.push(Lora {
+            a_t: prep(a.clone())?,
+            sb_t: prep((b * scale)?)?,
+        });
+        Ok(())
+    }
+
+    /// Turns the unfused adapters off (`false`) or on again, for measuring
+    /// their cost side by side.
+    pub fn set_lora_active(&mut self, on: bool) {
+        self.lora_active = on;
+    }
+
+    /// How many adapters this layer carries.
+    pub fn lora_count(&self) -> usize {
+        self.lora.len()
+    }
+
+    /// `y + Σ s·(x Aᵀ) Bᵀ` for the active adapters.
+    fn with_lora(&self, x: &Tensor, y: Tensor) -> Result<Tensor> {
+        if self.lora.is_empty() || !self.lora_active {
+            return Ok(y);
+        }
+        let inp = *x.dims().last().unwrap_or(&0);
+        let rows = x.elem_count() / inp.max(1);
+        let mut y = y;
+        for l in &self.lora {
+            let x2 = x.reshape((rows, inp))?.to_dtype(l.a_t.dtype())?;
+            let d = x2.matmul(&l.a_t)?.matmul(&l.sb_t)?;
+            let d = d.reshape(y.shape())?.to_dtype(y.dtype())?;
+            y = (y + d)?;
+        }
+        Ok(y)
     }
 
     /// The base weight.
@@ -71,8 +140,12 @@ impl Linear {
 /// threads are started once instead of once per layer (where the CPU has
 /// the kernel; otherwise, and for dense weights, one call per layer).
 pub fn forward_shared<const N: usize>(layers: [&Linear; N], x: &Tensor) -> Result<[Tensor; N]> {
-    let out = match fused(&layers, x)? {
-        Some(out) => out,
+    let out: Vec<Tensor> = match fused(&layers, x)? {
+        Some(out) => out
+            .into_iter()
+            .zip(&layers)
+            .map(|(y, l)| l.with_lora(x, y))
+            .collect::<Result<_>>()?,
         None => layers.iter().map(|l| l.forward(x)).collect::<Result<_>>()?,
     };
     out.try_into().map_err(|v: Vec<Tensor>| {
@@ -116,10 +189,11 @@ impl Module for Linear {
             }
             Weight::Quantized(q) => q.forward(x)?,
         };
-        match &self.bias {
-            Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?),
-            None => Ok(y),
-        }
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
+            None => y,
+        };
+        self.with_lora(x, y)
     }
 }
 

@@ -1,6 +1,8 @@
 //! Finding and loading a checkpoint.
 
+use super::adapter::{Adapter, AdapterInfo};
 use super::config::Qwen3Config;
+use super::mlx_quant::MlxQuantConfig;
 use super::qwen3::Qwen3;
 use super::weights::Weights;
 use anyhow::{bail, Context as _};
@@ -18,6 +20,8 @@ pub enum ModelFormat {
     Safetensors,
     /// GGUF (quantized or not).
     Gguf,
+    /// MLX-quantized safetensors (mlx-community, `mlx_lm.convert -q`).
+    Mlx,
 }
 
 /// A model ready to run, with its tokenizer when one was found.
@@ -32,6 +36,96 @@ pub struct LoadedModel {
     pub format: ModelFormat,
     /// Time to load it.
     pub load_time: Duration,
+    /// Adapters applied unfused, in order.
+    pub adapters: Vec<AdapterInfo>,
+}
+
+/// A checkpoint opened for reading: its shape, its tensors, its tokenizer.
+pub struct Checkpoint {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its shape.
+    pub config: Qwen3Config,
+    /// Its tensors.
+    pub weights: Weights,
+    /// Its format.
+    pub format: ModelFormat,
+    /// Its tokenizer, when one was found.
+    pub tokenizer: Option<Tokenizer>,
+}
+
+impl Checkpoint {
+    /// Opens `spec` (a snapshot directory, a `.gguf` file or a hub-cache
+    /// name) and reads its config and headers, not its tensors.
+    pub fn open(spec: &str, device: &Device) -> anyhow::Result<Checkpoint> {
+        let path = resolve(spec)?;
+        if path.is_dir() {
+            let cfg_path = path.join("config.json");
+            let cfg = Qwen3Config::from_file(&cfg_path)?;
+            let raw: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&cfg_path)?)?;
+            let quant = MlxQuantConfig::from_config(&raw)
+                .with_context(|| format!("{}", cfg_path.display()))?;
+            let tok = path.join("tokenizer.json");
+            let tokenizer = if tok.exists() {
+                Some(load_tokenizer(&tok, &cfg)?)
+            } else {
+                None
+            };
+            let format = if quant.is_some() {
+                ModelFormat::Mlx
+            } else {
+                ModelFormat::Safetensors
+            };
+            let files = safetensors_files(&path)?;
+            let weights = Weights::safetensors(files, device, quant)?;
+            Ok(Checkpoint {
+                path,
+                config: cfg,
+                weights,
+                format,
+                tokenizer,
+            })
+        } else {
+            let mut file = std::fs::File::open(&path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            let content = gguf_file::Content::read(&mut file).map_err(|e| {
+                anyhow::anyhow!("{} is not a readable GGUF file: {e}", path.display())
+            })?;
+            let cfg =
+                Qwen3Config::from_gguf(&content).with_context(|| format!("{}", path.display()))?;
+            check_gguf_extent(&content, &file, &path)?;
+            // tokenizer.json beside the file wins; otherwise the GGUF's own
+            // tokenizer.ggml.* metadata.
+            let tokenizer = match path.parent().map(|p| p.join("tokenizer.json")) {
+                Some(t) if t.exists() => Some(load_tokenizer(&t, &cfg)?),
+                _ => Some(
+                    super::gguf_tokenizer::from_gguf(&content)
+                        .with_context(|| format!("{}", path.display()))?,
+                ),
+            };
+            let weights = Weights::gguf(content, file, &path, device);
+            Ok(Checkpoint {
+                path,
+                config: cfg,
+                weights,
+                format: ModelFormat::Gguf,
+                tokenizer,
+            })
+        }
+    }
+
+    /// Every tensor of the model, dense in f32 on the CPU (dequantized from
+    /// GGUF or MLX), by Hugging Face name, in checkpoint order.
+    pub fn dense_tensors(&mut self) -> anyhow::Result<Vec<(String, candle_core::Tensor)>> {
+        super::synth::tensor_shapes(&self.config)
+            .into_iter()
+            .map(|(name, shape)| {
+                let t = self.weights.dense(&name, &shape, DType::F32)?;
+                Ok((name, t.to_device(&Device::Cpu)?))
+            })
+            .collect()
+    }
 }
 
 /// Parses `cpu`, `cuda`, `cuda:N` or `metal`.
@@ -74,7 +168,13 @@ impl LoadedModel {
         progress: bool,
     ) -> anyhow::Result<LoadedModel> {
         let start = Instant::now();
-        let path = resolve(spec)?;
+        let Checkpoint {
+            path,
+            config: cfg,
+            mut weights,
+            format,
+            tokenizer,
+        } = Checkpoint::open(spec, device)?;
         let dtype = dtype.unwrap_or_else(|| default_dtype(device));
         let bar = |layers: usize| {
             let pb = if progress {
@@ -92,51 +192,28 @@ impl LoadedModel {
             pb.set_message(path.display().to_string());
             pb
         };
-        let (model, tokenizer, format) = if path.is_dir() {
-            let cfg = Qwen3Config::from_file(&path.join("config.json"))?;
-            let tok = path.join("tokenizer.json");
-            let tokenizer = if tok.exists() {
-                Some(load_tokenizer(&tok, &cfg)?)
-            } else {
-                None
-            };
-            let files = safetensors_files(&path)?;
-            let mut weights = Weights::safetensors(files, device)?;
-            let pb = bar(cfg.num_hidden_layers);
-            let model = Qwen3::load(&cfg, &mut weights, dtype, device, |_| pb.inc(1))?;
-            pb.finish_and_clear();
-            (model, tokenizer, ModelFormat::Safetensors)
-        } else {
-            let mut file = std::fs::File::open(&path)
-                .with_context(|| format!("cannot open {}", path.display()))?;
-            let content = gguf_file::Content::read(&mut file).map_err(|e| {
-                anyhow::anyhow!("{} is not a readable GGUF file: {e}", path.display())
-            })?;
-            let cfg =
-                Qwen3Config::from_gguf(&content).with_context(|| format!("{}", path.display()))?;
-            check_gguf_extent(&content, &file, &path)?;
-            // tokenizer.json beside the file wins; otherwise the GGUF's own
-            // tokenizer.ggml.* metadata.
-            let tokenizer = match path.parent().map(|p| p.join("tokenizer.json")) {
-                Some(t) if t.exists() => Some(load_tokenizer(&t, &cfg)?),
-                _ => Some(
-                    super::gguf_tokenizer::from_gguf(&content)
-                        .with_context(|| format!("{}", path.display()))?,
-                ),
-            };
-            let mut weights = Weights::gguf(content, file, &path, device);
-            let pb = bar(cfg.num_hidden_layers);
-            let model = Qwen3::load(&cfg, &mut weights, dtype, device, |_| pb.inc(1))?;
-            pb.finish_and_clear();
-            (model, tokenizer, ModelFormat::Gguf)
-        };
+        let pb = bar(cfg.num_hidden_layers);
+        let model = Qwen3::load(&cfg, &mut weights, dtype, device, |_| pb.inc(1))?;
+        pb.finish_and_clear();
         Ok(LoadedModel {
             model,
             tokenizer,
             path,
             format,
             load_time: start.elapsed(),
+            adapters: vec![],
         })
+    }
+
+    /// Reads each adapter directory (PEFT or MLX-LM), checks it fits this
+    /// model, and applies it unfused; they stack in order.
+    pub fn apply_adapters(&mut self, dirs: &[PathBuf]) -> anyhow::Result<()> {
+        for dir in dirs {
+            let adapter = Adapter::load(dir, self.model.config())?;
+            self.model.attach_adapter(&adapter)?;
+            self.adapters.push(adapter.info());
+        }
+        Ok(())
     }
 }
 

@@ -2,6 +2,7 @@
 //! (Hugging Face snapshot directories, hub-cache names, GGUF files), the
 //! model itself, sampling and generation, and synthetic checkpoints.
 
+pub mod adapter;
 mod attention;
 mod block;
 pub mod config;
@@ -11,9 +12,10 @@ mod gguf_tokenizer;
 mod kv_cache;
 pub mod linear;
 mod load;
+pub mod mlx_quant;
 mod qwen3;
 mod rope;
-mod safetensors;
+pub(crate) mod safetensors;
 mod sampler;
 pub mod synth;
 pub mod weights;
@@ -21,7 +23,8 @@ pub mod weights;
 pub use config::Qwen3Config;
 pub use generate::{generate, generate_ids, FinishReason, Generation, Timings, PREFILL_CHUNK};
 pub use load::{
-    default_dtype, parse_device, resolve_model_path, tokenizer_for, LoadedModel, ModelFormat,
+    default_dtype, parse_device, resolve_model_path, tokenizer_for, Checkpoint, LoadedModel,
+    ModelFormat,
 };
 pub use qwen3::Qwen3;
 pub use sampler::{Sampler, SamplingParams};

@@ -106,6 +106,58 @@ impl Qwen3 {
         })
     }
 
+    /// The projection `module` (one of `adapter::MODULES`) of block `layer`.
+    fn projection(&mut self, layer: usize, module: &str) -> Option<&mut Linear> {
+        let b = self.blocks.get_mut(layer)?;
+        Some(match module {
+            "self_attn.q_proj" => &mut b.attention.q_proj,
+            "self_attn.k_proj" => &mut b.attention.k_proj,
+            "self_attn.v_proj" => &mut b.attention.v_proj,
+            "self_attn.o_proj" => &mut b.attention.o_proj,
+            "mlp.gate_proj" => &mut b.mlp.gate_proj,
+            "mlp.up_proj" => &mut b.mlp.up_proj,
+            "mlp.down_proj" => &mut b.mlp.down_proj,
+            _ => return None,
+        })
+    }
+
+    /// Applies `adapter` unfused: each adapted projection computes
+    /// `W·x + s·B(A·x)` from now on, over whatever its base weight is
+    /// (dense, GGUF- or MLX-quantized). Adapters stack. The cache is cleared.
+    pub fn attach_adapter(&mut self, adapter: &super::adapter::Adapter) -> anyhow::Result<()> {
+        // f32 on the CPU; the activation dtype (bf16) on GPUs.
+        let dtype = if self.device.is_cpu() {
+            DType::F32
+        } else {
+            self.dtype
+        };
+        let device = self.device.clone();
+        for m in &adapter.modules {
+            let name = m.name();
+            let Some(linear) = self.projection(m.layer, m.module) else {
+                anyhow::bail!("{}: the model has no {name}", adapter.path.display());
+            };
+            linear
+                .add_lora(&m.a, &m.b, m.scale, dtype, &device)
+                .map_err(|e| anyhow::anyhow!("{}: {name}: {e}", adapter.path.display()))?;
+        }
+        self.clear_cache();
+        Ok(())
+    }
+
+    /// Switches every unfused adapter off or on (to measure its cost side by
+    /// side); the cache is cleared, as its keys and values depend on it.
+    pub fn set_adapters_active(&mut self, on: bool) {
+        for layer in 0..self.blocks.len() {
+            for module in super::adapter::MODULES {
+                if let Some(l) = self.projection(layer, module) {
+                    l.set_lora_active(on);
+                }
+            }
+        }
+        self.clear_cache();
+    }
+
     /// The model's hyper-parameters.
     pub fn config(&self) -> &Qwen3Config {
         &self.cfg

@@ -56,6 +56,18 @@ impl SafetensorsFiles {
         self.tensors.contains_key(name)
     }
 
+    /// Every tensor name, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.tensors.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Whether `name` is stored as packed `uint32` (an MLX-quantized weight).
+    pub fn is_u32(&self, name: &str) -> bool {
+        self.tensors.get(name).is_some_and(|e| e.dtype == DType::U32)
+    }
+
     /// The stored shape of `name`.
     pub fn shape(&self, name: &str) -> Option<&[usize]> {
         self.tensors.get(name).map(|e| e.shape.as_slice())
@@ -66,6 +78,9 @@ impl SafetensorsFiles {
         let Some(e) = self.tensors.get(name) else {
             bail!("tensor {name} is missing");
         };
+        if e.dtype == DType::U32 {
+            bail!("tensor {name} is packed uint32 (MLX-quantized) but has no {} beside it; the checkpoint is incomplete", name.replace(".weight", ".scales"));
+        }
         let (path, file) = &self.files[e.file];
         let mut bytes = vec![0u8; e.len as usize];
         let mut f = file;
@@ -75,6 +90,24 @@ impl SafetensorsFiles {
         let t = Tensor::from_raw_buffer(&bytes, e.dtype, &e.shape, &Device::Cpu)?;
         drop(bytes);
         Ok(t.to_dtype(dtype)?.to_device(device)?)
+    }
+
+    /// Reads a packed `uint32` tensor's words and shape.
+    pub fn load_u32(&self, name: &str) -> anyhow::Result<(Vec<u32>, Vec<usize>)> {
+        let Some(e) = self.tensors.get(name).filter(|e| e.dtype == DType::U32) else {
+            bail!("tensor {name} is missing or not uint32");
+        };
+        let (path, file) = &self.files[e.file];
+        let mut bytes = vec![0u8; e.len as usize];
+        let mut f = file;
+        f.seek(SeekFrom::Start(e.start))
+            .and_then(|_| f.read_exact(&mut bytes))
+            .with_context(|| format!("cannot read tensor {name} from {}", path.display()))?;
+        let words = bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        Ok((words, e.shape.clone()))
     }
 }
 
@@ -127,7 +160,8 @@ fn read_header(file: &mut File, path: &Path, index: usize) -> anyhow::Result<Vec
             "F32" => DType::F32,
             "F16" => DType::F16,
             "BF16" => DType::BF16,
-            other => bail!("{shown}: tensor {name} is stored as {other}; warden reads f32, f16 and bf16 checkpoints (for quantized weights use a GGUF file)"),
+            "U32" => DType::U32,
+            other => bail!("{shown}: tensor {name} is stored as {other}; warden reads f32, f16 and bf16 checkpoints, MLX-quantized ones (uint32) and GGUF files"),
         };
         let want = shape.iter().product::<usize>() as u64 * dtype.size_in_bytes() as u64;
         if end < begin || end - begin != want {

@@ -3,6 +3,7 @@
 
 use super::embedding::Embedding;
 use super::linear::Linear;
+use super::mlx_quant::{self, MlxQuantConfig};
 use super::safetensors::SafetensorsFiles;
 use anyhow::bail;
 use candle_core::quantized::{gguf_file, QTensor};
@@ -13,10 +14,11 @@ use std::sync::Arc;
 /// A checkpoint's tensors.
 pub enum Weights {
     /// The safetensors files of a Hugging Face snapshot; tensors are loaded
-    /// onto `device`.
+    /// onto `device`. MLX-quantized matrices (`quant`) are dequantized.
     Safetensors {
         files: SafetensorsFiles,
         device: Device,
+        quant: Option<MlxQuantConfig>,
     },
     /// A GGUF file; quantized tensors stay quantized.
     Gguf {
@@ -60,11 +62,42 @@ pub fn gguf_name(hf: &str) -> String {
 
 impl Weights {
     /// Opens `files` (one or several shards) and checks their headers.
-    pub fn safetensors(files: Vec<PathBuf>, device: &Device) -> anyhow::Result<Weights> {
+    /// `quant` is the checkpoint's MLX quantization, if any.
+    pub fn safetensors(
+        files: Vec<PathBuf>,
+        device: &Device,
+        quant: Option<MlxQuantConfig>,
+    ) -> anyhow::Result<Weights> {
         Ok(Weights::Safetensors {
             files: SafetensorsFiles::open(files)?,
             device: device.clone(),
+            quant,
         })
+    }
+
+    /// Whether the weights are stored quantized (GGUF or MLX), so that
+    /// reading them dense dequantizes; names the format.
+    pub fn quantized_format(&self) -> Option<String> {
+        match self {
+            Weights::Safetensors { quant: Some(_), files, .. }
+                if files.names().iter().any(|n| files.is_u32(n)) =>
+            {
+                Some("MLX-quantized".into())
+            }
+            Weights::Safetensors { .. } => None,
+            Weights::Gguf { content, .. } => {
+                let mut kinds: Vec<String> = content
+                    .tensor_infos
+                    .values()
+                    .filter(|t| t.shape.rank() == 2)
+                    .map(|t| super::synth::gguf_type_name(t.ggml_dtype))
+                    .filter(|k| k != "f32" && k != "f16")
+                    .collect();
+                kinds.sort();
+                kinds.dedup();
+                (!kinds.is_empty()).then(|| format!("GGUF {}", kinds.join("/")))
+            }
+        }
     }
 
     /// Opens a GGUF file whose header was read into `content`.
@@ -101,7 +134,12 @@ impl Weights {
     pub fn dense(&mut self, hf: &str, shape: &[usize], dtype: DType) -> anyhow::Result<Tensor> {
         let origin = self.origin();
         let t = match self {
-            Weights::Safetensors { files, device } => {
+            Weights::Safetensors { files, device, quant } if files.is_u32(hf) => {
+                mlx_dense(files, quant.as_ref(), &origin, hf, shape)?
+                    .to_dtype(dtype)?
+                    .to_device(device)?
+            }
+            Weights::Safetensors { files, device, .. } => {
                 if let Some(got) = files.shape(hf) {
                     check_shape(&origin, hf, got, shape)?;
                 }
@@ -184,6 +222,50 @@ impl Weights {
             Weights::Gguf { .. } => Ok(Linear::quantized(self.quantized(hf, &[out, inp])?)?),
         }
     }
+}
+
+/// Dequantizes the MLX-quantized matrix `hf` (`…weight` packed, with
+/// `…scales` and `…biases` beside it) of logical shape `shape`.
+fn mlx_dense(
+    files: &SafetensorsFiles,
+    quant: Option<&MlxQuantConfig>,
+    origin: &str,
+    hf: &str,
+    shape: &[usize],
+) -> anyhow::Result<Tensor> {
+    let module = hf.strip_suffix(".weight").unwrap_or(hf);
+    let Some(quant) = quant else {
+        bail!("{origin}: tensor {hf} is packed uint32 but config.json has no \"quantization\"; restore the checkpoint's original config.json");
+    };
+    let Some(q) = quant.for_module(module) else {
+        bail!("{origin}: tensor {hf} is packed uint32 but config.json's quantization leaves {module} unquantized");
+    };
+    let &[rows, cols] = shape else {
+        bail!("{origin}: tensor {hf} is packed uint32 but the config implies shape {shape:?}; only matrices are quantized");
+    };
+    q.check_cols(cols)
+        .map_err(|e| anyhow::anyhow!("{origin}: tensor {hf}: {e}"))?;
+    let (words, packed) = files.load_u32(hf)?;
+    let want = [rows, q.packed_cols(cols)];
+    if packed != want {
+        bail!("{origin}: tensor {hf} has shape {packed:?}, but a {rows}×{cols} matrix at {} bits is stored as {want:?}: check config.json's quantization (group_size {}, bits {})", q.bits, q.group_size, q.bits);
+    }
+    let side = |what: &str| -> anyhow::Result<Vec<f32>> {
+        let name = format!("{module}.{what}");
+        let want = [rows, cols / q.group_size];
+        match files.shape(&name) {
+            None => bail!("{origin}: tensor {hf} is packed but {name} is missing"),
+            Some(got) if got != want => bail!("{origin}: tensor {name} has shape {got:?}, but group size {} implies {want:?}", q.group_size),
+            Some(_) => Ok(files
+                .load(&name, DType::F32, &Device::Cpu)?
+                .flatten_all()?
+                .to_vec1::<f32>()?),
+        }
+    };
+    let (scales, biases) = (side("scales")?, side("biases")?);
+    let w = mlx_quant::dequantize(&words, &scales, &biases, rows, cols, q)
+        .map_err(|e| anyhow::anyhow!("{origin}: tensor {hf}: {e}"))?;
+    Ok(Tensor::from_vec(w, (rows, cols), &Device::Cpu)?)
 }
 
 fn list<'a>(files: impl Iterator<Item = &'a Path>) -> String {

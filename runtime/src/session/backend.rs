@@ -354,15 +354,7 @@ fn weight_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// The sha256 of a file's contents, lowercase hex.
-pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(hex::encode(h.finalize()))
-}
+pub use crate::audit::sha256_file;
 
 /// The flag Ctrl-C sets, installed once per process: a session clears it
 /// when a turn starts and stops generating when it is set.
