@@ -1,6 +1,7 @@
 //! The `warden` command line.
 
 mod audit;
+mod convert;
 mod model;
 mod new_tool;
 mod prompt;
@@ -42,6 +43,10 @@ enum Command {
     Generate(model::GenerateArgs),
     /// Measure load time, prefill and decode speed, peak memory.
     Bench(model::BenchArgs),
+    /// Merge LoRA adapters into a base in full precision (optionally quantize).
+    Fuse(convert::FuseArgs),
+    /// Write a model as a quantized GGUF file or MLX directory.
+    Quantize(convert::QuantizeArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -65,6 +70,8 @@ pub fn main() -> std::process::ExitCode {
         Command::Synth(a) => fail_on_error(model::synth(a)),
         Command::Generate(a) => fail_on_error(model::generate_cmd(a)),
         Command::Bench(a) => fail_on_error(model::bench(a)),
+        Command::Fuse(a) => fail_on_error(convert::fuse(a)),
+        Command::Quantize(a) => fail_on_error(convert::quantize(a)),
     }
 }
 

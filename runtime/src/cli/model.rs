@@ -1,6 +1,8 @@
 //! `warden synth`, `warden generate`, `warden bench`.
 
 use super::terminal::{escape, Lines};
+use crate::model::adapter::write::{random_adapter, write_adapter, RandomAdapter};
+use crate::model::adapter::AdapterFormat;
 use crate::model::synth::{self, SynthOptions, SynthShape};
 use crate::model::{generate, generate_ids, parse_device, special, LoadedModel, SamplingParams};
 use anyhow::Context as _;
@@ -35,6 +37,30 @@ pub struct SynthArgs {
     /// Give the model a separate LM head instead of tying it to the embedding.
     #[arg(long)]
     untied: bool,
+    /// Also write a random LoRA adapter for it, in this format, to OUT/adapter-peft or OUT/adapter-mlx.
+    #[arg(long, value_enum)]
+    adapter: Option<AdapterKind>,
+    /// The adapter's rank.
+    #[arg(long, default_value_t = 8, requires = "adapter")]
+    rank: usize,
+    /// PEFT's lora_alpha (the scale is alpha / rank; default 2·rank).
+    #[arg(long, requires = "adapter")]
+    alpha: Option<f64>,
+    /// Modules to adapt (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; default all).
+    #[arg(long, value_delimiter = ',', requires = "adapter")]
+    targets: Vec<String>,
+    /// Size of each delta relative to the weights it changes (RMS of ΔW / RMS of W).
+    #[arg(long, default_value_t = 0.05, requires = "adapter")]
+    delta_scale: f64,
+}
+
+/// Adapter file formats `warden synth` writes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum AdapterKind {
+    /// Hugging Face PEFT.
+    Peft,
+    /// MLX-LM.
+    Mlx,
 }
 
 /// Which model to load, where, in which dtype.
@@ -49,17 +75,22 @@ pub struct ModelArgs {
     /// f32, f16 or bf16 (default: f32 on CPU, bf16 on GPU).
     #[arg(long)]
     dtype: Option<String>,
+    /// LoRA adapter directory (PEFT or MLX-LM), applied unfused; repeat to stack several.
+    #[arg(long)]
+    pub(super) adapter: Vec<PathBuf>,
 }
 
 impl ModelArgs {
     pub(super) fn load(&self, progress: bool) -> anyhow::Result<LoadedModel> {
         let device = parse_device(&self.device)?;
-        LoadedModel::load(
+        let mut loaded = LoadedModel::load(
             &self.model,
             &device,
             dtype(self.dtype.as_deref())?,
             progress,
-        )
+        )?;
+        loaded.apply_adapters(&self.adapter)?;
+        Ok(loaded)
     }
 }
 
@@ -128,7 +159,7 @@ pub struct BenchArgs {
     json: bool,
 }
 
-fn dtype(s: Option<&str>) -> anyhow::Result<Option<DType>> {
+pub(super) fn dtype(s: Option<&str>) -> anyhow::Result<Option<DType>> {
     Ok(match s {
         None => None,
         Some("f32") => Some(DType::F32),
@@ -150,7 +181,30 @@ pub fn synth(a: SynthArgs) -> anyhow::Result<()> {
         tie_word_embeddings: a.untied.then_some(false),
     };
     let start = Instant::now();
-    let report = synth::synth(&opts)?;
+    let mut report = synth::synth(&opts)?;
+    if let Some(kind) = a.adapter {
+        let spec = RandomAdapter {
+            rank: a.rank,
+            scale: a.alpha.unwrap_or(2.0 * a.rank as f64) / a.rank.max(1) as f64,
+            targets: a.targets,
+            delta_scale: a.delta_scale,
+            weight_rms: synth::WEIGHT_RMS,
+            seed: opts.seed.wrapping_add(1),
+        };
+        let modules = random_adapter(&report.config, &spec)?;
+        let (format, dir) = match kind {
+            AdapterKind::Peft => (AdapterFormat::Peft, opts.out.join("adapter-peft")),
+            AdapterKind::Mlx => (AdapterFormat::MlxLm, opts.out.join("adapter-mlx")),
+        };
+        report.files.extend(write_adapter(
+            &dir,
+            format,
+            &modules,
+            a.alpha,
+            &opts.out.display().to_string(),
+            report.config.num_hidden_layers,
+        )?);
+    }
     println!(
         "wrote a {:?} Qwen3 ({} parameters) in {:.1}s:",
         opts.shape,
@@ -237,42 +291,64 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     let mut loaded = a.model.load(!a.json)?;
     let vocab = special::ENDOFTEXT.min(loaded.model.config().vocab_size as u32);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    let (mut prefill, mut decode) = (Vec::new(), Vec::new());
+    // With adapters, every repeat runs the same prompt without and with
+    // them, interleaved, so that the cost is measured side by side.
+    let variants: &[bool] = if loaded.adapters.is_empty() {
+        &[true]
+    } else {
+        &[false, true]
+    };
+    let mut prefill = vec![Vec::new(); variants.len()];
+    let mut decode = vec![Vec::new(); variants.len()];
     for _ in 0..a.repeat.max(1) {
         let prompt: Vec<u32> = (0..a.prompt_tokens.max(1))
             .map(|_| rng.random_range(0..vocab))
             .collect();
-        loaded.model.clear_cache();
-        // Greedy on random weights may hit an end token early; never stop.
-        let (_, _, t) = generate_ids(
-            &mut loaded.model,
-            &prompt,
-            a.gen_tokens.max(2),
-            &SamplingParams::default(),
-            |_| true,
-        )
-        .context("benchmark run failed")?;
-        prefill.push(t.prefill_tok_s);
-        decode.push(t.decode_tok_s);
+        for (v, &on) in variants.iter().enumerate() {
+            loaded.model.set_adapters_active(on);
+            loaded.model.clear_cache();
+            // Greedy on random weights may hit an end token early; never stop.
+            let (_, _, t) = generate_ids(
+                &mut loaded.model,
+                &prompt,
+                a.gen_tokens.max(2),
+                &SamplingParams::default(),
+                |_| true,
+            )
+            .context("benchmark run failed")?;
+            prefill[v].push(t.prefill_tok_s);
+            decode[v].push(t.decode_tok_s);
+        }
     }
+    loaded.model.set_adapters_active(true);
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let (p, d) = (median(&mut prefill), median(&mut decode));
+    let last = variants.len() - 1;
+    let (p, d) = (median(&mut prefill[last]), median(&mut decode[last]));
+    // Base-only figures and the adapters' share of decode time.
+    let base = (last > 0).then(|| {
+        let (bp, bd) = (median(&mut prefill[0]), median(&mut decode[0]));
+        (bp, bd, 100.0 * (1.0 - d / bd))
+    });
     let rss = peak_rss_mib();
     let threads = a
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if a.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "model": loaded.path, "format": loaded.format, "load_s": loaded.load_time.as_secs_f64(),
-                "prompt_tokens": a.prompt_tokens, "gen_tokens": a.gen_tokens, "repeat": a.repeat, "threads": threads,
-                "prefill_tok_s": p, "decode_tok_s": d, "peak_rss_mib": rss,
-            })
-        );
+        let mut out = serde_json::json!({
+            "model": loaded.path, "format": loaded.format, "load_s": loaded.load_time.as_secs_f64(),
+            "prompt_tokens": a.prompt_tokens, "gen_tokens": a.gen_tokens, "repeat": a.repeat, "threads": threads,
+            "prefill_tok_s": p, "decode_tok_s": d, "peak_rss_mib": rss,
+        });
+        if let Some((bp, bd, cost)) = base {
+            out["adapters"] = serde_json::json!(loaded.adapters);
+            out["base_prefill_tok_s"] = bp.into();
+            out["base_decode_tok_s"] = bd.into();
+            out["adapter_decode_cost_pct"] = cost.into();
+        }
+        println!("{out}");
     } else {
         println!("model:    {} ({:?})", loaded.path.display(), loaded.format);
         println!("load:     {:.2} s", loaded.load_time.as_secs_f64());
@@ -284,6 +360,13 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
             "decode:   {d:.1} tok/s ({} tokens, median of {})",
             a.gen_tokens, a.repeat
         );
+        if let Some((bp, bd, cost)) = base {
+            for ad in &loaded.adapters {
+                println!("adapter:  {} ({:?}, rank {}, {} modules), unfused", ad.path.display(), ad.format, ad.rank, ad.modules);
+            }
+            println!("without:  prefill {bp:.1} tok/s, decode {bd:.1} tok/s (same prompts, interleaved)");
+            println!("adapter cost: {cost:.1} % of decode time");
+        }
         println!("peak RSS: {rss:.0} MiB, threads: {threads}");
     }
     Ok(())

@@ -30,9 +30,14 @@ pub struct PromptArgs {
     /// where its "text" differs from warden's rendering.
     #[arg(long)]
     check: Option<PathBuf>,
-    /// Print {"text", "ids", "format"}.
+    /// Print {"text", "ids", "format", "adapters"}.
     #[arg(long)]
     json: bool,
+    /// A LoRA adapter the model will run with (checked against the model;
+    /// adapters do not change the prompt, which is the point: the base's
+    /// own template serves the fine-tune).
+    #[arg(long)]
+    adapter: Vec<PathBuf>,
 }
 
 /// Runs `warden prompt`.
@@ -46,6 +51,17 @@ pub fn prompt(a: PromptArgs) -> anyhow::Result<ExitCode> {
     let template = match &model_path {
         Some(p) => ChatTemplate::for_model(p)?,
         None => crate::session::qwen3_template()?,
+    };
+    let adapters = match (&model_path, a.adapter.is_empty()) {
+        (_, true) => vec![],
+        (None, false) => anyhow::bail!("--adapter needs a model to check it against, not replay:"),
+        (Some(_), false) => {
+            let ckpt = crate::model::Checkpoint::open(&a.model, &candle_core::Device::Cpu)?;
+            a.adapter
+                .iter()
+                .map(|d| crate::model::adapter::Adapter::load(d, &ckpt.config).map(|x| x.info()))
+                .collect::<anyhow::Result<Vec<_>>>()?
+        }
     };
     let policy_tools = match &a.policy {
         Some(p) => {
@@ -88,7 +104,7 @@ pub fn prompt(a: PromptArgs) -> anyhow::Result<ExitCode> {
         };
         println!(
             "{}",
-            json!({"text": text, "ids": ids, "format": template.call_format()})
+            json!({"text": text, "ids": ids, "format": template.call_format(), "adapters": adapters})
         );
     } else {
         print!("{}", escape(&text, Lines::Keep));

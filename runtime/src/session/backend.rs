@@ -27,6 +27,12 @@ pub struct Generated {
 pub trait Backend {
     /// What it is, for the log's `session_start` (`{"kind", "path", …}`).
     fn describe(&self) -> Value;
+    /// The adapters applied unfused, for `session_start`'s `adapter`
+    /// (a list of `{path, format, rank, scale, sha256, modules}`; null when
+    /// none).
+    fn adapters(&self) -> Value {
+        Value::Null
+    }
     /// The chat template prompts are rendered with.
     fn template(&self) -> &ChatTemplate;
     /// Generates a continuation of `prompt` (at most `max_tokens` tokens),
@@ -84,6 +90,10 @@ impl Backend for CandleBackend {
 
     fn template(&self) -> &ChatTemplate {
         &self.template
+    }
+
+    fn adapters(&self) -> Value {
+        adapters_json(&self.model)
     }
 
     fn generate(
@@ -268,6 +278,10 @@ impl Backend for ForcedBackend {
         &self.template
     }
 
+    fn adapters(&self) -> Value {
+        adapters_json(&self.model)
+    }
+
     fn generate(
         &mut self,
         prompt: &str,
@@ -355,6 +369,15 @@ fn weight_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 pub use crate::audit::sha256_file;
+
+/// The adapters of `model` as `session_start` records them.
+fn adapters_json(model: &LoadedModel) -> Value {
+    if model.adapters.is_empty() {
+        Value::Null
+    } else {
+        json!(model.adapters)
+    }
+}
 
 /// The flag Ctrl-C sets, installed once per process: a session clears it
 /// when a turn starts and stops generating when it is set.

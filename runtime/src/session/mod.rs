@@ -179,7 +179,7 @@ impl<'h> Session<'h> {
         let mut start = Map::new();
         start.insert("warden_version".into(), env!("CARGO_PKG_VERSION").into());
         start.insert("model".into(), backend.describe());
-        start.insert("adapter".into(), Value::Null);
+        start.insert("adapter".into(), backend.adapters());
         start.insert(
             "policy".into(),
             match &opts.policy_file {

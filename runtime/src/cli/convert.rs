@@ -1,0 +1,155 @@
+//! `warden fuse` and `warden quantize`.
+
+use super::model::dtype;
+use crate::model::fuse::{self, FuseOptions};
+use crate::model::quantize::{self, QuantFormat, TokenizerFiles};
+use crate::model::survival::Survival;
+use crate::model::Checkpoint;
+use candle_core::{DType, Device};
+use clap::Args;
+use std::path::PathBuf;
+
+/// `warden fuse`.
+#[derive(Debug, Args)]
+pub struct FuseArgs {
+    /// The base model (directory, .gguf or hub-cache name); a quantized base
+    /// is dequantized first.
+    #[arg(long)]
+    model: String,
+    /// Adapter directory (PEFT or MLX-LM); repeat to merge several in order.
+    #[arg(long, required = true)]
+    adapter: Vec<PathBuf>,
+    /// Directory to write the fused Hugging Face model to.
+    #[arg(long)]
+    out: PathBuf,
+    /// Dtype of the written weights: f32, bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// Also quantize the fused model (q8_0, q6_k, q5_k, q5_0, q4_k, q4_0,
+    /// mlx-8, mlx-6, mlx-5, mlx-4) and report how much of each delta survives.
+    #[arg(long)]
+    quantize: Option<String>,
+    /// MLX group size (32, 64, 128; default 64).
+    #[arg(long)]
+    group_size: Option<usize>,
+    /// Where the quantized model goes (default: OUT/model-FORMAT.gguf, or OUT/mlx-N/).
+    #[arg(long, requires = "quantize")]
+    quantized_out: Option<PathBuf>,
+    /// Print the report (and the survival table) as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `warden quantize`.
+#[derive(Debug, Args)]
+pub struct QuantizeArgs {
+    /// The model to quantize (directory, .gguf or hub-cache name).
+    #[arg(long)]
+    model: String,
+    /// A .gguf file for GGUF formats; a directory for mlx-N.
+    #[arg(long)]
+    out: PathBuf,
+    /// q8_0, q6_k, q5_k, q5_0, q4_k, q4_0, mlx-8, mlx-6, mlx-5 or mlx-4.
+    #[arg(long)]
+    to: String,
+    /// MLX group size: 32, 64 or 128 (default 64).
+    #[arg(long)]
+    group_size: Option<usize>,
+    /// Print what was written as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `warden fuse`.
+pub fn fuse(a: FuseArgs) -> anyhow::Result<()> {
+    let dtype = dtype(Some(&a.dtype))?.unwrap_or(DType::F32);
+    let format = a
+        .quantize
+        .as_deref()
+        .map(|f| QuantFormat::parse(f, a.group_size))
+        .transpose()?;
+    let opts = FuseOptions {
+        model: a.model,
+        adapters: a.adapter,
+        out: a.out,
+        dtype,
+        quantize: format,
+        quantized_out: a.quantized_out,
+    };
+    let report = fuse::fuse(&opts)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    if let Some(q) = &report.dequantized_base {
+        println!("the base is stored {q}: dequantized it to f32 before merging");
+    }
+    println!(
+        "merged {} adapter(s) into {} matrices in f32; wrote {} ({:?}):",
+        opts.adapters.len(),
+        report.merged,
+        opts.out.display(),
+        dtype
+    );
+    for f in &report.files {
+        println!("  {}", f.display());
+    }
+    if let (Some(w), Some(s)) = (&report.quantized, &report.survival) {
+        print_survival(s);
+        println!("wrote the {} model:", s.format);
+        for f in &w.files {
+            println!("  {}", f.display());
+        }
+        if !w.fallbacks.is_empty() {
+            println!("  ({} matrices kept wider, their rows do not fit the format's blocks: {})", w.fallbacks.len(), w.fallbacks.join(", "));
+        }
+    }
+    Ok(())
+}
+
+fn print_survival(s: &Survival) {
+    println!("\nhow much of the adapter's delta survives {}: ‖Q(W+ΔW) − Q(W)‖ / ‖ΔW‖ and cos(Q(W+ΔW) − Q(W), ΔW)", s.format);
+    println!("  {:<44} {:>10} {:>8} {:>8}", "matrix", "‖ΔW‖", "ratio", "cosine");
+    for r in s.matrices.iter().chain(std::iter::once(&s.total)) {
+        println!("  {:<44} {:>10.4} {:>8.3} {:>8.3}", r.tensor, r.delta_norm, r.ratio, r.cosine);
+    }
+    if s.lost {
+        println!(
+            "\nMost of the adapter's delta is lost in {}: its rounding step is larger than the change the fine-tune made, so the quantized model will behave much like the base. Serve the adapter unfused instead (--model BASE --adapter DIR), or use a higher-bit format.",
+            s.format
+        );
+    } else {
+        println!("\nthe delta survives {} (total cosine {:.3})", s.format, s.total.cosine);
+    }
+}
+
+/// Runs `warden quantize`.
+pub fn quantize(a: QuantizeArgs) -> anyhow::Result<()> {
+    let format = QuantFormat::parse(&a.to, a.group_size)?;
+    if matches!(format, QuantFormat::Gguf(_)) && a.out.is_dir() {
+        anyhow::bail!("--out {} is a directory; a GGUF format writes one file (e.g. {}/model-{}.gguf)", a.out.display(), a.out.display(), format.name());
+    }
+    let mut ckpt = Checkpoint::open(&a.model, &Device::Cpu)?;
+    let from = ckpt.weights.quantized_format();
+    let tok = TokenizerFiles::for_model(&ckpt.path)?;
+    let cfg = ckpt.config.clone();
+    let tensors = ckpt.dense_tensors()?;
+    let written = quantize::write_quantized(format, &cfg, &tensors, &a.out, &tok)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({
+            "format": format.name(), "dequantized_from": from, "files": written.files, "fallbacks": written.fallbacks,
+        }))?);
+        return Ok(());
+    }
+    if let Some(q) = from {
+        println!("the model is stored {q}: dequantized it to f32 first (quantizing twice loses more than once)");
+    }
+    println!("wrote {} ({}):", a.out.display(), format.name());
+    for f in &written.files {
+        println!("  {}", f.display());
+    }
+    if !written.fallbacks.is_empty() {
+        println!("  ({} matrices kept wider, their rows do not fit the format's blocks: {})", written.fallbacks.len(), written.fallbacks.join(", "));
+    }
+    Ok(())
+}
