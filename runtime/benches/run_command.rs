@@ -34,12 +34,21 @@ fn build_tree(ws: &std::path::Path) {
 
 fn native(dir: &std::path::Path, cmd: &str) -> (Duration, Vec<u8>) {
     let t = Instant::now();
-    let out = Command::new("bash").arg("-c").arg(cmd).current_dir(dir).env("LC_ALL", "C.UTF-8").output().unwrap();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .env("LC_ALL", "C.UTF-8")
+        .output()
+        .unwrap();
     (t.elapsed(), out.stdout)
 }
 
 fn sorted_lines(b: &[u8]) -> Vec<String> {
-    let mut l: Vec<String> = String::from_utf8_lossy(b).lines().map(String::from).collect();
+    let mut l: Vec<String> = String::from_utf8_lossy(b)
+        .lines()
+        .map(String::from)
+        .collect();
     l.sort();
     l
 }
@@ -65,22 +74,46 @@ fn main() {
         let out = host.call(&mut budget, "run_command", &args).unwrap();
         (t.elapsed(), out.output.into_bytes())
     };
-    let have_rg = Command::new("sh").arg("-c").arg("command -v rg").output().is_ok_and(|o| o.status.success());
+    let have_rg = Command::new("sh")
+        .arg("-c")
+        .arg("command -v rg")
+        .output()
+        .is_ok_and(|o| o.status.success());
     type Runner<'a> = Box<dyn Fn() -> (Duration, Vec<u8>) + 'a>;
     let mut engines: Vec<(&str, Runner)> = vec![
-        ("GNU grep -rn 'def ' . (native)", Box::new(|| native(&ws, "grep -rn 'def ' ."))),
-        ("run_command grep -rn 'def ' .", Box::new(|| call("grep -rn 'def ' ."))),
-        ("run_command rg -n 'def ' .", Box::new(|| call("rg -n 'def ' ."))),
+        (
+            "GNU grep -rn 'def ' . (native)",
+            Box::new(|| native(&ws, "grep -rn 'def ' .")),
+        ),
+        (
+            "run_command grep -rn 'def ' .",
+            Box::new(|| call("grep -rn 'def ' .")),
+        ),
+        (
+            "run_command rg -n 'def ' .",
+            Box::new(|| call("rg -n 'def ' .")),
+        ),
     ];
     if have_rg {
-        engines.insert(1, ("ripgrep rg -n 'def ' . (native)", Box::new(|| native(&ws, "rg -n 'def ' ."))));
+        engines.insert(
+            1,
+            (
+                "ripgrep rg -n 'def ' . (native)",
+                Box::new(|| native(&ws, "rg -n 'def ' .")),
+            ),
+        );
     }
     // Same lines from every engine.
     let reference = sorted_lines(&(engines[0].1)().1);
     assert_eq!(reference.len(), DIRS * FILES * 6);
     for (name, run) in &engines {
         let got = sorted_lines(&run().1);
-        assert!(got == reference, "{name} found {} lines, GNU grep {}", got.len(), reference.len());
+        assert!(
+            got == reference,
+            "{name} found {} lines, GNU grep {}",
+            got.len(),
+            reference.len()
+        );
     }
     let rounds = 7;
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); engines.len()];
@@ -89,7 +122,11 @@ fn main() {
             times[k].push(run().0);
         }
     }
-    println!("{} files, {} matching lines, {rounds} rounds turn about:", DIRS * FILES, reference.len());
+    println!(
+        "{} files, {} matching lines, {rounds} rounds turn about:",
+        DIRS * FILES,
+        reference.len()
+    );
     for (k, (name, _)) in engines.iter().enumerate() {
         times[k].sort();
         println!(

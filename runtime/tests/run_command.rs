@@ -84,16 +84,28 @@ fn git_matches_git() {
 /// workspace built by `setup`, and compares.
 fn table(cases: &str, setup: &str, at_least: usize) {
     for tool in ["bash", "grep", "find", "sed", "sort", "rg", "git"] {
-        let ok = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success());
-        assert!(ok, "{tool} is not installed: .ci/run installs it (apt-get install ripgrep)");
+        let ok = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            ok,
+            "{tool} is not installed: .ci/run installs it (apt-get install ripgrep)"
+        );
     }
-    let (f, host) = fixture_with(setup, "max_output_bytes = 1048576\ntimeout_ms = 20000\nmemory_mib = 256");
+    let (f, host) = fixture_with(
+        setup,
+        "max_output_bytes = 1048576\ntimeout_ms = 20000\nmemory_mib = 256",
+    );
     let ws = f.ws();
     let cases = std::fs::read_to_string(table_dir().join(cases)).unwrap();
     let mut failures = Vec::new();
     let mut n = 0;
     for line in cases.lines().filter(|l| !l.starts_with('#')) {
-        let Some((flags, cmd)) = line.split_once(" :: ") else { continue };
+        let Some((flags, cmd)) = line.split_once(" :: ") else {
+            continue;
+        };
         n += 1;
         let real = Command::new("bash")
             .arg("-c")
@@ -112,7 +124,8 @@ fn table(cases: &str, setup: &str, at_least: usize) {
             Err(e) => format!("<{}: {}>", e.kind, e.message),
         };
         let ok = if flags.contains("out") {
-            ours.starts_with(stdout.as_ref()) && ours.ends_with(&format!("[exit status: {status}]\n"))
+            ours.starts_with(stdout.as_ref())
+                && ours.ends_with(&format!("[exit status: {status}]\n"))
         } else {
             let want = render(&stdout, &stderr, status);
             if flags.contains("sort") {
@@ -122,11 +135,19 @@ fn table(cases: &str, setup: &str, at_least: usize) {
             }
         };
         if !ok {
-            failures.push(format!("=== {cmd}\n--- real tools\n{}--- run_command\n{ours}", render(&stdout, &stderr, status)));
+            failures.push(format!(
+                "=== {cmd}\n--- real tools\n{}--- run_command\n{ours}",
+                render(&stdout, &stderr, status)
+            ));
         }
     }
     assert!(n >= at_least, "the table has only {n} command lines");
-    assert!(failures.is_empty(), "{} of {n} differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {n} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -142,7 +163,11 @@ fn the_readme_command_prints_what_gnu_grep_prints() {
         .env("WARDEN_CACHE_DIR", tempfile::tempdir().unwrap().path())
         .output()
         .unwrap();
-    assert!(ours.status.success(), "{}", String::from_utf8_lossy(&ours.stderr));
+    assert!(
+        ours.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ours.stderr)
+    );
     let real = Command::new("bash")
         .arg("-c")
         .arg(cmd)
@@ -151,7 +176,10 @@ fn the_readme_command_prints_what_gnu_grep_prints() {
         .output()
         .unwrap();
     assert!(!real.stdout.is_empty());
-    assert_eq!(sorted(&String::from_utf8_lossy(&ours.stdout)), sorted(&String::from_utf8_lossy(&real.stdout)));
+    assert_eq!(
+        sorted(&String::from_utf8_lossy(&ours.stdout)),
+        sorted(&String::from_utf8_lossy(&real.stdout))
+    );
 }
 
 #[test]
@@ -164,7 +192,10 @@ fn escapes_are_refused_as_every_tool_refuses_them() {
         ("cd /etc", "cd: /etc: Permission denied"),
         ("cat /etc/passwd", "cat: /etc/passwd: Permission denied"),
         ("cat ../../../../etc/passwd", "Permission denied"),
-        ("grep root /etc/passwd", "grep: /etc/passwd: Permission denied"),
+        (
+            "grep root /etc/passwd",
+            "grep: /etc/passwd: Permission denied",
+        ),
         ("ls /", "ls: cannot access '/': Permission denied"),
         ("find / -name passwd", "find: ‘/’: Permission denied"),
         ("echo x > notes_copy.txt", "sh: notes_copy.txt:"),
@@ -172,8 +203,14 @@ fn escapes_are_refused_as_every_tool_refuses_them() {
         ("cat leak", "cat: leak: Permission denied"),
         ("cat etc_link/passwd", "Permission denied"),
         ("grep -R root etc_link", "Permission denied"),
-        ("sort -o /scratch/../workspace/x notes.txt", "Permission denied"),
-        ("echo $(cat /etc/passwd)", "cat: /etc/passwd: Permission denied"),
+        (
+            "sort -o /scratch/../workspace/x notes.txt",
+            "Permission denied",
+        ),
+        (
+            "echo $(cat /etc/passwd)",
+            "cat: /etc/passwd: Permission denied",
+        ),
     ] {
         let msg = expect_err(call(&host, "run_command", &args(cmd)), ErrorKind::Denied);
         assert!(msg.contains(says), "{cmd}: {msg}");
@@ -181,7 +218,13 @@ fn escapes_are_refused_as_every_tool_refuses_them() {
     }
     // Nothing was written to the read-only workspace.
     assert!(!f.ws().join("notes_copy.txt").exists());
-    assert_eq!(std::fs::read_to_string(f.ws().join("notes.txt")).unwrap().lines().next(), Some("banana 3"));
+    assert_eq!(
+        std::fs::read_to_string(f.ws().join("notes.txt"))
+            .unwrap()
+            .lines()
+            .next(),
+        Some("banana 3")
+    );
     // The read-write mount takes redirections.
     let out = expect_ok(call(
         &host,
@@ -189,7 +232,10 @@ fn escapes_are_refused_as_every_tool_refuses_them() {
         &args("grep -c def app/views.py > /scratch/n.txt && echo more >> /scratch/n.txt && cat /scratch/n.txt"),
     ));
     assert_eq!(out, "4\nmore\n");
-    assert_eq!(std::fs::read_to_string(f.root().join("scratch/n.txt")).unwrap(), "4\nmore\n");
+    assert_eq!(
+        std::fs::read_to_string(f.root().join("scratch/n.txt")).unwrap(),
+        "4\nmore\n"
+    );
 }
 
 #[test]
@@ -197,18 +243,43 @@ fn unknown_commands_get_status_127_and_the_list_of_commands() {
     let (_f, host) = fixture("");
     let out = expect_ok(call(&host, "run_command", &args("python manage.py test")));
     assert!(out.starts_with("sh: python: command not found\n"), "{out}");
-    assert!(out.contains("run_command: available commands: ") && out.contains(" grep ") && out.contains(" sed "), "{out}");
+    assert!(
+        out.contains("run_command: available commands: ")
+            && out.contains(" grep ")
+            && out.contains(" sed "),
+        "{out}"
+    );
     assert!(out.ends_with("[exit status: 127]\n"), "{out}");
-    let out = expect_ok(call(&host, "run_command", &args("/usr/local/bin/node x.js")));
+    let out = expect_ok(call(
+        &host,
+        "run_command",
+        &args("/usr/local/bin/node x.js"),
+    ));
     assert!(out.ends_with("[exit status: 126]\n"), "{out}");
     let out = expect_ok(call(&host, "run_command", &args("git push origin main")));
-    assert!(out.contains("read-only") && out.ends_with("[exit status: 1]\n"), "{out}");
+    assert!(
+        out.contains("read-only") && out.ends_with("[exit status: 1]\n"),
+        "{out}"
+    );
     let out = expect_ok(call(&host, "run_command", &args("git log")));
-    assert!(out.starts_with("fatal: not a git repository") && out.ends_with("[exit status: 128]\n"), "{out}");
+    assert!(
+        out.starts_with("fatal: not a git repository") && out.ends_with("[exit status: 128]\n"),
+        "{out}"
+    );
     let out = expect_ok(call(&host, "run_command", &args("(cd app && ls)")));
-    assert!(out.contains("subshell") && out.ends_with("[exit status: 2]\n"), "{out}");
-    let out = expect_ok(call(&host, "run_command", &args("for f in *.py; do wc -l $f; done")));
-    assert!(out.contains("xargs or find -exec") && out.ends_with("[exit status: 2]\n"), "{out}");
+    assert!(
+        out.contains("subshell") && out.ends_with("[exit status: 2]\n"),
+        "{out}"
+    );
+    let out = expect_ok(call(
+        &host,
+        "run_command",
+        &args("for f in *.py; do wc -l $f; done"),
+    ));
+    assert!(
+        out.contains("xargs or find -exec") && out.ends_with("[exit status: 2]\n"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -227,9 +298,16 @@ fn variables_are_only_those_the_policy_passes() {
 #[test]
 fn the_cwd_argument_moves_within_the_mounts() {
     let (_f, host) = fixture("");
-    let out = expect_ok(call(&host, "run_command", r#"{"command":"pwd && ls","cwd":"app/utils"}"#));
+    let out = expect_ok(call(
+        &host,
+        "run_command",
+        r#"{"command":"pwd && ls","cwd":"app/utils"}"#,
+    ));
     assert_eq!(out, "/workspace/app/utils\nhelpers.py\n");
-    let msg = expect_err(call(&host, "run_command", r#"{"command":"ls","cwd":"../.."}"#), ErrorKind::Denied);
+    let msg = expect_err(
+        call(&host, "run_command", r#"{"command":"ls","cwd":"../.."}"#),
+        ErrorKind::Denied,
+    );
     assert!(msg.contains("outside"), "{msg}");
 }
 
@@ -238,26 +316,52 @@ fn a_pipeline_that_runs_on_stops_at_the_timeout() {
     let (_f, host) = fixture("timeout_ms = 300\nmemory_mib = 256");
     let start = std::time::Instant::now();
     let msg = expect_err(
-        call(&host, "run_command", &args("yes | grep y | sed s/y/n/ | grep -c n")),
+        call(
+            &host,
+            "run_command",
+            &args("yes | grep y | sed s/y/n/ | grep -c n"),
+        ),
         ErrorKind::Timeout,
     );
-    assert!(start.elapsed() < std::time::Duration::from_secs(10), "took {:?}: {msg}", start.elapsed());
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}: {msg}",
+        start.elapsed()
+    );
 }
 
 #[test]
 fn a_hundred_mebibytes_of_output_is_cut_at_the_output_cap() {
     let (_f, host) = fixture("max_output_bytes = 65536\nmemory_mib = 256\ntimeout_ms = 20000");
-    let out = call(&host, "run_command", &args("yes 0123456789abcdef | head -c 104857600")).expect("the call ends");
+    let out = call(
+        &host,
+        "run_command",
+        &args("yes 0123456789abcdef | head -c 104857600"),
+    )
+    .expect("the call ends");
     assert!(out.truncated, "not marked truncated");
-    assert!(out.output.len() < 65536 + 512, "{} bytes came back", out.output.len());
-    assert!(out.output.starts_with("0123456789abcdef\n0123456789abcdef\n"));
-    assert!(out.output.contains("[warden: output truncated"), "{}", &out.output[out.output.len() - 300..]);
+    assert!(
+        out.output.len() < 65536 + 512,
+        "{} bytes came back",
+        out.output.len()
+    );
+    assert!(out
+        .output
+        .starts_with("0123456789abcdef\n0123456789abcdef\n"));
+    assert!(
+        out.output.contains("[warden: output truncated"),
+        "{}",
+        &out.output[out.output.len() - 300..]
+    );
 }
 
 #[test]
 fn the_memory_limit_holds_for_the_whole_pipeline() {
     let (_f, host) = fixture("memory_mib = 24\ntimeout_ms = 20000");
     // Each pipe may hold 32 MiB: more than this call's 24 MiB.
-    let msg = expect_err(call(&host, "run_command", &args("yes | sort | head -n 1")), ErrorKind::Memory);
+    let msg = expect_err(
+        call(&host, "run_command", &args("yes | sort | head -n 1")),
+        ErrorKind::Memory,
+    );
     assert!(msg.contains("memory"), "{msg}");
 }

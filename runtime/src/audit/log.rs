@@ -66,7 +66,6 @@ pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
-
 /// A log being written.
 pub struct AuditLog {
     file: std::fs::File,

@@ -101,7 +101,11 @@ pub fn fuse(a: FuseArgs) -> anyhow::Result<()> {
             println!("  {}", f.display());
         }
         if !w.fallbacks.is_empty() {
-            println!("  ({} matrices kept wider, their rows do not fit the format's blocks: {})", w.fallbacks.len(), w.fallbacks.join(", "));
+            println!(
+                "  ({} matrices kept wider, their rows do not fit the format's blocks: {})",
+                w.fallbacks.len(),
+                w.fallbacks.join(", ")
+            );
         }
     }
     Ok(())
@@ -109,9 +113,15 @@ pub fn fuse(a: FuseArgs) -> anyhow::Result<()> {
 
 fn print_survival(s: &Survival) {
     println!("\nhow much of the adapter's delta survives {}: ‖Q(W+ΔW) − Q(W)‖ / ‖ΔW‖ and cos(Q(W+ΔW) − Q(W), ΔW)", s.format);
-    println!("  {:<44} {:>10} {:>8} {:>8}", "matrix", "‖ΔW‖", "ratio", "cosine");
+    println!(
+        "  {:<44} {:>10} {:>8} {:>8}",
+        "matrix", "‖ΔW‖", "ratio", "cosine"
+    );
     for r in s.matrices.iter().chain(std::iter::once(&s.total)) {
-        println!("  {:<44} {:>10.4} {:>8.3} {:>8.3}", r.tensor, r.delta_norm, r.ratio, r.cosine);
+        println!(
+            "  {:<44} {:>10.4} {:>8.3} {:>8.3}",
+            r.tensor, r.delta_norm, r.ratio, r.cosine
+        );
     }
     if s.lost {
         println!(
@@ -119,7 +129,10 @@ fn print_survival(s: &Survival) {
             s.format
         );
     } else {
-        println!("\nthe delta survives {} (total cosine {:.3})", s.format, s.total.cosine);
+        println!(
+            "\nthe delta survives {} (total cosine {:.3})",
+            s.format, s.total.cosine
+        );
     }
 }
 
@@ -127,7 +140,12 @@ fn print_survival(s: &Survival) {
 pub fn quantize(a: QuantizeArgs) -> anyhow::Result<()> {
     let format = QuantFormat::parse(&a.to, a.group_size)?;
     if matches!(format, QuantFormat::Gguf(_)) && a.out.is_dir() {
-        anyhow::bail!("--out {} is a directory; a GGUF format writes one file (e.g. {}/model-{}.gguf)", a.out.display(), a.out.display(), format.name());
+        anyhow::bail!(
+            "--out {} is a directory; a GGUF format writes one file (e.g. {}/model-{}.gguf)",
+            a.out.display(),
+            a.out.display(),
+            format.name()
+        );
     }
     let mut ckpt = Checkpoint::open(&a.model, &Device::Cpu)?;
     let from = ckpt.weights.quantized_format();
@@ -136,9 +154,12 @@ pub fn quantize(a: QuantizeArgs) -> anyhow::Result<()> {
     let tensors = ckpt.dense_tensors()?;
     let written = quantize::write_quantized(format, &cfg, &tensors, &a.out, &tok)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({
-            "format": format.name(), "dequantized_from": from, "files": written.files, "fallbacks": written.fallbacks,
-        }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "format": format.name(), "dequantized_from": from, "files": written.files, "fallbacks": written.fallbacks,
+            }))?
+        );
         return Ok(());
     }
     if let Some(q) = from {
@@ -149,7 +170,11 @@ pub fn quantize(a: QuantizeArgs) -> anyhow::Result<()> {
         println!("  {}", f.display());
     }
     if !written.fallbacks.is_empty() {
-        println!("  ({} matrices kept wider, their rows do not fit the format's blocks: {})", written.fallbacks.len(), written.fallbacks.join(", "));
+        println!(
+            "  ({} matrices kept wider, their rows do not fit the format's blocks: {})",
+            written.fallbacks.len(),
+            written.fallbacks.join(", ")
+        );
     }
     Ok(())
 }

@@ -362,9 +362,17 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
         );
         if let Some((bp, bd, cost)) = base {
             for ad in &loaded.adapters {
-                println!("adapter:  {} ({:?}, rank {}, {} modules), unfused", ad.path.display(), ad.format, ad.rank, ad.modules);
+                println!(
+                    "adapter:  {} ({:?}, rank {}, {} modules), unfused",
+                    ad.path.display(),
+                    ad.format,
+                    ad.rank,
+                    ad.modules
+                );
             }
-            println!("without:  prefill {bp:.1} tok/s, decode {bd:.1} tok/s (same prompts, interleaved)");
+            println!(
+                "without:  prefill {bp:.1} tok/s, decode {bd:.1} tok/s (same prompts, interleaved)"
+            );
             println!("adapter cost: {cost:.1} % of decode time");
         }
         println!("peak RSS: {rss:.0} MiB, threads: {threads}");

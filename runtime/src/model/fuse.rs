@@ -60,7 +60,10 @@ pub fn fuse(opts: &FuseOptions) -> anyhow::Result<FuseReport> {
     }
     let mut ckpt = Checkpoint::open(&opts.model, &Device::Cpu)?;
     if ckpt.path.canonicalize().ok() == opts.out.canonicalize().ok() {
-        bail!("--out {} is the base model itself; write the fused model elsewhere", opts.out.display());
+        bail!(
+            "--out {} is the base model itself; write the fused model elsewhere",
+            opts.out.display()
+        );
     }
     let dequantized_base = ckpt.weights.quantized_format();
     let tok = TokenizerFiles::for_model(&ckpt.path)?;

@@ -36,10 +36,14 @@ impl MlxQuant {
     /// Checks `bits` and `group_size` are ones MLX writes.
     pub fn new(group_size: usize, bits: u32) -> anyhow::Result<MlxQuant> {
         if !BITS.contains(&bits) {
-            bail!("MLX quantization with {bits} bits is not supported; MLX uses 2, 3, 4, 5, 6 or 8");
+            bail!(
+                "MLX quantization with {bits} bits is not supported; MLX uses 2, 3, 4, 5, 6 or 8"
+            );
         }
         if !GROUP_SIZES.contains(&group_size) {
-            bail!("MLX quantization group size {group_size} is not supported; MLX uses 32, 64 or 128");
+            bail!(
+                "MLX quantization group size {group_size} is not supported; MLX uses 32, 64 or 128"
+            );
         }
         Ok(MlxQuant { group_size, bits })
     }
@@ -220,7 +224,11 @@ impl MlxQuantConfig {
         let Some(obj) = q.as_object() else {
             bail!("config.json: quantization must be an object");
         };
-        if let Some(mode) = obj.get("mode").and_then(|m| m.as_str()).filter(|m| *m != "affine") {
+        if let Some(mode) = obj
+            .get("mode")
+            .and_then(|m| m.as_str())
+            .filter(|m| *m != "affine")
+        {
             bail!("MLX quantization mode {mode:?} is not supported; warden reads the affine mode");
         }
         let one = |v: &serde_json::Value| -> anyhow::Result<MlxQuant> {
@@ -272,12 +280,18 @@ mod tests {
     #[test]
     fn odd_widths_follow_mlx_byte_packs() {
         // 3 bits: 8 values in 3 bytes; value 2 straddles bytes 0 and 1.
-        let w = pack(&[1, 2, 7, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 3);
+        let w = pack(
+            &[
+                1, 2, 7, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                0, 0, 0, 0,
+            ],
+            3,
+        );
         let bytes: Vec<u8> = w.iter().flat_map(|x| x.to_le_bytes()).collect();
         assert_eq!(bytes[0], 0b1101_0001); // 1 | 2<<3 | (7&3)<<6
         assert_eq!(bytes[1] & 1, 1); // 7>>2
         assert_eq!(bytes[2] >> 5, 5); // value 7 at bits 21..24
-        // 6 bits: 4 values in 3 bytes.
+                                      // 6 bits: 4 values in 3 bytes.
         let vals: Vec<u8> = (0..16).map(|i| (i * 4 + 3) as u8).collect();
         let w = pack(&vals, 6);
         let b: Vec<u8> = w.iter().flat_map(|x| x.to_le_bytes()).collect();
@@ -328,7 +342,9 @@ mod tests {
             for group in GROUP_SIZES {
                 let q = MlxQuant::new(group, bits).unwrap();
                 let (rows, cols) = (4, 256);
-                let w: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-0.1..0.1)).collect();
+                let w: Vec<f32> = (0..rows * cols)
+                    .map(|_| rng.random_range(-0.1..0.1))
+                    .collect();
                 let qm = quantize(&w, cols, q, |x| x).unwrap();
                 let back = dequantize(&qm.words, &qm.scales, &qm.biases, rows, cols, q).unwrap();
                 // Within the grid's range the error is at most half a step;
@@ -339,13 +355,23 @@ mod tests {
                     let (s, z) = (qm.scales[i / group], qm.biases[i / group]);
                     let (lo, hi) = (z.min(z + s * n), z.max(z + s * n));
                     let outside = (lo - a).max(a - hi).max(0.0);
-                    assert!((a - b).abs() <= s.abs() * 0.5 + outside + 1e-6, "{bits}/{group}: {a} vs {b}");
+                    assert!(
+                        (a - b).abs() <= s.abs() * 0.5 + outside + 1e-6,
+                        "{bits}/{group}: {a} vs {b}"
+                    );
                 }
                 // The larger endpoint of each group is exact.
                 for (g, chunk) in w.chunks(group).enumerate() {
-                    let edge = chunk.iter().copied().fold(0f32, |m, x| if x.abs() > m.abs() { x } else { m });
+                    let edge =
+                        chunk
+                            .iter()
+                            .copied()
+                            .fold(0f32, |m, x| if x.abs() > m.abs() { x } else { m });
                     let got = back[g * group + chunk.iter().position(|&x| x == edge).unwrap()];
-                    assert!((got - edge).abs() <= 1e-6 * edge.abs().max(1.0), "{bits}/{group}");
+                    assert!(
+                        (got - edge).abs() <= 1e-6 * edge.abs().max(1.0),
+                        "{bits}/{group}"
+                    );
                 }
             }
         }

@@ -34,7 +34,10 @@ impl QuantFormat {
             let bits: u32 = bits
                 .parse()
                 .with_context(|| format!("bad format {s:?}; use mlx-8, mlx-6, mlx-5 or mlx-4"))?;
-            return Ok(QuantFormat::Mlx(MlxQuant::new(group_size.unwrap_or(64), bits)?));
+            return Ok(QuantFormat::Mlx(MlxQuant::new(
+                group_size.unwrap_or(64),
+                bits,
+            )?));
         }
         if group_size.is_some() {
             bail!("--group-size applies to the mlx-N formats only; GGUF types have fixed blocks");
@@ -45,7 +48,10 @@ impl QuantFormat {
             other => other,
         };
         if !GGUF_FORMATS.contains(&alias) {
-            bail!("unknown format {s:?}; use one of {}, or mlx-8, mlx-6, mlx-5, mlx-4", GGUF_FORMATS.join(", "));
+            bail!(
+                "unknown format {s:?}; use one of {}, or mlx-8, mlx-6, mlx-5, mlx-4",
+                GGUF_FORMATS.join(", ")
+            );
         }
         Ok(QuantFormat::Gguf(super::synth::parse_gguf_type(alias)?))
     }
@@ -105,13 +111,22 @@ impl TokenizerFiles {
     /// The files of the model at `path`: copied from its directory (or the
     /// directory of a `.gguf`), else rebuilt from the GGUF's metadata.
     pub fn for_model(path: &Path) -> anyhow::Result<TokenizerFiles> {
-        let dir = if path.is_dir() { Some(path) } else { path.parent() };
-        let read = |name: &str| dir.map(|d| d.join(name)).and_then(|p| std::fs::read(p).ok());
+        let dir = if path.is_dir() {
+            Some(path)
+        } else {
+            path.parent()
+        };
+        let read = |name: &str| {
+            dir.map(|d| d.join(name))
+                .and_then(|p| std::fs::read(p).ok())
+        };
         let tokenizer_json = match read("tokenizer.json") {
             Some(b) => b,
             None => super::tokenizer_for(path)?
                 .to_string(false)
-                .map_err(|e| anyhow::anyhow!("cannot serialise the tokenizer of {}: {e}", path.display()))?
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot serialise the tokenizer of {}: {e}", path.display())
+                })?
                 .into_bytes(),
         };
         let tokenizer_config_json = match read("tokenizer_config.json") {
@@ -128,10 +143,16 @@ impl TokenizerFiles {
                 }))?
             }
         };
-        let extra = ["generation_config.json", "special_tokens_map.json", "vocab.json", "merges.txt", "added_tokens.json"]
-            .iter()
-            .filter_map(|n| read(n).map(|b| (n.to_string(), b)))
-            .collect();
+        let extra = [
+            "generation_config.json",
+            "special_tokens_map.json",
+            "vocab.json",
+            "merges.txt",
+            "added_tokens.json",
+        ]
+        .iter()
+        .filter_map(|n| read(n).map(|b| (n.to_string(), b)))
+        .collect();
         Ok(TokenizerFiles {
             tokenizer_json,
             tokenizer_config_json,
@@ -197,8 +218,16 @@ pub fn write_hf_dir(
         .map(|(n, t)| Ok((n.clone(), t.to_dtype(dtype)?)))
         .collect::<candle_core::Result<_>>()?;
     let st = dir.join("model.safetensors");
-    candle_core::safetensors::save(&map, &st).with_context(|| format!("cannot write {}", st.display()))?;
-    let mut files = vec![st, write(dir, "config.json", &serde_json::to_vec_pretty(&hf_config(cfg, dtype))?)?];
+    candle_core::safetensors::save(&map, &st)
+        .with_context(|| format!("cannot write {}", st.display()))?;
+    let mut files = vec![
+        st,
+        write(
+            dir,
+            "config.json",
+            &serde_json::to_vec_pretty(&hf_config(cfg, dtype))?,
+        )?,
+    ];
     files.extend(tok.write_to(dir)?);
     Ok(files)
 }
@@ -247,9 +276,18 @@ fn write_mlx(
                 let data = t.flatten_all()?.to_vec1::<f32>()?;
                 let m = mlx_quant::quantize(&data, cols, q, bf16_round)?;
                 let g = cols / q.group_size;
-                map.insert(name.clone(), Tensor::from_vec(m.words, (rows, q.packed_cols(cols)), &Device::Cpu)?);
-                map.insert(format!("{module}.scales"), Tensor::from_vec(m.scales, (rows, g), &Device::Cpu)?.to_dtype(DType::BF16)?);
-                map.insert(format!("{module}.biases"), Tensor::from_vec(m.biases, (rows, g), &Device::Cpu)?.to_dtype(DType::BF16)?);
+                map.insert(
+                    name.clone(),
+                    Tensor::from_vec(m.words, (rows, q.packed_cols(cols)), &Device::Cpu)?,
+                );
+                map.insert(
+                    format!("{module}.scales"),
+                    Tensor::from_vec(m.scales, (rows, g), &Device::Cpu)?.to_dtype(DType::BF16)?,
+                );
+                map.insert(
+                    format!("{module}.biases"),
+                    Tensor::from_vec(m.biases, (rows, g), &Device::Cpu)?.to_dtype(DType::BF16)?,
+                );
             }
             dims => {
                 if dims.len() == 2 {
@@ -260,13 +298,18 @@ fn write_mlx(
         }
     }
     let st = dir.join("model.safetensors");
-    candle_core::safetensors::save(&map, &st).with_context(|| format!("cannot write {}", st.display()))?;
+    candle_core::safetensors::save(&map, &st)
+        .with_context(|| format!("cannot write {}", st.display()))?;
     let mut config = hf_config(cfg, DType::BF16);
     let quant = serde_json::json!({"group_size": q.group_size, "bits": q.bits, "mode": "affine"});
     config["quantization"] = quant.clone();
     config["quantization_config"] = quant;
     written.files.push(st);
-    written.files.push(write(dir, "config.json", &serde_json::to_vec_pretty(&config)?)?);
+    written.files.push(write(
+        dir,
+        "config.json",
+        &serde_json::to_vec_pretty(&config)?,
+    )?);
     written.files.extend(tok.write_to(dir)?);
     Ok(written)
 }
@@ -295,7 +338,9 @@ pub fn write_gguf(
                 .find(|k| inner % k.block_size() == 0)
                 .unwrap_or(GgmlDType::F32);
             if kind != qtype {
-                written.fallbacks.push(format!("{name} ({})", gguf_type_name(kind)));
+                written
+                    .fallbacks
+                    .push(format!("{name} ({})", gguf_type_name(kind)));
             }
             QTensor::quantize(t, kind)?
         };
@@ -333,12 +378,24 @@ pub fn write_gguf(
         ("qwen3.attention.key_length", u(cfg.head_dim)),
         ("qwen3.attention.value_length", u(cfg.head_dim)),
         ("qwen3.rope.freq_base", V::F32(cfg.rope_theta as f32)),
-        ("qwen3.attention.layer_norm_rms_epsilon", V::F32(cfg.rms_norm_eps as f32)),
+        (
+            "qwen3.attention.layer_norm_rms_epsilon",
+            V::F32(cfg.rms_norm_eps as f32),
+        ),
         ("tokenizer.ggml.model", V::String("gpt2".into())),
         ("tokenizer.ggml.pre", V::String("qwen2".into())),
-        ("tokenizer.ggml.tokens", V::Array(gtok.tokens.into_iter().map(V::String).collect())),
-        ("tokenizer.ggml.token_type", V::Array(gtok.types.into_iter().map(V::I32).collect())),
-        ("tokenizer.ggml.merges", V::Array(gtok.merges.into_iter().map(V::String).collect())),
+        (
+            "tokenizer.ggml.tokens",
+            V::Array(gtok.tokens.into_iter().map(V::String).collect()),
+        ),
+        (
+            "tokenizer.ggml.token_type",
+            V::Array(gtok.types.into_iter().map(V::I32).collect()),
+        ),
+        (
+            "tokenizer.ggml.merges",
+            V::Array(gtok.merges.into_iter().map(V::String).collect()),
+        ),
         ("tokenizer.ggml.eos_token_id", V::U32(151645)),
         ("tokenizer.ggml.padding_token_id", V::U32(151643)),
         ("tokenizer.ggml.bos_token_id", V::U32(151643)),
@@ -348,7 +405,8 @@ pub fn write_gguf(
     let md_refs: Vec<(&str, &V)> = md.iter().map(|(k, v)| (*k, v)).collect();
     let t_refs: Vec<(&str, &QTensor)> = qtensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     let mut f = std::io::BufWriter::new(
         std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,

@@ -65,7 +65,9 @@ impl SafetensorsFiles {
 
     /// Whether `name` is stored as packed `uint32` (an MLX-quantized weight).
     pub fn is_u32(&self, name: &str) -> bool {
-        self.tensors.get(name).is_some_and(|e| e.dtype == DType::U32)
+        self.tensors
+            .get(name)
+            .is_some_and(|e| e.dtype == DType::U32)
     }
 
     /// The stored shape of `name`.

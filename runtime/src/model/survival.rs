@@ -52,7 +52,11 @@ fn row(tensor: String, [dd, ss, sd]: [f64; 3]) -> SurvivalRow {
         tensor,
         delta_norm,
         survived_norm,
-        ratio: if delta_norm > 0.0 { survived_norm / delta_norm } else { 0.0 },
+        ratio: if delta_norm > 0.0 {
+            survived_norm / delta_norm
+        } else {
+            0.0
+        },
         cosine: if delta_norm > 0.0 && survived_norm > 0.0 {
             sd / (delta_norm * survived_norm)
         } else {
@@ -99,12 +103,23 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let (o, i, r) = (256, 512, 4);
-        let mut draw = |n: usize, a: f32| -> Vec<f32> { (0..n).map(|_| rng.random_range(-a..a)).collect() };
+        let mut draw =
+            |n: usize, a: f32| -> Vec<f32> { (0..n).map(|_| rng.random_range(-a..a)).collect() };
         let w = Tensor::from_vec(draw(o * i, 0.07), (o, i), &Device::Cpu).unwrap();
         let a = Tensor::from_vec(draw(r * i, 1.0), (r, i), &Device::Cpu).unwrap();
         let b = Tensor::from_vec(draw(o * r, 1.0), (o, r), &Device::Cpu).unwrap();
         let d = b.matmul(&a).unwrap();
-        let rms = |t: &Tensor| f64::from(t.sqr().unwrap().mean_all().unwrap().to_scalar::<f32>().unwrap()).sqrt();
+        let rms = |t: &Tensor| {
+            f64::from(
+                t.sqr()
+                    .unwrap()
+                    .mean_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap(),
+            )
+            .sqrt()
+        };
         let d = (&d * (rel * rms(&w) / rms(&d))).unwrap();
         (w, d)
     }
@@ -118,8 +133,14 @@ mod tests {
     #[test]
     fn survival_falls_as_bits_fall() {
         let rel = 0.02;
-        let gguf: Vec<f64> = ["q8_0", "q6_k", "q5_k", "q4_k"].iter().map(|f| cosine(f, rel)).collect();
-        let mlx: Vec<f64> = ["mlx-8", "mlx-6", "mlx-5", "mlx-4"].iter().map(|f| cosine(f, rel)).collect();
+        let gguf: Vec<f64> = ["q8_0", "q6_k", "q5_k", "q4_k"]
+            .iter()
+            .map(|f| cosine(f, rel))
+            .collect();
+        let mlx: Vec<f64> = ["mlx-8", "mlx-6", "mlx-5", "mlx-4"]
+            .iter()
+            .map(|f| cosine(f, rel))
+            .collect();
         for v in [&gguf, &mlx] {
             assert!(v.windows(2).all(|p| p[0] > p[1]), "not falling: {v:?}");
         }

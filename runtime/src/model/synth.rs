@@ -239,13 +239,22 @@ pub fn synth(opts: &SynthOptions) -> anyhow::Result<SynthReport> {
     if let Some(qtype) = opts.gguf {
         let name = format!("model-{}.gguf", gguf_type_name(qtype));
         let path = opts.out.join(name);
-        if tensors.iter().any(|(_, t)| t.rank() == 2 && t.dims()[1] % qtype.block_size() != 0) {
+        if tensors
+            .iter()
+            .any(|(_, t)| t.rank() == 2 && t.dims()[1] % qtype.block_size() != 0)
+        {
             bail!(
                 "cannot write a {qtype:?} GGUF of the {:?} shape: rows of {} are not a multiple of its block size {}; use a larger shape or q8_0/q4_0",
                 opts.shape, cfg.hidden_size, qtype.block_size()
             );
         }
-        super::quantize::write_gguf(&path, &cfg, &tensors, qtype, &super::quantize::TokenizerFiles::builtin())?;
+        super::quantize::write_gguf(
+            &path,
+            &cfg,
+            &tensors,
+            qtype,
+            &super::quantize::TokenizerFiles::builtin(),
+        )?;
         files.push(path);
     }
     Ok(SynthReport {
@@ -292,4 +301,3 @@ pub fn hf_config(cfg: &Qwen3Config, dtype: DType) -> serde_json::Value {
         "vocab_size": cfg.vocab_size,
     })
 }
-

@@ -79,11 +79,11 @@ impl Weights {
     /// reading them dense dequantizes; names the format.
     pub fn quantized_format(&self) -> Option<String> {
         match self {
-            Weights::Safetensors { quant: Some(_), files, .. }
-                if files.names().iter().any(|n| files.is_u32(n)) =>
-            {
-                Some("MLX-quantized".into())
-            }
+            Weights::Safetensors {
+                quant: Some(_),
+                files,
+                ..
+            } if files.names().iter().any(|n| files.is_u32(n)) => Some("MLX-quantized".into()),
             Weights::Safetensors { .. } => None,
             Weights::Gguf { content, .. } => {
                 let mut kinds: Vec<String> = content
@@ -134,11 +134,13 @@ impl Weights {
     pub fn dense(&mut self, hf: &str, shape: &[usize], dtype: DType) -> anyhow::Result<Tensor> {
         let origin = self.origin();
         let t = match self {
-            Weights::Safetensors { files, device, quant } if files.is_u32(hf) => {
-                mlx_dense(files, quant.as_ref(), &origin, hf, shape)?
-                    .to_dtype(dtype)?
-                    .to_device(device)?
-            }
+            Weights::Safetensors {
+                files,
+                device,
+                quant,
+            } if files.is_u32(hf) => mlx_dense(files, quant.as_ref(), &origin, hf, shape)?
+                .to_dtype(dtype)?
+                .to_device(device)?,
             Weights::Safetensors { files, device, .. } => {
                 if let Some(got) = files.shape(hf) {
                     check_shape(&origin, hf, got, shape)?;
@@ -255,7 +257,10 @@ fn mlx_dense(
         let want = [rows, cols / q.group_size];
         match files.shape(&name) {
             None => bail!("{origin}: tensor {hf} is packed but {name} is missing"),
-            Some(got) if got != want => bail!("{origin}: tensor {name} has shape {got:?}, but group size {} implies {want:?}", q.group_size),
+            Some(got) if got != want => bail!(
+                "{origin}: tensor {name} has shape {got:?}, but group size {} implies {want:?}",
+                q.group_size
+            ),
             Some(_) => Ok(files
                 .load(&name, DType::F32, &Device::Cpu)?
                 .flatten_all()?

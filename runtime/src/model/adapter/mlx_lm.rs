@@ -37,7 +37,10 @@ pub(super) fn read(
     let params = config
         .get("lora_parameters")
         .with_context(|| format!("{shown} has no lora_parameters; is this an MLX-LM adapter?"))?;
-    let rank = params.get("rank").and_then(Value::as_u64).map(|r| r as usize);
+    let rank = params
+        .get("rank")
+        .and_then(Value::as_u64)
+        .map(|r| r as usize);
     let scale = params
         .get("scale")
         .and_then(Value::as_f64)
@@ -52,7 +55,11 @@ pub(super) fn read(
     if num_layers > n_layers {
         bail!("{shown}: num_layers is {num_layers}, but the base model has {n_layers} layers: the adapter was made for another base model");
     }
-    let first = if num_layers < 0 { 0 } else { (n_layers - num_layers) as usize };
+    let first = if num_layers < 0 {
+        0
+    } else {
+        (n_layers - num_layers) as usize
+    };
     let keys: Option<BTreeSet<&'static str>> = match params.get("keys") {
         None | Some(Value::Null) => None,
         Some(Value::Array(v)) => Some(
@@ -76,9 +83,15 @@ pub(super) fn read(
             .or_else(|| name.strip_suffix(".lora_b"));
         let Some(module) = module else {
             if name.ends_with(".m") {
-                bail!("{}: tensor {name} is a DoRA magnitude; warden does not apply DoRA", file.display());
+                bail!(
+                    "{}: tensor {name} is a DoRA magnitude; warden does not apply DoRA",
+                    file.display()
+                );
             }
-            bail!("{}: tensor {name} is not a LoRA matrix (lora_a / lora_b)", file.display());
+            bail!(
+                "{}: tensor {name} is not a LoRA matrix (lora_a / lora_b)",
+                file.display()
+            );
         };
         in_file.insert(locate(module, cfg, file, name)?);
     }
@@ -122,6 +135,8 @@ pub(super) fn read(
     for (l, m) in in_file {
         tracing::warn!("{}: tensors for model.layers.{l}.{m} are outside the adapter's num_layers/keys; ignoring them as MLX-LM does", file.display());
     }
-    let rank = rank.or_else(|| out.first().map(LoraWeights::rank)).unwrap_or(0);
+    let rank = rank
+        .or_else(|| out.first().map(LoraWeights::rank))
+        .unwrap_or(0);
     Ok((rank, scale, out))
 }

@@ -144,7 +144,10 @@ impl Adapter {
         } else if dir.join("adapter_model.bin").exists() {
             bail!("{} holds adapter_model.bin (a pickle); warden reads safetensors only: save the adapter with safe_serialization=True", dir.display());
         } else {
-            bail!("{} has neither adapter_model.safetensors (PEFT) nor adapters.safetensors (MLX-LM)", dir.display());
+            bail!(
+                "{} has neither adapter_model.safetensors (PEFT) nor adapters.safetensors (MLX-LM)",
+                dir.display()
+            );
         };
         let files = SafetensorsFiles::open(vec![file.clone()])?;
         let shown = config_path.display().to_string();
@@ -153,7 +156,11 @@ impl Adapter {
             AdapterFormat::MlxLm => mlx_lm::read(&config, &shown, &files, &file, cfg)?,
         };
         if modules.is_empty() {
-            bail!("{} adapts no projection of the model: its targets match nothing in {}", dir.display(), file.display());
+            bail!(
+                "{} adapts no projection of the model: its targets match nothing in {}",
+                dir.display(),
+                file.display()
+            );
         }
         Ok(Adapter {
             path: dir.to_path_buf(),
@@ -225,7 +232,10 @@ fn pair(
         }
         let t = files.load(n, DType::F32, &Device::Cpu)?;
         if t.rank() != 2 {
-            bail!("{shown}: tensor {n} has shape {:?}; a LoRA matrix is 2-D", t.dims());
+            bail!(
+                "{shown}: tensor {n} has shape {:?}; a LoRA matrix is 2-D",
+                t.dims()
+            );
         }
         Ok(t)
     };

@@ -69,7 +69,9 @@ fn full_match(pattern: &str) -> Result<Regex, regex::Error> {
 /// The value of the first key of a `rank_pattern` / `alpha_pattern` whose
 /// pattern matches the end of `module` (PEFT: `(.*\.)?pattern$`).
 fn pattern_value(map: &[(Regex, f64)], module: &str) -> Option<f64> {
-    map.iter().find(|(re, _)| re.is_match(module)).map(|(_, v)| *v)
+    map.iter()
+        .find(|(re, _)| re.is_match(module))
+        .map(|(_, v)| *v)
 }
 
 fn patterns(config: &Value, key: &str, shown: &str) -> anyhow::Result<Vec<(Regex, f64)>> {
@@ -111,7 +113,11 @@ pub(super) fn read(
     if flag("lora_bias") {
         bail!("{shown}: lora_bias is true; warden does not apply LoRA biases");
     }
-    if let Some(m) = config.get("modules_to_save").and_then(Value::as_array).filter(|m| !m.is_empty()) {
+    if let Some(m) = config
+        .get("modules_to_save")
+        .and_then(Value::as_array)
+        .filter(|m| !m.is_empty())
+    {
         bail!("{shown}: modules_to_save lists {m:?}: those modules are replaced whole, which warden does not do; merge the adapter with PEFT instead");
     }
     if flag("fan_in_fan_out") {
@@ -119,10 +125,7 @@ pub(super) fn read(
         // projection is; the stored matrices are the usual (r, in), (out, r).
         tracing::warn!("{shown}: fan_in_fan_out is true, which PEFT ignores for nn.Linear layers; ignoring it too");
     }
-    let r = config
-        .get("r")
-        .and_then(Value::as_u64)
-        .unwrap_or(8) as usize;
+    let r = config.get("r").and_then(Value::as_u64).unwrap_or(8) as usize;
     let alpha = config
         .get("lora_alpha")
         .and_then(Value::as_f64)
@@ -139,26 +142,42 @@ pub(super) fn read(
         }
     };
     // PEFT's default for Qwen3 when target_modules is absent.
-    let targets = Targets::parse(config.get("target_modules").unwrap_or(&Value::Null), "target_modules", shown)?
-        .unwrap_or_else(|| Targets::List(vec!["q_proj".into(), "v_proj".into()]));
-    let exclude = Targets::parse(config.get("exclude_modules").unwrap_or(&Value::Null), "exclude_modules", shown)?;
+    let targets = Targets::parse(
+        config.get("target_modules").unwrap_or(&Value::Null),
+        "target_modules",
+        shown,
+    )?
+    .unwrap_or_else(|| Targets::List(vec!["q_proj".into(), "v_proj".into()]));
+    let exclude = Targets::parse(
+        config.get("exclude_modules").unwrap_or(&Value::Null),
+        "exclude_modules",
+        shown,
+    )?;
     let layers: Option<BTreeSet<usize>> = match config.get("layers_to_transform") {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => Some([n.as_u64().context("layers_to_transform")? as usize].into()),
+        Some(Value::Number(n)) => {
+            Some([n.as_u64().context("layers_to_transform")? as usize].into())
+        }
         Some(Value::Array(v)) => Some(
             v.iter()
                 .map(|x| x.as_u64().map(|x| x as usize))
                 .collect::<Option<_>>()
                 .with_context(|| format!("{shown}: layers_to_transform must list layer numbers"))?,
         ),
-        Some(other) => bail!("{shown}: layers_to_transform must be a layer number or a list, not {other}"),
+        Some(other) => {
+            bail!("{shown}: layers_to_transform must be a layer number or a list, not {other}")
+        }
     };
     let rank_pattern = patterns(config, "rank_pattern", shown)?;
     let alpha_pattern = patterns(config, "alpha_pattern", shown)?;
 
     // Every module name of the base that can carry an adapter.
     let candidates: Vec<(usize, &'static str, String)> = (0..cfg.num_hidden_layers)
-        .flat_map(|l| MODULES.iter().map(move |m| (l, *m, format!("model.layers.{l}.{m}"))))
+        .flat_map(|l| {
+            MODULES
+                .iter()
+                .map(move |m| (l, *m, format!("model.layers.{l}.{m}")))
+        })
         .collect();
     if let Targets::List(names) = &targets {
         for t in names {
@@ -176,13 +195,22 @@ pub(super) fn read(
     for name in files.names() {
         let bare = name.strip_prefix("base_model.model.").unwrap_or(name);
         if bare.contains("lora_magnitude_vector") {
-            bail!("{}: tensor {name} is a DoRA magnitude; warden does not apply DoRA", file.display());
+            bail!(
+                "{}: tensor {name} is a DoRA magnitude; warden does not apply DoRA",
+                file.display()
+            );
         }
         if bare.contains("lora_embedding_") {
             bail!("{}: tensor {name} adapts an embedding; warden applies adapters to the attention and MLP projections only", file.display());
         }
-        let Some((module, _)) = bare.split_once(".lora_A.").or_else(|| bare.split_once(".lora_B.")) else {
-            bail!("{}: tensor {name} is not a LoRA matrix (lora_A / lora_B)", file.display());
+        let Some((module, _)) = bare
+            .split_once(".lora_A.")
+            .or_else(|| bare.split_once(".lora_B."))
+        else {
+            bail!(
+                "{}: tensor {name} is not a LoRA matrix (lora_A / lora_B)",
+                file.display()
+            );
         };
         locate(module, cfg, file, name)?;
         in_file.insert(module.to_string());
@@ -207,7 +235,16 @@ pub(super) fn read(
                 named
             }
         };
-        let (a, b) = pair(files, file, cfg, module, &key("A"), &key("B"), false, Some(rank))?;
+        let (a, b) = pair(
+            files,
+            file,
+            cfg,
+            module,
+            &key("A"),
+            &key("B"),
+            false,
+            Some(rank),
+        )?;
         in_file.remove(name);
         out.push(LoraWeights {
             layer: *layer,

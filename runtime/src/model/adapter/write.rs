@@ -138,7 +138,8 @@ pub fn random_adapter(cfg: &Qwen3Config, spec: &RandomAdapter) -> anyhow::Result
     for layer in 0..cfg.num_hidden_layers {
         for &module in &modules {
             let (o, i) = module_shape(cfg, module).expect("known module");
-            let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1f32..1.0)).collect() };
+            let mut draw =
+                |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1f32..1.0)).collect() };
             let a = Tensor::from_vec(draw(spec.rank * i), (spec.rank, i), &Device::Cpu)?;
             let b = Tensor::from_vec(draw(o * spec.rank), (o, spec.rank), &Device::Cpu)?;
             let delta = (b.matmul(&a)? * spec.scale)?;

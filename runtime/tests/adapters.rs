@@ -1,0 +1,529 @@
+//! LoRA adapters end to end: unfused equals fused, both file formats agree,
+//! quantized bases (GGUF, MLX) carry adapters, `warden fuse` / `warden
+//! quantize` write models that load back, and the delta-survival report.
+
+use candle_core::{DType, Device, Tensor};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use warden::model::adapter::write::write_adapter;
+use warden::model::adapter::{Adapter, AdapterFormat};
+use warden::model::quantize::QuantFormat;
+use warden::model::{Checkpoint, LoadedModel};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn warden(args: &[&str], state: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(args)
+        .current_dir(repo())
+        .env("WARDEN_STATE_DIR", state)
+        .env_remove("WARDEN_AUDIT_KEY_FILE")
+        .output()
+        .expect("running warden")
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A tiny base (safetensors + q8_0 GGUF) and an adapter in `format` with
+/// deltas of relative size `delta`.
+fn synth(dir: &Path, format: &str, delta: &str) -> PathBuf {
+    let args = [
+        "synth",
+        "--shape",
+        "tiny",
+        "--out",
+        s(dir),
+        "--gguf",
+        "q8_0",
+        "--seed",
+        "11",
+        "--adapter",
+        format,
+        "--rank",
+        "4",
+        "--delta-scale",
+        delta,
+    ];
+    ok(&warden(&args, dir));
+    dir.join(if format == "peft" {
+        "adapter-peft"
+    } else {
+        "adapter-mlx"
+    })
+}
+
+const PROMPT: &str =
+    "<|im_start|>user\nFind the UserSerializer class<|im_end|>\n<|im_start|>assistant\n";
+
+/// Logits at every prompt position.
+fn logits(model: &str, adapters: &[PathBuf]) -> Tensor {
+    let mut m = LoadedModel::load(model, &Device::Cpu, Some(DType::F32), false).unwrap();
+    m.apply_adapters(adapters).unwrap();
+    let ids = m
+        .tokenizer
+        .as_ref()
+        .unwrap()
+        .encode(PROMPT, false)
+        .unwrap()
+        .get_ids()
+        .to_vec();
+    m.model.forward(&ids, true).unwrap()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+#[test]
+fn unfused_equals_fused_in_f32_for_peft_and_mlx() {
+    for format in ["peft", "mlx"] {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("base");
+        let adapter = synth(&base, format, "0.5");
+        let fused = dir.path().join("fused");
+        let out = ok(&warden(
+            &[
+                "fuse",
+                "--model",
+                s(&base),
+                "--adapter",
+                s(&adapter),
+                "--out",
+                s(&fused),
+            ],
+            dir.path(),
+        ));
+        assert!(
+            out.contains("merged 1 adapter(s) into 14 matrices"),
+            "{out}"
+        );
+        let plain = logits(s(&base), &[]);
+        let unfused = logits(s(&base), &[adapter.clone()]);
+        let merged = logits(s(&fused), &[]);
+        let d = max_diff(&unfused, &merged);
+        assert!(d <= 1e-4, "{format}: unfused vs fused {d}");
+        // And the adapter does change the model, so the comparison means something.
+        assert!(
+            max_diff(&plain, &unfused) > 1e-2,
+            "{format}: the adapter changed nothing"
+        );
+        // The fused directory carries the tokenizer and chat template.
+        assert!(fused.join("tokenizer.json").exists());
+        let tc: Value =
+            serde_json::from_slice(&std::fs::read(fused.join("tokenizer_config.json")).unwrap())
+                .unwrap();
+        assert!(tc["chat_template"]
+            .as_str()
+            .unwrap()
+            .contains("<tool_call>"));
+    }
+}
+
+#[test]
+fn an_adapter_whose_b_is_zero_leaves_logits_bit_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base");
+    let adapter = synth(&base, "peft", "0.5");
+    let cfg = Checkpoint::open(s(&base), &Device::Cpu).unwrap().config;
+    let mut a = Adapter::load(&adapter, &cfg).unwrap();
+    for m in &mut a.modules {
+        m.b = m.b.zeros_like().unwrap();
+    }
+    let zero = dir.path().join("zero");
+    write_adapter(
+        &zero,
+        AdapterFormat::Peft,
+        &a.modules,
+        None,
+        "base",
+        cfg.num_hidden_layers,
+    )
+    .unwrap();
+    for model in [base.clone(), base.join("model-q8_0.gguf")] {
+        let plain = logits(s(&model), &[])
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let with = logits(s(&model), &[zero.clone()])
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert!(
+            plain
+                .iter()
+                .zip(&with)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{}",
+            model.display()
+        );
+    }
+}
+
+#[test]
+fn peft_and_mlx_files_holding_the_same_delta_give_the_same_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b1, b2) = (dir.path().join("p"), dir.path().join("m"));
+    let peft = synth(&b1, "peft", "0.3");
+    let mlx = synth(&b2, "mlx", "0.3");
+    let a = logits(s(&b1), &[peft.clone()]);
+    let b = logits(s(&b1), &[mlx.clone()]);
+    assert_eq!(max_diff(&a, &b), 0.0);
+    // Stacked, the delta counts twice: different from one, same either order.
+    let twice = logits(s(&b1), &[peft.clone(), mlx.clone()]);
+    let twice_rev = logits(s(&b1), &[mlx, peft]);
+    assert!(max_diff(&twice, &a) > 1e-3);
+    assert!(max_diff(&twice, &twice_rev) < 1e-5);
+}
+
+#[test]
+fn unfused_over_q8_0_stays_within_the_bases_own_quantization_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base");
+    let adapter = synth(&base, "peft", "0.5");
+    let fused = dir.path().join("fused");
+    ok(&warden(
+        &[
+            "fuse",
+            "--model",
+            s(&base),
+            "--adapter",
+            s(&adapter),
+            "--out",
+            s(&fused),
+        ],
+        dir.path(),
+    ));
+    let gguf = base.join("model-q8_0.gguf");
+    // What quantizing the base to q8_0 costs by itself...
+    let d_base = max_diff(&logits(s(&gguf), &[]), &logits(s(&base), &[]));
+    // ...bounds what the adapter over the q8_0 base is off from fused f32:
+    // the LoRA path itself runs in f32, so only the base's rounding differs.
+    let d = max_diff(
+        &logits(s(&gguf), &[adapter.clone()]),
+        &logits(s(&fused), &[]),
+    );
+    assert!(d_base > 0.0);
+    assert!(
+        d <= 2.0 * d_base + 1e-4,
+        "adapter over q8_0: {d}, q8_0 base alone: {d_base}"
+    );
+}
+
+#[test]
+fn mlx_checkpoints_written_by_quantize_load_back_as_the_dequantized_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base");
+    let adapter = synth(&base, "mlx", "0.5");
+    let original = Checkpoint::open(s(&base), &Device::Cpu)
+        .unwrap()
+        .dense_tensors()
+        .unwrap();
+    for (to, group) in [
+        ("mlx-8", "64"),
+        ("mlx-5", "32"),
+        ("mlx-4", "64"),
+        ("mlx-3", "32"),
+    ] {
+        let out = dir.path().join(format!("{to}-{group}"));
+        let text = ok(&warden(
+            &[
+                "quantize",
+                "--model",
+                s(&base),
+                "--out",
+                s(&out),
+                "--to",
+                to,
+                "--group-size",
+                group,
+            ],
+            dir.path(),
+        ));
+        assert!(text.contains("model.safetensors"), "{text}");
+        let cfg: Value =
+            serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+        assert_eq!(
+            cfg["quantization"]["group_size"].as_u64(),
+            Some(group.parse().unwrap())
+        );
+        let fmt = QuantFormat::parse(to, Some(group.parse().unwrap())).unwrap();
+        let mut ck = Checkpoint::open(s(&out), &Device::Cpu).unwrap();
+        assert_eq!(ck.format, warden::model::ModelFormat::Mlx);
+        for ((name, got), (_, w)) in ck.dense_tensors().unwrap().iter().zip(&original) {
+            let want = if w.rank() == 2 {
+                fmt.roundtrip(w).unwrap()
+            } else {
+                w.to_dtype(DType::BF16)
+                    .unwrap()
+                    .to_dtype(DType::F32)
+                    .unwrap()
+            };
+            assert_eq!(max_diff(got, &want), 0.0, "{to}/{group}: {name}");
+        }
+        // It runs, with the adapter on top, and a session log would say so.
+        let l = logits(s(&out), &[adapter.clone()]);
+        assert!(l
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .all(|x| x.is_finite()));
+    }
+}
+
+#[test]
+fn ggufs_written_by_quantize_load_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base");
+    synth(&base, "peft", "0.5");
+    let reference = logits(s(&base), &[]);
+    for to in ["q8_0", "q5_0", "q4_0", "q4_k"] {
+        let out = dir.path().join(format!("m-{to}.gguf"));
+        let o = warden(
+            &[
+                "quantize",
+                "--model",
+                s(&base),
+                "--out",
+                s(&out),
+                "--to",
+                to,
+                "--json",
+            ],
+            dir.path(),
+        );
+        let v: Value = serde_json::from_str(&ok(&o)).unwrap();
+        // The tiny shape's 64-wide rows cannot hold 256-wide K-quant blocks:
+        // those matrices fall back, and the report says which.
+        assert_eq!(
+            v["fallbacks"].as_array().unwrap().is_empty(),
+            to != "q4_k",
+            "{v}"
+        );
+        let l = logits(s(&out), &[]);
+        let d = max_diff(&l, &reference);
+        assert!(d < 0.5, "{to}: {d}");
+        // Its template and tokenizer travel inside the file.
+        let tpl = warden::chat::ChatTemplate::for_model(&out).unwrap();
+        assert!(tpl.source().contains("<tool_call>"));
+    }
+    // A GGUF asked to go into a directory is refused with the fix.
+    let o = warden(
+        &[
+            "quantize",
+            "--model",
+            s(&base),
+            "--out",
+            s(dir.path()),
+            "--to",
+            "q8_0",
+        ],
+        dir.path(),
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("writes one file"));
+}
+
+#[test]
+fn fuse_quantize_reports_the_delta_survival_and_says_when_it_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base");
+    let small = synth(&base, "peft", "0.02");
+    let fused = dir.path().join("fused");
+    let text = ok(&warden(
+        &[
+            "fuse",
+            "--model",
+            s(&base),
+            "--adapter",
+            s(&small),
+            "--out",
+            s(&fused),
+            "--quantize",
+            "q4_0",
+        ],
+        dir.path(),
+    ));
+    assert!(
+        text.contains("Most of the adapter's delta is lost in q4_0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("serve the adapter unfused") || text.contains("Serve the adapter unfused"),
+        "{text}"
+    );
+    assert!(fused.join("model-q4_0.gguf").exists());
+    let json = |fmt: &str, adapter: &Path, out: &str| -> Value {
+        let o = warden(
+            &[
+                "fuse",
+                "--model",
+                s(&base),
+                "--adapter",
+                s(adapter),
+                "--out",
+                s(&dir.path().join(out)),
+                "--quantize",
+                fmt,
+                "--json",
+            ],
+            dir.path(),
+        );
+        serde_json::from_str(&ok(&o)).unwrap()
+    };
+    let v8 = json("mlx-8", &small, "f8");
+    let v4 = json("mlx-4", &small, "f4");
+    let cos = |v: &Value| v["survival"]["total"]["cosine"].as_f64().unwrap();
+    assert!(cos(&v8) > cos(&v4), "{} vs {}", cos(&v8), cos(&v4));
+    assert_eq!(v8["survival"]["matrices"].as_array().unwrap().len(), 14);
+    assert_eq!(v4["survival"]["lost"], true);
+    assert!(dir.path().join("f4/mlx-4/config.json").exists());
+    // A GGUF base is dequantized first, and the output says so.
+    let text = ok(&warden(
+        &[
+            "fuse",
+            "--model",
+            s(&base.join("model-q8_0.gguf")),
+            "--adapter",
+            s(&small),
+            "--out",
+            s(&dir.path().join("fg")),
+        ],
+        dir.path(),
+    ));
+    assert!(
+        text.contains("the base is stored GGUF q8_0: dequantized it to f32 before merging"),
+        "{text}"
+    );
+}
+
+#[test]
+fn sessions_generate_and_bench_take_adapters_and_the_log_records_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base");
+    let adapter = synth(&base, "mlx", "0.5");
+    let o = warden(
+        &[
+            "run",
+            "--model",
+            s(&base),
+            "--adapter",
+            s(&adapter),
+            "--policy",
+            "policies/default.toml",
+            "--workspace",
+            "examples/workspace",
+            "--max-tokens",
+            "8",
+            "--json",
+            "Find all Django view functions",
+        ],
+        dir.path(),
+    );
+    let v: Value = serde_json::from_str(&ok(&o)).unwrap();
+    let recs = warden::audit::read_records(Path::new(v["log"].as_str().unwrap())).unwrap();
+    let a = &recs[0].value["adapter"][0];
+    assert_eq!(a["format"], "mlx_lm");
+    assert_eq!(a["rank"], 4);
+    assert_eq!(a["scale"], 2.0);
+    assert_eq!(a["path"].as_str().unwrap(), s(&adapter));
+    assert_eq!(
+        a["sha256"].as_str().unwrap(),
+        warden::audit::sha256_file(&adapter.join("adapters.safetensors")).unwrap()
+    );
+    let o = warden(
+        &[
+            "generate",
+            "--model",
+            s(&base),
+            "--adapter",
+            s(&adapter),
+            "--prompt",
+            "hi",
+            "--max-tokens",
+            "3",
+            "--json",
+        ],
+        dir.path(),
+    );
+    ok(&o);
+    let o = warden(
+        &[
+            "bench",
+            "--model",
+            s(&base.join("model-q8_0.gguf")),
+            "--adapter",
+            s(&adapter),
+            "--prompt-tokens",
+            "8",
+            "--gen-tokens",
+            "4",
+            "--repeat",
+            "1",
+            "--json",
+        ],
+        dir.path(),
+    );
+    let v: Value = serde_json::from_str(&ok(&o)).unwrap();
+    assert!(v["base_decode_tok_s"].as_f64().unwrap() > 0.0);
+    assert!(v["adapter_decode_cost_pct"].is_number());
+    // An adapter for another base is refused before anything runs.
+    let other = dir.path().join("other");
+    ok(&warden(
+        &[
+            "synth",
+            "--shape",
+            "small",
+            "--out",
+            s(&other),
+            "--adapter",
+            "peft",
+        ],
+        dir.path(),
+    ));
+    let o = warden(
+        &[
+            "generate",
+            "--model",
+            s(&base),
+            "--adapter",
+            s(&other.join("adapter-peft")),
+            "--prompt",
+            "hi",
+        ],
+        dir.path(),
+    );
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("adapter_model.safetensors") && e.contains("another base model"),
+        "{e}"
+    );
+}
