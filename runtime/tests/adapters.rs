@@ -73,9 +73,10 @@ const PROMPT: &str =
     "<|im_start|>user\nFind the UserSerializer class<|im_end|>\n<|im_start|>assistant\n";
 
 /// Logits at every prompt position.
-fn logits(model: &str, adapters: &[PathBuf]) -> Tensor {
+fn logits(model: &str, adapters: &[&Path]) -> Tensor {
     let mut m = LoadedModel::load(model, &Device::Cpu, Some(DType::F32), false).unwrap();
-    m.apply_adapters(adapters).unwrap();
+    let dirs: Vec<PathBuf> = adapters.iter().map(|p| p.to_path_buf()).collect();
+    m.apply_adapters(&dirs).unwrap();
     let ids = m
         .tokenizer
         .as_ref()
@@ -122,7 +123,7 @@ fn unfused_equals_fused_in_f32_for_peft_and_mlx() {
             "{out}"
         );
         let plain = logits(s(&base), &[]);
-        let unfused = logits(s(&base), &[adapter.clone()]);
+        let unfused = logits(s(&base), &[&adapter]);
         let merged = logits(s(&fused), &[]);
         let d = max_diff(&unfused, &merged);
         assert!(d <= 1e-4, "{format}: unfused vs fused {d}");
@@ -169,7 +170,7 @@ fn an_adapter_whose_b_is_zero_leaves_logits_bit_identical() {
             .unwrap()
             .to_vec1::<f32>()
             .unwrap();
-        let with = logits(s(&model), &[zero.clone()])
+        let with = logits(s(&model), &[&zero])
             .flatten_all()
             .unwrap()
             .to_vec1::<f32>()
@@ -191,12 +192,12 @@ fn peft_and_mlx_files_holding_the_same_delta_give_the_same_logits() {
     let (b1, b2) = (dir.path().join("p"), dir.path().join("m"));
     let peft = synth(&b1, "peft", "0.3");
     let mlx = synth(&b2, "mlx", "0.3");
-    let a = logits(s(&b1), &[peft.clone()]);
-    let b = logits(s(&b1), &[mlx.clone()]);
+    let a = logits(s(&b1), &[&peft]);
+    let b = logits(s(&b1), &[&mlx]);
     assert_eq!(max_diff(&a, &b), 0.0);
     // Stacked, the delta counts twice: different from one, same either order.
-    let twice = logits(s(&b1), &[peft.clone(), mlx.clone()]);
-    let twice_rev = logits(s(&b1), &[mlx, peft]);
+    let twice = logits(s(&b1), &[&peft, &mlx]);
+    let twice_rev = logits(s(&b1), &[&mlx, &peft]);
     assert!(max_diff(&twice, &a) > 1e-3);
     assert!(max_diff(&twice, &twice_rev) < 1e-5);
 }
@@ -224,10 +225,7 @@ fn unfused_over_q8_0_stays_within_the_bases_own_quantization_error() {
     let d_base = max_diff(&logits(s(&gguf), &[]), &logits(s(&base), &[]));
     // ...bounds what the adapter over the q8_0 base is off from fused f32:
     // the LoRA path itself runs in f32, so only the base's rounding differs.
-    let d = max_diff(
-        &logits(s(&gguf), &[adapter.clone()]),
-        &logits(s(&fused), &[]),
-    );
+    let d = max_diff(&logits(s(&gguf), &[&adapter]), &logits(s(&fused), &[]));
     assert!(d_base > 0.0);
     assert!(
         d <= 2.0 * d_base + 1e-4,
@@ -287,7 +285,7 @@ fn mlx_checkpoints_written_by_quantize_load_back_as_the_dequantized_weights() {
             assert_eq!(max_diff(got, &want), 0.0, "{to}/{group}: {name}");
         }
         // It runs, with the adapter on top, and a session log would say so.
-        let l = logits(s(&out), &[adapter.clone()]);
+        let l = logits(s(&out), &[&adapter]);
         assert!(l
             .flatten_all()
             .unwrap()
