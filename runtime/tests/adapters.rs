@@ -69,6 +69,20 @@ fn synth(dir: &Path, format: &str, delta: &str) -> PathBuf {
     })
 }
 
+/// `warden fuse` of `adapter` into `base`, written to `out`; its output.
+fn fuse(base: &Path, adapter: &Path, out: &Path) -> String {
+    let args = [
+        "fuse",
+        "--model",
+        s(base),
+        "--adapter",
+        s(adapter),
+        "--out",
+        s(out),
+    ];
+    ok(&warden(&args, out.parent().unwrap()))
+}
+
 const PROMPT: &str =
     "<|im_start|>user\nFind the UserSerializer class<|im_end|>\n<|im_start|>assistant\n";
 
@@ -106,18 +120,7 @@ fn unfused_equals_fused_in_f32_for_peft_and_mlx() {
         let base = dir.path().join("base");
         let adapter = synth(&base, format, "0.5");
         let fused = dir.path().join("fused");
-        let out = ok(&warden(
-            &[
-                "fuse",
-                "--model",
-                s(&base),
-                "--adapter",
-                s(&adapter),
-                "--out",
-                s(&fused),
-            ],
-            dir.path(),
-        ));
+        let out = fuse(&base, &adapter, &fused);
         assert!(
             out.contains("merged 1 adapter(s) into 14 matrices"),
             "{out}"
@@ -208,18 +211,7 @@ fn unfused_over_q8_0_stays_within_the_bases_own_quantization_error() {
     let base = dir.path().join("base");
     let adapter = synth(&base, "peft", "0.5");
     let fused = dir.path().join("fused");
-    ok(&warden(
-        &[
-            "fuse",
-            "--model",
-            s(&base),
-            "--adapter",
-            s(&adapter),
-            "--out",
-            s(&fused),
-        ],
-        dir.path(),
-    ));
+    fuse(&base, &adapter, &fused);
     let gguf = base.join("model-q8_0.gguf");
     // What quantizing the base to q8_0 costs by itself...
     let d_base = max_diff(&logits(s(&gguf), &[]), &logits(s(&base), &[]));

@@ -2,7 +2,7 @@
 
 use super::model::dtype;
 use crate::model::fuse::{self, FuseOptions};
-use crate::model::quantize::{self, QuantFormat, TokenizerFiles};
+use crate::model::quantize::{self, QuantFormat, TokenizerFiles, Written};
 use crate::model::survival::Survival;
 use crate::model::Checkpoint;
 use candle_core::{DType, Device};
@@ -97,18 +97,23 @@ pub fn fuse(a: FuseArgs) -> anyhow::Result<()> {
     if let (Some(w), Some(s)) = (&report.quantized, &report.survival) {
         print_survival(s);
         println!("wrote the {} model:", s.format);
-        for f in &w.files {
-            println!("  {}", f.display());
-        }
-        if !w.fallbacks.is_empty() {
-            println!(
-                "  ({} matrices kept wider, their rows do not fit the format's blocks: {})",
-                w.fallbacks.len(),
-                w.fallbacks.join(", ")
-            );
-        }
+        print_written(w);
     }
     Ok(())
+}
+
+/// The files written, and the matrices that stayed wider.
+fn print_written(w: &Written) {
+    for f in &w.files {
+        println!("  {}", f.display());
+    }
+    if !w.fallbacks.is_empty() {
+        println!(
+            "  ({} matrices kept wider, their rows do not fit the format's blocks: {})",
+            w.fallbacks.len(),
+            w.fallbacks.join(", ")
+        );
+    }
 }
 
 fn print_survival(s: &Survival) {
@@ -166,15 +171,6 @@ pub fn quantize(a: QuantizeArgs) -> anyhow::Result<()> {
         println!("the model is stored {q}: dequantized it to f32 first (quantizing twice loses more than once)");
     }
     println!("wrote {} ({}):", a.out.display(), format.name());
-    for f in &written.files {
-        println!("  {}", f.display());
-    }
-    if !written.fallbacks.is_empty() {
-        println!(
-            "  ({} matrices kept wider, their rows do not fit the format's blocks: {})",
-            written.fallbacks.len(),
-            written.fallbacks.join(", ")
-        );
-    }
+    print_written(&written);
     Ok(())
 }

@@ -83,15 +83,21 @@ impl SafetensorsFiles {
         if e.dtype == DType::U32 {
             bail!("tensor {name} is packed uint32 (MLX-quantized) but has no {} beside it; the checkpoint is incomplete", name.replace(".weight", ".scales"));
         }
+        let bytes = self.read(name, e)?;
+        let t = Tensor::from_raw_buffer(&bytes, e.dtype, &e.shape, &Device::Cpu)?;
+        drop(bytes);
+        Ok(t.to_dtype(dtype)?.to_device(device)?)
+    }
+
+    /// The stored bytes of tensor `name`.
+    fn read(&self, name: &str, e: &Entry) -> anyhow::Result<Vec<u8>> {
         let (path, file) = &self.files[e.file];
         let mut bytes = vec![0u8; e.len as usize];
         let mut f = file;
         f.seek(SeekFrom::Start(e.start))
             .and_then(|_| f.read_exact(&mut bytes))
             .with_context(|| format!("cannot read tensor {name} from {}", path.display()))?;
-        let t = Tensor::from_raw_buffer(&bytes, e.dtype, &e.shape, &Device::Cpu)?;
-        drop(bytes);
-        Ok(t.to_dtype(dtype)?.to_device(device)?)
+        Ok(bytes)
     }
 
     /// Reads a packed `uint32` tensor's words and shape.
@@ -99,13 +105,8 @@ impl SafetensorsFiles {
         let Some(e) = self.tensors.get(name).filter(|e| e.dtype == DType::U32) else {
             bail!("tensor {name} is missing or not uint32");
         };
-        let (path, file) = &self.files[e.file];
-        let mut bytes = vec![0u8; e.len as usize];
-        let mut f = file;
-        f.seek(SeekFrom::Start(e.start))
-            .and_then(|_| f.read_exact(&mut bytes))
-            .with_context(|| format!("cannot read tensor {name} from {}", path.display()))?;
-        let words = bytes
+        let words = self
+            .read(name, e)?
             .chunks_exact(4)
             .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();

@@ -11,18 +11,19 @@ fn cfg() -> Qwen3Config {
 }
 
 fn modules(rank: usize, targets: &[&str]) -> Vec<LoraWeights> {
-    random_adapter(
-        &cfg(),
-        &RandomAdapter {
-            rank,
-            scale: 2.0,
-            targets: targets.iter().map(|s| s.to_string()).collect(),
-            delta_scale: 0.1,
-            weight_rms: 0.04,
-            seed: 5,
-        },
-    )
-    .unwrap()
+    modules_for(&cfg(), rank, targets)
+}
+
+fn modules_for(cfg: &Qwen3Config, rank: usize, targets: &[&str]) -> Vec<LoraWeights> {
+    let spec = RandomAdapter {
+        rank,
+        scale: 2.0,
+        targets: targets.iter().map(|s| s.to_string()).collect(),
+        delta_scale: 0.1,
+        weight_rms: 0.04,
+        seed: 5,
+    };
+    random_adapter(cfg, &spec).unwrap()
 }
 
 /// Writes an adapter of every module, then edits its config with `edit`.
@@ -240,18 +241,7 @@ fn unknown_targets_and_other_bases_are_clear_errors() {
     // Made for a wider model: the hidden size differs.
     let mut wide = SynthShape::Tiny.config();
     wide.hidden_size = 128;
-    let other = random_adapter(
-        &wide,
-        &RandomAdapter {
-            rank: 4,
-            scale: 2.0,
-            targets: vec!["q_proj".into()],
-            delta_scale: 0.1,
-            weight_rms: 0.04,
-            seed: 1,
-        },
-    )
-    .unwrap();
+    let other = modules_for(&wide, 4, &["q_proj"]);
     let d = written(AdapterFormat::Peft, &other, |_| {});
     let e = err(&d);
     assert!(
@@ -263,18 +253,7 @@ fn unknown_targets_and_other_bases_are_clear_errors() {
     // Made for a deeper model: a layer the base does not have.
     let mut deep = SynthShape::Tiny.config();
     deep.num_hidden_layers = 4;
-    let other = random_adapter(
-        &deep,
-        &RandomAdapter {
-            rank: 4,
-            scale: 2.0,
-            targets: vec!["q_proj".into()],
-            delta_scale: 0.1,
-            weight_rms: 0.04,
-            seed: 1,
-        },
-    )
-    .unwrap();
+    let other = modules_for(&deep, 4, &["q_proj"]);
     let d = written(AdapterFormat::MlxLm, &other, |v| v["num_layers"] = json!(2));
     let e = err(&d);
     assert!(e.contains("layer 2") && e.contains("2 layers"), "{e}");
