@@ -10,6 +10,7 @@ pub mod embedding;
 pub mod fuse;
 mod generate;
 mod gguf_tokenizer;
+mod gguf_write;
 mod kv_cache;
 pub mod linear;
 mod load;
@@ -21,6 +22,7 @@ pub(crate) mod safetensors;
 mod sampler;
 pub mod survival;
 pub mod synth;
+mod tokenizer_files;
 pub mod weights;
 
 pub use config::Qwen3Config;
