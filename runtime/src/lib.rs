@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod chat;
 pub mod cli;
+pub mod eval;
 pub mod model;
 pub mod paths;
 pub mod policy;

@@ -13,7 +13,7 @@ mod verify;
 pub use log::{new_session_id, now_rfc3339, sha256_file, sha256_hex, AuditKey, AuditLog};
 pub use read::{read_records, Record};
 pub use redact::{Redactor, REDACTED};
-pub use report::report;
+pub use report::{esc, report};
 pub use show::show;
 pub use summary::{summarize, Stage, Summary};
 pub use verify::{verify, Problem, ProblemKind, Verified};

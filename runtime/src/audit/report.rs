@@ -206,7 +206,7 @@ fn outcome_bars(calls: &BTreeMap<String, BTreeMap<String, usize>>) -> String {
 }
 
 /// Text escaped for HTML.
-fn esc(s: &str) -> String {
+pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

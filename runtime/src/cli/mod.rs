@@ -2,6 +2,7 @@
 
 mod audit;
 mod convert;
+mod eval;
 mod model;
 mod new_tool;
 mod prompt;
@@ -43,6 +44,8 @@ enum Command {
     Generate(model::GenerateArgs),
     /// Measure load time, prefill and decode speed, peak memory.
     Bench(model::BenchArgs),
+    /// Score tool calling and latency of model variants side by side (suites, BFCL), with a gate.
+    Eval(eval::EvalArgs),
     /// Merge LoRA adapters into a base in full precision (optionally quantize).
     Fuse(convert::FuseArgs),
     /// Write a model as a quantized GGUF file or MLX directory.
@@ -70,6 +73,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Synth(a) => fail_on_error(model::synth(a)),
         Command::Generate(a) => fail_on_error(model::generate_cmd(a)),
         Command::Bench(a) => fail_on_error(model::bench(a)),
+        Command::Eval(a) => eval::eval(a),
         Command::Fuse(a) => fail_on_error(convert::fuse(a)),
         Command::Quantize(a) => fail_on_error(convert::quantize(a)),
     }

@@ -205,6 +205,30 @@ impl LoadedModel {
         })
     }
 
+    /// Loads `spec` and quantizes it to `format` in memory, without writing
+    /// a file: the model `warden quantize --to FORMAT` would give.
+    pub fn load_quantized(
+        spec: &str,
+        device: &Device,
+        dtype: Option<DType>,
+        format: super::quantize::QuantFormat,
+    ) -> anyhow::Result<LoadedModel> {
+        let start = Instant::now();
+        let mut ck = Checkpoint::open(spec, &Device::Cpu)?;
+        let tensors = ck.dense_tensors()?;
+        let mut weights = super::quantize::in_memory(tensors, format, device)?;
+        let dtype = dtype.unwrap_or_else(|| default_dtype(device));
+        let model = Qwen3::load(&ck.config, &mut weights, dtype, device, |_| {})?;
+        Ok(LoadedModel {
+            model,
+            tokenizer: ck.tokenizer,
+            path: ck.path,
+            format: ck.format,
+            load_time: start.elapsed(),
+            adapters: vec![],
+        })
+    }
+
     /// Reads each adapter directory (PEFT or MLX-LM), checks it fits this
     /// model, and applies it unfused; they stack in order.
     pub fn apply_adapters(&mut self, dirs: &[PathBuf]) -> anyhow::Result<()> {

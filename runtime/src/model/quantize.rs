@@ -100,6 +100,47 @@ fn bf16_round(x: f32) -> f32 {
     half::bf16::from_f32(x).to_f32()
 }
 
+/// `tensors` (f32, by HF name) quantized to `format` in memory, as a model
+/// loaded from `warden quantize`'s output would hold them: GGUF types stay
+/// quantized on the CPU (candle's kernels; dequantized on GPUs), MLX
+/// formats are quantized and read back dense, as warden loads MLX files.
+pub fn in_memory(
+    tensors: Vec<(String, Tensor)>,
+    format: QuantFormat,
+    device: &Device,
+) -> anyhow::Result<super::weights::Weights> {
+    use super::weights::MemTensor;
+    let mut map = HashMap::new();
+    for (name, t) in tensors {
+        let cols = t.dims().last().copied().unwrap_or(0);
+        let m = match format {
+            QuantFormat::Gguf(ty) if t.rank() == 2 => {
+                let kind = [ty, GgmlDType::Q8_0, GgmlDType::F16]
+                    .into_iter()
+                    .find(|k| cols % k.block_size() == 0)
+                    .unwrap_or(GgmlDType::F32);
+                let q = QTensor::quantize(&t, kind)?;
+                if device.is_cpu() {
+                    MemTensor::Quantized(std::sync::Arc::new(q))
+                } else {
+                    MemTensor::Dense(q.dequantize(&Device::Cpu)?)
+                }
+            }
+            QuantFormat::Gguf(_) => MemTensor::Dense(t),
+            QuantFormat::Mlx(_) if t.rank() == 2 && format.fits(cols) => {
+                MemTensor::Dense(format.roundtrip(&t)?)
+            }
+            // What the MLX writer stores in bf16.
+            QuantFormat::Mlx(_) => MemTensor::Dense(t.to_dtype(DType::BF16)?.to_dtype(DType::F32)?),
+        };
+        map.insert(name, m);
+    }
+    Ok(super::weights::Weights::Memory {
+        tensors: map,
+        device: device.clone(),
+    })
+}
+
 /// What `write_quantized` did.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Written {

@@ -8,6 +8,7 @@ use super::safetensors::SafetensorsFiles;
 use anyhow::bail;
 use candle_core::quantized::{gguf_file, QTensor};
 use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,6 +21,11 @@ pub enum Weights {
         device: Device,
         quant: Option<MlxQuantConfig>,
     },
+    /// Tensors already in memory (a model quantized on the fly).
+    Memory {
+        tensors: HashMap<String, MemTensor>,
+        device: Device,
+    },
     /// A GGUF file; quantized tensors stay quantized.
     Gguf {
         content: gguf_file::Content,
@@ -27,6 +33,14 @@ pub enum Weights {
         path: PathBuf,
         device: Device,
     },
+}
+
+/// One tensor held in memory.
+pub enum MemTensor {
+    /// Dense, f32 on the CPU.
+    Dense(Tensor),
+    /// Quantized (CPU).
+    Quantized(Arc<QTensor>),
 }
 
 /// The GGUF (llama.cpp) name of a Hugging Face Qwen3 tensor name.
@@ -84,7 +98,7 @@ impl Weights {
                 files,
                 ..
             } if files.names().iter().any(|n| files.is_u32(n)) => Some("MLX-quantized".into()),
-            Weights::Safetensors { .. } => None,
+            Weights::Safetensors { .. } | Weights::Memory { .. } => None,
             Weights::Gguf { content, .. } => {
                 let mut kinds: Vec<String> = content
                     .tensor_infos
@@ -119,6 +133,7 @@ impl Weights {
         match self {
             Weights::Safetensors { files, .. } => list(files.paths()),
             Weights::Gguf { path, .. } => path.display().to_string(),
+            Weights::Memory { .. } => "(weights quantized in memory)".into(),
         }
     }
 
@@ -127,6 +142,7 @@ impl Weights {
         match self {
             Weights::Safetensors { files, .. } => files.contains(hf),
             Weights::Gguf { content, .. } => content.tensor_infos.contains_key(&gguf_name(hf)),
+            Weights::Memory { tensors, .. } => tensors.contains_key(hf),
         }
     }
 
@@ -155,6 +171,15 @@ impl Weights {
                     .dequantize(&device)?
                     .to_dtype(dtype)?
             }
+            Weights::Memory { tensors, device } => {
+                let t = match tensors.get(hf) {
+                    None => bail!("{origin}: tensor {hf} is missing"),
+                    Some(MemTensor::Dense(t)) => t.clone(),
+                    Some(MemTensor::Quantized(q)) => q.dequantize(&Device::Cpu)?,
+                };
+                check_shape(&origin, hf, t.dims(), shape)?;
+                t.to_dtype(dtype)?.to_device(device)?
+            }
         };
         Ok(t)
     }
@@ -170,8 +195,17 @@ impl Weights {
         tied_head: bool,
     ) -> anyhow::Result<(Embedding, Option<Linear>)> {
         const NAME: &str = "model.embed_tokens.weight";
+        if let Weights::Memory { tensors, device } = self {
+            if let Some(MemTensor::Quantized(table)) = tensors.get(NAME) {
+                let table = table.clone();
+                let head = tied_head
+                    .then(|| Linear::quantized_shared(table.clone()))
+                    .transpose()?;
+                return Ok((Embedding::from_qtensor(table, dtype, device)?, head));
+            }
+        }
         match self {
-            Weights::Safetensors { .. } => {
+            Weights::Safetensors { .. } | Weights::Memory { .. } => {
                 let table = self.dense(NAME, &[vocab, hidden], dtype)?;
                 let head = tied_head
                     .then(|| Linear::dense(table.clone(), None))
@@ -222,6 +256,14 @@ impl Weights {
                 Ok(Linear::dense(self.dense(hf, &[out, inp], dtype)?, None)?)
             }
             Weights::Gguf { .. } => Ok(Linear::quantized(self.quantized(hf, &[out, inp])?)?),
+            Weights::Memory { tensors, .. } => match tensors.get(hf) {
+                Some(MemTensor::Quantized(q)) => {
+                    let q = q.clone();
+                    check_shape(&self.origin(), hf, q.shape().dims(), &[out, inp])?;
+                    Ok(Linear::quantized_shared(q)?)
+                }
+                _ => Ok(Linear::dense(self.dense(hf, &[out, inp], dtype)?, None)?),
+            },
         }
     }
 }

@@ -127,6 +127,19 @@ pub struct TurnReport {
     pub timings: TurnTimings,
     /// Per generation: prompt tokens reused from the cache and prefilled.
     pub prefill: Vec<(usize, usize)>,
+    /// Per generation: time to first token and decode speed.
+    pub generations: Vec<GenerationStats>,
+}
+
+/// One generation's latency figures.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct GenerationStats {
+    /// Time to the first token (tokenizing and prefill included).
+    pub ttft_ms: f64,
+    /// Tokens decoded after the first.
+    pub decode_tokens: usize,
+    /// Time decoding them.
+    pub decode_ms: f64,
 }
 
 /// What a session tells its caller while a turn runs.
@@ -251,6 +264,13 @@ impl<'h> Session<'h> {
         self.messages.retain(|m| m.role == "system");
     }
 
+    /// Starts an independent task in the same session and log (an eval
+    /// case): forgets the conversation and renews the call budget.
+    pub fn new_task(&mut self) {
+        self.reset();
+        self.budget = self.host.budget();
+    }
+
     /// Runs one turn for `user`.
     pub fn turn(
         &mut self,
@@ -269,6 +289,7 @@ impl<'h> Session<'h> {
             calls: Vec::new(),
             timings: TurnTimings::default(),
             prefill: Vec::new(),
+            generations: Vec::new(),
         };
         while report.steps < max_steps {
             if self.cancel.load(Ordering::SeqCst) {
@@ -305,6 +326,11 @@ impl<'h> Session<'h> {
             report
                 .prefill
                 .push((g.timings.reused_tokens, g.timings.prefill_tokens));
+            report.generations.push(GenerationStats {
+                ttft_ms: g.timings.ttft_ms,
+                decode_tokens: g.timings.decode_tokens,
+                decode_ms: g.timings.decode_ms,
+            });
             let parsed = chat::parse(&g.text, self.format, &Schemas(self.host));
             self.log_generation(report.steps, &g, gen_ms, &parsed)?;
             self.generations += 1;

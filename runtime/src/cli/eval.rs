@@ -1,0 +1,234 @@
+//! `warden eval`: variants side by side over a suite or BFCL files, a
+//! table, JSON, HTML, and a gate.
+
+use super::terminal::print_error;
+use crate::eval::run::{run_bfcl, run_suite, EvalOptions, VariantRun};
+use crate::eval::spec::Variant;
+use crate::eval::suite::Suite;
+use crate::eval::{bfcl, gate, html, METRICS};
+use crate::model::parse_device;
+use crate::paths::WardenPaths;
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// `warden eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A suite file (TOML).
+    #[arg(long, required_unless_present = "bfcl", conflicts_with = "bfcl")]
+    suite: Option<PathBuf>,
+    /// A BFCL question file (JSON Lines).
+    #[arg(long)]
+    bfcl: Option<PathBuf>,
+    /// Its answers (default: possible_answer/<same name> beside it).
+    #[arg(long, requires = "bfcl")]
+    answers: Option<PathBuf>,
+    /// NAME=SPEC: MODEL[+adapter=DIR]…[+quant=FORMAT][+think=on|off], or replay:FILE. Repeat for each variant.
+    #[arg(long = "variant", required = true)]
+    variants: Vec<String>,
+    /// Run only the first N cases.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Run every case N times.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// Write {"variants": [{"name", "spec", "metrics", "cases", "log"}]} here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write a self-contained HTML report here.
+    #[arg(long)]
+    html: Option<PathBuf>,
+    /// Exit 1 when a variant misses one of these, e.g. "tool_accuracy>=0.9,no_call_accuracy>=0.9".
+    #[arg(long)]
+    gate: Option<String>,
+    /// Most tokens per generation.
+    #[arg(long, default_value_t = 1024)]
+    max_tokens: usize,
+    /// Where the variants' session logs go (default: <state dir>/evals).
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+    /// cpu, cuda[:N] or metal.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+/// What the run is over.
+enum Task {
+    Suite(Suite),
+    Bfcl(PathBuf, Vec<bfcl::BfclCase>),
+}
+
+/// Everything checked before anything runs; an error here is a usage
+/// error (exit 2).
+fn prepare(
+    a: &EvalArgs,
+) -> anyhow::Result<(
+    Task,
+    Vec<Variant>,
+    Option<Vec<gate::Condition>>,
+    EvalOptions,
+)> {
+    let variants = a
+        .variants
+        .iter()
+        .map(|v| Variant::parse(v))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut names = std::collections::HashSet::new();
+    for v in &variants {
+        if !names.insert(v.name.as_str()) {
+            anyhow::bail!("two variants are called {:?}", v.name);
+        }
+    }
+    let gate = a.gate.as_deref().map(gate::parse).transpose()?;
+    let task = match (&a.suite, &a.bfcl) {
+        (Some(s), _) => Task::Suite(Suite::load(s)?),
+        (None, Some(q)) => Task::Bfcl(q.clone(), bfcl::load(q, a.answers.as_deref())?),
+        (None, None) => anyhow::bail!("give --suite FILE or --bfcl QUESTIONS.json"),
+    };
+    if a.repeat == 0 {
+        anyhow::bail!("--repeat must be at least 1");
+    }
+    let log_dir = match &a.log_dir {
+        Some(d) => d.clone(),
+        None => WardenPaths::from_env()
+            .state_dir
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no state directory: set WARDEN_STATE_DIR or HOME, or pass --log-dir"
+                )
+            })?
+            .join("evals"),
+    };
+    let opts = EvalOptions {
+        limit: a.limit,
+        repeat: a.repeat,
+        max_tokens: a.max_tokens,
+        log_dir,
+        device: parse_device(&a.device)?,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    Ok((task, variants, gate, opts))
+}
+
+/// Runs `warden eval`: 0, 1 when the gate fails or the run does, 2 for a
+/// usage error.
+pub fn eval(a: EvalArgs) -> ExitCode {
+    let (task, variants, gate, opts) = match prepare(&a) {
+        Ok(p) => p,
+        Err(e) => {
+            print_error(&format!("{e:#}"));
+            return ExitCode::from(2);
+        }
+    };
+    let (title, runs) = match &task {
+        Task::Suite(s) => (
+            format!("warden eval: {}", s.path.display()),
+            run_suite(s, &variants, &opts),
+        ),
+        Task::Bfcl(q, cases) => (
+            format!("warden eval: BFCL {}", q.display()),
+            run_bfcl(q, cases, &variants, &opts),
+        ),
+    };
+    let runs = match runs {
+        Ok(r) => r,
+        Err(e) => {
+            print_error(&format!("{e:#}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", table(&runs));
+    let misses = gate
+        .as_ref()
+        .map(|g| {
+            let metrics: Vec<_> = runs
+                .iter()
+                .map(|r| (r.name.clone(), r.metrics.clone()))
+                .collect();
+            gate::check(g, &metrics)
+        })
+        .unwrap_or_default();
+    let written = (|| -> anyhow::Result<()> {
+        if let Some(path) = &a.json {
+            let doc = serde_json::json!({"variants": runs, "gate": a.gate, "gate_misses": misses});
+            std::fs::write(path, serde_json::to_vec_pretty(&doc)?)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        }
+        if let Some(path) = &a.html {
+            std::fs::write(path, html::page(&title, &runs))
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = written {
+        print_error(&format!("{e:#}"));
+        return ExitCode::FAILURE;
+    }
+    for r in &runs {
+        println!("log of {}: {}", r.name, r.log.display());
+    }
+    if !misses.is_empty() {
+        for m in &misses {
+            let got = m
+                .actual
+                .map_or("not measured".to_string(), |x| format!("{x:.3}"));
+            println!(
+                "gate failed: variant {} has {got}, needs {}",
+                m.variant, m.condition
+            );
+        }
+        return ExitCode::FAILURE;
+    }
+    if gate.is_some() {
+        println!(
+            "gate passed: every variant meets {}",
+            a.gate.as_deref().unwrap_or_default()
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// The side-by-side table: metrics down, variants across.
+fn table(runs: &[VariantRun]) -> String {
+    let width = runs
+        .iter()
+        .map(|r| r.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(10);
+    let mut out = format!("{:<20}", "");
+    for r in runs {
+        out += &format!(" {:>width$}", r.name);
+    }
+    out.push('\n');
+    let mut row = |label: &str, cell: &dyn Fn(&VariantRun) -> String| {
+        out += &format!("{label:<20}");
+        for r in runs {
+            out += &format!(" {:>width$}", cell(r));
+        }
+        out.push('\n');
+    };
+    row("cases", &|r| {
+        format!("{}/{}", r.metrics.passed, r.metrics.cases)
+    });
+    for m in METRICS {
+        row(m, &|r| match r.metrics.get(m) {
+            None => "-".into(),
+            Some(x) if m.ends_with("accuracy") || m == "format_validity" => {
+                format!("{:.1}%", x * 100.0)
+            }
+            Some(x) => format!("{x:.1}"),
+        });
+    }
+    let kinds: std::collections::BTreeSet<String> = runs
+        .iter()
+        .flat_map(|r| r.metrics.failures.keys().cloned())
+        .collect();
+    for k in kinds {
+        row(&format!("failed: {k}"), &|r| {
+            r.metrics.failures.get(&k).copied().unwrap_or(0).to_string()
+        });
+    }
+    out
+}

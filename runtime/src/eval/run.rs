@@ -1,0 +1,514 @@
+//! Running variants over a suite (through the real session loop and
+//! sandboxed tools) or over BFCL cases (one generation each, scored with
+//! BFCL's rules), each variant's run an audited session log.
+
+use super::bfcl::{self, BfclCase};
+use super::spec::{read_replay, Source, Variant};
+use super::suite::Suite;
+use super::{CaseResult, Failure, Metrics, Observed};
+use crate::audit::{self, AuditLog};
+use crate::chat::{self, ChatTemplate, Message, ParamTypes, RenderRequest};
+use crate::model::{LoadedModel, SamplingParams};
+use crate::policy::Policy;
+use crate::sandbox::ToolHost;
+use crate::session::{
+    qwen3_template, Backend, CallReport, CandleBackend, Generated, Session, SessionOptions,
+};
+use anyhow::Context as _;
+use candle_core::Device;
+use serde_json::{json, Map, Value};
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    /// Run only the first N cases.
+    pub limit: Option<usize>,
+    /// Run every case this many times.
+    pub repeat: usize,
+    /// Most tokens per generation.
+    pub max_tokens: usize,
+    /// Where the variants' session logs go.
+    pub log_dir: PathBuf,
+    /// The device models run on.
+    pub device: Device,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// One variant's run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VariantRun {
+    /// Its name.
+    pub name: String,
+    /// Its spec.
+    pub spec: String,
+    /// The figures.
+    pub metrics: Metrics,
+    /// Every case run.
+    pub cases: Vec<CaseResult>,
+    /// Its session log.
+    pub log: PathBuf,
+}
+
+/// Outputs queued for the case being run (a replay variant).
+type Queue = Rc<RefCell<VecDeque<String>>>;
+
+/// A replay variant's generations: the current case's recorded outputs.
+struct CaseReplay {
+    path: PathBuf,
+    template: ChatTemplate,
+    queue: Queue,
+}
+
+impl Backend for CaseReplay {
+    fn describe(&self) -> Value {
+        json!({"kind": "replay", "path": self.path})
+    }
+
+    fn template(&self) -> &ChatTemplate {
+        &self.template
+    }
+
+    fn generate(
+        &mut self,
+        _prompt: &str,
+        _max_tokens: usize,
+        _cancel: &AtomicBool,
+        on_text: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<Generated> {
+        let text = self.queue.borrow_mut().pop_front().with_context(|| {
+            format!("{} has no more outputs for this case", self.path.display())
+        })?;
+        on_text(&text);
+        Ok(Generated {
+            text,
+            finish_reason: "replay".into(),
+            timings: Default::default(),
+            total_ms: 0.0,
+        })
+    }
+}
+
+/// A replay variant's outputs by case, and the queue its backend reads.
+struct Replay {
+    queue: Queue,
+    outputs: HashMap<String, Vec<String>>,
+}
+
+/// Queues case `id`'s outputs (replay variants); an error when the replay
+/// has none for it.
+fn start_case(replay: &Option<Replay>, id: &str) -> anyhow::Result<()> {
+    if let Some(r) = replay {
+        let o = r
+            .outputs
+            .get(id)
+            .with_context(|| format!("the replay file has no outputs for case {id:?}"))?;
+        *r.queue.borrow_mut() = o.iter().cloned().collect();
+    }
+    Ok(())
+}
+
+/// A variant ready to generate: its backend, and for replay variants the
+/// outputs to queue per case.
+fn prepare(v: &Variant, opts: &EvalOptions) -> anyhow::Result<(Box<dyn Backend>, Option<Replay>)> {
+    let r = match &v.source {
+        Source::Replay(path) => {
+            let outputs = read_replay(path)?;
+            let queue: Queue = Rc::default();
+            let backend = CaseReplay {
+                path: path.clone(),
+                template: qwen3_template()?,
+                queue: queue.clone(),
+            };
+            (
+                Box::new(backend) as Box<dyn Backend>,
+                Some(Replay { queue, outputs }),
+            )
+        }
+        Source::Model {
+            model,
+            adapters,
+            quant,
+        } => {
+            let mut loaded = match quant {
+                Some(q) => LoadedModel::load_quantized(model, &opts.device, None, *q)?,
+                None => LoadedModel::load(model, &opts.device, None, opts.progress)?,
+            };
+            loaded.apply_adapters(adapters)?;
+            // Greedy: the same model gives the same figures.
+            let params = SamplingParams {
+                temperature: 0.0,
+                ..SamplingParams::default()
+            };
+            (
+                Box::new(CandleBackend::new(loaded, params)?) as Box<dyn Backend>,
+                None,
+            )
+        }
+    };
+    Ok(r)
+}
+
+/// A file name for `variant`'s log.
+fn log_path(dir: &Path, run_id: &str, variant: &str) -> PathBuf {
+    let safe: String = variant
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    dir.join(format!("{run_id}-{safe}.jsonl"))
+}
+
+fn progress(total: usize, on: bool) -> indicatif::ProgressBar {
+    let pb = if on {
+        indicatif::ProgressBar::new(total as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:>16} [{bar:30}] {pos}/{len} cases, {elapsed}",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    pb
+}
+
+fn observed(c: &CallReport) -> Observed {
+    let parsed = c.outcome != "malformed";
+    Observed {
+        tool: c.tool.clone(),
+        arguments: c.arguments.as_object().cloned().unwrap_or_default(),
+        parsed,
+        schema_valid: c.schema_valid == Some(true),
+        raw: if parsed {
+            String::new()
+        } else {
+            c.arguments.as_str().unwrap_or_default().to_string()
+        },
+    }
+}
+
+fn errored(id: &str, repeat: usize, call_due: bool, e: &anyhow::Error) -> CaseResult {
+    CaseResult {
+        id: id.into(),
+        repeat,
+        passed: false,
+        failure: Some(Failure::Error),
+        detail: format!("{e:#}"),
+        calls: vec![],
+        answer: String::new(),
+        call_due,
+        tool_ok: false,
+        args_ok: false,
+        turn_ms: vec![],
+        generations: vec![],
+        tool_ms: 0.0,
+        overhead_ms: 0.0,
+    }
+}
+
+/// Runs every variant over `suite`.
+pub fn run_suite(
+    suite: &Suite,
+    variants: &[Variant],
+    opts: &EvalOptions,
+) -> anyhow::Result<Vec<VariantRun>> {
+    let policy = Policy::load(&suite.policy, &suite.workspace)?;
+    let host = ToolHost::load(&policy).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cases = &suite.cases[..opts.limit.unwrap_or(usize::MAX).min(suite.cases.len())];
+    let run_id = audit::new_session_id();
+    let pb = progress(variants.len() * cases.len() * opts.repeat, opts.progress);
+    let mut runs = Vec::new();
+    for v in variants {
+        pb.set_message(v.name.clone());
+        let (backend, replay) = prepare(v, opts).with_context(|| format!("variant {}", v.name))?;
+        let path = log_path(&opts.log_dir, &run_id, &v.name);
+        let log = AuditLog::create(&path, &audit::new_session_id(), None)?;
+        let session_opts = SessionOptions {
+            max_tokens: opts.max_tokens,
+            enable_thinking: v.think,
+            system: suite.system.clone(),
+            policy_file: Some((
+                suite.policy.display().to_string(),
+                audit::sha256_file(&suite.policy).unwrap_or_default(),
+            )),
+            workspace: Some(suite.workspace.display().to_string()),
+        };
+        let mut session = Session::start(
+            &host,
+            backend,
+            log,
+            session_opts,
+            Arc::new(AtomicBool::new(false)),
+        )?;
+        let mut results = Vec::new();
+        for case in cases {
+            for repeat in 0..opts.repeat {
+                session.new_task();
+                let due = case.expect.call_due();
+                let r = start_case(&replay, &case.id).and_then(|()| {
+                    let mut calls = Vec::new();
+                    let (mut turn_ms, mut gens, mut tool_ms, mut overhead_ms) =
+                        (vec![], vec![], 0.0, 0.0);
+                    let mut answer = String::new();
+                    for user in &case.turns {
+                        let t = session.turn(user, &mut |_| {})?;
+                        calls.extend(t.calls.iter().map(observed));
+                        turn_ms.push(t.timings.total_ms);
+                        gens.extend(
+                            t.generations
+                                .iter()
+                                .map(|g| (g.ttft_ms, g.decode_tokens, g.decode_ms)),
+                        );
+                        tool_ms += t.timings.tool_ms;
+                        overhead_ms += t.timings.overhead_ms;
+                        answer = t.answer;
+                    }
+                    let s = case.expect.score(&calls, &answer);
+                    Ok(CaseResult {
+                        id: case.id.clone(),
+                        repeat,
+                        passed: s.passed,
+                        failure: s.failure,
+                        detail: String::new(),
+                        calls,
+                        answer,
+                        call_due: due,
+                        tool_ok: s.tool_ok,
+                        args_ok: s.args_ok,
+                        turn_ms,
+                        generations: gens,
+                        tool_ms,
+                        overhead_ms,
+                    })
+                });
+                results.push(r.unwrap_or_else(|e| errored(&case.id, repeat, due, &e)));
+                pb.inc(1);
+            }
+        }
+        let log = session.end("eval")?;
+        runs.push(VariantRun {
+            name: v.name.clone(),
+            spec: v.spec.clone(),
+            metrics: Metrics::of(&results),
+            cases: results,
+            log,
+        });
+    }
+    pb.finish_and_clear();
+    Ok(runs)
+}
+
+/// BFCL's parameter types, for the XML call format.
+struct BfclTypes<'a>(&'a BfclCase);
+
+impl ParamTypes for BfclTypes<'_> {
+    fn param_type(&self, tool: &str, param: &str) -> Option<String> {
+        let f = self.0.functions.iter().find(|f| f["name"] == tool)?;
+        bfcl::json_schema(&f["parameters"]["properties"][param])["type"]
+            .as_str()
+            .map(String::from)
+    }
+}
+
+/// Runs every variant over BFCL cases: one generation per case, scored
+/// with BFCL's rules, each case a turn of the variant's log.
+pub fn run_bfcl(
+    questions: &Path,
+    cases: &[BfclCase],
+    variants: &[Variant],
+    opts: &EvalOptions,
+) -> anyhow::Result<Vec<VariantRun>> {
+    let cases = &cases[..opts.limit.unwrap_or(usize::MAX).min(cases.len())];
+    let run_id = audit::new_session_id();
+    let pb = progress(variants.len() * cases.len() * opts.repeat, opts.progress);
+    let mut runs = Vec::new();
+    let cancel = AtomicBool::new(false);
+    for v in variants {
+        pb.set_message(v.name.clone());
+        let (mut backend, replay) =
+            prepare(v, opts).with_context(|| format!("variant {}", v.name))?;
+        let path = log_path(&opts.log_dir, &run_id, &v.name);
+        let mut log = AuditLog::create(&path, &audit::new_session_id(), None)?;
+        let mut start = Map::new();
+        start.insert("warden_version".into(), env!("CARGO_PKG_VERSION").into());
+        start.insert("model".into(), backend.describe());
+        start.insert("adapter".into(), backend.adapters());
+        start.insert("bfcl".into(), json!({"questions": questions, "sha256": audit::sha256_file(questions).unwrap_or_default()}));
+        start.insert(
+            "call_format".into(),
+            json!(backend.template().call_format()),
+        );
+        start.insert("thinking".into(), json!(v.think));
+        start.insert("max_tokens".into(), opts.max_tokens.into());
+        log.append("session_start", start)?;
+        let mut results = Vec::new();
+        let mut turn = 0u64;
+        for case in cases {
+            for repeat in 0..opts.repeat {
+                turn += 1;
+                let due = !matches!(case.category, bfcl::Category::Irrelevance);
+                let r = start_case(&replay, &case.id).and_then(|()| {
+                    bfcl_case(
+                        backend.as_mut(),
+                        case,
+                        v,
+                        opts,
+                        &cancel,
+                        &mut log,
+                        turn,
+                        repeat,
+                    )
+                });
+                results.push(r.unwrap_or_else(|e| errored(&case.id, repeat, due, &e)));
+                pb.inc(1);
+            }
+        }
+        let mut end = Map::new();
+        end.insert("reason".into(), "eval".into());
+        end.insert("turns".into(), turn.into());
+        end.insert("generations".into(), turn.into());
+        end.insert("tool_calls".into(), 0.into());
+        log.append("session_end", end)?;
+        runs.push(VariantRun {
+            name: v.name.clone(),
+            spec: v.spec.clone(),
+            metrics: Metrics::of(&results),
+            cases: results,
+            log: path,
+        });
+    }
+    pb.finish_and_clear();
+    Ok(runs)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bfcl_case(
+    backend: &mut dyn Backend,
+    case: &BfclCase,
+    v: &Variant,
+    opts: &EvalOptions,
+    cancel: &AtomicBool,
+    log: &mut AuditLog,
+    turn: u64,
+    repeat: usize,
+) -> anyhow::Result<CaseResult> {
+    let t0 = Instant::now();
+    let messages: Vec<Message> = case
+        .messages
+        .iter()
+        .map(|(r, c)| Message::new(r, c.clone()))
+        .collect();
+    let template = backend.template();
+    let format = template.call_format();
+    let prompt = template.render(&RenderRequest {
+        messages: &messages,
+        tools: &case.tools(),
+        add_generation_prompt: true,
+        enable_thinking: v.think,
+    })?;
+    let g = backend.generate(&prompt, opts.max_tokens, cancel, &mut |_| {})?;
+    let parsed = chat::parse(&g.text, format, &BfclTypes(case));
+    let calls: Vec<Observed> = parsed
+        .calls
+        .iter()
+        .map(|c| match &c.call {
+            Ok(call) => Observed {
+                tool: Some(call.name.clone()),
+                arguments: call.arguments.clone(),
+                parsed: true,
+                schema_valid: true,
+                raw: String::new(),
+            },
+            Err(m) => Observed {
+                tool: m.name.clone(),
+                arguments: Map::new(),
+                parsed: false,
+                schema_valid: false,
+                raw: c.raw.clone(),
+            },
+        })
+        .collect();
+    let s = bfcl::score(case, &calls);
+    let total_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let mut rec = Map::new();
+    rec.insert("turn".into(), turn.into());
+    rec.insert("step".into(), 1.into());
+    rec.insert("output".into(), g.text.clone().into());
+    rec.insert("calls".into(), json!(calls));
+    rec.insert("finish_reason".into(), g.finish_reason.clone().into());
+    rec.insert("timings".into(), json!(g.timings));
+    log.append("generation", rec)?;
+    let mut rec = Map::new();
+    rec.insert("turn".into(), turn.into());
+    rec.insert("case".into(), case.id.clone().into());
+    rec.insert(
+        "user".into(),
+        case.messages
+            .last()
+            .map(|m| m.1.clone())
+            .unwrap_or_default()
+            .into(),
+    );
+    rec.insert("answer".into(), parsed.content.clone().into());
+    rec.insert("passed".into(), s.passed.into());
+    rec.insert("reason".into(), json!(s.reason));
+    rec.insert("total_ms".into(), json!(total_ms));
+    log.append("turn", rec)?;
+    let failure = s.reason.map(|r| match r {
+        bfcl::Reason::Malformed => Failure::Malformed,
+        bfcl::Reason::IrrelevantCall => Failure::UnexpectedCall,
+        bfcl::Reason::NoCall => Failure::DirectAnswer,
+        bfcl::Reason::WrongCount if calls.is_empty() => Failure::DirectAnswer,
+        bfcl::Reason::WrongCount
+            if calls.len() > case.ground_truth.as_ref().map_or(0, Vec::len) =>
+        {
+            Failure::UnexpectedCall
+        }
+        bfcl::Reason::WrongCount => Failure::MissingCall,
+        bfcl::Reason::WrongName => Failure::WrongTool,
+        _ => Failure::BadArguments,
+    });
+    let due = !matches!(case.category, bfcl::Category::Irrelevance);
+    Ok(CaseResult {
+        id: case.id.clone(),
+        repeat,
+        passed: s.passed,
+        failure,
+        detail: match s.reason {
+            Some(r) => format!(
+                "{}: {}",
+                serde_json::to_value(r)?.as_str().unwrap_or_default(),
+                s.detail
+            ),
+            None => String::new(),
+        },
+        calls,
+        answer: parsed.content,
+        call_due: due,
+        tool_ok: due && s.tool_ok,
+        args_ok: due && s.passed,
+        turn_ms: vec![total_ms],
+        generations: vec![(
+            g.timings.ttft_ms,
+            g.timings.decode_tokens,
+            g.timings.decode_ms,
+        )],
+        tool_ms: 0.0,
+        overhead_ms: (total_ms - g.total_ms).max(0.0),
+    })
+}

@@ -1,0 +1,192 @@
+//! Variants: `NAME=SPEC`, SPEC being a model with options
+//! (`MODEL[+adapter=DIR]…[+quant=FORMAT][+think=on|off]`) or
+//! `replay:FILE` (JSON Lines of `{"id": CASE_ID, "outputs": ["…", …]}`).
+
+use crate::model::quantize::QuantFormat;
+use anyhow::{bail, Context as _};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Where a variant's generations come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A model run by warden.
+    Model {
+        /// Directory, `.gguf` or hub-cache name.
+        model: String,
+        /// Adapters applied unfused, in order.
+        adapters: Vec<PathBuf>,
+        /// Quantized in memory to this format first (the adapters then run
+        /// unfused on top of the quantized base).
+        quant: Option<QuantFormat>,
+    },
+    /// Recorded outputs, per case.
+    Replay(PathBuf),
+}
+
+/// One variant.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    /// Its name in tables.
+    pub name: String,
+    /// The spec as written.
+    pub spec: String,
+    /// What runs.
+    pub source: Source,
+    /// `+think=on|off` (default: the template's).
+    pub think: Option<bool>,
+}
+
+const KEYS: [&str; 3] = ["adapter", "quant", "think"];
+
+impl Variant {
+    /// Parses `NAME=SPEC`.
+    pub fn parse(s: &str) -> anyhow::Result<Variant> {
+        let (name, spec) = s
+            .split_once('=')
+            .filter(|(n, sp)| !n.is_empty() && !sp.is_empty())
+            .with_context(|| format!("--variant {s:?}: write NAME=SPEC, e.g. base=/models/qwen3 or fused=replay:outputs.jsonl"))?;
+        if let Some(file) = spec.strip_prefix("replay:") {
+            return Ok(Variant {
+                name: name.into(),
+                spec: spec.into(),
+                source: Source::Replay(PathBuf::from(file)),
+                think: None,
+            });
+        }
+        // Options start at the first `+adapter=`, `+quant=` or `+think=`, so
+        // that a `+` elsewhere in a path stays part of it.
+        let mut cuts: Vec<(usize, &str)> = KEYS
+            .iter()
+            .flat_map(|k| {
+                let pat = format!("+{k}=");
+                spec.match_indices(&pat)
+                    .map(|(i, _)| (i, *k))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        cuts.sort_unstable();
+        let model = &spec[..cuts.first().map_or(spec.len(), |c| c.0)];
+        if model.is_empty() {
+            bail!("--variant {s:?}: the spec names no model");
+        }
+        let (mut adapters, mut quant, mut think) = (Vec::new(), None, None);
+        for (n, (at, key)) in cuts.iter().enumerate() {
+            let end = cuts.get(n + 1).map_or(spec.len(), |c| c.0);
+            let value = &spec[at + key.len() + 2..end];
+            match *key {
+                "adapter" => adapters.push(PathBuf::from(value)),
+                "quant" => {
+                    quant =
+                        Some(QuantFormat::parse(value, None).or_else(|_| parse_mlx_group(value))?)
+                }
+                _ => {
+                    think = Some(match value {
+                        "on" => true,
+                        "off" => false,
+                        other => bail!("--variant {s:?}: +think={other}: use on or off"),
+                    })
+                }
+            }
+        }
+        Ok(Variant {
+            name: name.into(),
+            spec: spec.into(),
+            source: Source::Model {
+                model: model.into(),
+                adapters,
+                quant,
+            },
+            think,
+        })
+    }
+}
+
+/// `mlx-4-g32` (a group size in the name).
+fn parse_mlx_group(s: &str) -> anyhow::Result<QuantFormat> {
+    let (base, group) = s
+        .rsplit_once("-g")
+        .with_context(|| format!("unknown format {s:?}; use q8_0, q6_k, q5_k, q5_0, q4_k, q4_0 or mlx-8/6/5/4 (mlx-4-g32 for another group size)"))?;
+    QuantFormat::parse(
+        base,
+        Some(
+            group
+                .parse()
+                .with_context(|| format!("bad group size in {s:?}"))?,
+        ),
+    )
+}
+
+/// A replay file: outputs per case id.
+pub fn read_replay(path: &Path) -> anyhow::Result<HashMap<String, Vec<String>>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the replay file {}", path.display()))?;
+    let mut out = HashMap::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let at = || format!("{}:{}", path.display(), i + 1);
+        let v: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("{}: not JSON", at()))?;
+        let id = v["id"]
+            .as_str()
+            .with_context(|| format!("{}: no \"id\"", at()))?;
+        let outputs = v["outputs"]
+            .as_array()
+            .with_context(|| format!("{}: \"outputs\" must be a list of strings", at()))?
+            .iter()
+            .map(|o| {
+                o.as_str()
+                    .map(String::from)
+                    .with_context(|| format!("{}: \"outputs\" must be a list of strings", at()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if out.insert(id.to_string(), outputs).is_some() {
+            bail!("{}: case {id:?} appears twice", at());
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_with_options_in_any_order() {
+        let v = Variant::parse("fused=/m/a+b+quant=q4_k+adapter=/ad/1+think=off+adapter=/ad/2")
+            .unwrap();
+        match v.source {
+            Source::Model {
+                model,
+                adapters,
+                quant,
+            } => {
+                assert_eq!(model, "/m/a+b");
+                assert_eq!(adapters, [PathBuf::from("/ad/1"), PathBuf::from("/ad/2")]);
+                assert_eq!(quant.unwrap().name(), "q4_k");
+            }
+            _ => panic!(),
+        }
+        assert_eq!(v.think, Some(false));
+        let v = Variant::parse("m=/x+quant=mlx-4-g32").unwrap();
+        assert!(
+            matches!(v.source, Source::Model { quant: Some(q), .. } if q.name() == "mlx-4-g32")
+        );
+        assert!(matches!(
+            Variant::parse("r=replay:a.jsonl").unwrap().source,
+            Source::Replay(_)
+        ));
+        for bad in [
+            "noequals",
+            "=x",
+            "m=/x+think=maybe",
+            "m=/x+quant=q9",
+            "m=+quant=q8_0",
+        ] {
+            assert!(Variant::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
