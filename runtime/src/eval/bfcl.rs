@@ -178,10 +178,9 @@ pub fn load(questions: &Path, answers: Option<&Path>) -> anyhow::Result<Vec<Bfcl
             .clone();
         let ground_truth = match category {
             Category::Irrelevance | Category::Relevance => None,
-            _ => Some(truth.remove(&id).with_context(|| {
-                match &answers {
-                    Some(a) => format!("{}: {id} has no ground truth in {}", at(), a.display()),
-                    None => format!(
+            _ => Some(truth.remove(&id).with_context(|| match &answers {
+                Some(a) => format!("{}: {id} has no ground truth in {}", at(), a.display()),
+                None => format!(
                         "{}: no answer file; pass --answers (BFCL's possible_answer/{})",
                         at(),
                         questions
@@ -189,7 +188,6 @@ pub fn load(questions: &Path, answers: Option<&Path>) -> anyhow::Result<Vec<Bfcl
                             .map(|f| f.to_string_lossy())
                             .unwrap_or_default()
                     ),
-                }
             })?),
         };
         out.push(BfclCase {
@@ -255,8 +253,6 @@ pub struct BfclScore {
     /// Details, for people.
     pub detail: String,
 }
-
-type Check = Result<(), (Reason, String)>;
 
 /// Scores the calls a model made for `case`.
 pub fn score(case: &BfclCase, calls: &[Observed]) -> BfclScore {
@@ -324,61 +320,102 @@ pub fn score(case: &BfclCase, calls: &[Observed]) -> BfclScore {
         got.sort_unstable();
         want == got
     };
-    let check = |(name, params): (&str, &Map<String, Value>), call: &Observed| -> Check {
-        check_call(case, name, params, call)
-    };
     if !case.category.parallel() {
-        return match check(expected[0], &calls[0]) {
-            Ok(()) => pass,
-            Err((r, d)) => fail(r, d, names_ok),
+        return match check_call(case, expected[0].0, expected[0].1, &calls[0])
+            .into_iter()
+            .next()
+        {
+            None => pass,
+            Some((r, d)) => fail(r, d, names_ok),
         };
     }
-    // Order-free: each answer call takes a distinct model call that passes.
-    let mut used = vec![false; calls.len()];
-    for e in &expected {
-        let mut first_err = None;
-        let found = calls.iter().enumerate().find(|(i, c)| {
-            if used[*i] {
-                return false;
-            }
-            match check(*e, c) {
-                Ok(()) => true,
-                Err(err) => {
-                    // The most telling error: one from a call of the right name.
-                    if first_err.is_none() || c.tool.as_deref() == Some(e.0) {
-                        first_err = Some(err);
-                    }
-                    false
-                }
-            }
-        });
-        match found {
-            Some((i, _)) => used[i] = true,
-            None => {
-                let (r, d) =
-                    first_err.unwrap_or((Reason::WrongName, format!("no call of {}", e.0)));
-                return fail(r, format!("for {}: {d}", e.0), names_ok);
+    if !names_ok {
+        let got: Vec<&str> = calls.iter().filter_map(|c| c.tool.as_deref()).collect();
+        let want: Vec<&str> = expected.iter().map(|(n, _)| *n).collect();
+        return fail(
+            Reason::WrongName,
+            format!("called {got:?}, the answer calls {want:?}"),
+            false,
+        );
+    }
+    // Order-free: a maximum matching of answer calls to model calls that
+    // pass them; when it is not complete, the nearest unmatched pair (fewest
+    // problems) says why.
+    let errors: Vec<Vec<Vec<(Reason, String)>>> = expected
+        .iter()
+        .map(|(name, params)| {
+            calls
+                .iter()
+                .map(|c| check_call(case, name, params, c))
+                .collect()
+        })
+        .collect();
+    let ok: Vec<Vec<bool>> = errors
+        .iter()
+        .map(|row| row.iter().map(Vec::is_empty).collect())
+        .collect();
+    let mut owner: Vec<Option<usize>> = vec![None; calls.len()];
+    for e in 0..expected.len() {
+        augment(e, &ok, &mut vec![false; calls.len()], &mut owner);
+    }
+    let matched_e: Vec<bool> = (0..expected.len())
+        .map(|e| owner.contains(&Some(e)))
+        .collect();
+    let nearest = (0..expected.len())
+        .filter(|&e| !matched_e[e])
+        .flat_map(|e| {
+            (0..calls.len())
+                .filter(|&c| owner[c].is_none())
+                .map(move |c| (e, c))
+        })
+        .min_by_key(|&(e, c)| errors[e][c].len());
+    match nearest {
+        None => pass,
+        Some((e, c)) => {
+            let (r, d) = errors[e][c][0].clone();
+            fail(r, format!("for {}: {d}", expected[e].0), names_ok)
+        }
+    }
+}
+
+/// Kuhn's augmenting path: tries to give answer call `e` a model call.
+fn augment(e: usize, ok: &[Vec<bool>], seen: &mut [bool], owner: &mut [Option<usize>]) -> bool {
+    for c in 0..owner.len() {
+        if ok[e][c] && !seen[c] {
+            seen[c] = true;
+            if owner[c].is_none_or(|other| augment(other, ok, seen, owner)) {
+                owner[c] = Some(e);
+                return true;
             }
         }
     }
-    pass
+    false
 }
 
-/// BFCL's simple-function check of one call against one answer entry.
-fn check_call(case: &BfclCase, name: &str, answer: &Map<String, Value>, call: &Observed) -> Check {
+/// BFCL's simple-function check of one call against one answer entry:
+/// every problem, in the order BFCL checks (name, required parameters,
+/// each parameter's presence in schema and answer, type, value, then
+/// parameters left out); empty when the call passes.
+fn check_call(
+    case: &BfclCase,
+    name: &str,
+    answer: &Map<String, Value>,
+    call: &Observed,
+) -> Vec<(Reason, String)> {
     let got_name = call.tool.as_deref().unwrap_or_default();
     if got_name != name {
-        return Err((
+        return vec![(
             Reason::WrongName,
             format!("called {got_name:?}, the answer calls {name:?}"),
-        ));
+        )];
     }
     let Some(func) = case.functions.iter().find(|f| f["name"] == name) else {
-        return Err((
+        return vec![(
             Reason::WrongName,
             format!("{name} is not among the case's functions"),
-        ));
+        )];
     };
+    let mut errors = Vec::new();
     let props = func["parameters"]["properties"]
         .as_object()
         .cloned()
@@ -391,7 +428,7 @@ fn check_call(case: &BfclCase, name: &str, answer: &Map<String, Value>, call: &O
         .filter_map(Value::as_str)
     {
         if !args.contains_key(req) {
-            return Err((
+            errors.push((
                 Reason::MissingRequired,
                 format!("required parameter {req} is missing"),
             ));
@@ -399,18 +436,20 @@ fn check_call(case: &BfclCase, name: &str, answer: &Map<String, Value>, call: &O
     }
     for (k, v) in args {
         let (Some(schema), Some(acceptable)) = (props.get(k), answer.get(k)) else {
-            return Err((
+            errors.push((
                 Reason::UnexpectedParameter,
                 format!("parameter {k} is not in the schema or the answer"),
             ));
+            continue;
         };
         let ty = schema["type"].as_str().unwrap_or("any");
-        if !type_ok(ty, v, &schema["items"]) {
-            return Err((Reason::WrongType, format!("{k} = {v} is not of type {ty}")));
-        }
         let acceptable = acceptable.as_array().map(Vec::as_slice).unwrap_or_default();
+        if !type_ok(ty, v, &schema["items"], acceptable) {
+            errors.push((Reason::WrongType, format!("{k} = {v} is not of type {ty}")));
+            continue;
+        }
         if !value_ok(v, acceptable) {
-            return Err((
+            errors.push((
                 Reason::WrongValue,
                 format!(
                     "{k} = {v} is not one of {}",
@@ -424,30 +463,67 @@ fn check_call(case: &BfclCase, name: &str, answer: &Map<String, Value>, call: &O
             .as_array()
             .is_some_and(|a| a.contains(&Value::String(String::new())));
         if !args.contains_key(k) && !optional {
-            return Err((
-                Reason::MissingOptional,
-                format!("parameter {k} is left out but the answer needs it"),
-            ));
+            let required = func["parameters"]["required"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|x| x == k.as_str()));
+            if !required {
+                errors.push((
+                    Reason::MissingOptional,
+                    format!("parameter {k} is left out but the answer needs it"),
+                ));
+            }
         }
     }
-    Ok(())
+    // The most basic problem first.
+    errors.sort_by_key(|(r, _)| *r as u8);
+    errors
 }
 
-/// BFCL's types: an int passes for a float; a bool never for an int.
-fn type_ok(ty: &str, v: &Value, items: &Value) -> bool {
-    match ty {
-        "integer" => v.is_i64() || v.is_u64(),
+/// The kind of a JSON value as Python's `type()` would tell it.
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "none",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "int",
+        Value::Number(_) => "float",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
+    }
+}
+
+/// BFCL's type check: the schema's type (an int passes for a float; a bool
+/// never for an int), or, as BFCL allows for variables and for answers that
+/// disagree with their schema, the type of the answer's own values. Lists
+/// are checked element by element against `items`.
+fn type_ok(ty: &str, v: &Value, items: &Value, acceptable: &[Value]) -> bool {
+    let answer_kind = acceptable.iter().find(|a| *a != "").map(kind);
+    let schema_ok = match ty {
+        "integer" => kind(v) == "int",
         "float" | "number" => v.is_number(),
         "string" => v.is_string(),
         "boolean" => v.is_boolean(),
         "dict" | "object" => v.is_object(),
         "array" | "tuple" => match (v.as_array(), items["type"].as_str()) {
-            (Some(a), Some(t)) => a.iter().all(|x| type_ok(t, x, &items["items"])),
+            (Some(elems), Some(t)) => {
+                let lists: Vec<&[Value]> = acceptable
+                    .iter()
+                    .filter_map(|a| a.as_array().map(Vec::as_slice))
+                    .collect();
+                if lists.is_empty() {
+                    elems.iter().all(|x| type_ok(t, x, &items["items"], &[]))
+                } else {
+                    lists
+                        .iter()
+                        .any(|a| elems.iter().all(|x| type_ok(t, x, &items["items"], a)))
+                }
+            }
             (Some(_), None) => true,
             (None, _) => false,
         },
         _ => true,
-    }
+    };
+    schema_ok || answer_kind == Some(kind(v))
 }
 
 /// BFCL's string normalisation: spaces and `, . / - _ * ^` removed,
@@ -496,7 +572,8 @@ fn equal(v: &Value, a: &Value) -> bool {
 }
 
 /// A model output that makes exactly the answer's calls (the first
-/// acceptable value of each parameter; optional ones left out), as Hermes
+/// acceptable value of each parameter; optional ones whose first value is
+/// `""` left out), as Hermes
 /// `<tool_call>` blocks: what a perfect model would write.
 pub fn perfect_output(case: &BfclCase) -> String {
     let Some(truth) = &case.ground_truth else {
@@ -506,11 +583,30 @@ pub fn perfect_output(case: &BfclCase) -> String {
         .iter()
         .filter_map(|gt| gt.as_object()?.iter().next())
         .map(|(name, params)| {
+            let func = case.functions.iter().find(|f| f["name"] == name.as_str());
+            let required = |k: &str| {
+                func.and_then(|f| f["parameters"]["required"].as_array())
+                    .is_some_and(|r| r.iter().any(|x| x == k))
+            };
+            // BFCL's data has answers naming a parameter the schema lacks;
+            // a call with it would fail BFCL's own check.
+            let in_schema =
+                |k: &str| func.is_some_and(|f| f["parameters"]["properties"].get(k).is_some());
             let args: Map<String, Value> = params
                 .as_object()
                 .into_iter()
                 .flatten()
-                .filter_map(|(k, vals)| Some((k.clone(), first_value(vals)?)))
+                .filter(|(k, _)| in_schema(k))
+                .filter_map(|(k, vals)| {
+                    // A required parameter whose answer also allows leaving
+                    // it out (BFCL's data has some) gets its first value.
+                    let v = if required(k) {
+                        vals.as_array()?.iter().find(|v| *v != "").map(build)
+                    } else {
+                        first_value(vals)
+                    };
+                    Some((k.clone(), v?))
+                })
                 .collect();
             format!(
                 "<tool_call>\n{}\n</tool_call>",
