@@ -59,16 +59,16 @@ enum Task {
     Bfcl(PathBuf, Vec<bfcl::BfclCase>),
 }
 
-/// Everything checked before anything runs; an error here is a usage
-/// error (exit 2).
-fn prepare(
-    a: &EvalArgs,
-) -> anyhow::Result<(
-    Task,
-    Vec<Variant>,
-    Option<Vec<gate::Condition>>,
-    EvalOptions,
-)> {
+/// Everything checked before anything runs.
+struct Plan {
+    task: Task,
+    variants: Vec<Variant>,
+    gate: Option<Vec<gate::Condition>>,
+    opts: EvalOptions,
+}
+
+/// Reads the arguments into a plan; an error here is a usage error (exit 2).
+fn prepare(a: &EvalArgs) -> anyhow::Result<Plan> {
     let variants = a
         .variants
         .iter()
@@ -108,13 +108,23 @@ fn prepare(
         device: parse_device(&a.device)?,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
-    Ok((task, variants, gate, opts))
+    Ok(Plan {
+        task,
+        variants,
+        gate,
+        opts,
+    })
 }
 
 /// Runs `warden eval`: 0, 1 when the gate fails or the run does, 2 for a
 /// usage error.
 pub fn eval(a: EvalArgs) -> ExitCode {
-    let (task, variants, gate, opts) = match prepare(&a) {
+    let Plan {
+        task,
+        variants,
+        gate,
+        opts,
+    } = match prepare(&a) {
         Ok(p) => p,
         Err(e) => {
             print_error(&format!("{e:#}"));
