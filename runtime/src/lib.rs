@@ -14,3 +14,4 @@ pub mod paths;
 pub mod policy;
 pub mod sandbox;
 pub mod session;
+pub mod train;

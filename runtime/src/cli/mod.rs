@@ -9,6 +9,7 @@ mod prompt;
 mod session;
 mod terminal;
 mod tools;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -46,6 +47,8 @@ enum Command {
     Bench(model::BenchArgs),
     /// Score tool calling and latency of model variants side by side (suites, BFCL), with a gate.
     Eval(eval::EvalArgs),
+    /// Write training conversations for a suite's workspace (real tool results, held-out names).
+    SynthData(train::SynthDataArgs),
     /// Merge LoRA adapters into a base in full precision (optionally quantize).
     Fuse(convert::FuseArgs),
     /// Write a model as a quantized GGUF file or MLX directory.
@@ -74,6 +77,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Generate(a) => fail_on_error(model::generate_cmd(a)),
         Command::Bench(a) => fail_on_error(model::bench(a)),
         Command::Eval(a) => eval::eval(a),
+        Command::SynthData(a) => fail_on_error(train::synth_data_cmd(a)),
         Command::Fuse(a) => fail_on_error(convert::fuse(a)),
         Command::Quantize(a) => fail_on_error(convert::quantize(a)),
     }
