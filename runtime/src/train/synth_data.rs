@@ -31,7 +31,42 @@ struct Template {
     tool: String,
     args: Map<String, Value>,
     answer: String,
+    /// The answer when the search finds nothing (templates that take
+    /// invented names).
+    #[serde(default)]
+    missing: Option<String>,
     phrasings: Vec<String>,
+}
+
+/// Parts of invented names.
+#[derive(Debug, Clone, Default, Deserialize)]
+struct Invented {
+    class_heads: Vec<String>,
+    class_tails: Vec<String>,
+    verbs: Vec<String>,
+    objects: Vec<String>,
+}
+
+impl Invented {
+    /// A made-up name for a template of `kind`.
+    fn name(&self, kind: &str, rng: &mut impl Rng) -> Option<String> {
+        let pick = |v: &[String], rng: &mut dyn rand::RngCore| -> Option<String> {
+            (!v.is_empty()).then(|| v[rng.next_u32() as usize % v.len()].clone())
+        };
+        match kind {
+            "class" => Some(format!(
+                "{}{}",
+                pick(&self.class_heads, rng)?,
+                pick(&self.class_tails, rng)?
+            )),
+            "function" | "uses" => Some(format!(
+                "{}_{}",
+                pick(&self.verbs, rng)?,
+                pick(&self.objects, rng)?
+            )),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -42,6 +77,8 @@ struct Direct {
 
 #[derive(Debug, Deserialize)]
 struct Templates {
+    #[serde(default)]
+    invented: Invented,
     template: Vec<Template>,
     direct: Vec<Direct>,
 }
@@ -337,16 +374,31 @@ pub fn synth_data(opts: &SynthDataOptions) -> anyhow::Result<SynthDataReport> {
                     .iter()
                     .filter(|f| !all_held.contains(&f.name))
                     .collect();
-                let f = names[rng.random_range(0..names.len())];
+                // A third of the questions that can take one ask for an
+                // invented name: the call is the same, the answer says so.
+                let invented = t.missing.is_some() && rng.random_bool(1.0 / 3.0);
+                let name = match invented
+                    .then(|| templates.invented.name(&t.kind, &mut rng))
+                    .flatten()
+                {
+                    Some(n) => n,
+                    None => names[rng.random_range(0..names.len())].name.clone(),
+                };
                 let mut vars: BTreeMap<&str, String> = BTreeMap::new();
                 for k in ["name", "word", "file", "dir"] {
-                    vars.insert(k, f.name.clone());
+                    vars.insert(k, name.clone());
                 }
                 let args = fill_value(&Value::Object(t.args.clone()), &vars);
                 let question = fill(&phrasings[rng.random_range(0..phrasings.len())], &vars);
                 let mut budget = host.budget();
-                let out = match host.call(&mut budget, &t.tool, &args.to_string()) {
-                    Ok(out) if result_vars(&t.kind, &out.output, &mut vars) => out,
+                let (out, answer) = match host.call(&mut budget, &t.tool, &args.to_string()) {
+                    Ok(out) if result_vars(&t.kind, &out.output, &mut vars) => (out, &t.answer),
+                    Ok(out)
+                        if t.missing.is_some()
+                            && out.output.to_ascii_lowercase().starts_with("no matches") =>
+                    {
+                        (out, t.missing.as_ref().expect("checked"))
+                    }
                     _ => {
                         failed += 1;
                         continue;
@@ -367,7 +419,7 @@ pub fn synth_data(opts: &SynthDataOptions) -> anyhow::Result<SynthDataReport> {
                     Message::new("user", question),
                     call,
                     result,
-                    Message::new("assistant", fill(&t.answer, &vars)),
+                    Message::new("assistant", fill(answer, &vars)),
                 ]
             };
             // What the model is trained to read and to write must not touch
