@@ -2,40 +2,16 @@
 //! quantized bases (GGUF, MLX) carry adapters, `warden fuse` / `warden
 //! quantize` write models that load back, and the delta-survival report.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
+use common::{ok, warden};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use warden::model::adapter::write::write_adapter;
 use warden::model::adapter::{Adapter, AdapterFormat};
 use warden::model::quantize::QuantFormat;
 use warden::model::{Checkpoint, LoadedModel};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn warden(args: &[&str], state: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(args)
-        .current_dir(repo())
-        .env("WARDEN_STATE_DIR", state)
-        .env_remove("WARDEN_AUDIT_KEY_FILE")
-        .output()
-        .expect("running warden")
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

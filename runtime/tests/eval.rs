@@ -3,29 +3,15 @@
 //! variants with known answers, gates, outputs, and a short run of a real
 //! (tiny, synthetic) model.
 
+mod common;
+
+use common::{repo, warden};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use warden::chat::{self, CallFormat};
 use warden::eval::bfcl::{self, BfclCase, Category, Reason};
 use warden::eval::Observed;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn warden(args: &[&str], state: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(args)
-        .current_dir(repo())
-        .env("WARDEN_STATE_DIR", state)
-        .env_remove("WARDEN_AUDIT_KEY_FILE")
-        .output()
-        .expect("running warden")
-}
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

@@ -1,26 +1,12 @@
 //! `warden demo`, `run`, `replay`, `prompt` and `audit`, run as a user
 //! runs them; and sessions on a real (synthetic, tiny) Qwen3.
 
+mod common;
+
+use common::{repo, warden};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn warden(args: &[&str], state: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(args)
-        .current_dir(repo())
-        .env("WARDEN_STATE_DIR", state)
-        .env_remove("WARDEN_AUDIT_KEY_FILE")
-        .output()
-        .expect("running warden")
-}
 
 fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

@@ -225,7 +225,7 @@ fn table(runs: &[VariantRun]) -> String {
     for m in METRICS {
         row(m, &|r| match r.metrics.get(m) {
             None => "-".into(),
-            Some(x) if m.ends_with("accuracy") || m == "format_validity" => {
+            Some(x) if html::is_rate(m) => {
                 format!("{:.1}%", x * 100.0)
             }
             Some(x) => format!("{x:.1}"),

@@ -2,24 +2,14 @@
 //! fetched) with each metric across variants and the failures by kind.
 
 use super::run::VariantRun;
+use super::METRICS;
 use crate::audit::esc;
 use std::fmt::Write as _;
 
-const RATES: [&str; 5] = [
-    "accuracy",
-    "tool_accuracy",
-    "argument_accuracy",
-    "no_call_accuracy",
-    "format_validity",
-];
-const LATENCY: [&str; 6] = [
-    "turn_p50_ms",
-    "turn_p95_ms",
-    "ttft_p50_ms",
-    "decode_tok_s",
-    "tool_ms",
-    "overhead_ms",
-];
+/// Whether a metric is a rate (drawn in percent on a 0–1 scale).
+pub fn is_rate(m: &str) -> bool {
+    m.ends_with("accuracy") || m == "format_validity"
+}
 
 /// Horizontal bars, one per variant, of values in `0..=max`.
 fn bars(values: &[(String, Option<f64>)], max: f64, fmt: &dyn Fn(f64) -> String) -> String {
@@ -87,7 +77,7 @@ pub fn page(title: &str, runs: &[VariantRun]) -> String {
         );
     }
     h.push_str("</table>");
-    for m in RATES {
+    for m in METRICS.into_iter().filter(|m| is_rate(m)) {
         let values: Vec<(String, Option<f64>)> = runs
             .iter()
             .map(|r| (r.name.clone(), r.metrics.get(m)))
@@ -98,7 +88,7 @@ pub fn page(title: &str, runs: &[VariantRun]) -> String {
             bars(&values, 1.0, &|x| format!("{:.1} %", x * 100.0))
         );
     }
-    for m in LATENCY {
+    for m in METRICS.into_iter().filter(|m| !is_rate(m)) {
         let values: Vec<(String, Option<f64>)> = runs
             .iter()
             .map(|r| (r.name.clone(), r.metrics.get(m)))

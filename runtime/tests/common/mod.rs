@@ -134,3 +134,33 @@ pub fn http_response(status: &str, headers: &str, body: &str) -> String {
         body.len()
     )
 }
+
+/// The repository root (tests run `warden` from there).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Runs the `warden` binary from the repository root with its state in
+/// `state` and no audit key from the environment.
+pub fn warden(args: &[&str], state: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(args)
+        .current_dir(repo())
+        .env("WARDEN_STATE_DIR", state)
+        .env_remove("WARDEN_AUDIT_KEY_FILE")
+        .output()
+        .expect("running warden")
+}
+
+/// Its standard output, after asserting it succeeded.
+pub fn ok(o: &std::process::Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
