@@ -673,3 +673,42 @@ fn a_short_eval_of_a_real_tiny_model_runs_end_to_end_and_is_logged() {
         assert!(reused > 300, "reused {reused}");
     }
 }
+
+#[test]
+fn a_log_dir_inside_a_tools_mount_is_refused() {
+    let (dir, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ws = dir.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let policy = repo().join("policies/default.toml");
+    let s = dir.path().join("s.toml");
+    std::fs::write(
+        &s,
+        format!("workspace = {ws:?}\npolicy = {policy:?}\n\n[[case]]\nid = \"a\"\nprompt = \"hi\"\nexpect = {{ no_call = true }}\n"),
+    )
+    .unwrap();
+    let r = dir.path().join("r.jsonl");
+    std::fs::write(&r, "{\"id\": \"a\", \"outputs\": [\"hello\"]}\n").unwrap();
+    let logs = ws.join("logs");
+    let o = warden(
+        &[
+            "eval",
+            "--suite",
+            s.to_str().unwrap(),
+            "--variant",
+            &format!("r=replay:{}", r.display()),
+            "--log-dir",
+            logs.to_str().unwrap(),
+        ],
+        state.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("lies inside the mount") && e.contains("--log-dir"),
+        "{e}"
+    );
+    assert!(
+        !logs.exists() || std::fs::read_dir(&logs).unwrap().next().is_none(),
+        "a log was written"
+    );
+}

@@ -4,7 +4,7 @@ use super::model::ModelArgs;
 use super::terminal::{escape, Lines};
 use crate::audit::{self, AuditKey, AuditLog};
 use crate::model::SamplingParams;
-use crate::paths::{real_path, WardenPaths};
+use crate::paths::WardenPaths;
 use crate::policy::Policy;
 use crate::sandbox::ToolHost;
 use crate::session::{
@@ -142,20 +142,7 @@ fn prepare(place: &PolicyArgs, key_file: Option<&Path>) -> anyhow::Result<Prepar
             .join("sessions")
             .join(format!("{session_id}.jsonl")),
     };
-    let real = real_path(&log_path);
-    for t in policy_obj.tools.values() {
-        for m in &t.mounts {
-            if real.starts_with(&m.host) {
-                anyhow::bail!(
-                    "the log {} lies inside the mount {} of tool {} ({}): a log must be out of reach of the tools it records (a rw mount could rewrite it, a ro one could show it to the model); choose another --log",
-                    log_path.display(),
-                    m.guest,
-                    t.name,
-                    m.host.display()
-                );
-            }
-        }
-    }
+    policy_obj.refuse_log_in_mounts(&log_path, "choose another --log")?;
     let host = ToolHost::load(&policy_obj).map_err(|e| anyhow::anyhow!("{e}"))?;
     let log = AuditLog::create(&log_path, &session_id, key)?;
     let opts = SessionOptions {

@@ -237,6 +237,7 @@ pub fn run_suite(
         pb.set_message(v.name.clone());
         let (backend, replay) = prepare(v, opts).with_context(|| format!("variant {}", v.name))?;
         let path = log_path(&opts.log_dir, &run_id, &v.name);
+        policy.refuse_log_in_mounts(&path, "choose another --log-dir")?;
         let log = AuditLog::create(&path, &audit::new_session_id(), None)?;
         let session_opts = SessionOptions {
             max_tokens: opts.max_tokens,

@@ -123,6 +123,27 @@ pub struct ToolPolicy {
 }
 
 impl Policy {
+    /// Refuses `log` (a session log) when it lies inside a mount of any
+    /// tool: a `rw` mount could rewrite it, a `ro` one could show it to the
+    /// model.
+    pub fn refuse_log_in_mounts(&self, log: &Path, hint: &str) -> anyhow::Result<()> {
+        let real = crate::paths::real_path(log);
+        for t in self.tools.values() {
+            for m in &t.mounts {
+                if real.starts_with(&m.host) {
+                    anyhow::bail!(
+                        "the log {} lies inside the mount {} of tool {} ({}): a log must be out of reach of the tools it records (a rw mount could rewrite it, a ro one could show it to the model); {hint}",
+                        log.display(),
+                        m.guest,
+                        t.name,
+                        m.host.display()
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Loads and resolves the policy at `path`; `{workspace}` in mount paths
     /// becomes `workspace`. warden's own files are where the environment
     /// says ([`WardenPaths::from_env`]).
