@@ -49,6 +49,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Write training conversations for a suite's workspace (real tool results, held-out names).
     SynthData(train::SynthDataArgs),
+    /// Train a LoRA adapter or a whole model on conversations (loss on the assistant's tokens).
+    Finetune(train::FinetuneArgs),
     /// Merge LoRA adapters into a base in full precision (optionally quantize).
     Fuse(convert::FuseArgs),
     /// Write a model as a quantized GGUF file or MLX directory.
@@ -78,6 +80,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Bench(a) => fail_on_error(model::bench(a)),
         Command::Eval(a) => eval::eval(a),
         Command::SynthData(a) => fail_on_error(train::synth_data_cmd(a)),
+        Command::Finetune(a) => fail_on_error(train::finetune_cmd(a)),
         Command::Fuse(a) => fail_on_error(convert::fuse(a)),
         Command::Quantize(a) => fail_on_error(convert::quantize(a)),
     }

@@ -52,3 +52,156 @@ pub fn synth_data_cmd(a: SynthDataArgs) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `warden finetune`.
+#[derive(Debug, Args)]
+pub struct FinetuneArgs {
+    /// The base model (directory, .gguf or hub-cache name); a quantized base is dequantized to f32.
+    #[arg(long)]
+    model: String,
+    /// JSON Lines conversations (as `warden synth-data` writes and `warden prompt` reads).
+    #[arg(long)]
+    data: PathBuf,
+    /// Directory for the PEFT adapter (LoRA) or the Hugging Face model (--full), the
+    /// checkpoint and training.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// Train a LoRA adapter of this rank (the default, rank 8).
+    #[arg(long, conflicts_with = "full")]
+    lora_rank: Option<usize>,
+    /// LoRA's alpha (scale alpha / rank; default 2·rank).
+    #[arg(long, conflicts_with = "full")]
+    lora_alpha: Option<f64>,
+    /// Projections to adapt (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; default all).
+    #[arg(long, value_delimiter = ',', conflicts_with = "full")]
+    targets: Vec<String>,
+    /// Train every weight instead of an adapter.
+    #[arg(long)]
+    full: bool,
+    /// Passes over the data.
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    /// Peak learning rate (default 2e-4 for LoRA, 1e-3 with --full).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Fraction of the steps spent warming the learning rate up.
+    #[arg(long, default_value_t = 0.05)]
+    warmup: f64,
+    /// AdamW's decoupled weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    /// Largest global gradient norm (0: no clipping).
+    #[arg(long, default_value_t = 1.0)]
+    clip: f64,
+    /// Tokens per optimizer step (whole conversations turns; at least one per step).
+    #[arg(long, default_value_t = 4096)]
+    batch_tokens: usize,
+    /// Seed of the data order and the adapter's initialisation.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Longest example, in tokens.
+    #[arg(long, default_value_t = 4096)]
+    max_seq_len: usize,
+    /// Train on the usable lines and list the others, instead of refusing the file.
+    #[arg(long)]
+    skip_bad: bool,
+    /// Continue from OUT/checkpoint (same settings required).
+    #[arg(long)]
+    resume: bool,
+    /// Write a checkpoint every N steps (besides the end of each epoch).
+    #[arg(long, default_value_t = 50)]
+    checkpoint_every: usize,
+    /// Stop after N steps of the plan, leaving a checkpoint to --resume from.
+    #[arg(long)]
+    max_steps: Option<usize>,
+    /// cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Dtype of the weights written with --full: f32, bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `warden finetune`.
+pub fn finetune_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
+    use crate::train::finetune::{finetune, FinetuneOptions, Mode};
+    if let Some(n) = a.threads {
+        // candle's CPU kernels size rayon's pool from this when it starts.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+    let mode = if a.full {
+        Mode::Full
+    } else {
+        let rank = a.lora_rank.unwrap_or(8);
+        let targets = crate::model::adapter::resolve_targets(&a.targets)?
+            .into_iter()
+            .map(|m| m.rsplit('.').next().unwrap_or(m).to_string())
+            .collect();
+        Mode::Lora {
+            rank,
+            alpha: a.lora_alpha.unwrap_or(2.0 * rank as f64),
+            targets,
+        }
+    };
+    let lr = a.lr.unwrap_or(if a.full { 1e-3 } else { 2e-4 });
+    let report = finetune(&FinetuneOptions {
+        model: a.model,
+        data: a.data,
+        out: a.out.clone(),
+        mode,
+        epochs: a.epochs,
+        lr,
+        warmup: a.warmup,
+        weight_decay: a.weight_decay,
+        clip: a.clip,
+        batch_tokens: a.batch_tokens,
+        seed: a.seed,
+        max_seq_len: a.max_seq_len,
+        skip_bad: a.skip_bad,
+        resume: a.resume,
+        checkpoint_every: a.checkpoint_every,
+        max_steps: a.max_steps,
+        device: crate::model::parse_device(&a.device)?,
+        dtype: super::model::dtype(Some(&a.dtype))?.unwrap_or(candle_core::DType::F32),
+        progress: !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    })?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "{} steps of {} over {} examples from {} conversations ({} skipped); {} parameters trained",
+        report.steps_done,
+        report.total_steps,
+        report.examples,
+        report.conversations,
+        report.skipped.len(),
+        report.trainable_parameters
+    );
+    println!(
+        "{} tokens ({} target) in {:.1} s: {:.0} tokens/s; loss {:.4} first step, {} last epoch",
+        report.tokens,
+        report.target_tokens,
+        report.seconds,
+        report.tokens_per_s,
+        report.losses.first().copied().unwrap_or(f64::NAN),
+        report
+            .final_loss
+            .map_or("-".to_string(), |l| format!("{l:.4}"))
+    );
+    if report.finished {
+        println!("wrote {}", a.out.display());
+    } else {
+        println!(
+            "stopped at step {} by --max-steps; continue with the same command and --resume",
+            report.steps_done
+        );
+    }
+    Ok(())
+}

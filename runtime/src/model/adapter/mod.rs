@@ -42,6 +42,24 @@ pub fn module_shape(cfg: &Qwen3Config, module: &str) -> Option<(usize, usize)> {
     })
 }
 
+/// Projections named short (`q_proj`) or in full (`self_attn.q_proj`);
+/// empty means all seven.
+pub fn resolve_targets(names: &[String]) -> anyhow::Result<Vec<&'static str>> {
+    if names.is_empty() {
+        return Ok(MODULES.to_vec());
+    }
+    names
+        .iter()
+        .map(|t| {
+            MODULES
+                .iter()
+                .copied()
+                .find(|m| m.rsplit('.').next() == Some(t.as_str()) || *m == t)
+                .with_context(|| format!("unknown target {t:?}; use q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj or down_proj"))
+        })
+        .collect()
+}
+
 /// Which file format an adapter came in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -116,20 +116,7 @@ pub struct RandomAdapter {
 /// Random `A`, `B` for every layer and targeted module of `cfg`, with `B`
 /// sized so that `‖s·B·A‖_rms = delta_scale · weight_rms`.
 pub fn random_adapter(cfg: &Qwen3Config, spec: &RandomAdapter) -> anyhow::Result<Vec<LoraWeights>> {
-    let modules: Vec<&'static str> = if spec.targets.is_empty() {
-        MODULES.to_vec()
-    } else {
-        spec.targets
-            .iter()
-            .map(|t| {
-                MODULES
-                    .iter()
-                    .copied()
-                    .find(|m| m.rsplit('.').next() == Some(t.as_str()) || *m == t)
-                    .with_context(|| format!("unknown target {t:?}; use q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj or down_proj"))
-            })
-            .collect::<anyhow::Result<_>>()?
-    };
+    let modules = super::resolve_targets(&spec.targets)?;
     if spec.rank == 0 {
         bail!("--rank must be positive");
     }

@@ -1,0 +1,459 @@
+//! `warden finetune`: LoRA or whole-model training of a Qwen3 checkpoint on
+//! conversations, with candle's autograd.
+//!
+//! The run is a fixed plan: examples shuffled per epoch from the seed and
+//! packed into steps of about `batch_tokens` tokens. A checkpoint holds the
+//! parameters, the optimizer's moments and the step reached, so `--resume`
+//! continues the same plan and ends where an uninterrupted run would.
+
+use super::examples::{read_dataset, BadLine, Dataset};
+use super::net::{TrainNet, Trainable};
+use super::optim::{AdamW, AdamWConfig};
+use crate::chat::ChatTemplate;
+use crate::model::adapter::write::write_adapter;
+use crate::model::adapter::AdapterFormat;
+use crate::model::{tokenizer_for, Checkpoint};
+use crate::model::quantize::{write_hf_dir, TokenizerFiles};
+use anyhow::{bail, Context as _};
+use candle_core::{DType, Device, Tensor};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What to train.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Mode {
+    /// LoRA pairs on `targets` of every layer.
+    Lora {
+        /// Rank.
+        rank: usize,
+        /// `lora_alpha` (scale `alpha / rank`).
+        alpha: f64,
+        /// Projections (entries of `adapter::MODULES`).
+        targets: Vec<String>,
+    },
+    /// Every weight.
+    Full,
+}
+
+/// Everything a run depends on; a checkpoint is resumed only by a run with
+/// the same settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSettings {
+    /// The base model as given.
+    pub model: String,
+    /// sha256 of the data file.
+    pub data_sha256: String,
+    /// What is trained.
+    pub mode: Mode,
+    /// Passes over the data.
+    pub epochs: usize,
+    /// Tokens per optimizer step (examples are whole; at least one a step).
+    pub batch_tokens: usize,
+    /// Seed of the order and of LoRA's `A`.
+    pub seed: u64,
+    /// Longest example.
+    pub max_seq_len: usize,
+    /// Optimizer and schedule.
+    pub optimizer: AdamWConfig,
+}
+
+/// Options of [`finetune`].
+#[derive(Debug, Clone)]
+pub struct FinetuneOptions {
+    /// The base (directory, `.gguf` or hub-cache name).
+    pub model: String,
+    /// JSON Lines conversations.
+    pub data: PathBuf,
+    /// Where the adapter (LoRA) or model (`Full`) is written.
+    pub out: PathBuf,
+    /// What is trained.
+    pub mode: Mode,
+    /// Passes over the data.
+    pub epochs: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Fraction of the steps spent warming up.
+    pub warmup: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// Largest gradient norm.
+    pub clip: f64,
+    /// Tokens per step.
+    pub batch_tokens: usize,
+    /// Seed.
+    pub seed: u64,
+    /// Longest example in tokens.
+    pub max_seq_len: usize,
+    /// Skip unusable lines (listed) instead of refusing the file.
+    pub skip_bad: bool,
+    /// Continue from `<out>/checkpoint`.
+    pub resume: bool,
+    /// Write a checkpoint every this many steps (0: only at the end of each epoch).
+    pub checkpoint_every: usize,
+    /// Stop after this many steps of the plan (a checkpoint is written).
+    pub max_steps: Option<usize>,
+    /// Where to train.
+    pub device: Device,
+    /// Dtype of a `Full` model's weights.
+    pub dtype: DType,
+    /// Draw a progress bar.
+    pub progress: bool,
+}
+
+/// What a run did; also written as `<out>/training.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FinetuneReport {
+    /// The settings.
+    pub settings: RunSettings,
+    /// Conversations used.
+    pub conversations: usize,
+    /// Examples (assistant messages) used.
+    pub examples: usize,
+    /// Lines skipped, with why.
+    pub skipped: Vec<BadLine>,
+    /// Numbers trained.
+    pub trainable_parameters: usize,
+    /// Steps in the plan.
+    pub total_steps: usize,
+    /// Steps done (all of them unless `--max-steps` stopped early).
+    pub steps_done: usize,
+    /// Whether the plan is finished (the output is written only then).
+    pub finished: bool,
+    /// Tokens run through the model (prompt and target), over all steps.
+    pub tokens: usize,
+    /// Target tokens the loss was taken on.
+    pub target_tokens: usize,
+    /// Seconds spent training (over resumed runs too).
+    pub seconds: f64,
+    /// Tokens per second.
+    pub tokens_per_s: f64,
+    /// Mean loss per target token of each step.
+    pub losses: Vec<f64>,
+    /// Mean loss of the last epoch's steps.
+    pub final_loss: Option<f64>,
+    /// Files written.
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointState {
+    settings: RunSettings,
+    step: usize,
+    tokens: usize,
+    target_tokens: usize,
+    seconds: f64,
+    losses: Vec<f64>,
+}
+
+/// The steps of the whole run: `(epoch, indices into the examples)` per step.
+pub fn plan(lens: &[usize], epochs: usize, batch_tokens: usize, seed: u64) -> Vec<(usize, Vec<usize>)> {
+    let mut steps = Vec::new();
+    for epoch in 0..epochs {
+        let mut order: Vec<usize> = (0..lens.len()).collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        order.shuffle(&mut rng);
+        let mut cur = Vec::new();
+        let mut tokens = 0;
+        for i in order {
+            cur.push(i);
+            tokens += lens[i];
+            if tokens >= batch_tokens {
+                steps.push((epoch, std::mem::take(&mut cur)));
+                tokens = 0;
+            }
+        }
+        if !cur.is_empty() {
+            steps.push((epoch, cur));
+        }
+    }
+    steps
+}
+
+fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(format!("{:x}", Sha256::digest(bytes)))
+}
+
+/// Loads the data, refusing it (with every bad line) unless `skip_bad`.
+fn load_data(opts: &FinetuneOptions, template: &ChatTemplate, tok: &tokenizers::Tokenizer) -> anyhow::Result<Dataset> {
+    let data = read_dataset(&opts.data, template, tok, opts.max_seq_len)?;
+    if !data.bad.is_empty() && !opts.skip_bad {
+        let list: Vec<String> = data
+            .bad
+            .iter()
+            .take(20)
+            .map(|b| format!("  line {}: {}", b.line, b.reason))
+            .collect();
+        bail!(
+            "{} has {} unusable line(s):\n{}{}\nfix them, or pass --skip-bad to train on the rest",
+            opts.data.display(),
+            data.bad.len(),
+            list.join("\n"),
+            if data.bad.len() > 20 { "\n  …" } else { "" }
+        );
+    }
+    if data.examples.is_empty() {
+        bail!("{} has no usable conversation", opts.data.display());
+    }
+    Ok(data)
+}
+
+/// Runs the training.
+pub fn finetune(opts: &FinetuneOptions) -> anyhow::Result<FinetuneReport> {
+    if opts.epochs == 0 {
+        bail!("--epochs must be at least 1");
+    }
+    if !(opts.lr > 0.0 && opts.lr.is_finite()) {
+        bail!("--lr must be a positive number");
+    }
+    let mut ckpt = Checkpoint::open(&opts.model, &Device::Cpu)?;
+    let cfg = ckpt.config.clone();
+    let template = ChatTemplate::for_model(&ckpt.path)?;
+    let tok = tokenizer_for(&ckpt.path)?;
+    let data = load_data(opts, &template, &tok)?;
+    for b in &data.bad {
+        eprintln!("skipped line {}: {}", b.line, b.reason);
+    }
+    let lens: Vec<usize> = data.examples.iter().map(|e| e.ids.len()).collect();
+    let steps = plan(&lens, opts.epochs, opts.batch_tokens.max(1), opts.seed);
+    let total = steps.len();
+    let settings = RunSettings {
+        model: opts.model.clone(),
+        data_sha256: sha256_file(&opts.data)?,
+        mode: opts.mode.clone(),
+        epochs: opts.epochs,
+        batch_tokens: opts.batch_tokens,
+        seed: opts.seed,
+        max_seq_len: opts.max_seq_len,
+        optimizer: AdamWConfig {
+            lr: opts.lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: opts.weight_decay,
+            clip: opts.clip,
+            warmup: ((total as f64 * opts.warmup).round() as usize).clamp(1, total.max(1)),
+            total,
+        },
+    };
+    let what = match &opts.mode {
+        Mode::Full => Trainable::Full,
+        Mode::Lora {
+            rank,
+            alpha,
+            targets,
+        } => Trainable::Lora {
+            rank: *rank,
+            alpha: *alpha,
+            targets: crate::model::adapter::resolve_targets(targets)?,
+            seed: opts.seed,
+        },
+    };
+    let longest = lens.iter().copied().max().unwrap_or(1);
+    let net = TrainNet::new(&cfg, ckpt.dense_tensors()?, &what, longest, &opts.device)?;
+    let mut opt = AdamW::new(net.trainable(), settings.optimizer)?;
+    let ckpt_dir = opts.out.join("checkpoint");
+    let mut state = CheckpointState {
+        settings: settings.clone(),
+        step: 0,
+        tokens: 0,
+        target_tokens: 0,
+        seconds: 0.0,
+        losses: Vec::new(),
+    };
+    if opts.resume {
+        state = read_checkpoint(&ckpt_dir, &settings, &mut opt)?;
+        eprintln!("resuming at step {} of {total} from {}", state.step, ckpt_dir.display());
+    }
+    let stop = opts.max_steps.map_or(total, |m| m.min(total));
+    let bar = progress_bar(opts.progress, total, state.step);
+    let started = Instant::now();
+    let seconds_before = state.seconds;
+    let mut tokens_this_run = 0usize;
+    while state.step < stop {
+        let (epoch, batch) = &steps[state.step];
+        let batch_targets: usize = batch.iter().map(|&i| data.examples[i].target().len()).sum();
+        let mut grads: Option<candle_core::backprop::GradStore> = None;
+        let mut loss = 0f64;
+        for &i in batch {
+            let ex = &data.examples[i];
+            let l = (net.loss_sum(&ex.ids, ex.prompt_len)? / batch_targets as f64)?;
+            loss += l.to_scalar::<f32>()? as f64;
+            let g = l.backward()?;
+            grads = Some(match grads {
+                None => g,
+                Some(mut acc) => {
+                    for (_, p) in net.trainable() {
+                        if let Some(new) = g.get(p.as_tensor()) {
+                            let sum = match acc.get(p.as_tensor()) {
+                                Some(old) => (old + new)?,
+                                None => new.clone(),
+                            };
+                            acc.insert(p.as_tensor(), sum);
+                        }
+                    }
+                    acc
+                }
+            });
+            tokens_this_run += ex.ids.len();
+            state.tokens += ex.ids.len();
+        }
+        if !loss.is_finite() {
+            bail!(
+                "the loss became {loss} at step {}; lower --lr (now {})",
+                state.step + 1,
+                opts.lr
+            );
+        }
+        let info = opt.step(&grads.expect("a step has at least one example"))?;
+        state.target_tokens += batch_targets;
+        state.losses.push(loss);
+        state.step += 1;
+        state.seconds = seconds_before + started.elapsed().as_secs_f64();
+        let rate = tokens_this_run as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        bar.set_position(state.step as u64);
+        bar.set_message(format!(
+            "loss {loss:.3} · lr {:.2e} · |g| {:.2} · {rate:.0} tok/s",
+            info.lr, info.grad_norm
+        ));
+        let epoch_end = steps.get(state.step).is_none_or(|(e, _)| e != epoch);
+        if epoch_end {
+            let from = steps.iter().position(|(e, _)| e == epoch).unwrap_or(0);
+            let l = &state.losses[from..state.step];
+            bar.println(format!(
+                "epoch {} of {}: mean loss {:.4} over {} steps, {rate:.0} tok/s",
+                epoch + 1,
+                opts.epochs,
+                l.iter().sum::<f64>() / l.len() as f64,
+                l.len()
+            ));
+        }
+        let every = opts.checkpoint_every > 0 && state.step % opts.checkpoint_every == 0;
+        if (every || epoch_end || state.step == stop) && state.step < total {
+            write_checkpoint(&ckpt_dir, &state, &opt)?;
+        }
+    }
+    bar.finish_and_clear();
+    let finished = state.step == total;
+    let mut files = Vec::new();
+    if finished {
+        std::fs::create_dir_all(&opts.out)
+            .with_context(|| format!("cannot create {}", opts.out.display()))?;
+        files = match &opts.mode {
+            Mode::Lora { alpha, .. } => write_adapter(
+                &opts.out,
+                AdapterFormat::Peft,
+                &net.lora_weights()?,
+                Some(*alpha),
+                &opts.model,
+                cfg.num_hidden_layers,
+            )?,
+            Mode::Full => write_hf_dir(
+                &opts.out,
+                &cfg,
+                &net.dense_tensors()?,
+                opts.dtype,
+                &TokenizerFiles::for_model(&ckpt.path)?,
+            )?,
+        };
+    }
+    let last_epoch = steps[state.step.saturating_sub(1)].0;
+    let from = steps.iter().position(|(e, _)| *e == last_epoch).unwrap_or(0);
+    let tail = &state.losses[from.min(state.losses.len())..];
+    let report = FinetuneReport {
+        settings,
+        conversations: data.conversations,
+        examples: data.examples.len(),
+        skipped: data.bad.clone(),
+        trainable_parameters: net.trainable_count(),
+        total_steps: total,
+        steps_done: state.step,
+        finished,
+        tokens: state.tokens,
+        target_tokens: state.target_tokens,
+        seconds: state.seconds,
+        tokens_per_s: state.tokens as f64 / state.seconds.max(1e-9),
+        final_loss: (!tail.is_empty()).then(|| tail.iter().sum::<f64>() / tail.len() as f64),
+        losses: state.losses.clone(),
+        files,
+    };
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("cannot create {}", opts.out.display()))?;
+    let path = opts.out.join("training.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(report)
+}
+
+fn progress_bar(show: bool, total: usize, at: usize) -> indicatif::ProgressBar {
+    let pb = if show {
+        indicatif::ProgressBar::new(total as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "training [{bar:30}] {pos}/{len} steps · {msg} · {elapsed_precise} (ETA {eta})",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    pb.set_position(at as u64);
+    pb.reset_eta();
+    pb
+}
+
+fn write_checkpoint(dir: &Path, state: &CheckpointState, opt: &AdamW) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // Written beside, then renamed: a run stopped mid-write leaves the
+    // previous checkpoint whole.
+    let tensors: HashMap<String, Tensor> = opt
+        .state()
+        .into_iter()
+        .map(|(k, t)| Ok((k, t.to_device(&Device::Cpu)?)))
+        .collect::<candle_core::Result<_>>()?;
+    let tmp = dir.join("optimizer.safetensors.tmp");
+    candle_core::safetensors::save(&tensors, &tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    let json_tmp = dir.join("state.json.tmp");
+    std::fs::write(&json_tmp, serde_json::to_vec_pretty(state)?)
+        .with_context(|| format!("cannot write {}", json_tmp.display()))?;
+    std::fs::rename(&tmp, dir.join("optimizer.safetensors"))?;
+    std::fs::rename(&json_tmp, dir.join("state.json"))?;
+    Ok(())
+}
+
+fn read_checkpoint(dir: &Path, settings: &RunSettings, opt: &mut AdamW) -> anyhow::Result<CheckpointState> {
+    let path = dir.join("state.json");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!("--resume: cannot read {} (no checkpoint yet? run without --resume)", path.display())
+    })?;
+    let state: CheckpointState = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a warden training checkpoint", path.display()))?;
+    if state.settings != *settings {
+        let a = serde_json::to_value(&state.settings)?;
+        let b = serde_json::to_value(settings)?;
+        let differ: Vec<String> = a
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, v)| b.get(k.as_str()) != Some(v))
+            .map(|(k, v)| format!("{k} (checkpoint {v}, now {})", b[k.as_str()]))
+            .collect();
+        bail!(
+            "--resume: the checkpoint in {} was written by a run with other settings: {}; rerun with the same settings, or without --resume to start over",
+            dir.display(),
+            differ.join(", ")
+        );
+    }
+    let tensors = candle_core::safetensors::load(dir.join("optimizer.safetensors"), &Device::Cpu)
+        .with_context(|| format!("cannot read {}", dir.join("optimizer.safetensors").display()))?;
+    opt.restore(&tensors, state.step)?;
+    Ok(state)
+}

@@ -1,0 +1,121 @@
+use super::*;
+use crate::model::synth::{synth, SynthOptions, SynthShape};
+use crate::model::{Checkpoint, LoadedModel};
+
+const PROMPT: &str = "<|im_start|>user\nWhere is the Post model defined?<|im_end|>\n<|im_start|>assistant\n<tool_call>\n";
+
+fn model(dir: &std::path::Path, tied: bool) -> (Vec<u32>, Vec<(String, Tensor)>, Qwen3Config) {
+    synth(&SynthOptions {
+        shape: SynthShape::Tiny,
+        out: dir.to_path_buf(),
+        dtype: DType::F32,
+        gguf: None,
+        gguf_only: false,
+        seed: 7,
+        tie_word_embeddings: Some(tied),
+    })
+    .unwrap();
+    let mut ck = Checkpoint::open(dir.to_str().unwrap(), &Device::Cpu).unwrap();
+    let ids = ck
+        .tokenizer
+        .as_ref()
+        .unwrap()
+        .encode(PROMPT, false)
+        .unwrap()
+        .get_ids()
+        .to_vec();
+    (ids, ck.dense_tensors().unwrap(), ck.config.clone())
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap()
+}
+
+/// The training net is the inference model: same logits at every position,
+/// tied and untied, without and with LoRA (the inference side applying the
+/// same pairs unfused).
+#[test]
+fn logits_match_inference() {
+    for tied in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let (ids, tensors, cfg) = model(dir.path(), tied);
+        let mut inf = LoadedModel::load(dir.path().to_str().unwrap(), &Device::Cpu, Some(DType::F32), false).unwrap();
+        let want = inf.model.forward(&ids, true).unwrap();
+        let what = Trainable::Lora {
+            rank: 4,
+            alpha: 8.0,
+            targets: MODULES.to_vec(),
+            seed: 1,
+        };
+        let net = TrainNet::new(&cfg, tensors, &what, 64, &Device::Cpu).unwrap();
+        let pos: Vec<u32> = (0..ids.len() as u32).collect();
+        // B starts at zero: the base's logits.
+        let got = net.forward(&ids, &pos).unwrap();
+        assert!(max_diff(&got, &want) < 1e-4, "tied={tied}: {}", max_diff(&got, &want));
+        // Random B: the same as inference with the pairs attached.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        for p in net.lora.values() {
+            let n = p.b.elem_count();
+            let v: Vec<f32> = (0..n).map(|_| rng.random_range(-0.5..0.5)).collect();
+            p.b.set(&Tensor::from_vec(v, p.b.dims(), &Device::Cpu).unwrap()).unwrap();
+        }
+        let got = net.forward(&ids, &pos).unwrap();
+        assert!(max_diff(&got, &want) > 1e-2, "the LoRA pairs must change the logits");
+        let adapter = crate::model::adapter::Adapter {
+            path: dir.path().to_path_buf(),
+            format: crate::model::adapter::AdapterFormat::Peft,
+            weights_file: dir.path().to_path_buf(),
+            sha256: String::new(),
+            rank: 4,
+            scale: 2.0,
+            modules: net.lora_weights().unwrap(),
+        };
+        inf.model.attach_adapter(&adapter).unwrap();
+        let want = inf.model.forward(&ids, true).unwrap();
+        assert!(max_diff(&got, &want) < 1e-4, "tied={tied} with LoRA: {}", max_diff(&got, &want));
+    }
+}
+
+/// Autograd's gradient equals a central finite difference, for a LoRA `B`
+/// entry and, in full training, for an embedding row and a norm weight.
+#[test]
+fn gradients_match_finite_differences() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ids, tensors, cfg) = model(dir.path(), true);
+    let prompt_len = ids.len() - 4;
+    let check = |net: &TrainNet, var: &Var, index: usize| {
+        let loss = net.loss_sum(&ids, prompt_len).unwrap();
+        let grads = loss.backward().unwrap();
+        let g = grads.get(var.as_tensor()).expect("a gradient").flatten_all().unwrap().to_vec1::<f32>().unwrap()[index];
+        let base = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let at = |delta: f32| {
+            let mut v = base.clone();
+            v[index] += delta;
+            var.set(&Tensor::from_vec(v, var.dims(), &Device::Cpu).unwrap()).unwrap();
+            let l = net.loss_sum(&ids, prompt_len).unwrap().to_scalar::<f32>().unwrap();
+            l as f64
+        };
+        let h = 1e-2f32;
+        let fd = (at(h) - at(-h)) / (2.0 * h as f64);
+        var.set(&Tensor::from_vec(base, var.dims(), &Device::Cpu).unwrap()).unwrap();
+        let err = (g as f64 - fd).abs();
+        assert!(err < 2e-2 * fd.abs().max(0.05), "autograd {g} vs finite difference {fd}");
+    };
+    let lora = TrainNet::new(
+        &cfg,
+        tensors.clone(),
+        &Trainable::Lora { rank: 4, alpha: 8.0, targets: vec!["self_attn.v_proj"], seed: 1 },
+        64,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let b = &lora.lora["model.layers.1.self_attn.v_proj"].b;
+    check(&lora, b, 5);
+    let full = TrainNet::new(&cfg, tensors, &Trainable::Full, 64, &Device::Cpu).unwrap();
+    let params: HashMap<String, Var> = full.trainable().into_iter().collect();
+    // The row of the first target token: used as input and as head.
+    let emb = &params["model.embed_tokens.weight"];
+    check(&full, emb, ids[prompt_len] as usize * cfg.hidden_size + 3);
+    check(&full, &params["model.layers.0.self_attn.q_norm.weight"], 2);
+    check(&full, &params["model.norm.weight"], 1);
+}
