@@ -34,6 +34,12 @@ pub enum SynthShape {
     /// Two layers of width 256: the smallest shape whose rows fit the
     /// 256-wide blocks of K-quants (Q4_K, Q5_K, Q6_K); for tests.
     Small,
+    /// Four layers of width 256 over the real vocabulary: the tool caller
+    /// `warden finetune` trains from scratch on two CPU cores. Width 256 is
+    /// the smallest whose rows fit K-quant blocks, so every quantization of
+    /// the fused-model experiment applies to it.
+    #[value(name = "tiny-agent")]
+    TinyAgent,
     /// The shape of Qwen/Qwen3-0.6B.
     #[value(name = "qwen3-0.6b")]
     Qwen3_0_6b,
@@ -79,6 +85,16 @@ impl SynthShape {
                 num_key_value_heads: 2,
                 head_dim: 64,
                 max_position_embeddings: 4096,
+                ..base
+            },
+            SynthShape::TinyAgent => Qwen3Config {
+                hidden_size: 256,
+                intermediate_size: 768,
+                num_hidden_layers: 4,
+                num_attention_heads: 4,
+                num_key_value_heads: 2,
+                head_dim: 64,
+                max_position_embeddings: 8192,
                 ..base
             },
             SynthShape::Qwen3_0_6b => base,

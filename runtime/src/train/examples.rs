@@ -200,3 +200,104 @@ pub fn read_dataset(
     }
     Ok(data)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::quantize::TokenizerFiles;
+
+    fn template() -> ChatTemplate {
+        let src = TokenizerFiles::builtin().chat_template().unwrap();
+        ChatTemplate::new(src, None, Some("<|im_end|>".into())).unwrap()
+    }
+
+    fn tokenizer() -> Tokenizer {
+        Tokenizer::from_bytes(crate::model::synth::TOKENIZER_JSON).unwrap()
+    }
+
+    fn conversation(thinking: Option<bool>) -> Conversation {
+        let call = serde_json::json!({"type": "function", "function": {"name": "search_code", "arguments": {"pattern": "class Post"}}});
+        serde_json::from_value(serde_json::json!({
+            "messages": [
+                {"role": "system", "content": "You answer about the code base."},
+                {"role": "user", "content": "Where is Post defined?"},
+                {"role": "assistant", "content": "", "tool_calls": [call]},
+                {"role": "tool", "content": "blog/models.py:5: class Post(models.Model):"},
+                {"role": "assistant", "content": "Post is defined in blog/models.py, line 5."},
+            ],
+            "tools": [crate::chat::tool_json("search_code", "Search the code", &serde_json::json!({"type": "object", "properties": {"pattern": {"type": "string"}}}))],
+            "enable_thinking": thinking,
+        }))
+        .unwrap()
+    }
+
+    /// The loss covers exactly the assistant's tokens: decoded, the targets
+    /// are each assistant turn as the full rendering holds it, through
+    /// `<|im_end|>`, and the prompts are exactly what a session renders.
+    #[test]
+    fn loss_mask_is_the_assistant_tokens() {
+        let (tmpl, tok) = (template(), tokenizer());
+        for thinking in [None, Some(false)] {
+            let conv = conversation(thinking);
+            let ex = examples_of(&conv, 7, &tmpl, &tok).unwrap();
+            assert_eq!(ex.len(), 2);
+            let full = tmpl
+                .render(&RenderRequest {
+                    messages: &conv.messages,
+                    tools: conv.tools.as_deref().unwrap(),
+                    add_generation_prompt: false,
+                    enable_thinking: thinking,
+                })
+                .unwrap();
+            let decode = |ids: &[u32]| tok.decode(ids, false).unwrap();
+            let t0 = decode(ex[0].target());
+            let t1 = decode(ex[1].target());
+            let think = if thinking.is_none() { "<think>\n\n</think>\n\n" } else { "" };
+            assert_eq!(
+                t0,
+                format!("{think}<tool_call>\n{{\"name\": \"search_code\", \"arguments\": {{\"pattern\": \"class Post\"}}}}\n</tool_call><|im_end|>")
+            );
+            assert_eq!(t1, format!("{think}Post is defined in blog/models.py, line 5.<|im_end|>"));
+            // The final turn's target ends the full rendering.
+            assert!(full.trim_end().ends_with(&t1), "{full:?}");
+            // Prompts are the session's renderings with the generation prompt.
+            for (i, e) in ex.iter().enumerate() {
+                let upto = [2, 4][i];
+                let prompt = tmpl
+                    .render(&RenderRequest {
+                        messages: &conv.messages[..upto],
+                        tools: conv.tools.as_deref().unwrap(),
+                        add_generation_prompt: true,
+                        enable_thinking: thinking,
+                    })
+                    .unwrap();
+                assert_eq!(decode(&e.ids[..e.prompt_len]), prompt);
+                assert_eq!(e.loss_mask().iter().filter(|m| **m).count(), e.target().len());
+                assert!(!e.loss_mask()[e.prompt_len - 1] && e.loss_mask()[e.prompt_len]);
+                assert_eq!((e.line, e.turn), (7, i));
+            }
+            // Nothing of the user's, system's or tool's text is a target.
+            for t in [&t0, &t1] {
+                assert!(!t.contains("Where is Post") && !t.contains("models.Model") && !t.contains("You answer"));
+            }
+        }
+    }
+
+    #[test]
+    fn bad_lines_are_listed_by_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = serde_json::to_string(&conversation(None)).unwrap();
+        let no_assistant = r#"{"messages": [{"role": "user", "content": "hi"}]}"#;
+        let path = dir.path().join("d.jsonl");
+        std::fs::write(&path, format!("{good}\nnot json\n\n{no_assistant}\n{good}\n")).unwrap();
+        let d = read_dataset(&path, &template(), &tokenizer(), 4096).unwrap();
+        assert_eq!(d.conversations, 2);
+        assert_eq!(d.examples.len(), 4);
+        let lines: Vec<usize> = d.bad.iter().map(|b| b.line).collect();
+        assert_eq!(lines, [2, 4]);
+        assert!(d.bad[1].reason.contains("no assistant message"), "{}", d.bad[1].reason);
+        let d = read_dataset(&path, &template(), &tokenizer(), 50).unwrap();
+        assert_eq!(d.bad.len(), 4);
+        assert!(d.bad[0].reason.contains("--max-seq-len 50"), "{}", d.bad[0].reason);
+    }
+}

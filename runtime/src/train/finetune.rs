@@ -279,31 +279,16 @@ pub fn finetune(opts: &FinetuneOptions) -> anyhow::Result<FinetuneReport> {
     while state.step < stop {
         let (epoch, batch) = &steps[state.step];
         let batch_targets: usize = batch.iter().map(|&i| data.examples[i].target().len()).sum();
-        let mut grads: Option<candle_core::backprop::GradStore> = None;
-        let mut loss = 0f64;
-        for &i in batch {
-            let ex = &data.examples[i];
-            let l = (net.loss_sum(&ex.ids, ex.prompt_len)? / batch_targets as f64)?;
-            loss += l.to_scalar::<f32>()? as f64;
-            let g = l.backward()?;
-            grads = Some(match grads {
-                None => g,
-                Some(mut acc) => {
-                    for (_, p) in net.trainable() {
-                        if let Some(new) = g.get(p.as_tensor()) {
-                            let sum = match acc.get(p.as_tensor()) {
-                                Some(old) => (old + new)?,
-                                None => new.clone(),
-                            };
-                            acc.insert(p.as_tensor(), sum);
-                        }
-                    }
-                    acc
-                }
-            });
-            tokens_this_run += ex.ids.len();
-            state.tokens += ex.ids.len();
-        }
+        let examples: Vec<(&[u32], usize)> = batch
+            .iter()
+            .map(|&i| (data.examples[i].ids.as_slice(), data.examples[i].prompt_len))
+            .collect();
+        let l = (net.loss_sum(&examples)? / batch_targets as f64)?;
+        let loss = l.to_scalar::<f32>()? as f64;
+        let grads = l.backward()?;
+        let step_tokens: usize = examples.iter().map(|(ids, _)| ids.len()).sum();
+        tokens_this_run += step_tokens;
+        state.tokens += step_tokens;
         if !loss.is_finite() {
             bail!(
                 "the loss became {loss} at step {}; lower --lr (now {})",
@@ -311,7 +296,7 @@ pub fn finetune(opts: &FinetuneOptions) -> anyhow::Result<FinetuneReport> {
                 opts.lr
             );
         }
-        let info = opt.step(&grads.expect("a step has at least one example"))?;
+        let info = opt.step(&grads)?;
         state.target_tokens += batch_targets;
         state.losses.push(loss);
         state.step += 1;

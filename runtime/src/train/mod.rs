@@ -5,6 +5,7 @@
 
 pub mod examples;
 pub mod finetune;
+pub mod loss;
 pub mod net;
 pub mod optim;
 pub mod synth_data;

@@ -215,18 +215,96 @@ impl TrainNet {
     /// Logits `(positions.len(), vocab)` at `positions` of the sequence `ids`
     /// (each predicts the token after it).
     pub fn forward(&self, ids: &[u32], positions: &[u32]) -> candle_core::Result<Tensor> {
+        let x = self.embed(ids)?;
+        let (x, _) = self.body(&x, 0, None)?;
+        let x = x.index_select(&Tensor::new(positions, &self.device)?, 0)?;
+        self.head(&x)
+    }
+
+    /// Summed cross-entropy (natural log) of the target tokens of every
+    /// example `(ids, prompt_len)`: each token at index ≥ `prompt_len`
+    /// predicted from the one before.
+    ///
+    /// The examples' longest common prefix (the system prompt and the tools,
+    /// in a session's conversations) runs through the blocks once; each
+    /// example's rest attends to its keys and values, so gradients from all
+    /// examples meet there. All target positions share one pass through the
+    /// LM head, so the `(vocab, hidden)` matrices get one gradient per step.
+    pub fn loss_sum(&self, batch: &[(&[u32], usize)]) -> candle_core::Result<Tensor> {
+        let mut targets = Vec::new();
+        for (ids, prompt_len) in batch {
+            if *prompt_len == 0 || *prompt_len >= ids.len() {
+                candle_core::bail!("an example needs a prompt and at least one target token");
+            }
+            targets.extend_from_slice(&ids[*prompt_len..]);
+        }
+        // The shared prefix stops before the first position whose hidden
+        // state predicts a target.
+        let first = batch[0].0;
+        let mut shared = batch.iter().map(|(_, p)| p - 1).min().unwrap_or(0);
+        for (ids, _) in &batch[1..] {
+            shared = shared.min(ids.iter().zip(first).take_while(|(a, b)| a == b).count());
+        }
+        let prefix = if shared > 0 {
+            Some(self.body(&self.embed(&first[..shared])?, 0, None)?.1)
+        } else {
+            None
+        };
+        let mut selected = Vec::with_capacity(batch.len());
+        for (ids, prompt_len) in batch {
+            let x = self.embed(&ids[shared..])?;
+            let (x, _) = self.body(&x, shared, prefix.as_deref())?;
+            selected.push(x.narrow(0, prompt_len - 1 - shared, ids.len() - prompt_len)?);
+        }
+        let logits = self.head(&Tensor::cat(&selected, 0)?)?;
+        super::loss::cross_entropy_rows(&logits, &targets)?.sum_all()
+    }
+
+    fn embed(&self, ids: &[u32]) -> candle_core::Result<Tensor> {
+        if let Some(bad) = ids.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
+            candle_core::bail!("token {bad} is outside the vocabulary ({})", self.cfg.vocab_size);
+        }
+        let ids = Tensor::new(ids, &self.device)?;
+        self.w("model.embed_tokens.weight").index_select(&ids, 0)
+    }
+
+    /// The final norm and the LM head on hidden states `(n, hidden)`.
+    fn head(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let x = rms_norm(x, self.w("model.norm.weight"), self.cfg.rms_norm_eps)?;
+        let head = if self.cfg.tie_word_embeddings {
+            self.w("model.embed_tokens.weight")
+        } else {
+            self.w("lm_head.weight")
+        };
+        x.matmul(&head.t()?)
+    }
+
+    /// The decoder blocks over embeddings `(L, hidden)` at positions
+    /// `offset..offset+L`, after `prefix` (each layer's keys and values of
+    /// positions `0..offset`, as `(1, kv_heads, offset, D)`). Returns the
+    /// hidden states and each layer's keys and values of these positions.
+    #[allow(clippy::type_complexity)]
+    fn body(
+        &self,
+        x: &Tensor,
+        offset: usize,
+        prefix: Option<&[(Tensor, Tensor)]>,
+    ) -> candle_core::Result<(Tensor, Vec<(Tensor, Tensor)>)> {
         let cfg = &self.cfg;
-        let (l, hd) = (ids.len(), cfg.head_dim);
+        let (l, hd) = (x.dim(0)?, cfg.head_dim);
         let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
         let eps = cfg.rms_norm_eps;
-        if l > self.cos.dim(0)? {
-            candle_core::bail!("a sequence of {l} tokens is longer than the RoPE tables");
+        if offset + l > self.cos.dim(0)? {
+            candle_core::bail!(
+                "a sequence of {} tokens is longer than the RoPE tables",
+                offset + l
+            );
         }
-        let ids_t = Tensor::new(ids, &self.device)?;
-        let mut x = self.w("model.embed_tokens.weight").index_select(&ids_t, 0)?;
-        let cos = self.cos.narrow(0, 0, l)?;
-        let sin = self.sin.narrow(0, 0, l)?;
-        let mask = causal_mask(l, &self.device)?;
+        let mut x = x.clone();
+        let mut kvs = Vec::with_capacity(cfg.num_hidden_layers);
+        let cos = self.cos.narrow(0, offset, l)?;
+        let sin = self.sin.narrow(0, offset, l)?;
+        let mask = causal_mask(l, offset, &self.device)?;
         let scale = 1.0 / (hd as f64).sqrt();
         for i in 0..cfg.num_hidden_layers {
             let p = format!("model.layers.{i}");
@@ -245,6 +323,11 @@ impl TrainNet {
                 .reshape((l, nkv, hd))?
                 .transpose(0, 1)?
                 .unsqueeze(0)?;
+            kvs.push((k.clone(), v.clone()));
+            let (k, v) = match prefix {
+                Some(p) => (Tensor::cat(&[&p[i].0, &k], 2)?, Tensor::cat(&[&p[i].1, &v], 2)?),
+                None => (k, v),
+            };
             let (k, v) = (repeat_kv(&k, nh / nkv)?, repeat_kv(&v, nh / nkv)?);
             let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
             let ctx = candle_nn::ops::softmax(&scores, D::Minus1)?.matmul(&v)?;
@@ -256,28 +339,7 @@ impl TrainNet {
             let act = (candle_nn::Activation::Silu.forward(&gate)? * up)?;
             x = (x + self.linear(&format!("{p}.mlp.down_proj"), &act)?)?;
         }
-        let pos = Tensor::new(positions, &self.device)?;
-        let x = x.index_select(&pos, 0)?;
-        let x = rms_norm(&x, self.w("model.norm.weight"), eps)?;
-        let head = if cfg.tie_word_embeddings {
-            self.w("model.embed_tokens.weight")
-        } else {
-            self.w("lm_head.weight")
-        };
-        x.matmul(&head.t()?)
-    }
-
-    /// Summed cross-entropy (natural log) of the target tokens of `ids`:
-    /// every token at index ≥ `prompt_len` predicted from the one before.
-    pub fn loss_sum(&self, ids: &[u32], prompt_len: usize) -> candle_core::Result<Tensor> {
-        if prompt_len == 0 || prompt_len >= ids.len() {
-            candle_core::bail!("an example needs a prompt and at least one target token");
-        }
-        let positions: Vec<u32> = (prompt_len as u32 - 1..ids.len() as u32 - 1).collect();
-        let targets = Tensor::new(&ids[prompt_len..], &self.device)?;
-        let logits = self.forward(ids, &positions)?;
-        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-        logp.gather(&targets.unsqueeze(1)?, 1)?.sum_all()?.neg()
+        Ok((x, kvs))
     }
 }
 
@@ -296,12 +358,14 @@ fn repeat_kv(t: &Tensor, n: usize) -> candle_core::Result<Tensor> {
     Tensor::cat(&vec![t; n], 2)?.reshape((b, kv * n, l, d))
 }
 
-/// `(L, L)` additive mask: 0 on and below the diagonal, a large negative above.
-fn causal_mask(l: usize, device: &Device) -> candle_core::Result<Tensor> {
+/// `(L, offset + L)` additive mask for positions `offset..offset+L`: 0 where
+/// a key is at or before the query, a large negative after it.
+fn causal_mask(l: usize, offset: usize, device: &Device) -> candle_core::Result<Tensor> {
+    let s = offset + l;
     let m: Vec<f32> = (0..l)
-        .flat_map(|i| (0..l).map(move |j| if j > i { -1e9 } else { 0.0 }))
+        .flat_map(|i| (0..s).map(move |j| if j > offset + i { -1e9 } else { 0.0 }))
         .collect();
-    Tensor::from_vec(m, (l, l), device)
+    Tensor::from_vec(m, (l, s), device)
 }
 
 /// RoPE cos/sin tables `(max_len, D/2)` as `model::rope` computes them.

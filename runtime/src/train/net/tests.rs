@@ -84,7 +84,7 @@ fn gradients_match_finite_differences() {
     let (ids, tensors, cfg) = model(dir.path(), true);
     let prompt_len = ids.len() - 4;
     let check = |net: &TrainNet, var: &Var, index: usize| {
-        let loss = net.loss_sum(&ids, prompt_len).unwrap();
+        let loss = net.loss_sum(&[(&ids, prompt_len)]).unwrap();
         let grads = loss.backward().unwrap();
         let g = grads.get(var.as_tensor()).expect("a gradient").flatten_all().unwrap().to_vec1::<f32>().unwrap()[index];
         let base = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
@@ -92,7 +92,7 @@ fn gradients_match_finite_differences() {
             let mut v = base.clone();
             v[index] += delta;
             var.set(&Tensor::from_vec(v, var.dims(), &Device::Cpu).unwrap()).unwrap();
-            let l = net.loss_sum(&ids, prompt_len).unwrap().to_scalar::<f32>().unwrap();
+            let l = net.loss_sum(&[(&ids, prompt_len)]).unwrap().to_scalar::<f32>().unwrap();
             l as f64
         };
         let h = 1e-2f32;
@@ -118,4 +118,33 @@ fn gradients_match_finite_differences() {
     check(&full, emb, ids[prompt_len] as usize * cfg.hidden_size + 3);
     check(&full, &params["model.layers.0.self_attn.q_norm.weight"], 2);
     check(&full, &params["model.norm.weight"], 1);
+}
+
+/// A batch whose examples share a prompt prefix gives the same loss and
+/// gradients as each example run whole on its own.
+#[test]
+fn shared_prefix_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ids, tensors, cfg) = model(dir.path(), true);
+    let net = TrainNet::new(&cfg, tensors, &Trainable::Full, 64, &Device::Cpu).unwrap();
+    let mut other = ids.clone();
+    let n = other.len();
+    other[n - 3] = 1234;
+    other.push(99);
+    let batch: Vec<(&[u32], usize)> = vec![(&ids, n - 4), (&other, n - 5)];
+    let shared = net.loss_sum(&batch).unwrap();
+    let mut alone = Tensor::new(0f32, &Device::Cpu).unwrap();
+    for (ids, p) in &batch {
+        let pos: Vec<u32> = (*p as u32 - 1..ids.len() as u32 - 1).collect();
+        let logits = net.forward(ids, &pos).unwrap();
+        let l = crate::train::loss::cross_entropy_rows(&logits, &ids[*p..]).unwrap().sum_all().unwrap();
+        alone = (alone + l).unwrap();
+    }
+    let (a, b) = (shared.to_scalar::<f32>().unwrap(), alone.to_scalar::<f32>().unwrap());
+    assert!((a - b).abs() < 1e-4 * b.abs(), "{a} vs {b}");
+    let (ga, gb) = (shared.backward().unwrap(), alone.backward().unwrap());
+    for (name, v) in net.trainable() {
+        let d = max_diff(ga.get(v.as_tensor()).unwrap(), gb.get(v.as_tensor()).unwrap());
+        assert!(d < 1e-4, "{name}: gradients differ by {d}");
+    }
 }
