@@ -399,7 +399,7 @@ fn write_checkpoint(dir: &Path, state: &CheckpointState, opt: &AdamW) -> anyhow:
     // Written beside, then renamed: a run stopped mid-write leaves the
     // previous checkpoint whole.
     let tensors: HashMap<String, Tensor> = opt
-        .state()
+        .state()?
         .into_iter()
         .map(|(k, t)| Ok((k, t.to_device(&Device::Cpu)?)))
         .collect::<candle_core::Result<_>>()?;

@@ -1,0 +1,191 @@
+//! `warden finetune` end to end on the tiny synthetic Qwen3 with the real
+//! tokenizer and template: the loss falls, a seed reproduces a run bit for
+//! bit, `--resume` ends where an uninterrupted run ends, the adapter loads in
+//! `generate` and changes what it writes, `--full` writes a model every
+//! command reads, and bad lines are named.
+
+mod common;
+
+use common::{ok, warden};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// The tiny model and `n` training conversations over the example workspace.
+fn setup(dir: &Path, n: usize) -> (PathBuf, PathBuf) {
+    let model = dir.join("tiny");
+    let data = dir.join("train.jsonl");
+    let state = dir.join("state");
+    ok(&warden(
+        &["synth", "--shape", "tiny", "--out", model.to_str().unwrap()],
+        &state,
+    ));
+    ok(&warden(
+        &[
+            "synth-data",
+            "--suite",
+            "examples/evals/code-search.toml",
+            "--out",
+            data.to_str().unwrap(),
+            "--n",
+            &n.to_string(),
+            "--seed",
+            "5",
+        ],
+        &state,
+    ));
+    (model, data)
+}
+
+fn finetune(dir: &Path, model: &Path, data: &Path, out: &str, extra: &[&str]) -> std::process::Output {
+    let out = dir.join(out);
+    let mut args = vec![
+        "finetune",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    warden(&args, &dir.join("state"))
+}
+
+fn report(dir: &Path, out: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join(out).join("training.json")).unwrap()).unwrap()
+}
+
+fn losses(r: &Value) -> Vec<f64> {
+    r["losses"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+fn bytes(p: PathBuf) -> Vec<u8> {
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+const LORA: &[&str] = &["--lora-rank", "8", "--lr", "2e-2", "--epochs", "6", "--batch-tokens", "100000"];
+
+#[test]
+fn lora_learns_reproduces_resumes_and_changes_generation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (model, data) = setup(dir, 3);
+    ok(&finetune(dir, &model, &data, "a", LORA));
+    let a = report(dir, "a");
+    let la = losses(&a);
+    assert_eq!(la.len(), 6, "one step per epoch: {a}");
+    assert!(a["finished"].as_bool().unwrap());
+    assert!(
+        la[5] < la[0] - 0.5,
+        "the loss must fall on the assistant tokens: {la:?}"
+    );
+    // The same seed gives the same run, bit for bit; another seed another.
+    ok(&finetune(dir, &model, &data, "b", LORA));
+    assert_eq!(la, losses(&report(dir, "b")));
+    let weights = |o: &str| bytes(dir.join(o).join("adapter_model.safetensors"));
+    assert_eq!(weights("a"), weights("b"));
+    let mut seeded = LORA.to_vec();
+    seeded.extend(["--seed", "1"]);
+    ok(&finetune(dir, &model, &data, "c", &seeded));
+    assert_ne!(la, losses(&report(dir, "c")));
+    // Stopped after two steps and resumed: the uninterrupted run's adapter.
+    let mut stop = LORA.to_vec();
+    stop.extend(["--max-steps", "2"]);
+    let o = ok(&finetune(dir, &model, &data, "d", &stop));
+    assert!(o.contains("--resume"), "{o}");
+    assert!(!dir.join("d/adapter_model.safetensors").exists());
+    let mut resume = LORA.to_vec();
+    resume.push("--resume");
+    ok(&finetune(dir, &model, &data, "d", &resume));
+    assert_eq!(weights("a"), weights("d"));
+    assert_eq!(la, losses(&report(dir, "d")));
+    // Resuming with other settings is refused, naming what differs.
+    ok(&finetune(dir, &model, &data, "e", &stop));
+    let mut other = resume.clone();
+    other[3] = "1e-2";
+    let o = finetune(dir, &model, &data, "e", &other);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("other settings") && err.contains("optimizer"), "{err}");
+    // The adapter loads where adapters load, and changes the output.
+    let gen = |adapter: Option<&str>| {
+        let mut args = vec![
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt",
+            "<|im_start|>user\nWhere is make_post defined?<|im_end|>\n<|im_start|>assistant\n",
+            "--max-tokens",
+            "12",
+        ];
+        let p = adapter.map(|a| dir.join(a));
+        if let Some(p) = &p {
+            args.extend(["--adapter", p.to_str().unwrap()]);
+        }
+        ok(&warden(&args, &dir.join("state")))
+    };
+    assert_ne!(gen(None), gen(Some("a")));
+    let cfg: Value = serde_json::from_slice(&bytes(dir.join("a/adapter_config.json"))).unwrap();
+    assert_eq!(cfg["r"], 8);
+    assert_eq!(cfg["lora_alpha"], 16.0);
+    assert_eq!(cfg["peft_type"], "LORA");
+}
+
+#[test]
+fn full_training_writes_a_model_that_loads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (model, data) = setup(dir, 2);
+    let o = ok(&finetune(
+        dir,
+        &model,
+        &data,
+        "full",
+        &["--full", "--lr", "1e-2", "--epochs", "4", "--batch-tokens", "100000", "--json"],
+    ));
+    let r: Value = serde_json::from_str(&o).unwrap();
+    let l = losses(&r);
+    assert!(l[3] < l[0] - 0.5, "{l:?}");
+    assert_eq!(r["settings"]["mode"]["kind"], "full");
+    let out = dir.join("full");
+    for f in ["model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json"] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    // The trained model runs, and is not the base any more.
+    let gen = |m: &Path| {
+        ok(&warden(
+            &["generate", "--model", m.to_str().unwrap(), "--prompt", "Where is Post defined?", "--max-tokens", "8"],
+            &dir.join("state"),
+        ))
+    };
+    assert_ne!(gen(&model), gen(&out));
+}
+
+#[test]
+fn bad_lines_are_named_and_skipped_only_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (model, data) = setup(dir, 2);
+    let good = std::fs::read_to_string(&data).unwrap();
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        format!("{}\n{{\"messages\": [{{\"role\": \"user\", \"content\": \"hi\"}}]}}\nnot json\n{}", good.lines().next().unwrap(), good.lines().nth(1).unwrap()),
+    )
+    .unwrap();
+    let args = ["--epochs", "1", "--max-steps", "1"];
+    let o = finetune(dir, &model, &bad, "x", &args);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("2 unusable line(s)") && err.contains("line 2: ") && err.contains("line 3: not a conversation") && err.contains("--skip-bad"), "{err}");
+    let mut skip = args.to_vec();
+    skip.push("--skip-bad");
+    let o = finetune(dir, &model, &bad, "x", &skip);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    ok(&o);
+    assert!(err.contains("skipped line 2") && err.contains("skipped line 3"), "{err}");
+    let r = report(dir, "x");
+    assert_eq!(r["conversations"], 2);
+    let lines: Vec<u64> = r["skipped"].as_array().unwrap().iter().map(|s| s["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, [2, 3]);
+}
