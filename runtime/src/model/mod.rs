@@ -17,7 +17,7 @@ mod load;
 pub mod mlx_quant;
 pub mod quantize;
 mod qwen3;
-mod rope;
+pub(crate) mod rope;
 pub(crate) mod safetensors;
 mod sampler;
 pub mod survival;

@@ -32,6 +32,11 @@ impl Rope {
         })
     }
 
+    /// The cos and sin tables, `(max_positions, head_dim / 2)` each.
+    pub(crate) fn tables(&self) -> (&Tensor, &Tensor) {
+        (&self.cos, &self.sin)
+    }
+
     /// Rotates `x` shaped `(B, H, L, D)` for positions `offset..offset+L`.
     pub fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
         let (_, _, len, _) = x.dims4()?;

@@ -65,7 +65,12 @@ impl candle_core::CustomOp1 for CrossEntropy {
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let (n, v) = arg.dims2()?;
-        let x = arg.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let arg = arg.contiguous()?;
+        let (s, l) = arg.storage_and_layout();
+        let (candle_core::Storage::Cpu(CpuStorage::F32(all)), Some((a, b))) = (&*s, l.contiguous_offsets()) else {
+            candle_core::bail!("cross-entropy takes f32 logits on the CPU");
+        };
+        let x = &all[a..b];
         let g = grad.to_vec1::<f32>()?;
         let mut out = vec![0f32; n * v];
         out.par_chunks_mut(v).enumerate().for_each(|(i, o)| {

@@ -127,7 +127,14 @@ impl TrainNet {
                 }
             }
         }
-        let (cos, sin) = rope_tables(cfg, max_len, device)?;
+        let rope = crate::model::rope::Rope::new(
+            cfg.head_dim,
+            max_len,
+            cfg.rope_theta,
+            DType::F32,
+            device,
+        )?;
+        let (cos, sin) = (rope.tables().0.clone(), rope.tables().1.clone());
         let net = TrainNet {
             cfg: cfg.clone(),
             weights,
@@ -366,20 +373,6 @@ fn causal_mask(l: usize, offset: usize, device: &Device) -> candle_core::Result<
         .flat_map(|i| (0..s).map(move |j| if j > offset + i { -1e9 } else { 0.0 }))
         .collect();
     Tensor::from_vec(m, (l, s), device)
-}
-
-/// RoPE cos/sin tables `(max_len, D/2)` as `model::rope` computes them.
-fn rope_tables(cfg: &Qwen3Config, max_len: usize, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
-    let hd = cfg.head_dim;
-    let inv: Vec<f32> = (0..hd / 2)
-        .map(|i| (1.0 / cfg.rope_theta.powf(2.0 * i as f64 / hd as f64)) as f32)
-        .collect();
-    let inv = Tensor::from_vec(inv, (1, hd / 2), device)?;
-    let pos = Tensor::arange(0u32, max_len as u32, device)?
-        .to_dtype(DType::F32)?
-        .reshape((max_len, 1))?;
-    let f = pos.matmul(&inv)?;
-    Ok((f.cos()?, f.sin()?))
 }
 
 #[cfg(test)]
