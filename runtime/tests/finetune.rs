@@ -36,7 +36,13 @@ fn setup(dir: &Path, n: usize) -> (PathBuf, PathBuf) {
     (model, data)
 }
 
-fn finetune(dir: &Path, model: &Path, data: &Path, out: &str, extra: &[&str]) -> std::process::Output {
+fn finetune(
+    dir: &Path,
+    model: &Path,
+    data: &Path,
+    out: &str,
+    extra: &[&str],
+) -> std::process::Output {
     let out = dir.join(out);
     let mut args = vec![
         "finetune",
@@ -56,14 +62,28 @@ fn report(dir: &Path, out: &str) -> Value {
 }
 
 fn losses(r: &Value) -> Vec<f64> {
-    r["losses"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    r["losses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 fn bytes(p: PathBuf) -> Vec<u8> {
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-const LORA: &[&str] = &["--lora-rank", "8", "--lr", "2e-2", "--epochs", "6", "--batch-tokens", "100000"];
+const LORA: &[&str] = &[
+    "--lora-rank",
+    "8",
+    "--lr",
+    "2e-2",
+    "--epochs",
+    "6",
+    "--batch-tokens",
+    "100000",
+];
 
 #[test]
 fn lora_learns_reproduces_resumes_and_changes_generation() {
@@ -106,7 +126,10 @@ fn lora_learns_reproduces_resumes_and_changes_generation() {
     let o = finetune(dir, &model, &data, "e", &other);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("other settings") && err.contains("optimizer"), "{err}");
+    assert!(
+        err.contains("other settings") && err.contains("optimizer"),
+        "{err}"
+    );
     // The adapter loads where adapters load, and changes the output.
     let gen = |adapter: Option<&str>| {
         let mut args = vec![
@@ -141,20 +164,42 @@ fn full_training_writes_a_model_that_loads() {
         &model,
         &data,
         "full",
-        &["--full", "--lr", "1e-2", "--epochs", "4", "--batch-tokens", "100000", "--json"],
+        &[
+            "--full",
+            "--lr",
+            "1e-2",
+            "--epochs",
+            "4",
+            "--batch-tokens",
+            "100000",
+            "--json",
+        ],
     ));
     let r: Value = serde_json::from_str(&o).unwrap();
     let l = losses(&r);
     assert!(l[3] < l[0] - 0.5, "{l:?}");
     assert_eq!(r["settings"]["mode"]["kind"], "full");
     let out = dir.join("full");
-    for f in ["model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json"] {
+    for f in [
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
     // The trained model runs, and is not the base any more.
     let gen = |m: &Path| {
         ok(&warden(
-            &["generate", "--model", m.to_str().unwrap(), "--prompt", "Where is Post defined?", "--max-tokens", "8"],
+            &[
+                "generate",
+                "--model",
+                m.to_str().unwrap(),
+                "--prompt",
+                "Where is Post defined?",
+                "--max-tokens",
+                "8",
+            ],
             &dir.join("state"),
         ))
     };
@@ -170,22 +215,40 @@ fn bad_lines_are_named_and_skipped_only_when_asked() {
     let bad = dir.join("bad.jsonl");
     std::fs::write(
         &bad,
-        format!("{}\n{{\"messages\": [{{\"role\": \"user\", \"content\": \"hi\"}}]}}\nnot json\n{}", good.lines().next().unwrap(), good.lines().nth(1).unwrap()),
+        format!(
+            "{}\n{{\"messages\": [{{\"role\": \"user\", \"content\": \"hi\"}}]}}\nnot json\n{}",
+            good.lines().next().unwrap(),
+            good.lines().nth(1).unwrap()
+        ),
     )
     .unwrap();
     let args = ["--epochs", "1", "--max-steps", "1"];
     let o = finetune(dir, &model, &bad, "x", &args);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("2 unusable line(s)") && err.contains("line 2: ") && err.contains("line 3: not a conversation") && err.contains("--skip-bad"), "{err}");
+    assert!(
+        err.contains("2 unusable line(s)")
+            && err.contains("line 2: ")
+            && err.contains("line 3: not a conversation")
+            && err.contains("--skip-bad"),
+        "{err}"
+    );
     let mut skip = args.to_vec();
     skip.push("--skip-bad");
     let o = finetune(dir, &model, &bad, "x", &skip);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     ok(&o);
-    assert!(err.contains("skipped line 2") && err.contains("skipped line 3"), "{err}");
+    assert!(
+        err.contains("skipped line 2") && err.contains("skipped line 3"),
+        "{err}"
+    );
     let r = report(dir, "x");
     assert_eq!(r["conversations"], 2);
-    let lines: Vec<u64> = r["skipped"].as_array().unwrap().iter().map(|s| s["line"].as_u64().unwrap()).collect();
+    let lines: Vec<u64> = r["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["line"].as_u64().unwrap())
+        .collect();
     assert_eq!(lines, [2, 3]);
 }

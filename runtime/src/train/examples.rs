@@ -9,8 +9,8 @@
 //! prompt is encoded, then generated tokens follow), and the loss is taken on
 //! the target tokens only.
 
-use crate::chat::{Conversation, Message};
 use crate::chat::{ChatTemplate, RenderRequest};
+use crate::chat::{Conversation, Message};
 use anyhow::{bail, Context as _};
 use std::path::Path;
 use tokenizers::Tokenizer;
@@ -50,7 +50,10 @@ pub struct RenderedTurn {
 }
 
 /// Renders every assistant message of `conv` as a prompt and its target.
-pub fn render_turns(conv: &Conversation, template: &ChatTemplate) -> anyhow::Result<Vec<RenderedTurn>> {
+pub fn render_turns(
+    conv: &Conversation,
+    template: &ChatTemplate,
+) -> anyhow::Result<Vec<RenderedTurn>> {
     let tools = conv.tools.clone().unwrap_or_default();
     let render = |messages: &[Message], gen: bool| {
         template.render(&RenderRequest {
@@ -66,7 +69,9 @@ pub fn render_turns(conv: &Conversation, template: &ChatTemplate) -> anyhow::Res
             continue;
         }
         if i == 0 {
-            bail!("the conversation starts with an assistant message; it needs a user message first");
+            bail!(
+                "the conversation starts with an assistant message; it needs a user message first"
+            );
         }
         let prompt = render(&conv.messages[..i], true)?;
         let full = render(&conv.messages[..=i], false)?;
@@ -252,12 +257,19 @@ mod tests {
             let decode = |ids: &[u32]| tok.decode(ids, false).unwrap();
             let t0 = decode(ex[0].target());
             let t1 = decode(ex[1].target());
-            let think = if thinking.is_none() { "<think>\n\n</think>\n\n" } else { "" };
+            let think = if thinking.is_none() {
+                "<think>\n\n</think>\n\n"
+            } else {
+                ""
+            };
             assert_eq!(
                 t0,
                 format!("{think}<tool_call>\n{{\"name\": \"search_code\", \"arguments\": {{\"pattern\": \"class Post\"}}}}\n</tool_call><|im_end|>")
             );
-            assert_eq!(t1, format!("{think}Post is defined in blog/models.py, line 5.<|im_end|>"));
+            assert_eq!(
+                t1,
+                format!("{think}Post is defined in blog/models.py, line 5.<|im_end|>")
+            );
             // The final turn's target ends the full rendering.
             assert!(full.trim_end().ends_with(&t1), "{full:?}");
             // Prompts are the session's renderings with the generation prompt.
@@ -272,13 +284,20 @@ mod tests {
                     })
                     .unwrap();
                 assert_eq!(decode(&e.ids[..e.prompt_len]), prompt);
-                assert_eq!(e.loss_mask().iter().filter(|m| **m).count(), e.target().len());
+                assert_eq!(
+                    e.loss_mask().iter().filter(|m| **m).count(),
+                    e.target().len()
+                );
                 assert!(!e.loss_mask()[e.prompt_len - 1] && e.loss_mask()[e.prompt_len]);
                 assert_eq!((e.line, e.turn), (7, i));
             }
             // Nothing of the user's, system's or tool's text is a target.
             for t in [&t0, &t1] {
-                assert!(!t.contains("Where is Post") && !t.contains("models.Model") && !t.contains("You answer"));
+                assert!(
+                    !t.contains("Where is Post")
+                        && !t.contains("models.Model")
+                        && !t.contains("You answer")
+                );
             }
         }
     }
@@ -289,15 +308,27 @@ mod tests {
         let good = serde_json::to_string(&conversation(None)).unwrap();
         let no_assistant = r#"{"messages": [{"role": "user", "content": "hi"}]}"#;
         let path = dir.path().join("d.jsonl");
-        std::fs::write(&path, format!("{good}\nnot json\n\n{no_assistant}\n{good}\n")).unwrap();
+        std::fs::write(
+            &path,
+            format!("{good}\nnot json\n\n{no_assistant}\n{good}\n"),
+        )
+        .unwrap();
         let d = read_dataset(&path, &template(), &tokenizer(), 4096).unwrap();
         assert_eq!(d.conversations, 2);
         assert_eq!(d.examples.len(), 4);
         let lines: Vec<usize> = d.bad.iter().map(|b| b.line).collect();
         assert_eq!(lines, [2, 4]);
-        assert!(d.bad[1].reason.contains("no assistant message"), "{}", d.bad[1].reason);
+        assert!(
+            d.bad[1].reason.contains("no assistant message"),
+            "{}",
+            d.bad[1].reason
+        );
         let d = read_dataset(&path, &template(), &tokenizer(), 50).unwrap();
         assert_eq!(d.bad.len(), 4);
-        assert!(d.bad[0].reason.contains("--max-seq-len 50"), "{}", d.bad[0].reason);
+        assert!(
+            d.bad[0].reason.contains("--max-seq-len 50"),
+            "{}",
+            d.bad[0].reason
+        );
     }
 }

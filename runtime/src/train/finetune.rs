@@ -12,8 +12,8 @@ use super::optim::{AdamW, AdamWConfig};
 use crate::chat::ChatTemplate;
 use crate::model::adapter::write::write_adapter;
 use crate::model::adapter::AdapterFormat;
-use crate::model::{tokenizer_for, Checkpoint};
 use crate::model::quantize::{write_hf_dir, TokenizerFiles};
+use crate::model::{tokenizer_for, Checkpoint};
 use anyhow::{bail, Context as _};
 use candle_core::{DType, Device, Tensor};
 use rand::seq::SliceRandom;
@@ -152,11 +152,18 @@ struct CheckpointState {
 }
 
 /// The steps of the whole run: `(epoch, indices into the examples)` per step.
-pub fn plan(lens: &[usize], epochs: usize, batch_tokens: usize, seed: u64) -> Vec<(usize, Vec<usize>)> {
+pub fn plan(
+    lens: &[usize],
+    epochs: usize,
+    batch_tokens: usize,
+    seed: u64,
+) -> Vec<(usize, Vec<usize>)> {
     let mut steps = Vec::new();
     for epoch in 0..epochs {
         let mut order: Vec<usize> = (0..lens.len()).collect();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(
+            seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
         order.shuffle(&mut rng);
         let mut cur = Vec::new();
         let mut tokens = 0;
@@ -181,7 +188,11 @@ fn sha256_file(path: &Path) -> anyhow::Result<String> {
 }
 
 /// Loads the data, refusing it (with every bad line) unless `skip_bad`.
-fn load_data(opts: &FinetuneOptions, template: &ChatTemplate, tok: &tokenizers::Tokenizer) -> anyhow::Result<Dataset> {
+fn load_data(
+    opts: &FinetuneOptions,
+    template: &ChatTemplate,
+    tok: &tokenizers::Tokenizer,
+) -> anyhow::Result<Dataset> {
     let data = read_dataset(&opts.data, template, tok, opts.max_seq_len)?;
     if !data.bad.is_empty() && !opts.skip_bad {
         let list: Vec<String> = data
@@ -229,6 +240,12 @@ pub fn finetune(opts: &FinetuneOptions) -> anyhow::Result<FinetuneReport> {
         bail!("--lr must be a positive number");
     }
     let mut ckpt = Checkpoint::open(&opts.model, &Device::Cpu)?;
+    if ckpt.path.canonicalize().ok() == opts.out.canonicalize().ok() {
+        bail!(
+            "--out {} is the base model itself; write the trained output elsewhere",
+            opts.out.display()
+        );
+    }
     let cfg = ckpt.config.clone();
     let template = ChatTemplate::for_model(&ckpt.path)?;
     let tok = tokenizer_for(&ckpt.path)?;
@@ -285,7 +302,11 @@ pub fn finetune(opts: &FinetuneOptions) -> anyhow::Result<FinetuneReport> {
     };
     if opts.resume {
         state = read_checkpoint(&ckpt_dir, &settings, &mut opt)?;
-        eprintln!("resuming at step {} of {total} from {}", state.step, ckpt_dir.display());
+        eprintln!(
+            "resuming at step {} of {total} from {}",
+            state.step,
+            ckpt_dir.display()
+        );
     }
     let stop = opts.max_steps.map_or(total, |m| m.min(total));
     let bar = progress_bar(opts.progress, total, state.step);
@@ -370,7 +391,10 @@ pub fn finetune(opts: &FinetuneOptions) -> anyhow::Result<FinetuneReport> {
         };
     }
     let last_epoch = steps[state.step.saturating_sub(1)].0;
-    let from = steps.iter().position(|(e, _)| *e == last_epoch).unwrap_or(0);
+    let from = steps
+        .iter()
+        .position(|(e, _)| *e == last_epoch)
+        .unwrap_or(0);
     let tail = &state.losses[from.min(state.losses.len())..];
     let report = FinetuneReport {
         settings,
@@ -435,10 +459,17 @@ fn write_checkpoint(dir: &Path, state: &CheckpointState, opt: &AdamW) -> anyhow:
     Ok(())
 }
 
-fn read_checkpoint(dir: &Path, settings: &RunSettings, opt: &mut AdamW) -> anyhow::Result<CheckpointState> {
+fn read_checkpoint(
+    dir: &Path,
+    settings: &RunSettings,
+    opt: &mut AdamW,
+) -> anyhow::Result<CheckpointState> {
     let path = dir.join("state.json");
     let text = std::fs::read_to_string(&path).with_context(|| {
-        format!("--resume: cannot read {} (no checkpoint yet? run without --resume)", path.display())
+        format!(
+            "--resume: cannot read {} (no checkpoint yet? run without --resume)",
+            path.display()
+        )
     })?;
     let state: CheckpointState = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a warden training checkpoint", path.display()))?;
@@ -459,7 +490,12 @@ fn read_checkpoint(dir: &Path, settings: &RunSettings, opt: &mut AdamW) -> anyho
         );
     }
     let tensors = candle_core::safetensors::load(dir.join("optimizer.safetensors"), &Device::Cpu)
-        .with_context(|| format!("cannot read {}", dir.join("optimizer.safetensors").display()))?;
+        .with_context(|| {
+        format!(
+            "cannot read {}",
+            dir.join("optimizer.safetensors").display()
+        )
+    })?;
     opt.restore(&tensors, state.step)?;
     Ok(state)
 }

@@ -63,11 +63,18 @@ impl candle_core::CustomOp1 for CrossEntropy {
         Ok((CpuStorage::F32(out), Shape::from(n)))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         let (n, v) = arg.dims2()?;
         let arg = arg.contiguous()?;
         let (s, l) = arg.storage_and_layout();
-        let (candle_core::Storage::Cpu(CpuStorage::F32(all)), Some((a, b))) = (&*s, l.contiguous_offsets()) else {
+        let (candle_core::Storage::Cpu(CpuStorage::F32(all)), Some((a, b))) =
+            (&*s, l.contiguous_offsets())
+        else {
             candle_core::bail!("cross-entropy takes f32 logits on the CPU");
         };
         let x = &all[a..b];
@@ -97,7 +104,10 @@ mod tests {
         let x = Var::from_tensor(&(Tensor::randn(0f32, 3.0, (5, 1000), &dev).unwrap())).unwrap();
         let targets = [3u32, 999, 0, 500, 3];
         let w = Tensor::new(&[1f32, 2., 0.5, 1., 3.], &dev).unwrap();
-        let fused = (cross_entropy_rows(x.as_tensor(), &targets).unwrap() * &w).unwrap().sum_all().unwrap();
+        let fused = (cross_entropy_rows(x.as_tensor(), &targets).unwrap() * &w)
+            .unwrap()
+            .sum_all()
+            .unwrap();
         let t = Tensor::new(&targets, &dev).unwrap().unsqueeze(1).unwrap();
         let composed = candle_nn::ops::log_softmax(x.as_tensor(), D::Minus1)
             .unwrap()
@@ -108,11 +118,31 @@ mod tests {
             .neg()
             .unwrap();
         let composed = (composed * &w).unwrap().sum_all().unwrap();
-        let (a, b) = (fused.to_scalar::<f32>().unwrap(), composed.to_scalar::<f32>().unwrap());
+        let (a, b) = (
+            fused.to_scalar::<f32>().unwrap(),
+            composed.to_scalar::<f32>().unwrap(),
+        );
         assert!((a - b).abs() < 1e-3 * b.abs(), "{a} vs {b}");
-        let ga = fused.backward().unwrap().get(x.as_tensor()).unwrap().clone();
-        let gb = composed.backward().unwrap().get(x.as_tensor()).unwrap().clone();
-        let d: f32 = (ga - gb).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+        let ga = fused
+            .backward()
+            .unwrap()
+            .get(x.as_tensor())
+            .unwrap()
+            .clone();
+        let gb = composed
+            .backward()
+            .unwrap()
+            .get(x.as_tensor())
+            .unwrap()
+            .clone();
+        let d: f32 = (ga - gb)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
         assert!(d < 1e-5, "gradients differ by {d}");
         assert!(cross_entropy_rows(x.as_tensor(), &[1000, 0, 0, 0, 0]).is_err());
     }

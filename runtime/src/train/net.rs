@@ -213,7 +213,9 @@ impl TrainNet {
         match self.lora.get(name) {
             None => Ok(y),
             Some(p) => {
-                let d = x.matmul(&p.a.as_tensor().t()?)?.matmul(&p.b.as_tensor().t()?)?;
+                let d = x
+                    .matmul(&p.a.as_tensor().t()?)?
+                    .matmul(&p.b.as_tensor().t()?)?;
                 y + (d * p.scale)?
             }
         }
@@ -269,7 +271,10 @@ impl TrainNet {
 
     fn embed(&self, ids: &[u32]) -> candle_core::Result<Tensor> {
         if let Some(bad) = ids.iter().find(|&&t| t as usize >= self.cfg.vocab_size) {
-            candle_core::bail!("token {bad} is outside the vocabulary ({})", self.cfg.vocab_size);
+            candle_core::bail!(
+                "token {bad} is outside the vocabulary ({})",
+                self.cfg.vocab_size
+            );
         }
         let ids = Tensor::new(ids, &self.device)?;
         self.w("model.embed_tokens.weight").index_select(&ids, 0)
@@ -323,8 +328,16 @@ impl TrainNet {
                 let t = t.transpose(0, 1)?.unsqueeze(0)?.contiguous()?;
                 candle_nn::rotary_emb::rope_slow(&t, &cos, &sin)
             };
-            let q = heads(self.linear(&format!("{p}.self_attn.q_proj"), &h)?, nh, "q_norm")?;
-            let k = heads(self.linear(&format!("{p}.self_attn.k_proj"), &h)?, nkv, "k_norm")?;
+            let q = heads(
+                self.linear(&format!("{p}.self_attn.q_proj"), &h)?,
+                nh,
+                "q_norm",
+            )?;
+            let k = heads(
+                self.linear(&format!("{p}.self_attn.k_proj"), &h)?,
+                nkv,
+                "k_norm",
+            )?;
             let v = self
                 .linear(&format!("{p}.self_attn.v_proj"), &h)?
                 .reshape((l, nkv, hd))?
@@ -332,7 +345,10 @@ impl TrainNet {
                 .unsqueeze(0)?;
             kvs.push((k.clone(), v.clone()));
             let (k, v) = match prefix {
-                Some(p) => (Tensor::cat(&[&p[i].0, &k], 2)?, Tensor::cat(&[&p[i].1, &v], 2)?),
+                Some(p) => (
+                    Tensor::cat(&[&p[i].0, &k], 2)?,
+                    Tensor::cat(&[&p[i].1, &v], 2)?,
+                ),
                 None => (k, v),
             };
             let (k, v) = (repeat_kv(&k, nh / nkv)?, repeat_kv(&v, nh / nkv)?);
@@ -340,7 +356,11 @@ impl TrainNet {
             let ctx = candle_nn::ops::softmax(&scores, D::Minus1)?.matmul(&v)?;
             let ctx = ctx.squeeze(0)?.transpose(0, 1)?.reshape((l, nh * hd))?;
             x = (x + self.linear(&format!("{p}.self_attn.o_proj"), &ctx)?)?;
-            let h = rms_norm(&x, self.w(&format!("{p}.post_attention_layernorm.weight")), eps)?;
+            let h = rms_norm(
+                &x,
+                self.w(&format!("{p}.post_attention_layernorm.weight")),
+                eps,
+            )?;
             let gate = self.linear(&format!("{p}.mlp.gate_proj"), &h)?;
             let up = self.linear(&format!("{p}.mlp.up_proj"), &h)?;
             let act = (candle_nn::Activation::Silu.forward(&gate)? * up)?;

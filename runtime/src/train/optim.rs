@@ -116,7 +116,9 @@ impl AdamW {
         let mut sq = 0f64;
         for (_, p) in &self.params {
             if let Some(g) = grads.get(p.as_tensor()) {
-                sq += match cpu_slice(g, |x| x.par_iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>()) {
+                sq += match cpu_slice(g, |x| {
+                    x.par_iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>()
+                }) {
                     Some(s) => s,
                     None => g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64,
                 };
@@ -147,7 +149,16 @@ impl AdamW {
                     let op = AdamCpu {
                         g,
                         mv: Mutex::new((m, v)),
-                        k: [clip as f32, b1 as f32, b2 as f32, c1 as f32, c2 as f32, self.cfg.eps as f32, lr as f32, self.cfg.weight_decay as f32],
+                        k: [
+                            clip as f32,
+                            b1 as f32,
+                            b2 as f32,
+                            c1 as f32,
+                            c2 as f32,
+                            self.cfg.eps as f32,
+                            lr as f32,
+                            self.cfg.weight_decay as f32,
+                        ],
                     };
                     p.as_tensor().inplace_op1(&op)?;
                 }
@@ -266,7 +277,9 @@ impl candle_core::InplaceOp1 for AdamCpu<'_> {
                 });
             Ok(())
         })
-        .unwrap_or_else(|| candle_core::bail!("AdamW: the gradient is not contiguous f32 on the CPU"))
+        .unwrap_or_else(|| {
+            candle_core::bail!("AdamW: the gradient is not contiguous f32 on the CPU")
+        })
     }
 }
 
@@ -296,18 +309,32 @@ mod tests {
             let p = Var::from_tensor(&init).unwrap();
             let mut opt = AdamW::new(vec![("p".into(), p.clone())], cfg).unwrap();
             if !fused {
-                opt.moments[0] = Moments::Device(init.zeros_like().unwrap(), init.zeros_like().unwrap());
+                opt.moments[0] =
+                    Moments::Device(init.zeros_like().unwrap(), init.zeros_like().unwrap());
             }
             for k in 0..4 {
                 let target = Tensor::full(k as f32, (3, 50), &dev).unwrap();
-                let loss = (p.as_tensor() - target).unwrap().sqr().unwrap().sum_all().unwrap();
+                let loss = (p.as_tensor() - target)
+                    .unwrap()
+                    .sqr()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap();
                 let info = opt.step(&loss.backward().unwrap()).unwrap();
                 assert!(info.grad_norm > cfg.clip);
             }
-            p.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+            p.as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
         };
         let (a, b) = (run(true), run(false));
-        let d = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        let d = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
         assert!(d < 1e-6, "{d}");
         assert_ne!(a, init.flatten_all().unwrap().to_vec1::<f32>().unwrap());
         let lrs: Vec<f64> = (0..5).map(|t| cfg.lr_at(t)).collect();

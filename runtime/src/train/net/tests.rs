@@ -28,7 +28,14 @@ fn model(dir: &std::path::Path, tied: bool) -> (Vec<u32>, Vec<(String, Tensor)>,
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap()
 }
 
 /// The training net is the inference model: same logits at every position,
@@ -39,7 +46,13 @@ fn logits_match_inference() {
     for tied in [true, false] {
         let dir = tempfile::tempdir().unwrap();
         let (ids, tensors, cfg) = model(dir.path(), tied);
-        let mut inf = LoadedModel::load(dir.path().to_str().unwrap(), &Device::Cpu, Some(DType::F32), false).unwrap();
+        let mut inf = LoadedModel::load(
+            dir.path().to_str().unwrap(),
+            &Device::Cpu,
+            Some(DType::F32),
+            false,
+        )
+        .unwrap();
         let want = inf.model.forward(&ids, true).unwrap();
         let what = Trainable::Lora {
             rank: 4,
@@ -51,16 +64,24 @@ fn logits_match_inference() {
         let pos: Vec<u32> = (0..ids.len() as u32).collect();
         // B starts at zero: the base's logits.
         let got = net.forward(&ids, &pos).unwrap();
-        assert!(max_diff(&got, &want) < 1e-4, "tied={tied}: {}", max_diff(&got, &want));
+        assert!(
+            max_diff(&got, &want) < 1e-4,
+            "tied={tied}: {}",
+            max_diff(&got, &want)
+        );
         // Random B: the same as inference with the pairs attached.
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         for p in net.lora.values() {
             let n = p.b.elem_count();
             let v: Vec<f32> = (0..n).map(|_| rng.random_range(-0.5..0.5)).collect();
-            p.b.set(&Tensor::from_vec(v, p.b.dims(), &Device::Cpu).unwrap()).unwrap();
+            p.b.set(&Tensor::from_vec(v, p.b.dims(), &Device::Cpu).unwrap())
+                .unwrap();
         }
         let got = net.forward(&ids, &pos).unwrap();
-        assert!(max_diff(&got, &want) > 1e-2, "the LoRA pairs must change the logits");
+        assert!(
+            max_diff(&got, &want) > 1e-2,
+            "the LoRA pairs must change the logits"
+        );
         let adapter = crate::model::adapter::Adapter {
             path: dir.path().to_path_buf(),
             format: crate::model::adapter::AdapterFormat::Peft,
@@ -72,7 +93,11 @@ fn logits_match_inference() {
         };
         inf.model.attach_adapter(&adapter).unwrap();
         let want = inf.model.forward(&ids, true).unwrap();
-        assert!(max_diff(&got, &want) < 1e-4, "tied={tied} with LoRA: {}", max_diff(&got, &want));
+        assert!(
+            max_diff(&got, &want) < 1e-4,
+            "tied={tied} with LoRA: {}",
+            max_diff(&got, &want)
+        );
     }
 }
 
@@ -86,25 +111,50 @@ fn gradients_match_finite_differences() {
     let check = |net: &TrainNet, var: &Var, index: usize| {
         let loss = net.loss_sum(&[(&ids, prompt_len)]).unwrap();
         let grads = loss.backward().unwrap();
-        let g = grads.get(var.as_tensor()).expect("a gradient").flatten_all().unwrap().to_vec1::<f32>().unwrap()[index];
-        let base = var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let g = grads
+            .get(var.as_tensor())
+            .expect("a gradient")
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()[index];
+        let base = var
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         let at = |delta: f32| {
             let mut v = base.clone();
             v[index] += delta;
-            var.set(&Tensor::from_vec(v, var.dims(), &Device::Cpu).unwrap()).unwrap();
-            let l = net.loss_sum(&[(&ids, prompt_len)]).unwrap().to_scalar::<f32>().unwrap();
+            var.set(&Tensor::from_vec(v, var.dims(), &Device::Cpu).unwrap())
+                .unwrap();
+            let l = net
+                .loss_sum(&[(&ids, prompt_len)])
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             l as f64
         };
         let h = 1e-2f32;
         let fd = (at(h) - at(-h)) / (2.0 * h as f64);
-        var.set(&Tensor::from_vec(base, var.dims(), &Device::Cpu).unwrap()).unwrap();
+        var.set(&Tensor::from_vec(base, var.dims(), &Device::Cpu).unwrap())
+            .unwrap();
         let err = (g as f64 - fd).abs();
-        assert!(err < 2e-2 * fd.abs().max(0.05), "autograd {g} vs finite difference {fd}");
+        assert!(
+            err < 2e-2 * fd.abs().max(0.05),
+            "autograd {g} vs finite difference {fd}"
+        );
     };
     let lora = TrainNet::new(
         &cfg,
         tensors.clone(),
-        &Trainable::Lora { rank: 4, alpha: 8.0, targets: vec!["self_attn.v_proj"], seed: 1 },
+        &Trainable::Lora {
+            rank: 4,
+            alpha: 8.0,
+            targets: vec!["self_attn.v_proj"],
+            seed: 1,
+        },
         64,
         &Device::Cpu,
     )
@@ -137,14 +187,23 @@ fn shared_prefix_changes_nothing() {
     for (ids, p) in &batch {
         let pos: Vec<u32> = (*p as u32 - 1..ids.len() as u32 - 1).collect();
         let logits = net.forward(ids, &pos).unwrap();
-        let l = crate::train::loss::cross_entropy_rows(&logits, &ids[*p..]).unwrap().sum_all().unwrap();
+        let l = crate::train::loss::cross_entropy_rows(&logits, &ids[*p..])
+            .unwrap()
+            .sum_all()
+            .unwrap();
         alone = (alone + l).unwrap();
     }
-    let (a, b) = (shared.to_scalar::<f32>().unwrap(), alone.to_scalar::<f32>().unwrap());
+    let (a, b) = (
+        shared.to_scalar::<f32>().unwrap(),
+        alone.to_scalar::<f32>().unwrap(),
+    );
     assert!((a - b).abs() < 1e-4 * b.abs(), "{a} vs {b}");
     let (ga, gb) = (shared.backward().unwrap(), alone.backward().unwrap());
     for (name, v) in net.trainable() {
-        let d = max_diff(ga.get(v.as_tensor()).unwrap(), gb.get(v.as_tensor()).unwrap());
+        let d = max_diff(
+            ga.get(v.as_tensor()).unwrap(),
+            gb.get(v.as_tensor()).unwrap(),
+        );
         assert!(d < 1e-4, "{name}: gradients differ by {d}");
     }
 }
