@@ -30,9 +30,18 @@ fn conversations_carry_real_results_and_never_leak_held_out_names() {
         seed: 3,
         holdout: 0.3,
         direct_fraction: 0.25,
+        tree: Some(dir.path().join("tree")),
     };
+    let tree = dir.path().join("tree");
     let report = synth_data(&opts).unwrap();
     assert_eq!(report.conversations, 120);
+    assert!(
+        report.generated_packages > 10,
+        "{}",
+        report.generated_packages
+    );
+    // The suite's workspace is copied whole into the training workspace.
+    assert!(tree.join("blog/serializers.py").is_file());
     assert!(
         report.direct > 10 && report.direct < 60,
         "{}",
@@ -75,22 +84,38 @@ fn conversations_carry_real_results_and_never_leak_held_out_names() {
             // The tool message is what the sandboxed tool really returned.
             assert_eq!(m[2]["role"], "tool");
             let result = m[2]["content"].as_str().unwrap();
-            if call[0]["function"]["name"] == "search_code" {
-                searches += 1;
-                let answer = m[3]["content"].as_str().unwrap();
-                if result.starts_with("no matches") {
-                    // An invented name: the answer says it is not there.
-                    invented += 1;
-                    assert!(answer.contains("in the workspace"), "{answer}");
-                } else {
-                    let first = result.lines().next().unwrap();
-                    let file = first.split(':').next().unwrap();
-                    assert!(
-                        repo().join("examples/workspace").join(file).is_file(),
-                        "{first}"
-                    );
-                    assert!(answer.contains(file), "{answer}");
+            let answer = m[3]["content"].as_str().unwrap();
+            let tool = call[0]["function"]["name"].as_str().unwrap();
+            if result.starts_with("no matches") || result.starts_with("error:") {
+                // A name that is nowhere: the answer says so.
+                invented += 1;
+                assert!(answer.contains("in the workspace"), "{answer}");
+                if tool != "search_code" {
+                    let path = call[0]["function"]["arguments"]["path"].as_str().unwrap();
+                    assert!(!tree.join(path).exists(), "{path}");
                 }
+            } else if tool == "search_code" {
+                searches += 1;
+                let first = result.lines().next().unwrap();
+                let file = first.split(':').next().unwrap();
+                assert!(tree.join(file).is_file(), "{first}");
+                assert!(answer.contains(file), "{answer}");
+            } else if tool == "read_file" {
+                let path = call[0]["function"]["arguments"]["path"].as_str().unwrap();
+                let text = std::fs::read_to_string(tree.join(path)).unwrap();
+                // The answer gives the file's real length.
+                let lines = text.lines().count();
+                assert!(
+                    answer.contains(&format!(" {lines} lines")),
+                    "{answer} ({lines})"
+                );
+            }
+        }
+        if m.len() == 2 {
+            // No topic held out is asked about.
+            for t in &report.held_out_topics {
+                let key = t.trim_start_matches("a ").trim_start_matches("an ");
+                assert!(!question.contains(key), "held-out topic {t} in {question}");
             }
         }
         for h in &held {
@@ -110,12 +135,79 @@ fn conversations_carry_real_results_and_never_leak_held_out_names() {
         calls > 60 && searches > 20 && invented > 5,
         "{calls} {searches} {invented}"
     );
+    assert!(!report.held_out_topics.is_empty());
     // The same seed writes the same file.
     let again = dir.path().join("again.jsonl");
     synth_data(&SynthDataOptions {
         out: again.clone(),
+        tree: None,
         ..opts
     })
     .unwrap();
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap());
+}
+
+#[test]
+fn run_command_conversations_for_a_shell_policy_carry_its_real_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("shell.jsonl");
+    let tree = dir.path().join("tree");
+    let report = synth_data(&SynthDataOptions {
+        suite: repo().join("examples/evals/seed-tools.toml"),
+        out: out.clone(),
+        n: 150,
+        seed: 5,
+        holdout: 0.2,
+        direct_fraction: 0.1,
+        tree: Some(tree.clone()),
+    })
+    .unwrap();
+    assert_eq!(report.conversations, 150);
+    let (mut commands, mut missing) = (std::collections::BTreeMap::new(), 0);
+    for line in std::fs::read_to_string(&out).unwrap().lines() {
+        let c: Value = serde_json::from_str(line).unwrap();
+        // Only the policy's tools are offered: run_command and read_file.
+        let offered: Vec<&str> = c["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["function"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(offered, ["read_file", "run_command"]);
+        let m = c["messages"].as_array().unwrap();
+        let Some(call) = m[1]["tool_calls"].as_array() else {
+            continue;
+        };
+        let f = &call[0]["function"];
+        if f["name"] != "run_command" {
+            continue;
+        }
+        let command = f["arguments"]["command"].as_str().unwrap();
+        let program = command.split_whitespace().next().unwrap().to_string();
+        *commands.entry(program).or_insert(0) += 1;
+        let result = m[2]["content"].as_str().unwrap();
+        let answer = m[3]["content"].as_str().unwrap();
+        if result.contains("[exit status: ") {
+            missing += 1;
+            assert!(answer.contains("in the workspace") || answer.contains("Python files"));
+        } else if command.starts_with("grep -rn 'class ") || command.starts_with("grep -rn 'def ") {
+            // `./path:line:text`, and the answer names that file.
+            let file = result.split(':').next().unwrap();
+            assert!(tree.join(file).is_file(), "{result}");
+            assert!(answer.contains(file), "{answer}");
+        } else if let Some(path) = command.strip_prefix("wc -l ") {
+            let lines = std::fs::read_to_string(tree.join(path))
+                .unwrap()
+                .lines()
+                .count();
+            assert!(
+                answer.contains(&format!("{lines} lines")),
+                "{answer} ({lines})"
+            );
+        }
+    }
+    for p in ["grep", "wc", "find", "ls"] {
+        assert!(commands.contains_key(p), "no {p} command in {commands:?}");
+    }
+    assert!(missing > 3, "{missing}");
 }

@@ -25,6 +25,10 @@ pub struct SynthDataArgs {
     /// Fraction of conversations that need no tool.
     #[arg(long, default_value_t = 0.25)]
     direct: f64,
+    /// Keep the training workspace the tool results came from (the suite's
+    /// workspace plus generated packages) in this new directory.
+    #[arg(long)]
+    tree: Option<PathBuf>,
 }
 
 /// Runs `warden synth-data`.
@@ -36,6 +40,7 @@ pub fn synth_data_cmd(a: SynthDataArgs) -> anyhow::Result<()> {
         seed: a.seed,
         holdout: a.holdout,
         direct_fraction: a.direct,
+        tree: a.tree,
     })?;
     let held: usize = report.held_out_names.values().map(Vec::len).sum();
     println!(
@@ -45,8 +50,9 @@ pub fn synth_data_cmd(a: SynthDataArgs) -> anyhow::Result<()> {
         a.out.display()
     );
     println!(
-        "held out: {held} names, {} phrasings, {} suite cases; listed in {}",
+        "held out: {held} names, {} phrasings, {} topics, {} suite cases; listed in {}",
         report.held_out_phrasings.len(),
+        report.held_out_topics.len(),
         report.held_out_cases.len(),
         report.holdout_file.display()
     );

@@ -179,6 +179,19 @@ impl Expect {
         matches!(self, Expect::Calls { .. })
     }
 
+    /// The tools the case expects, each once, in order of first mention.
+    pub fn expected_tools(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        if let Expect::Calls { calls, .. } = self {
+            for c in calls {
+                if !out.contains(&c.tool) {
+                    out.push(c.tool.clone());
+                }
+            }
+        }
+        out
+    }
+
     /// Scores the calls a case made and its final answer.
     pub fn score(&self, observed: &[Observed], answer: &str) -> Score {
         match self {

@@ -1,7 +1,7 @@
 //! Gates: `tool_accuracy>=0.9,no_call_accuracy>=0.9` held against every
 //! variant's metrics.
 
-use super::{Metrics, METRICS};
+use super::{per_tool, Metrics, METRICS};
 use anyhow::bail;
 
 /// One condition.
@@ -54,9 +54,10 @@ pub fn parse(expr: &str) -> anyhow::Result<Vec<Condition>> {
             bail!("gate {part:?}: write METRIC>=NUMBER (or <=, >, <, ==)");
         };
         let metric = part[..i].trim();
-        if !METRICS.contains(&metric) {
+        if !METRICS.contains(&metric) && per_tool(metric).is_none() {
             bail!(
-                "gate {part:?}: unknown metric {metric:?}; use one of {}",
+                "gate {part:?}: unknown metric {metric:?}; use one of {}, or \
+                 tool_accuracy[TOOL] / argument_accuracy[TOOL] for the cases that expect TOOL",
                 METRICS.join(", ")
             );
         }
@@ -108,8 +109,58 @@ mod tests {
             (g[1].metric.as_str(), g[1].op, g[1].value),
             ("no_call_accuracy", ">", 0.5)
         );
-        for bad in ["", "tool_accuracy", "speed>=1", "tool_accuracy>=high"] {
+        for bad in [
+            "",
+            "tool_accuracy",
+            "speed>=1",
+            "tool_accuracy>=high",
+            "decode_tok_s[run_command]>=1",
+            "tool_accuracy[]>=1",
+        ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    fn case(tools: &[&str], tool_ok: bool, args_ok: bool) -> crate::eval::CaseResult {
+        crate::eval::CaseResult {
+            id: "c".into(),
+            repeat: 0,
+            passed: args_ok,
+            failure: None,
+            detail: String::new(),
+            calls: vec![],
+            answer: String::new(),
+            call_due: !tools.is_empty(),
+            expected_tools: tools.iter().map(|t| t.to_string()).collect(),
+            tool_ok,
+            args_ok,
+            turn_ms: vec![],
+            generations: vec![],
+            tool_ms: 0.0,
+            overhead_ms: 0.0,
+        }
+    }
+
+    #[test]
+    fn per_tool_gates_hold_only_the_cases_of_their_tool() {
+        let m = Metrics::of(&[
+            case(&["run_command"], true, true),
+            case(&["run_command"], false, false),
+            case(&["read_file"], true, true),
+            case(&["run_command", "read_file"], true, false),
+            case(&[], false, false),
+        ]);
+        assert_eq!(m.by_tool["run_command"].cases, 3);
+        assert!((m.get("tool_accuracy[run_command]").unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        assert!((m.get("argument_accuracy[run_command]").unwrap() - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(m.get("tool_accuracy[read_file]"), Some(1.0));
+        let g = parse("tool_accuracy[run_command]>=0.6,tool_accuracy[list_dir]>=0.1").unwrap();
+        let misses = check(&g, &[("v".into(), m.clone())]);
+        // A tool no case expects is not measured, so its gate misses.
+        assert_eq!(misses.len(), 1);
+        assert_eq!(misses[0].condition, "tool_accuracy[list_dir]>=0.1");
+        assert_eq!(misses[0].actual, None);
+        let strict = parse("tool_accuracy[run_command]>=0.7").unwrap();
+        assert_eq!(check(&strict, &[("v".into(), m)]).len(), 1);
     }
 }

@@ -91,6 +91,9 @@ pub struct CaseResult {
     /// Whether a call was due.
     #[serde(skip)]
     pub call_due: bool,
+    /// The tools the case expects (for figures per tool).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub expected_tools: Vec<String>,
     /// The right tool(s) came (when due).
     #[serde(skip)]
     pub tool_ok: bool,
@@ -142,6 +145,20 @@ pub struct Metrics {
     pub overhead_ms: f64,
     /// Failed cases by kind.
     pub failures: BTreeMap<String, usize>,
+    /// Figures of the cases that expect each tool (a gate names them as
+    /// `tool_accuracy[TOOL]` and `argument_accuracy[TOOL]`).
+    pub by_tool: BTreeMap<String, ToolFigures>,
+}
+
+/// The figures of the cases that expect one tool.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ToolFigures {
+    /// Case runs that expect the tool.
+    pub cases: usize,
+    /// Of those, the right tool(s) came.
+    pub tool_accuracy: f64,
+    /// Of those, with fitting arguments.
+    pub argument_accuracy: f64,
 }
 
 /// The `q` quantile of `v` (nearest rank); 0 for none.
@@ -179,6 +196,15 @@ impl Metrics {
         for f in results.iter().filter_map(|r| r.failure) {
             *failures.entry(f.name().to_string()).or_insert(0) += 1;
         }
+        let mut by_tool: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
+        for r in &due {
+            for t in &r.expected_tools {
+                let e = by_tool.entry(t.clone()).or_default();
+                e.0 += 1;
+                e.1 += usize::from(r.tool_ok);
+                e.2 += usize::from(r.args_ok);
+            }
+        }
         let passed = results.iter().filter(|r| r.passed).count();
         let mean = |f: &dyn Fn(&CaseResult) -> f64| {
             if n == 0 {
@@ -206,11 +232,31 @@ impl Metrics {
             tool_ms: mean(&|r| r.tool_ms),
             overhead_ms: mean(&|r| r.overhead_ms),
             failures,
+            by_tool: by_tool
+                .into_iter()
+                .map(|(t, (n, tool, args))| {
+                    let f = ToolFigures {
+                        cases: n,
+                        tool_accuracy: tool as f64 / n as f64,
+                        argument_accuracy: args as f64 / n as f64,
+                    };
+                    (t, f)
+                })
+                .collect(),
         }
     }
 
-    /// The metric called `name` (`None`: unknown, or not measured).
+    /// The metric called `name` (`None`: unknown, or not measured);
+    /// `tool_accuracy[TOOL]` and `argument_accuracy[TOOL]` are those of the
+    /// cases that expect TOOL.
     pub fn get(&self, name: &str) -> Option<f64> {
+        if let Some((metric, tool)) = per_tool(name) {
+            let f = self.by_tool.get(tool)?;
+            return Some(match metric {
+                "tool_accuracy" => f.tool_accuracy,
+                _ => f.argument_accuracy,
+            });
+        }
         match name {
             "accuracy" => Some(self.accuracy),
             "tool_accuracy" => self.tool_accuracy,
@@ -228,7 +274,17 @@ impl Metrics {
     }
 }
 
-/// Every metric a gate or a table may name.
+/// `("tool_accuracy", "run_command")` for `tool_accuracy[run_command]`
+/// (and the same for `argument_accuracy`); `None` for other names.
+pub fn per_tool(name: &str) -> Option<(&str, &str)> {
+    let (metric, rest) = name.split_once('[')?;
+    let tool = rest.strip_suffix(']')?;
+    (matches!(metric, "tool_accuracy" | "argument_accuracy") && !tool.is_empty())
+        .then_some((metric, tool))
+}
+
+/// Every metric a gate or a table may name (besides the per-tool forms of
+/// [`per_tool`]).
 pub const METRICS: [&str; 11] = [
     "accuracy",
     "tool_accuracy",

@@ -202,7 +202,26 @@ fn observed(c: &CallReport) -> Observed {
     }
 }
 
-fn errored(id: &str, repeat: usize, call_due: bool, e: &anyhow::Error) -> CaseResult {
+/// The functions a BFCL case's ground truth calls, each once.
+fn bfcl_tools(case: &BfclCase) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for call in case.ground_truth.iter().flatten() {
+        for name in call.as_object().into_iter().flat_map(|o| o.keys()) {
+            if !out.contains(name) {
+                out.push(name.clone());
+            }
+        }
+    }
+    out
+}
+
+fn errored(
+    id: &str,
+    repeat: usize,
+    call_due: bool,
+    expected_tools: Vec<String>,
+    e: &anyhow::Error,
+) -> CaseResult {
     CaseResult {
         id: id.into(),
         repeat,
@@ -212,6 +231,7 @@ fn errored(id: &str, repeat: usize, call_due: bool, e: &anyhow::Error) -> CaseRe
         calls: vec![],
         answer: String::new(),
         call_due,
+        expected_tools,
         tool_ok: false,
         args_ok: false,
         turn_ms: vec![],
@@ -289,6 +309,7 @@ pub fn run_suite(
                         calls,
                         answer,
                         call_due: due,
+                        expected_tools: case.expect.expected_tools(),
                         tool_ok: s.tool_ok,
                         args_ok: s.args_ok,
                         turn_ms,
@@ -297,7 +318,9 @@ pub fn run_suite(
                         overhead_ms,
                     })
                 });
-                results.push(r.unwrap_or_else(|e| errored(&case.id, repeat, due, &e)));
+                results.push(r.unwrap_or_else(|e| {
+                    errored(&case.id, repeat, due, case.expect.expected_tools(), &e)
+                }));
                 pb.inc(1);
             }
         }
@@ -375,7 +398,9 @@ pub fn run_bfcl(
                         repeat,
                     )
                 });
-                results.push(r.unwrap_or_else(|e| errored(&case.id, repeat, due, &e)));
+                results.push(
+                    r.unwrap_or_else(|e| errored(&case.id, repeat, due, bfcl_tools(case), &e)),
+                );
                 pb.inc(1);
             }
         }
@@ -501,6 +526,7 @@ fn bfcl_case(
         calls,
         answer: parsed.content,
         call_due: due,
+        expected_tools: bfcl_tools(case),
         tool_ok: due && s.tool_ok,
         args_ok: due && s.passed,
         turn_ms: vec![total_ms],

@@ -1,29 +1,37 @@
 //! `warden synth-data`: training conversations for a suite's workspace and
 //! policy. Questions come from templates (`assets/synth-data/templates.toml`)
-//! over names found in the workspace (classes, functions, files,
-//! directories); each carries the right tool call, the **real** result of
-//! running it in the sandbox, and a templated answer that uses it; and
-//! questions that need no tool come with direct answers. Names and
-//! phrasings held out (`--holdout`), and every name and prompt of the
-//! suite's own cases, never appear in a training question or tool call, so
-//! that an eval on the suite measures generalisation, not recall.
+//! over names found in a training workspace (the suite's, copied, plus
+//! generated packages with invented names; see [`tree`]) and over invented
+//! names that are nowhere; each carries the right tool call, the **real**
+//! result of running it in the sandbox, and a templated answer that uses
+//! it. Questions that need no tool ([`direct`]) come with direct answers.
+//! Names, topics and phrasings held out (`--holdout`), and every name and
+//! topic the suite's own prompts mention, never appear in a training
+//! question or tool call, so that an eval on the suite measures
+//! generalisation, not recall.
+
+mod direct;
+mod names;
+mod tree;
 
 use crate::chat::{tool_json, Conversation, FunctionCall, Message, ToolCall};
 use crate::eval::suite::Suite;
 use crate::policy::Policy;
 use crate::sandbox::ToolHost;
 use anyhow::{bail, Context as _};
+use direct::{DirectPool, Fixed, Frames, Topic};
+use names::{mentions, Invented};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use regex::Regex;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use tree::TreeConfig;
 
 /// The shipped templates.
-pub const TEMPLATES: &str = include_str!("../../assets/synth-data/templates.toml");
+pub const TEMPLATES: &str = include_str!("../../../assets/synth-data/templates.toml");
 
 #[derive(Debug, Clone, Deserialize)]
 struct Template {
@@ -31,56 +39,33 @@ struct Template {
     tool: String,
     args: Map<String, Value>,
     answer: String,
-    /// The answer when the search finds nothing (templates that take
-    /// invented names).
+    /// The answer when the name is nowhere (the search finds nothing, the
+    /// file or directory does not exist).
     #[serde(default)]
     missing: Option<String>,
+    /// How the output is read (see [`result_style`]); by default from `kind`.
+    #[serde(default)]
+    result: Option<String>,
+    /// Whether questions may take invented names (default: when there is a
+    /// `missing` answer).
+    #[serde(default)]
+    invent: Option<bool>,
     phrasings: Vec<String>,
-}
-
-/// Parts of invented names.
-#[derive(Debug, Clone, Default, Deserialize)]
-struct Invented {
-    class_heads: Vec<String>,
-    class_tails: Vec<String>,
-    verbs: Vec<String>,
-    objects: Vec<String>,
-}
-
-impl Invented {
-    /// A made-up name for a template of `kind`.
-    fn name(&self, kind: &str, rng: &mut impl Rng) -> Option<String> {
-        let pick = |v: &[String], rng: &mut dyn rand::RngCore| -> Option<String> {
-            (!v.is_empty()).then(|| v[rng.next_u32() as usize % v.len()].clone())
-        };
-        match kind {
-            "class" => Some(format!(
-                "{}{}",
-                pick(&self.class_heads, rng)?,
-                pick(&self.class_tails, rng)?
-            )),
-            "function" | "uses" => Some(format!(
-                "{}_{}",
-                pick(&self.verbs, rng)?,
-                pick(&self.objects, rng)?
-            )),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct Direct {
-    phrasings: Vec<String>,
-    answer: String,
 }
 
 #[derive(Debug, Deserialize)]
 struct Templates {
     #[serde(default)]
     invented: Invented,
+    #[serde(default)]
+    tree: TreeConfig,
     template: Vec<Template>,
-    direct: Vec<Direct>,
+    #[serde(default)]
+    frames: Frames,
+    #[serde(default)]
+    topic: Vec<Topic>,
+    #[serde(default)]
+    direct: Vec<Fixed>,
 }
 
 /// What to write.
@@ -98,6 +83,9 @@ pub struct SynthDataOptions {
     pub holdout: f64,
     /// Fraction of conversations that need no tool.
     pub direct_fraction: f64,
+    /// Keep the training workspace (the tool results came from it) here;
+    /// by default it is a temporary directory, removed at the end.
+    pub tree: Option<PathBuf>,
 }
 
 /// What was written.
@@ -111,87 +99,14 @@ pub struct SynthDataReport {
     pub held_out_names: BTreeMap<String, Vec<String>>,
     /// Phrasings held out.
     pub held_out_phrasings: Vec<String>,
+    /// Topics of questions that need no tool held out.
+    pub held_out_topics: Vec<String>,
+    /// Generated packages in the training workspace.
+    pub generated_packages: usize,
     /// Suite cases none of whose names or prompts were trained on.
     pub held_out_cases: Vec<String>,
     /// Where the holdout list was written.
     pub holdout_file: PathBuf,
-}
-
-/// A name found in the workspace.
-#[derive(Debug, Clone)]
-struct Found {
-    name: String,
-}
-
-/// Names in the workspace, by template kind.
-fn scan(workspace: &Path) -> anyhow::Result<BTreeMap<&'static str, Vec<Found>>> {
-    let class = Regex::new(r"^\s*class\s+([A-Za-z_]\w*)").expect("static regex");
-    let func = Regex::new(r"^\s*(?:async\s+)?def\s+([A-Za-z]\w*)").expect("static regex");
-    let mut out: BTreeMap<&'static str, Vec<Found>> = BTreeMap::new();
-    let mut stack = vec![workspace.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let mut entries: Vec<_> = std::fs::read_dir(&dir)
-            .with_context(|| format!("cannot list {}", dir.display()))?
-            .filter_map(Result::ok)
-            .collect();
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let name = e.file_name().to_string_lossy().to_string();
-            if name.starts_with('.') || name == "__pycache__" {
-                continue;
-            }
-            let path = e.path();
-            let rel = path
-                .strip_prefix(workspace)
-                .unwrap_or(&path)
-                .to_string_lossy()
-                .replace('\\', "/");
-            let ft = e.file_type()?;
-            if ft.is_dir() {
-                out.entry("dir")
-                    .or_default()
-                    .push(Found { name: rel.clone() });
-                stack.push(path);
-            } else if ft.is_file() {
-                out.entry("file")
-                    .or_default()
-                    .push(Found { name: rel.clone() });
-                if name.ends_with(".py") && e.metadata()?.len() < 1 << 20 {
-                    let text = std::fs::read_to_string(&path).unwrap_or_default();
-                    for l in text.lines() {
-                        if let Some(c) = class.captures(l) {
-                            out.entry("class").or_default().push(Found {
-                                name: c[1].to_string(),
-                            });
-                        }
-                        if let Some(c) = func.captures(l) {
-                            out.entry("function").or_default().push(Found {
-                                name: c[1].to_string(),
-                            });
-                        }
-                    }
-                }
-            }
-        }
-    }
-    // `uses` searches for function names.
-    let words = out.get("function").cloned().unwrap_or_default();
-    out.insert("uses", words);
-    for v in out.values_mut() {
-        let mut seen = BTreeSet::new();
-        v.retain(|f| seen.insert(f.name.clone()));
-    }
-    Ok(out)
-}
-
-/// Whether `text` mentions `name` as a whole word (or path).
-fn mentions(text: &str, name: &str) -> bool {
-    text.match_indices(name).any(|(i, _)| {
-        let before = text[..i].chars().next_back();
-        let after = text[i + name.len()..].chars().next();
-        let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
-        !word(before) && !word(after)
-    })
 }
 
 fn fill(s: &str, vars: &BTreeMap<&str, String>) -> String {
@@ -214,11 +129,28 @@ fn fill_value(v: &Value, vars: &BTreeMap<&str, String>) -> Value {
     }
 }
 
-/// Figures the answer templates use, read from a tool's real output.
-fn result_vars(kind: &str, output: &str, vars: &mut BTreeMap<&str, String>) -> bool {
+/// How a template's tool output is read: `matches` (`file:line: text`
+/// lines), `numbered` (read_file's numbered lines), `entries` (a listing,
+/// one entry per line) or `number` (a count first, as `wc -l` prints).
+fn result_style(t: &Template) -> &str {
+    match (t.result.as_deref(), t.kind.as_str()) {
+        (Some(r), _) => r,
+        (None, "file") => "numbered",
+        (None, "dir" | "ext") => "entries",
+        (None, _) => "matches",
+    }
+}
+
+/// Figures the answer templates use, read from a tool's real output;
+/// false when the output is not a success of that style (a command that
+/// exited with a failure status is not).
+fn result_vars(style: &str, output: &str, vars: &mut BTreeMap<&str, String>) -> bool {
+    if output.contains("[exit status: ") {
+        return false;
+    }
     let lines: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty()).collect();
-    match kind {
-        "class" | "function" | "uses" => {
+    match style {
+        "matches" => {
             // `file:line: text`
             let Some((file, rest)) = lines.first().and_then(|l| l.split_once(':')) else {
                 return false;
@@ -230,10 +162,32 @@ fn result_vars(kind: &str, output: &str, vars: &mut BTreeMap<&str, String>) -> b
             vars.insert("line", line.to_string());
             vars.insert("count", lines.len().to_string());
         }
-        "file" => {
-            vars.insert("lines", lines.len().to_string());
+        "numbered" => {
+            // `{number:>6}\t{text}` per line.
+            let numbered: Vec<(&str, &str)> =
+                output.lines().filter_map(|l| l.split_once('\t')).collect();
+            let Some((last, _)) = numbered.last() else {
+                return false;
+            };
+            let first = numbered
+                .iter()
+                .map(|(_, t)| t.trim())
+                .find(|t| !t.is_empty())
+                .unwrap_or("");
+            vars.insert("lines", last.trim().to_string());
+            vars.insert("first", first.to_string());
         }
-        "dir" => {
+        "number" => {
+            let Some(n) = lines
+                .first()
+                .and_then(|l| l.split_whitespace().next())
+                .filter(|n| n.parse::<u64>().is_ok())
+            else {
+                return false;
+            };
+            vars.insert("count", n.to_string());
+        }
+        "entries" => {
             let entries: Vec<String> = lines
                 .iter()
                 .filter_map(|l| l.split_whitespace().last())
@@ -250,7 +204,7 @@ fn result_vars(kind: &str, output: &str, vars: &mut BTreeMap<&str, String>) -> b
             vars.insert("count", entries.len().to_string());
             vars.insert("entries", entries.join(", "));
         }
-        _ => {}
+        _ => return false,
     }
     true
 }
@@ -285,34 +239,81 @@ fn split<T: Clone>(
     (train, held)
 }
 
+/// Strips a leading article: what a suite prompt would mention of a topic.
+fn topic_key(name: &str) -> &str {
+    ["a ", "an ", "the "]
+        .iter()
+        .find_map(|a| name.strip_prefix(a))
+        .unwrap_or(name)
+}
+
 /// Writes the training file and `<out>.holdout.json`.
 pub fn synth_data(opts: &SynthDataOptions) -> anyhow::Result<SynthDataReport> {
     if !(0.0..1.0).contains(&opts.holdout) {
         bail!("--holdout must be at least 0 and below 1");
     }
     let suite = Suite::load(&opts.suite)?;
-    let policy = Policy::load(&suite.policy, &suite.workspace)?;
+    let templates: Templates =
+        toml::from_str(TEMPLATES).context("the shipped synth-data templates")?;
+    let found = names::scan(&suite.workspace)?;
+    let prompts: Vec<String> = suite.cases.iter().flat_map(|c| c.turns.clone()).collect();
+    let in_suite = |name: &str| prompts.iter().any(|p| mentions(p, name));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
+
+    // Names of the suite's workspace: those the suite mentions and a
+    // fraction more are held out.
+    let mut held_out_names: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (kind, names) in found.iter().filter(|(k, _)| **k != "ext") {
+        let (_, h) = split(names, opts.holdout, &mut rng, |n| in_suite(n));
+        held_out_names.insert(kind.to_string(), h);
+    }
+    let all_held: BTreeSet<String> = held_out_names.values().flatten().cloned().collect();
+    let leaks = |text: &str| all_held.iter().any(|h| mentions(text, h));
+    // Words for invented names: none the suite's prompts use.
+    let words: Vec<String> = names::vocabulary_words(crate::model::synth::TOKENIZER_JSON)?
+        .into_iter()
+        .filter(|w| !in_suite(w) && !leaks(w))
+        .collect();
+
+    // The training workspace.
+    let tmp;
+    let tree_dir = match &opts.tree {
+        Some(d) => {
+            if d.read_dir().is_ok_and(|mut r| r.next().is_some()) {
+                bail!(
+                    "{} is not empty: give --tree a new or empty directory",
+                    d.display()
+                );
+            }
+            d.clone()
+        }
+        None => {
+            tmp = tempfile::tempdir().context("cannot make a temporary directory")?;
+            tmp.path().join("workspace")
+        }
+    };
+    let generated_packages = tree::build(
+        &suite.workspace,
+        &tree_dir,
+        &templates.tree,
+        &words,
+        &templates.invented.class_tails,
+        &mut rng,
+        &|n: &str| leaks(n) || in_suite(n),
+    )?;
+    let train_names: BTreeMap<String, Vec<String>> = names::scan(&tree_dir)?
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.into_iter().filter(|n| !leaks(n)).collect()))
+        .collect();
+    let dirs = train_names.get("dir").cloned().unwrap_or_default();
+
+    let policy = Policy::load(&suite.policy, &tree_dir)?;
     let host = ToolHost::load(&policy).map_err(|e| anyhow::anyhow!("{e}"))?;
     let tools: Vec<Value> = host
         .tools()
         .map(|t| tool_json(&t.spec.name, &t.spec.description, &t.spec.parameters))
         .collect();
-    let templates: Templates =
-        toml::from_str(TEMPLATES).context("the shipped synth-data templates")?;
-    let found = scan(&suite.workspace)?;
-    let prompts: Vec<String> = suite.cases.iter().flat_map(|c| c.turns.clone()).collect();
-    let in_suite = |name: &str| prompts.iter().any(|p| mentions(p, name));
-    let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
 
-    // Names: per kind, those the suite mentions and a fraction more are held out.
-    let mut train_names: BTreeMap<String, Vec<Found>> = BTreeMap::new();
-    let mut held_out_names: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (kind, names) in &found {
-        let (t, h) = split(names, opts.holdout, &mut rng, |f| in_suite(&f.name));
-        held_out_names.insert(kind.to_string(), h.iter().map(|f| f.name.clone()).collect());
-        train_names.insert(kind.to_string(), t);
-    }
-    let all_held: BTreeSet<String> = held_out_names.values().flatten().cloned().collect();
     // Phrasings: a fraction of each template's, and any the suite uses.
     let mut usable: Vec<(Template, Vec<String>)> = Vec::new();
     let mut held_out_phrasings = Vec::new();
@@ -324,21 +325,27 @@ pub fn synth_data(opts: &SynthDataOptions) -> anyhow::Result<SynthDataReport> {
             prompts.contains(p)
         });
         held_out_phrasings.extend(held);
-        // A name may be trained in one kind and held out in another (a
-        // function and a file share no names, but `uses` and `function`
-        // do): only names held out nowhere are used.
-        let names = train_names.get(&t.kind).cloned().unwrap_or_default();
-        if !train.is_empty() && names.iter().any(|f| !all_held.contains(&f.name)) {
+        let named = train_names.get(&t.kind).is_some_and(|v| !v.is_empty());
+        if !train.is_empty() && (named || t.invent.unwrap_or(t.missing.is_some())) {
             usable.push((t.clone(), train));
         }
     }
-    let mut direct: Vec<(String, String)> = Vec::new();
+    // Questions that need no tool: frames, topics and fixed questions.
+    let mut pool = DirectPool::default();
+    let forced = |p: &String| prompts.contains(p);
+    let (explain, h) = split(&templates.frames.explain, opts.holdout, &mut rng, forced);
+    held_out_phrasings.extend(h);
+    let (compare, h) = split(&templates.frames.compare, opts.holdout, &mut rng, forced);
+    held_out_phrasings.extend(h);
+    let (topics, held_topics) = split(&templates.topic, opts.holdout, &mut rng, |t| {
+        in_suite(topic_key(&t.name))
+    });
+    (pool.explain, pool.compare, pool.topics) = (explain, compare, topics);
     for d in &templates.direct {
-        let (train, held) = split(&d.phrasings, opts.holdout, &mut rng, |p| {
-            prompts.contains(p)
-        });
+        let (train, held) = split(&d.phrasings, opts.holdout, &mut rng, forced);
         held_out_phrasings.extend(held);
-        direct.extend(train.into_iter().map(|p| (p, d.answer.clone())));
+        pool.fixed
+            .extend(train.into_iter().map(|p| (p, d.answer.clone())));
     }
     if usable.is_empty() {
         bail!(
@@ -353,8 +360,7 @@ pub fn synth_data(opts: &SynthDataOptions) -> anyhow::Result<SynthDataReport> {
     let mut w = std::io::BufWriter::new(file);
     let (mut written, mut n_direct, mut failed) = (0, 0, 0);
     while written < opts.n {
-        let want_direct =
-            !direct.is_empty() && rng.random_bool(opts.direct_fraction.clamp(0.0, 1.0));
+        let want_direct = !pool.is_empty() && rng.random_bool(opts.direct_fraction.clamp(0.0, 1.0));
         let conv = loop {
             if failed > opts.n * 20 + 100 {
                 bail!(
@@ -363,43 +369,51 @@ pub fn synth_data(opts: &SynthDataOptions) -> anyhow::Result<SynthDataReport> {
                 );
             }
             let messages = if want_direct {
-                let (q, a) = &direct[rng.random_range(0..direct.len())];
-                vec![
-                    Message::new("user", q.clone()),
-                    Message::new("assistant", a.clone()),
-                ]
+                let Some((q, a)) = pool.draw(&mut rng) else {
+                    failed += 1;
+                    continue;
+                };
+                vec![Message::new("user", q), Message::new("assistant", a)]
             } else {
                 let (t, phrasings) = &usable[rng.random_range(0..usable.len())];
-                let names: Vec<&Found> = train_names[&t.kind]
-                    .iter()
-                    .filter(|f| !all_held.contains(&f.name))
-                    .collect();
-                // Half the questions that can take one ask for an invented
-                // name (1,000 classes, 1,600 functions): the call is the
-                // same, the answer says so, and the name must be copied
-                // from the question, not recalled.
-                let invented = t.missing.is_some() && rng.random_bool(0.5);
-                let name = match invented
-                    .then(|| templates.invented.name(&t.kind, &mut rng))
-                    .flatten()
-                {
-                    Some(n) => n,
-                    None => names[rng.random_range(0..names.len())].name.clone(),
+                let known = train_names.get(&t.kind).map_or(&[][..], Vec::as_slice);
+                // A third of the questions that can take one ask for a name
+                // that is nowhere: the call is the same, the answer says so.
+                let inventive = t.invent.unwrap_or(t.missing.is_some());
+                let invent = inventive && (known.is_empty() || rng.random_bool(0.3));
+                let name = if invent {
+                    templates.invented.name(&t.kind, &words, &dirs, &mut rng)
+                } else {
+                    Some(known[rng.random_range(0..known.len())].clone())
+                };
+                let Some(name) = name else {
+                    failed += 1;
+                    continue;
                 };
                 let mut vars: BTreeMap<&str, String> = BTreeMap::new();
-                for k in ["name", "word", "file", "dir"] {
+                for k in ["name", "word", "file", "dir", "ext"] {
                     vars.insert(k, name.clone());
                 }
                 let args = fill_value(&Value::Object(t.args.clone()), &vars);
                 let question = fill(&phrasings[rng.random_range(0..phrasings.len())], &vars);
                 let mut budget = host.budget();
-                let (out, answer) = match host.call(&mut budget, &t.tool, &args.to_string()) {
-                    Ok(out) if result_vars(&t.kind, &out.output, &mut vars) => (out, &t.answer),
+                let missing = t.missing.as_deref().unwrap_or_default();
+                let can_miss = invent && t.missing.is_some();
+                let (content, answer) = match host.call(&mut budget, &t.tool, &args.to_string()) {
+                    Ok(out) if result_vars(result_style(t), &out.output, &mut vars) => {
+                        (out.output, t.answer.as_str())
+                    }
+                    // No match, or a command that failed on a name that is nowhere.
                     Ok(out)
-                        if t.missing.is_some()
-                            && out.output.to_ascii_lowercase().starts_with("no matches") =>
+                        if can_miss
+                            && (out.output.to_ascii_lowercase().starts_with("no matches")
+                                || out.output.contains("[exit status: ")) =>
                     {
-                        (out, t.missing.as_ref().expect("checked"))
+                        (out.output, missing)
+                    }
+                    // What a session feeds back for a failed call.
+                    Err(e) if can_miss && e.kind == crate::sandbox::ErrorKind::Failed => {
+                        (format!("error: {e}"), missing)
                     }
                     _ => {
                         failed += 1;
@@ -415,7 +429,7 @@ pub fn synth_data(opts: &SynthDataOptions) -> anyhow::Result<SynthDataReport> {
                         arguments: args,
                     },
                 }];
-                let mut result = Message::new("tool", out.output);
+                let mut result = Message::new("tool", content);
                 result.name = Some(t.tool.clone());
                 vec![
                     Message::new("user", question),
@@ -435,9 +449,7 @@ pub fn synth_data(opts: &SynthDataOptions) -> anyhow::Result<SynthDataReport> {
                     .map(|m| serde_json::to_string(&m.tool_calls).unwrap_or_default())
                     .unwrap_or_default()
             );
-            if prompts.contains(&messages[0].content)
-                || all_held.iter().any(|h| mentions(&asked, h))
-            {
+            if prompts.contains(&messages[0].content) || leaks(&asked) {
                 failed += 1;
                 continue;
             }
@@ -462,6 +474,8 @@ pub fn synth_data(opts: &SynthDataOptions) -> anyhow::Result<SynthDataReport> {
         direct: n_direct,
         held_out_names,
         held_out_phrasings,
+        held_out_topics: held_topics.into_iter().map(|t| t.name).collect(),
+        generated_packages,
         held_out_cases,
         holdout_file: holdout_file.clone(),
     };
