@@ -31,6 +31,7 @@ fn conversations_carry_real_results_and_never_leak_held_out_names() {
         holdout: 0.3,
         direct_fraction: 0.25,
         tree: Some(dir.path().join("tree")),
+        hold_out_suites: vec![repo().join("examples/evals/seed-tools.toml")],
     };
     let tree = dir.path().join("tree");
     let report = synth_data(&opts).unwrap();
@@ -48,8 +49,14 @@ fn conversations_carry_real_results_and_never_leak_held_out_names() {
         report.direct
     );
     let held: Vec<String> = report.held_out_names.values().flatten().cloned().collect();
-    // The suite's own names are held out.
-    for n in ["UserSerializer", "PublishedManager", "post_detail"] {
+    // The suite's own names are held out, and those of the other suite.
+    for n in [
+        "UserSerializer",
+        "PublishedManager",
+        "post_detail",
+        "PostAdmin",
+        "get_queryset",
+    ] {
         assert!(held.contains(&n.to_string()), "{n} not held out");
     }
     let suite = std::fs::read_to_string(repo().join("examples/evals/code-search.toml")).unwrap();
@@ -160,6 +167,7 @@ fn run_command_conversations_for_a_shell_policy_carry_its_real_output() {
         holdout: 0.2,
         direct_fraction: 0.1,
         tree: Some(tree.clone()),
+        hold_out_suites: vec![],
     })
     .unwrap();
     assert_eq!(report.conversations, 150);

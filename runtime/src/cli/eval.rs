@@ -207,13 +207,23 @@ fn table(runs: &[VariantRun]) -> String {
         .max()
         .unwrap_or(0)
         .max(10);
-    let mut out = format!("{:<20}", "");
+    let tools: std::collections::BTreeSet<String> = runs
+        .iter()
+        .flat_map(|r| r.metrics.by_tool.keys().cloned())
+        .collect();
+    let label_width = tools
+        .iter()
+        .map(|t| "argument_accuracy[]".len() + t.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(20);
+    let mut out = format!("{:<label_width$}", "");
     for r in runs {
         out += &format!(" {:>width$}", r.name);
     }
     out.push('\n');
     let mut row = |label: &str, cell: &dyn Fn(&VariantRun) -> String| {
-        out += &format!("{label:<20}");
+        out += &format!("{label:<label_width$}");
         for r in runs {
             out += &format!(" {:>width$}", cell(r));
         }
@@ -230,6 +240,16 @@ fn table(runs: &[VariantRun]) -> String {
             }
             Some(x) => format!("{x:.1}"),
         });
+    }
+    // The same two rates over the cases that expect each tool.
+    for t in &tools {
+        for m in ["tool_accuracy", "argument_accuracy"] {
+            let name = format!("{m}[{t}]");
+            row(&name, &|r| match r.metrics.get(&name) {
+                None => "-".into(),
+                Some(x) => format!("{:.1}%", x * 100.0),
+            });
+        }
     }
     let kinds: std::collections::BTreeSet<String> = runs
         .iter()

@@ -25,6 +25,10 @@ pub struct SynthDataArgs {
     /// Fraction of conversations that need no tool.
     #[arg(long, default_value_t = 0.25)]
     direct: f64,
+    /// Also hold out every name, topic and phrasing this suite's prompts
+    /// use (repeat for several), e.g. a second suite the model is scored on.
+    #[arg(long = "hold-out-suite")]
+    hold_out_suites: Vec<PathBuf>,
     /// Keep the training workspace the tool results came from (the suite's
     /// workspace plus generated packages) in this new directory.
     #[arg(long)]
@@ -41,6 +45,7 @@ pub fn synth_data_cmd(a: SynthDataArgs) -> anyhow::Result<()> {
         holdout: a.holdout,
         direct_fraction: a.direct,
         tree: a.tree,
+        hold_out_suites: a.hold_out_suites,
     })?;
     let held: usize = report.held_out_names.values().map(Vec::len).sum();
     println!(

@@ -83,6 +83,9 @@ pub struct SynthDataOptions {
     pub holdout: f64,
     /// Fraction of conversations that need no tool.
     pub direct_fraction: f64,
+    /// Other suites whose prompts are held out as the suite's own are
+    /// (their names, topics and phrasings never trained on).
+    pub hold_out_suites: Vec<PathBuf>,
     /// Keep the training workspace (the tool results came from it) here;
     /// by default it is a temporary directory, removed at the end.
     pub tree: Option<PathBuf>,
@@ -256,7 +259,11 @@ pub fn synth_data(opts: &SynthDataOptions) -> anyhow::Result<SynthDataReport> {
     let templates: Templates =
         toml::from_str(TEMPLATES).context("the shipped synth-data templates")?;
     let found = names::scan(&suite.workspace)?;
-    let prompts: Vec<String> = suite.cases.iter().flat_map(|c| c.turns.clone()).collect();
+    let mut prompts: Vec<String> = suite.cases.iter().flat_map(|c| c.turns.clone()).collect();
+    for other in &opts.hold_out_suites {
+        let o = Suite::load(other)?;
+        prompts.extend(o.cases.iter().flat_map(|c| c.turns.clone()));
+    }
     let in_suite = |name: &str| prompts.iter().any(|p| mentions(p, name));
     let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
 
