@@ -315,6 +315,57 @@ fn ggufs_written_by_quantize_load_back() {
     );
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("writes one file"));
+
+    // --embedding-type: the token embedding in its own type, the rest in --to.
+    let out = dir.path().join("mixed.gguf");
+    let args = |emb: &str, to: &str, out: &Path| -> Vec<String> {
+        [
+            "quantize",
+            "--model",
+            s(&base),
+            "--out",
+            s(out),
+            "--to",
+            to,
+            "--embedding-type",
+            emb,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let a = args("q8_0", "q4_0", &out);
+    ok(&warden(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        dir.path(),
+    ));
+    let mut f = std::fs::File::open(&out).unwrap();
+    let content = candle_core::quantized::gguf_file::Content::read(&mut f).unwrap();
+    use candle_core::quantized::GgmlDType;
+    assert_eq!(
+        content.tensor_infos["token_embd.weight"].ggml_dtype,
+        GgmlDType::Q8_0
+    );
+    assert_eq!(
+        content.tensor_infos["blk.0.attn_q.weight"].ggml_dtype,
+        GgmlDType::Q4_0
+    );
+    let plain = logits(s(&dir.path().join("m-q4_0.gguf")), &[]);
+    let mixed = logits(s(&out), &[]);
+    // A wider embedding (the tied output layer too) is closer to f32.
+    assert!(max_diff(&mixed, &reference) < max_diff(&plain, &reference));
+    // MLX has no such option; a type that does not exist is named.
+    let a = args("q8_0", "mlx-4", &dir.path().join("mlx"));
+    let o = warden(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        dir.path(),
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("GGUF formats only"));
+    let a = args("q9_x", "q4_0", &dir.path().join("bad.gguf"));
+    let o = warden(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        dir.path(),
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown GGUF type"));
 }
 
 #[test]

@@ -55,6 +55,11 @@ pub struct QuantizeArgs {
     /// MLX group size: 32, 64 or 128 (default 64).
     #[arg(long)]
     group_size: Option<usize>,
+    /// GGUF only: the token embedding (the output layer too when tied) in
+    /// this type instead (q8_0, q6_k, q5_k, q4_k, q3_k, q2_k, …), as
+    /// llama.cpp's --token-embedding-type.
+    #[arg(long)]
+    embedding_type: Option<String>,
     /// Print what was written as JSON.
     #[arg(long)]
     json: bool,
@@ -157,7 +162,16 @@ pub fn quantize(a: QuantizeArgs) -> anyhow::Result<()> {
     let tok = TokenizerFiles::for_model(&ckpt.path)?;
     let cfg = ckpt.config.clone();
     let tensors = ckpt.dense_tensors()?;
-    let written = quantize::write_quantized(format, &cfg, &tensors, &a.out, &tok)?;
+    let written = match (format, &a.embedding_type) {
+        (QuantFormat::Gguf(t), Some(e)) => {
+            let e = crate::model::synth::parse_gguf_type(e)?;
+            quantize::write_gguf_with(&a.out, &cfg, &tensors, t, Some(e), &tok)?
+        }
+        (QuantFormat::Mlx(_), Some(_)) => {
+            anyhow::bail!("--embedding-type applies to GGUF formats only")
+        }
+        _ => quantize::write_quantized(format, &cfg, &tensors, &a.out, &tok)?,
+    };
     if a.json {
         println!(
             "{}",

@@ -21,6 +21,21 @@ pub fn write_gguf(
     qtype: GgmlDType,
     tok: &TokenizerFiles,
 ) -> anyhow::Result<Written> {
+    write_gguf_with(path, cfg, tensors, qtype, None, tok)
+}
+
+/// [`write_gguf`] with the token embedding (`token_embd.weight`, also the
+/// output layer of a tied model) in `embedding_type` instead of `qtype`,
+/// as llama.cpp's `--token-embedding-type` does: with a 151,936-token
+/// vocabulary it is most of a small model's bytes.
+pub fn write_gguf_with(
+    path: &Path,
+    cfg: &Qwen3Config,
+    tensors: &[(String, Tensor)],
+    qtype: GgmlDType,
+    embedding_type: Option<GgmlDType>,
+    tok: &TokenizerFiles,
+) -> anyhow::Result<Written> {
     let mut written = Written::default();
     let mut qtensors = Vec::new();
     for (name, t) in tensors {
@@ -28,11 +43,15 @@ pub fn write_gguf(
             QTensor::quantize(t, GgmlDType::F32)?
         } else {
             let inner = *t.dims().last().unwrap_or(&0);
-            let kind = [qtype, GgmlDType::Q8_0, GgmlDType::F16]
+            let want = match embedding_type {
+                Some(e) if name == "model.embed_tokens.weight" => e,
+                _ => qtype,
+            };
+            let kind = [want, GgmlDType::Q8_0, GgmlDType::F16]
                 .into_iter()
                 .find(|k| inner % k.block_size() == 0)
                 .unwrap_or(GgmlDType::F32);
-            if kind != qtype {
+            if kind != want {
                 written
                     .fallbacks
                     .push(format!("{name} ({})", gguf_type_name(kind)));

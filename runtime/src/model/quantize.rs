@@ -5,7 +5,7 @@
 //! quantizers as a round trip, for measuring what survives them.
 
 use super::config::Qwen3Config;
-pub use super::gguf_write::write_gguf;
+pub use super::gguf_write::{write_gguf, write_gguf_with};
 use super::mlx_quant::{self, MlxQuant};
 use super::synth::{gguf_type_name, hf_config};
 use super::tokenizer_files::write;
