@@ -110,6 +110,22 @@ pub struct DemoArgs {
     /// Where to write the demo session's log.
     #[arg(long)]
     log: Option<PathBuf>,
+    /// Run the seed's tasks on a real model instead of the recording: by
+    /// default the tiny agent shipped in examples/models/tiny-agent (base
+    /// and run_command adapter) under policies/coding-agent.toml.
+    #[arg(long)]
+    live: bool,
+    /// With --live: the model (directory, .gguf or hub-cache name).
+    #[arg(long, requires = "live")]
+    model: Option<String>,
+    /// With --live: LoRA adapters to apply unfused (default: the shipped
+    /// tiny agent's, when the model is the shipped base).
+    #[arg(long, requires = "live")]
+    adapter: Vec<PathBuf>,
+    /// With --live: the policy (default: policies/coding-agent.toml, the
+    /// seed's run_command and read_file).
+    #[arg(long, requires = "live")]
+    policy: Option<PathBuf>,
 }
 
 /// Everything a session needs, ready.
@@ -499,8 +515,109 @@ fn examples_dir() -> anyhow::Result<PathBuf> {
     )
 }
 
+/// The shipped tiny agent: its base model file and its adapter directory.
+pub const TINY_AGENT_BASE: &str = "models/tiny-agent/tiny-agent.gguf";
+/// See [`TINY_AGENT_BASE`].
+pub const TINY_AGENT_ADAPTER: &str = "models/tiny-agent/run-command";
+
+/// Prints the summary of a demo's log and whether `warden audit verify`
+/// accepts it.
+fn demo_footer(log: &Path, note: &str) -> anyhow::Result<()> {
+    println!("\n── summary{note} ──");
+    print!("{}", audit::summarize(&[log])?.to_text());
+    let v = audit::verify(log, None)?;
+    println!(
+        "log: {} ({} records; `warden audit verify` {})",
+        log.display(),
+        v.records,
+        match &v.problem {
+            None => "accepts it".to_string(),
+            Some(p) => format!("says: {}", p.kind.as_str()),
+        }
+    );
+    Ok(())
+}
+
+/// `warden demo --live`: the seed's tasks, one fresh task each, on a real
+/// model with greedy decoding.
+fn demo_live(a: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
+    let examples = examples_dir()?;
+    let root = examples.parent().unwrap_or(Path::new("")).to_path_buf();
+    let (model, adapters) = match &a.model {
+        Some(m) => (m.clone(), a.adapter.clone()),
+        None => {
+            let base = examples.join(TINY_AGENT_BASE);
+            if !base.exists() {
+                anyhow::bail!(
+                    "{} is not there; pass --model, or reproduce it with examples/models/tiny-agent/reproduce.sh",
+                    base.display()
+                );
+            }
+            let adapters = if a.adapter.is_empty() {
+                vec![examples.join(TINY_AGENT_ADAPTER)]
+            } else {
+                a.adapter.clone()
+            };
+            (base.display().to_string(), adapters)
+        }
+    };
+    let place = PolicyArgs {
+        policy: a
+            .policy
+            .clone()
+            .unwrap_or_else(|| root.join("policies/coding-agent.toml")),
+        workspace: examples.join("workspace"),
+        log: a.log.clone(),
+    };
+    let tasks = std::fs::read_to_string(examples.join("sessions/demo-users.txt"))
+        .context("cannot read examples/sessions/demo-users.txt")?;
+    println!(
+        "Running the seed's tasks live on {}{} against {} under {} (greedy).",
+        model,
+        adapters
+            .iter()
+            .map(|d| format!(" + adapter {}", d.display()))
+            .collect::<String>(),
+        place.workspace.display(),
+        place.policy.display()
+    );
+    let p = prepare(&place, None)?;
+    let mut loaded =
+        crate::model::LoadedModel::load(&model, &candle_core::Device::Cpu, None, true)?;
+    loaded.apply_adapters(&adapters)?;
+    let params = SamplingParams {
+        temperature: 0.0,
+        ..SamplingParams::default()
+    };
+    let backend = Box::new(CandleBackend::new(loaded, params)?);
+    let opts = SessionOptions {
+        max_tokens: 512,
+        ..p.opts
+    };
+    let mut session = Session::start(&p.host, backend, p.log, opts, ctrl_c_flag())?;
+    let mut printer = Printer { mid_line: false };
+    let max_steps = p.host.policy().session.max_steps;
+    for task in tasks.lines().map(str::trim).filter(|t| !t.is_empty()) {
+        println!("\n> {task}");
+        session.new_task();
+        let r = session.turn(task, &mut |e| printer.event(e))?;
+        println!(
+            "({}; {} call(s), {:.1} s)",
+            r.end_reason.describe(max_steps),
+            r.calls.len(),
+            r.timings.total_ms / 1e3
+        );
+    }
+    let log = session.end("demo")?;
+    demo_footer(&log, " (a real model ran on this CPU)")?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 /// Runs `warden demo`.
 pub fn demo(a: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
+    if a.live {
+        return demo_live(a);
+    }
     let examples = examples_dir()?;
     let recording = examples.join("sessions/demo.jsonl");
     let root = examples.parent().unwrap_or(Path::new(""));
@@ -518,18 +635,7 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
         log: a.log,
     };
     let (diffs, log, _) = replay_session(&recording, &place, true)?;
-    println!("\n── summary (replayed: no model ran, so model time is zero) ──");
-    print!("{}", audit::summarize(&[&log])?.to_text());
-    let v = audit::verify(&log, None)?;
-    println!(
-        "log: {} ({} records; `warden audit verify` {})",
-        log.display(),
-        v.records,
-        match &v.problem {
-            None => "accepts it".to_string(),
-            Some(p) => format!("says: {}", p.kind.as_str()),
-        }
-    );
+    demo_footer(&log, " (replayed: no model ran, so model time is zero)")?;
     if diffs.is_empty() {
         println!("every call's decision and output matches the recording");
         Ok(std::process::ExitCode::SUCCESS)
