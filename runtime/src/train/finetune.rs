@@ -152,8 +152,16 @@ struct CheckpointState {
 }
 
 /// The steps of the whole run: `(epoch, indices into the examples)` per step.
+///
+/// Examples are shuffled per epoch from the seed, then packed into steps of
+/// about `batch_tokens` in that order, each step taking examples of one
+/// `group` only (examples of a group share their system prompt and tools,
+/// which a step runs through the blocks once: a step that mixed two
+/// policies' conversations would run each one's in full). With one group
+/// this is plain packing in shuffled order.
 pub fn plan(
     lens: &[usize],
+    groups: &[u64],
     epochs: usize,
     batch_tokens: usize,
     seed: u64,
@@ -165,21 +173,49 @@ pub fn plan(
             seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         );
         order.shuffle(&mut rng);
-        let mut cur = Vec::new();
-        let mut tokens = 0;
+        // Open batches by group, in order of first appearance.
+        let mut open: Vec<(u64, Vec<usize>, usize)> = Vec::new();
         for i in order {
+            let g = groups.get(i).copied().unwrap_or(0);
+            let at = match open.iter().position(|(k, _, _)| *k == g) {
+                Some(at) => at,
+                None => {
+                    open.push((g, Vec::new(), 0));
+                    open.len() - 1
+                }
+            };
+            let (_, cur, tokens) = &mut open[at];
             cur.push(i);
-            tokens += lens[i];
-            if tokens >= batch_tokens {
-                steps.push((epoch, std::mem::take(&mut cur)));
-                tokens = 0;
+            *tokens += lens[i];
+            if *tokens >= batch_tokens {
+                steps.push((epoch, std::mem::take(cur)));
+                *tokens = 0;
             }
         }
-        if !cur.is_empty() {
-            steps.push((epoch, cur));
+        for (_, cur, _) in open {
+            if !cur.is_empty() {
+                steps.push((epoch, cur));
+            }
         }
     }
     steps
+}
+
+/// A key per example: equal for examples whose text is the same through
+/// the first `end` token (the system message, with the tools).
+pub fn prefix_groups(examples: &[Vec<u32>], end: Option<u32>) -> Vec<u64> {
+    use std::hash::{Hash, Hasher};
+    examples
+        .iter()
+        .map(|ids| {
+            let cut = end
+                .and_then(|e| ids.iter().position(|&t| t == e))
+                .map_or(ids.len(), |p| p + 1);
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            ids[..cut].hash(&mut h);
+            h.finish()
+        })
+        .collect()
 }
 
 fn sha256_file(path: &Path) -> anyhow::Result<String> {
@@ -254,7 +290,15 @@ pub fn finetune(opts: &FinetuneOptions) -> anyhow::Result<FinetuneReport> {
         eprintln!("skipped line {}: {}", b.line, b.reason);
     }
     let lens: Vec<usize> = data.examples.iter().map(|e| e.ids.len()).collect();
-    let steps = plan(&lens, opts.epochs, opts.batch_tokens.max(1), opts.seed);
+    let ids: Vec<Vec<u32>> = data.examples.iter().map(|e| e.ids.clone()).collect();
+    let groups = prefix_groups(&ids, tok.token_to_id("<|im_end|>"));
+    let steps = plan(
+        &lens,
+        &groups,
+        opts.epochs,
+        opts.batch_tokens.max(1),
+        opts.seed,
+    );
     let total = steps.len();
     let settings = RunSettings {
         model: opts.model.clone(),
@@ -498,4 +542,46 @@ fn read_checkpoint(
     })?;
     opt.restore(&tensors, state.step)?;
     Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_take_one_group_each_and_every_example_once_per_epoch() {
+        let lens: Vec<usize> = (0..40).map(|i| 100 + i * 7).collect();
+        let groups: Vec<u64> = (0..40).map(|i| (i % 3 == 0) as u64).collect();
+        let steps = plan(&lens, &groups, 2, 1000, 7);
+        for epoch in 0..2 {
+            let mut seen: Vec<usize> = steps
+                .iter()
+                .filter(|(e, _)| *e == epoch)
+                .flat_map(|(_, s)| s.clone())
+                .collect();
+            seen.sort();
+            assert_eq!(seen, (0..40).collect::<Vec<_>>());
+        }
+        for (_, s) in &steps {
+            assert!(s.iter().all(|&i| groups[i] == groups[s[0]]), "{s:?}");
+        }
+        // One group: plain packing in the shuffled order, as before groups.
+        let one = plan(&lens, &[0; 40], 1, 1000, 7);
+        let flat: Vec<usize> = one.iter().flat_map(|(_, s)| s.clone()).collect();
+        let mut order: Vec<usize> = (0..40).collect();
+        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(7));
+        assert_eq!(flat, order);
+        assert!(one[..one.len() - 1].iter().all(|(_, s)| s
+            .iter()
+            .map(|&i| lens[i])
+            .sum::<usize>()
+            >= 1000));
+        // Keys: equal through the first end token, whatever follows.
+        let k = prefix_groups(
+            &[vec![1, 2, 9, 5], vec![1, 2, 9, 6], vec![1, 3, 9, 5]],
+            Some(9),
+        );
+        assert_eq!(k[0], k[1]);
+        assert_ne!(k[0], k[2]);
+    }
 }
