@@ -126,7 +126,8 @@ pub(super) struct Invented {
     pub exts: Vec<String>,
 }
 
-fn capitalised(w: &str) -> String {
+/// `w` with its first letter in upper case.
+pub(super) fn capitalised(w: &str) -> String {
     let mut c = w.chars();
     match c.next() {
         Some(f) => f.to_uppercase().chain(c).collect(),

@@ -3,6 +3,7 @@
 //! and listings of many more names return real results from real files.
 //! The suite's own workspace is never written to.
 
+use super::names::capitalised;
 use anyhow::Context as _;
 use rand::seq::IndexedRandom;
 use rand::Rng;
@@ -35,13 +36,6 @@ fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn capitalised(w: &str) -> String {
-    let mut c = w.chars();
-    c.next()
-        .map(|f| f.to_uppercase().chain(c).collect())
-        .unwrap_or_default()
 }
 
 /// One generated Python module: a docstring, one or two classes with a
