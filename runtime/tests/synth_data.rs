@@ -218,4 +218,17 @@ fn run_command_conversations_for_a_shell_policy_carry_its_real_output() {
         assert!(commands.contains_key(p), "no {p} command in {commands:?}");
     }
     assert!(missing > 3, "{missing}");
+    // A --tree that already holds files is refused, not written into.
+    let err = synth_data(&SynthDataOptions {
+        suite: repo().join("examples/evals/seed-tools.toml"),
+        out: dir.path().join("again.jsonl"),
+        n: 1,
+        seed: 5,
+        holdout: 0.2,
+        direct_fraction: 0.1,
+        tree: Some(tree.clone()),
+        hold_out_suites: vec![],
+    })
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("is not empty"), "{err:#}");
 }

@@ -203,10 +203,13 @@ pub fn plan(
 
 /// A key per example: equal for examples whose text is the same through
 /// the first `end` token (the system message, with the tools).
-pub fn prefix_groups(examples: &[Vec<u32>], end: Option<u32>) -> Vec<u64> {
+pub fn prefix_groups<'a>(
+    examples: impl IntoIterator<Item = &'a [u32]>,
+    end: Option<u32>,
+) -> Vec<u64> {
     use std::hash::{Hash, Hasher};
     examples
-        .iter()
+        .into_iter()
         .map(|ids| {
             let cut = end
                 .and_then(|e| ids.iter().position(|&t| t == e))
@@ -290,8 +293,10 @@ pub fn finetune(opts: &FinetuneOptions) -> anyhow::Result<FinetuneReport> {
         eprintln!("skipped line {}: {}", b.line, b.reason);
     }
     let lens: Vec<usize> = data.examples.iter().map(|e| e.ids.len()).collect();
-    let ids: Vec<Vec<u32>> = data.examples.iter().map(|e| e.ids.clone()).collect();
-    let groups = prefix_groups(&ids, tok.token_to_id("<|im_end|>"));
+    let groups = prefix_groups(
+        data.examples.iter().map(|e| e.ids.as_slice()),
+        tok.token_to_id("<|im_end|>"),
+    );
     let steps = plan(
         &lens,
         &groups,
@@ -577,10 +582,8 @@ mod tests {
             .sum::<usize>()
             >= 1000));
         // Keys: equal through the first end token, whatever follows.
-        let k = prefix_groups(
-            &[vec![1, 2, 9, 5], vec![1, 2, 9, 6], vec![1, 3, 9, 5]],
-            Some(9),
-        );
+        let ids = [vec![1, 2, 9, 5], vec![1, 2, 9, 6], vec![1, 3, 9, 5]];
+        let k = prefix_groups(ids.iter().map(Vec::as_slice), Some(9));
         assert_eq!(k[0], k[1]);
         assert_ne!(k[0], k[2]);
     }

@@ -207,21 +207,16 @@ mod tests {
         let words: Vec<String> = ["lantern", "harbor", "pickle"].map(String::from).to_vec();
         let dirs = vec!["shop".to_string()];
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let class = Regex::new(r"^[A-Z][a-z]+[A-Z][a-z]+$").unwrap();
+        let function = Regex::new(r"^[a-z]+_[a-z]+$").unwrap();
+        let file = Regex::new(r"^(shop/)?[a-z_]+\.py$").unwrap();
         for _ in 0..50 {
             let c = inv.name("class", &words, &dirs, &mut rng).unwrap();
-            assert!(
-                Regex::new(r"^[A-Z][a-z]+[A-Z][a-z]+$")
-                    .unwrap()
-                    .is_match(&c),
-                "{c}"
-            );
+            assert!(class.is_match(&c), "{c}");
             let f = inv.name("function", &words, &dirs, &mut rng).unwrap();
-            assert!(Regex::new(r"^[a-z]+_[a-z]+$").unwrap().is_match(&f), "{f}");
+            assert!(function.is_match(&f), "{f}");
             let p = inv.name("file", &words, &dirs, &mut rng).unwrap();
-            assert!(
-                Regex::new(r"^(shop/)?[a-z_]+\.py$").unwrap().is_match(&p),
-                "{p}"
-            );
+            assert!(file.is_match(&p), "{p}");
         }
         assert_eq!(inv.name("nothing", &words, &dirs, &mut rng), None);
     }
