@@ -204,6 +204,56 @@ fn full_training_writes_a_model_that_loads() {
         ))
     };
     assert_ne!(gen(&model), gen(&out));
+
+    // --output-vocab data: the softmax over the data's tokens only. The
+    // loss falls as fast, only those rows of the (tied) embedding move, and
+    // --resume continues it.
+    let args = [
+        "--full",
+        "--lr",
+        "1e-2",
+        "--epochs",
+        "4",
+        "--batch-tokens",
+        "100000",
+        "--output-vocab",
+        "data",
+        "--json",
+    ];
+    let r: Value = serde_json::from_str(&ok(&finetune(dir, &model, &data, "sub", &args))).unwrap();
+    let l = losses(&r);
+    assert!(l[3] < l[0] - 0.5, "{l:?}");
+    assert_eq!(r["settings"]["output_vocab"], "data");
+    let n = r["output_tokens"].as_u64().unwrap() as usize;
+    let embed = |m: &Path| {
+        let t =
+            candle_core::safetensors::load(m.join("model.safetensors"), &candle_core::Device::Cpu)
+                .unwrap();
+        t["model.embed_tokens.weight"]
+            .to_dtype(candle_core::DType::F32)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap()
+    };
+    let (before, after) = (embed(&model), embed(&dir.join("sub")));
+    let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+    assert!(
+        moved > 0 && moved <= n,
+        "{moved} rows moved, {n} in the data"
+    );
+    assert!(n < before.len() / 10, "{n} of {} tokens", before.len());
+    let mut stop = args.to_vec();
+    stop.extend(["--max-steps", "2"]);
+    ok(&finetune(dir, &model, &data, "sub2", &stop));
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    let r2: Value =
+        serde_json::from_str(&ok(&finetune(dir, &model, &data, "sub2", &resume))).unwrap();
+    assert_eq!(losses(&r2), l, "a resumed run ends where a whole one does");
+    assert_eq!(
+        bytes(dir.join("sub/model.safetensors")),
+        bytes(dir.join("sub2/model.safetensors"))
+    );
 }
 
 #[test]

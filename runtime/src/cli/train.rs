@@ -134,6 +134,10 @@ pub struct FinetuneArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Tokens the loss's softmax runs over: full (the whole vocabulary) or data (only the
+    /// tokens the data file uses; several times faster for a small model over a large vocabulary).
+    #[arg(long, value_enum, default_value = "full")]
+    output_vocab: crate::train::finetune::OutputVocab,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -181,6 +185,7 @@ pub fn finetune_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
         device: crate::model::parse_device(&a.device)?,
         dtype: super::model::dtype(Some(&a.dtype))?.unwrap_or(candle_core::DType::F32),
         progress: !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        output_vocab: a.output_vocab,
     })?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -41,6 +41,21 @@ pub enum Mode {
     Full,
 }
 
+/// Which tokens the loss's softmax runs over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputVocab {
+    /// The whole vocabulary.
+    #[default]
+    Full,
+    /// Only the tokens that occur in the data file (prompts and targets):
+    /// sampled-softmax training. With Qwen3's 151,936 tokens the LM head is
+    /// most of a small model's step; data of a few thousand distinct tokens
+    /// makes it that much cheaper. Tokens the data never uses keep the output
+    /// rows they had, so they stay as unlikely as they were.
+    Data,
+}
+
 /// Everything a run depends on; a checkpoint is resumed only by a run with
 /// the same settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +76,9 @@ pub struct RunSettings {
     pub max_seq_len: usize,
     /// Optimizer and schedule.
     pub optimizer: AdamWConfig,
+    /// Tokens the loss's softmax runs over.
+    #[serde(default)]
+    pub output_vocab: OutputVocab,
 }
 
 /// Options of [`finetune`].
@@ -104,6 +122,8 @@ pub struct FinetuneOptions {
     pub dtype: DType,
     /// Draw a progress bar.
     pub progress: bool,
+    /// Tokens the loss's softmax runs over.
+    pub output_vocab: OutputVocab,
 }
 
 /// What a run did; also written as `<out>/training.json`.
@@ -139,6 +159,10 @@ pub struct FinetuneReport {
     pub final_loss: Option<f64>,
     /// Files written.
     pub files: Vec<PathBuf>,
+    /// Tokens the loss's softmax ran over (`--output-vocab data`; absent
+    /// for the whole vocabulary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<usize>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -323,6 +347,7 @@ pub fn finetune(opts: &FinetuneOptions) -> anyhow::Result<FinetuneReport> {
             warmup: ((total as f64 * opts.warmup).round() as usize).clamp(1, total.max(1)),
             total,
         },
+        output_vocab: opts.output_vocab,
     };
     let what = match &opts.mode {
         Mode::Full => Trainable::Full,
@@ -338,7 +363,28 @@ pub fn finetune(opts: &FinetuneOptions) -> anyhow::Result<FinetuneReport> {
         },
     };
     let longest = lens.iter().copied().max().unwrap_or(1);
-    let net = TrainNet::new(&cfg, ckpt.dense_tensors()?, &what, longest, &opts.device)?;
+    let mut net = TrainNet::new(&cfg, ckpt.dense_tensors()?, &what, longest, &opts.device)?;
+    let mut output_tokens = None;
+    if opts.output_vocab == OutputVocab::Data {
+        let mut used = vec![false; cfg.vocab_size];
+        for e in &data.examples {
+            for &t in &e.ids {
+                if let Some(u) = used.get_mut(t as usize) {
+                    *u = true;
+                }
+            }
+        }
+        let tokens: Vec<u32> = (0..cfg.vocab_size as u32)
+            .filter(|&t| used[t as usize])
+            .collect();
+        eprintln!(
+            "the loss's softmax runs over the {} tokens the data uses (of {})",
+            tokens.len(),
+            cfg.vocab_size
+        );
+        net.restrict_output(&tokens)?;
+        output_tokens = Some(tokens.len());
+    }
     let mut opt = AdamW::new(net.trainable(), settings.optimizer)?;
     let ckpt_dir = opts.out.join("checkpoint");
     let mut state = CheckpointState {
@@ -461,6 +507,7 @@ pub fn finetune(opts: &FinetuneOptions) -> anyhow::Result<FinetuneReport> {
         final_loss: (!tail.is_empty()).then(|| tail.iter().sum::<f64>() / tail.len() as f64),
         losses: state.losses.clone(),
         files,
+        output_tokens,
     };
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;

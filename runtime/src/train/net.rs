@@ -44,6 +44,31 @@ pub struct TrainNet {
     cos: Tensor,
     sin: Tensor,
     device: Device,
+    /// When set, the loss's softmax runs over these tokens only.
+    output_vocab: Option<OutputVocab>,
+}
+
+/// The tokens a restricted softmax runs over (see [`TrainNet::restrict_output`]).
+struct OutputVocab {
+    /// Token ids, ascending, as a `(S,)` tensor for `index_select`.
+    ids: Tensor,
+    /// Full-vocabulary id → index in `ids` (`u32::MAX` outside it).
+    index: Vec<u32>,
+    /// Trained matrices held compact (only the rows of `ids`), by name, with
+    /// the whole matrix they were taken from.
+    originals: HashMap<String, Tensor>,
+}
+
+impl OutputVocab {
+    /// `ids` as rows of the compact matrices.
+    fn rows(&self, ids: &[u32]) -> candle_core::Result<Vec<u32>> {
+        ids.iter()
+            .map(|&t| match self.index.get(t as usize) {
+                Some(&i) if i != u32::MAX => Ok(i),
+                _ => candle_core::bail!("token {t} is outside the restricted output vocabulary"),
+            })
+            .collect()
+    }
 }
 
 /// What to train.
@@ -143,6 +168,7 @@ impl TrainNet {
             cos,
             sin,
             device: device.clone(),
+            output_vocab: None,
         };
         for (name, shape) in crate::model::synth::tensor_shapes(cfg) {
             let t = net
@@ -154,6 +180,57 @@ impl TrainNet {
             }
         }
         Ok(net)
+    }
+
+    /// Makes the loss's softmax run over `tokens` only (sampled-softmax
+    /// training): the LM head is applied to those rows of the output matrix,
+    /// so a step costs `tokens.len() / vocab` of the full head. Every token
+    /// of the examples (inputs and targets) must then be in `tokens`.
+    ///
+    /// When the embedding (and a separate head) is trained, only its rows
+    /// for `tokens` are: they become a compact `(tokens, hidden)` parameter
+    /// (so the optimizer and the gradients no longer touch all 151,936 rows
+    /// every step), and [`Self::dense_tensors`] writes them back into the
+    /// whole matrix, every other row as it was. Logits at inference are over
+    /// the whole vocabulary as ever.
+    pub fn restrict_output(&mut self, tokens: &[u32]) -> anyhow::Result<()> {
+        let v = self.cfg.vocab_size;
+        let mut ids: Vec<u32> = tokens.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        if let Some(bad) = ids.iter().find(|&&t| t as usize >= v) {
+            bail!("token {bad} is outside the vocabulary ({v})");
+        }
+        if ids.is_empty() {
+            bail!("a restricted output vocabulary needs at least one token");
+        }
+        if self.output_vocab.is_some() {
+            bail!("the output vocabulary is already restricted");
+        }
+        let mut index = vec![u32::MAX; v];
+        for (i, &t) in ids.iter().enumerate() {
+            index[t as usize] = i as u32;
+        }
+        let n = ids.len();
+        let rows = Tensor::from_vec(ids, n, &self.device)?;
+        let mut originals = HashMap::new();
+        for name in ["model.embed_tokens.weight", "lm_head.weight"] {
+            let Some(pos) = self.full.iter().position(|(k, _)| k == name) else {
+                continue;
+            };
+            let whole = self.weights[name].detach();
+            let compact = Var::from_tensor(&whole.index_select(&rows, 0)?)?;
+            self.weights
+                .insert(name.to_string(), compact.as_tensor().clone());
+            self.full[pos].1 = compact;
+            originals.insert(name.to_string(), whole);
+        }
+        self.output_vocab = Some(OutputVocab {
+            ids: rows,
+            index,
+            originals,
+        });
+        Ok(())
     }
 
     /// The model's shape.
@@ -199,8 +276,24 @@ impl TrainNet {
     pub fn dense_tensors(&self) -> anyhow::Result<Vec<(String, Tensor)>> {
         crate::model::synth::tensor_shapes(&self.cfg)
             .into_iter()
-            .map(|(name, _)| Ok((name.clone(), self.weights[&name].to_device(&Device::Cpu)?)))
+            .map(|(name, _)| Ok((name.clone(), self.dense(&name)?.to_device(&Device::Cpu)?)))
             .collect()
+    }
+
+    /// Base tensor `name` whole: a compact matrix's trained rows put back
+    /// into the matrix it was taken from.
+    fn dense(&self, name: &str) -> candle_core::Result<Tensor> {
+        let t = &self.weights[name];
+        let Some((o, whole)) = self
+            .output_vocab
+            .as_ref()
+            .and_then(|o| Some((o, o.originals.get(name)?)))
+        else {
+            return Ok(t.clone());
+        };
+        let t = t.detach();
+        let delta = (t - whole.index_select(&o.ids, 0)?)?;
+        whole.index_add(&o.ids, &delta, 0)
     }
 
     fn w(&self, name: &str) -> &Tensor {
@@ -227,7 +320,13 @@ impl TrainNet {
         let x = self.embed(ids)?;
         let (x, _) = self.body(&x, 0, None)?;
         let x = x.index_select(&Tensor::new(positions, &self.device)?, 0)?;
-        self.head(&x)
+        let x = rms_norm(&x, self.w("model.norm.weight"), self.cfg.rms_norm_eps)?;
+        let head = if self.cfg.tie_word_embeddings {
+            self.dense("model.embed_tokens.weight")?
+        } else {
+            self.dense("lm_head.weight")?
+        };
+        x.matmul(&head.t()?)
     }
 
     /// Summed cross-entropy (natural log) of the target tokens of every
@@ -259,13 +358,32 @@ impl TrainNet {
         } else {
             None
         };
-        let mut selected = Vec::with_capacity(batch.len());
-        for (ids, prompt_len) in batch {
-            let x = self.embed(&ids[shared..])?;
-            let (x, _) = self.body(&x, shared, prefix.as_deref())?;
-            selected.push(x.narrow(0, prompt_len - 1 - shared, ids.len() - prompt_len)?);
+        // The rests run as one batch, each padded at its end to the longest
+        // (a causal mask keeps padding out of every real position), so a
+        // step's ops do not multiply with its examples.
+        let longest = batch
+            .iter()
+            .map(|(ids, _)| ids.len() - shared)
+            .max()
+            .unwrap_or(0);
+        let mut rests = Vec::with_capacity(batch.len() * longest);
+        let mut rows = Vec::with_capacity(targets.len());
+        for (j, (ids, prompt_len)) in batch.iter().enumerate() {
+            rests.extend_from_slice(&ids[shared..]);
+            rests.resize((j + 1) * longest, ids[0]);
+            let from = j * longest + prompt_len - 1 - shared;
+            rows.extend((from..from + ids.len() - prompt_len).map(|r| r as u32));
         }
-        let logits = self.head(&Tensor::cat(&selected, 0)?)?;
+        let x = self.embed(&rests)?;
+        let (x, _) = self.body_batch(&x, batch.len(), shared, prefix.as_deref())?;
+        let x = x.index_select(&Tensor::new(rows, &self.device)?, 0)?;
+        let logits = match &self.output_vocab {
+            None => self.head(&x)?,
+            Some(o) => {
+                targets = o.rows(&targets)?;
+                self.head_rows(&x, Some(&o.ids))?
+            }
+        };
         super::loss::cross_entropy_rows(&logits, &targets)?.sum_all()
     }
 
@@ -276,19 +394,39 @@ impl TrainNet {
                 self.cfg.vocab_size
             );
         }
-        let ids = Tensor::new(ids, &self.device)?;
-        self.w("model.embed_tokens.weight").index_select(&ids, 0)
+        let name = "model.embed_tokens.weight";
+        let ids = match &self.output_vocab {
+            Some(o) if o.originals.contains_key(name) => Tensor::new(o.rows(ids)?, &self.device)?,
+            _ => Tensor::new(ids, &self.device)?,
+        };
+        self.w(name).index_select(&ids, 0)
     }
 
     /// The final norm and the LM head on hidden states `(n, hidden)`.
     fn head(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.head_rows(x, None)
+    }
+
+    /// [`Self::head`] over the output rows `rows` only (all when `None`).
+    fn head_rows(&self, x: &Tensor, rows: Option<&Tensor>) -> candle_core::Result<Tensor> {
         let x = rms_norm(x, self.w("model.norm.weight"), self.cfg.rms_norm_eps)?;
         let head = if self.cfg.tie_word_embeddings {
             self.w("model.embed_tokens.weight")
         } else {
             self.w("lm_head.weight")
         };
-        x.matmul(&head.t()?)
+        let compact = self.output_vocab.as_ref().is_some_and(|o| {
+            o.originals.contains_key(if self.cfg.tie_word_embeddings {
+                "model.embed_tokens.weight"
+            } else {
+                "lm_head.weight"
+            })
+        });
+        match rows {
+            Some(_) if compact => x.matmul(&head.t()?),
+            Some(r) => x.matmul(&head.index_select(r, 0)?.t()?),
+            None => x.matmul(&head.t()?),
+        }
     }
 
     /// The decoder blocks over embeddings `(L, hidden)` at positions
@@ -302,8 +440,25 @@ impl TrainNet {
         offset: usize,
         prefix: Option<&[(Tensor, Tensor)]>,
     ) -> candle_core::Result<(Tensor, Vec<(Tensor, Tensor)>)> {
+        self.body_batch(x, 1, offset, prefix)
+    }
+
+    /// [`Self::body`] over `b` sequences of one length `L` at once: `x` is
+    /// `(b·L, hidden)`, sequence after sequence, each after the same
+    /// `prefix`; keys and values come back as `(b, kv_heads, L, D)`.
+    #[allow(clippy::type_complexity)]
+    fn body_batch(
+        &self,
+        x: &Tensor,
+        b: usize,
+        offset: usize,
+        prefix: Option<&[(Tensor, Tensor)]>,
+    ) -> candle_core::Result<(Tensor, Vec<(Tensor, Tensor)>)> {
         let cfg = &self.cfg;
-        let (l, hd) = (x.dim(0)?, cfg.head_dim);
+        if b == 0 || x.dim(0)? % b != 0 {
+            candle_core::bail!("{} rows are not {b} sequences of one length", x.dim(0)?);
+        }
+        let (l, hd) = (x.dim(0)? / b, cfg.head_dim);
         let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
         let eps = cfg.rms_norm_eps;
         if offset + l > self.cos.dim(0)? {
@@ -322,10 +477,10 @@ impl TrainNet {
             let p = format!("model.layers.{i}");
             let h = rms_norm(&x, self.w(&format!("{p}.input_layernorm.weight")), eps)?;
             let heads = |t: Tensor, n: usize, norm: &str| -> candle_core::Result<Tensor> {
-                // (L, n·D) -> (1, n, L, D), per-head RMSNorm, RoPE
-                let t = t.reshape((l, n, hd))?;
+                // (b·L, n·D) -> (b, n, L, D), per-head RMSNorm, RoPE
+                let t = t.reshape((b, l, n, hd))?;
                 let t = rms_norm(&t, self.w(&format!("{p}.self_attn.{norm}.weight")), eps)?;
-                let t = t.transpose(0, 1)?.unsqueeze(0)?.contiguous()?;
+                let t = t.transpose(1, 2)?.contiguous()?;
                 candle_nn::rotary_emb::rope_slow(&t, &cos, &sin)
             };
             let q = heads(
@@ -340,21 +495,29 @@ impl TrainNet {
             )?;
             let v = self
                 .linear(&format!("{p}.self_attn.v_proj"), &h)?
-                .reshape((l, nkv, hd))?
-                .transpose(0, 1)?
-                .unsqueeze(0)?;
+                .reshape((b, l, nkv, hd))?
+                .transpose(1, 2)?;
             kvs.push((k.clone(), v.clone()));
             let (k, v) = match prefix {
-                Some(p) => (
-                    Tensor::cat(&[&p[i].0, &k], 2)?,
-                    Tensor::cat(&[&p[i].1, &v], 2)?,
-                ),
+                Some(p) => {
+                    let (pk, pv) = (&p[i].0, &p[i].1);
+                    let (pk, pv) = if b == 1 {
+                        (pk.clone(), pv.clone())
+                    } else {
+                        let (_, n, o, d) = pk.dims4()?;
+                        (
+                            pk.broadcast_as((b, n, o, d))?,
+                            pv.broadcast_as((b, n, o, d))?,
+                        )
+                    };
+                    (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?)
+                }
                 None => (k, v),
             };
             let (k, v) = (repeat_kv(&k, nh / nkv)?, repeat_kv(&v, nh / nkv)?);
             let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
             let ctx = candle_nn::ops::softmax(&scores, D::Minus1)?.matmul(&v)?;
-            let ctx = ctx.squeeze(0)?.transpose(0, 1)?.reshape((l, nh * hd))?;
+            let ctx = ctx.transpose(1, 2)?.reshape((b * l, nh * hd))?;
             x = (x + self.linear(&format!("{p}.self_attn.o_proj"), &ctx)?)?;
             let h = rms_norm(
                 &x,
@@ -376,7 +539,7 @@ fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
     x.broadcast_div(&(ms + eps)?.sqrt()?)?.broadcast_mul(w)
 }
 
-/// `(1, kv, L, D)` → `(1, kv·n, L, D)`, each key/value head serving `n` query heads.
+/// `(b, kv, L, D)` → `(b, kv·n, L, D)`, each key/value head serving `n` query heads.
 fn repeat_kv(t: &Tensor, n: usize) -> candle_core::Result<Tensor> {
     if n == 1 {
         return Ok(t.clone());

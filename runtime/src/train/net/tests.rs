@@ -207,3 +207,117 @@ fn shared_prefix_changes_nothing() {
         assert!(d < 1e-4, "{name}: gradients differ by {d}");
     }
 }
+
+/// A restricted output vocabulary is the softmax over those tokens alone
+/// (tied and untied, whole-model training, so the compact matrices are
+/// used); its trained rows are written back into the whole matrices and no
+/// other row changes; a token outside it is refused.
+#[test]
+fn restricted_output_is_the_softmax_over_its_tokens() {
+    for tied in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let (ids, tensors, cfg) = model(dir.path(), tied);
+        let mut net =
+            TrainNet::new(&cfg, tensors.clone(), &Trainable::Full, 64, &Device::Cpu).unwrap();
+        let mut other = ids.clone();
+        other.extend_from_slice(&ids[..5]);
+        let p = ids.len() - 4;
+        let batch: Vec<(&[u32], usize)> = vec![(&ids, p), (&other, p + 2)];
+        // The vocabulary: every token of the data and 40 others.
+        let mut vocab: Vec<u32> = other.clone();
+        vocab.extend((0..40).map(|i| 1000 + 37 * i));
+        let want = {
+            let mut s = vocab.clone();
+            s.sort_unstable();
+            s.dedup();
+            let cols = Tensor::new(s.as_slice(), &Device::Cpu).unwrap();
+            let mut total = 0f32;
+            for (ids, p) in &batch {
+                let pos: Vec<u32> = (*p as u32 - 1..ids.len() as u32 - 1).collect();
+                let logits = net
+                    .forward(ids, &pos)
+                    .unwrap()
+                    .index_select(&cols, 1)
+                    .unwrap();
+                let t: Vec<u32> = ids[*p..]
+                    .iter()
+                    .map(|t| s.iter().position(|x| x == t).unwrap() as u32)
+                    .collect();
+                total += crate::train::loss::cross_entropy_rows(&logits, &t)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+            }
+            total
+        };
+        let whole = net.loss_sum(&batch).unwrap().to_scalar::<f32>().unwrap();
+        net.restrict_output(&vocab).unwrap();
+        let loss = net.loss_sum(&batch).unwrap();
+        let got = loss.to_scalar::<f32>().unwrap();
+        assert!((got - want).abs() < 1e-4 * want.abs(), "{got} vs {want}");
+        assert!(
+            whole > got + 1.0,
+            "the whole vocabulary's loss {whole} vs {got}"
+        );
+        // A step of plain gradient descent on the trained parameters.
+        let grads = loss.backward().unwrap();
+        let compact = net.trainable().into_iter().find(|(n, _)| {
+            n == if tied {
+                "model.embed_tokens.weight"
+            } else {
+                "lm_head.weight"
+            }
+        });
+        let (name, var) = compact.unwrap();
+        let unique = {
+            let mut s = vocab.clone();
+            s.sort_unstable();
+            s.dedup();
+            s.len()
+        };
+        assert_eq!(var.dims(), &[unique, cfg.hidden_size], "{name}");
+        for (_, v) in net.trainable() {
+            let g = grads.get(v.as_tensor()).unwrap();
+            v.set(&(v.as_tensor() - g).unwrap()).unwrap();
+        }
+        let before: HashMap<String, Tensor> = tensors.into_iter().collect();
+        let after: HashMap<String, Tensor> = net.dense_tensors().unwrap().into_iter().collect();
+        let mut s = vocab.clone();
+        s.sort_unstable();
+        s.dedup();
+        for n in ["model.embed_tokens.weight", "lm_head.weight"] {
+            let (Some(b), Some(a)) = (before.get(n), after.get(n)) else {
+                continue;
+            };
+            assert_eq!(a.dims(), b.dims());
+            let diff: Vec<f32> = (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_keepdim(1)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            for (t, d) in diff.iter().enumerate() {
+                let inside = s.binary_search(&(t as u32)).is_ok();
+                if !inside {
+                    assert_eq!(*d, 0.0, "{n}: row {t} outside the vocabulary changed");
+                }
+            }
+            for &t in &other {
+                assert!(diff[t as usize] > 0.0, "{n}: row {t} was not written back");
+            }
+        }
+        let mut outside = ids.clone();
+        outside.push(150_000);
+        let e = net.loss_sum(&[(&outside, p)]).unwrap_err().to_string();
+        assert!(
+            e.contains("outside the restricted output vocabulary"),
+            "{e}"
+        );
+    }
+}
