@@ -85,6 +85,16 @@ const LORA: &[&str] = &[
     "100000",
 ];
 
+const FULL: &[&str] = &[
+    "--full",
+    "--lr",
+    "1e-2",
+    "--epochs",
+    "4",
+    "--batch-tokens",
+    "100000",
+];
+
 #[test]
 fn lora_learns_reproduces_resumes_and_changes_generation() {
     let tmp = tempfile::tempdir().unwrap();
@@ -164,16 +174,7 @@ fn full_training_writes_a_model_that_loads() {
         &model,
         &data,
         "full",
-        &[
-            "--full",
-            "--lr",
-            "1e-2",
-            "--epochs",
-            "4",
-            "--batch-tokens",
-            "100000",
-            "--json",
-        ],
+        &[FULL, &["--json"]].concat(),
     ));
     let r: Value = serde_json::from_str(&o).unwrap();
     let l = losses(&r);
@@ -208,18 +209,7 @@ fn full_training_writes_a_model_that_loads() {
     // --output-vocab data: the softmax over the data's tokens only. The
     // loss falls as fast, only those rows of the (tied) embedding move, and
     // --resume continues it.
-    let args = [
-        "--full",
-        "--lr",
-        "1e-2",
-        "--epochs",
-        "4",
-        "--batch-tokens",
-        "100000",
-        "--output-vocab",
-        "data",
-        "--json",
-    ];
+    let args = [FULL, &["--output-vocab", "data", "--json"]].concat();
     let r: Value = serde_json::from_str(&ok(&finetune(dir, &model, &data, "sub", &args))).unwrap();
     let l = losses(&r);
     assert!(l[3] < l[0] - 0.5, "{l:?}");
@@ -242,10 +232,10 @@ fn full_training_writes_a_model_that_loads() {
         "{moved} rows moved, {n} in the data"
     );
     assert!(n < before.len() / 10, "{n} of {} tokens", before.len());
-    let mut stop = args.to_vec();
+    let mut stop = args.clone();
     stop.extend(["--max-steps", "2"]);
     ok(&finetune(dir, &model, &data, "sub2", &stop));
-    let mut resume = args.to_vec();
+    let mut resume = args.clone();
     resume.push("--resume");
     let r2: Value =
         serde_json::from_str(&ok(&finetune(dir, &model, &data, "sub2", &resume))).unwrap();

@@ -135,7 +135,8 @@ pub struct FinetuneArgs {
     #[arg(long)]
     threads: Option<usize>,
     /// Tokens the loss's softmax runs over: full (the whole vocabulary) or data (only the
-    /// tokens the data file uses; several times faster for a small model over a large vocabulary).
+    /// tokens the data file uses; cheaper steps and a tenth of the optimizer state for a small
+    /// model over Qwen3's 151,936 tokens).
     #[arg(long, value_enum, default_value = "full")]
     output_vocab: crate::train::finetune::OutputVocab,
     /// Print the report as JSON.

@@ -49,10 +49,10 @@ pub enum OutputVocab {
     #[default]
     Full,
     /// Only the tokens that occur in the data file (prompts and targets):
-    /// sampled-softmax training. With Qwen3's 151,936 tokens the LM head is
-    /// most of a small model's step; data of a few thousand distinct tokens
-    /// makes it that much cheaper. Tokens the data never uses keep the output
-    /// rows they had, so they stay as unlikely as they were.
+    /// sampled-softmax training. With Qwen3's 151,936 tokens the LM head and
+    /// the embedding's optimizer state are most of a small model's step and
+    /// memory; data of a few thousand distinct tokens makes them that much
+    /// smaller. Tokens the data never uses keep the rows they had.
     Data,
 }
 
