@@ -129,6 +129,17 @@ fn lora_learns_reproduces_resumes_and_changes_generation() {
     ok(&finetune(dir, &model, &data, "d", &resume));
     assert_eq!(weights("a"), weights("d"));
     assert_eq!(la, losses(&report(dir, "d")));
+    // --write-partial also writes the adapter of the step it stopped at;
+    // resuming then finishes the uninterrupted run's adapter.
+    let mut partial = stop.clone();
+    partial.push("--write-partial");
+    let o = ok(&finetune(dir, &model, &data, "p", &partial));
+    assert!(o.contains("wrote the model of step 2"), "{o}");
+    assert!(!report(dir, "p")["finished"].as_bool().unwrap());
+    assert_eq!(losses(&report(dir, "p")), la[..2].to_vec());
+    assert_ne!(weights("p"), weights("a"));
+    ok(&finetune(dir, &model, &data, "p", &resume));
+    assert_eq!(weights("a"), weights("p"));
     // Resuming with other settings is refused, naming what differs.
     ok(&finetune(dir, &model, &data, "e", &stop));
     let mut other = resume.clone();

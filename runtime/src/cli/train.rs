@@ -125,6 +125,10 @@ pub struct FinetuneArgs {
     /// Stop after N steps of the plan, leaving a checkpoint to --resume from.
     #[arg(long)]
     max_steps: Option<usize>,
+    /// With --max-steps: also write the model (or adapter) trained so far to OUT, to evaluate
+    /// mid-run or to start another stage from (training.json says finished: false).
+    #[arg(long, requires = "max_steps")]
+    write_partial: bool,
     /// cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -183,6 +187,7 @@ pub fn finetune_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
         resume: a.resume,
         checkpoint_every: a.checkpoint_every,
         max_steps: a.max_steps,
+        write_partial: a.write_partial,
         device: crate::model::parse_device(&a.device)?,
         dtype: super::model::dtype(Some(&a.dtype))?.unwrap_or(candle_core::DType::F32),
         progress: !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
@@ -215,6 +220,13 @@ pub fn finetune_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
     if report.finished {
         println!("wrote {}", a.out.display());
     } else {
+        if !report.files.is_empty() {
+            println!(
+                "wrote the model of step {} to {} (--write-partial)",
+                report.steps_done,
+                a.out.display()
+            );
+        }
         println!(
             "stopped at step {} by --max-steps; continue with the same command and --resume",
             report.steps_done

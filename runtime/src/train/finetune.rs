@@ -116,6 +116,9 @@ pub struct FinetuneOptions {
     pub checkpoint_every: usize,
     /// Stop after this many steps of the plan (a checkpoint is written).
     pub max_steps: Option<usize>,
+    /// When `max_steps` stops the run early, also write the model (or
+    /// adapter) trained so far, as the finished run would.
+    pub write_partial: bool,
     /// Where to train.
     pub device: Device,
     /// Dtype of a `Full` model's weights.
@@ -143,7 +146,8 @@ pub struct FinetuneReport {
     pub total_steps: usize,
     /// Steps done (all of them unless `--max-steps` stopped early).
     pub steps_done: usize,
-    /// Whether the plan is finished (the output is written only then).
+    /// Whether the plan is finished (the output is written only then, or
+    /// also at an early stop with `--write-partial`).
     pub finished: bool,
     /// Tokens run through the model (prompt and target), over all steps.
     pub tokens: usize,
@@ -464,7 +468,7 @@ pub fn finetune(opts: &FinetuneOptions) -> anyhow::Result<FinetuneReport> {
     bar.finish_and_clear();
     let finished = state.step == total;
     let mut files = Vec::new();
-    if finished {
+    if finished || opts.write_partial {
         std::fs::create_dir_all(&opts.out)
             .with_context(|| format!("cannot create {}", opts.out.display()))?;
         files = match &opts.mode {

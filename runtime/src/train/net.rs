@@ -281,7 +281,8 @@ impl TrainNet {
     }
 
     /// Base tensor `name` whole: a compact matrix's trained rows put back
-    /// into the matrix it was taken from.
+    /// into the matrix it was taken from (those rows exactly the trained
+    /// values, every other row as it was).
     fn dense(&self, name: &str) -> candle_core::Result<Tensor> {
         let t = &self.weights[name];
         let Some((o, whole)) = self
@@ -291,9 +292,25 @@ impl TrainNet {
         else {
             return Ok(t.clone());
         };
-        let t = t.detach();
-        let delta = (t - whole.index_select(&o.ids, 0)?)?;
-        whole.index_add(&o.ids, &delta, 0)
+        // Zero the trained rows (× 0; every other row × 1, unchanged), then
+        // add the trained values into them.
+        let mut keep = vec![1f32; whole.dim(0)?];
+        for &i in &o.ids.to_vec1::<u32>()? {
+            keep[i as usize] = 0.0;
+        }
+        let keep = Tensor::from_vec(keep, (whole.dim(0)?, 1), whole.device())?;
+        whole
+            .broadcast_mul(&keep)?
+            .index_add(&o.ids, &t.detach(), 0)
+    }
+
+    /// The output matrix: the embedding when tied, else `lm_head`.
+    fn head_name(&self) -> &'static str {
+        if self.cfg.tie_word_embeddings {
+            "model.embed_tokens.weight"
+        } else {
+            "lm_head.weight"
+        }
     }
 
     fn w(&self, name: &str) -> &Tensor {
@@ -321,12 +338,7 @@ impl TrainNet {
         let (x, _) = self.body(&x, 0, None)?;
         let x = x.index_select(&Tensor::new(positions, &self.device)?, 0)?;
         let x = rms_norm(&x, self.w("model.norm.weight"), self.cfg.rms_norm_eps)?;
-        let head = if self.cfg.tie_word_embeddings {
-            self.dense("model.embed_tokens.weight")?
-        } else {
-            self.dense("lm_head.weight")?
-        };
-        x.matmul(&head.t()?)
+        x.matmul(&self.dense(self.head_name())?.t()?)
     }
 
     /// Summed cross-entropy (natural log) of the target tokens of every
@@ -410,18 +422,11 @@ impl TrainNet {
     /// [`Self::head`] over the output rows `rows` only (all when `None`).
     fn head_rows(&self, x: &Tensor, rows: Option<&Tensor>) -> candle_core::Result<Tensor> {
         let x = rms_norm(x, self.w("model.norm.weight"), self.cfg.rms_norm_eps)?;
-        let head = if self.cfg.tie_word_embeddings {
-            self.w("model.embed_tokens.weight")
-        } else {
-            self.w("lm_head.weight")
-        };
-        let compact = self.output_vocab.as_ref().is_some_and(|o| {
-            o.originals.contains_key(if self.cfg.tie_word_embeddings {
-                "model.embed_tokens.weight"
-            } else {
-                "lm_head.weight"
-            })
-        });
+        let head = self.w(self.head_name());
+        let compact = self
+            .output_vocab
+            .as_ref()
+            .is_some_and(|o| o.originals.contains_key(self.head_name()));
         match rows {
             Some(_) if compact => x.matmul(&head.t()?),
             Some(r) => x.matmul(&head.index_select(r, 0)?.t()?),
@@ -501,15 +506,11 @@ impl TrainNet {
             let (k, v) = match prefix {
                 Some(p) => {
                     let (pk, pv) = (&p[i].0, &p[i].1);
-                    let (pk, pv) = if b == 1 {
-                        (pk.clone(), pv.clone())
-                    } else {
-                        let (_, n, o, d) = pk.dims4()?;
-                        (
-                            pk.broadcast_as((b, n, o, d))?,
-                            pv.broadcast_as((b, n, o, d))?,
-                        )
-                    };
+                    let (_, n, o, d) = pk.dims4()?;
+                    let (pk, pv) = (
+                        pk.broadcast_as((b, n, o, d))?,
+                        pv.broadcast_as((b, n, o, d))?,
+                    );
                     (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?)
                 }
                 None => (k, v),

@@ -253,6 +253,8 @@ fn restricted_output_is_the_softmax_over_its_tokens() {
             total
         };
         let whole = net.loss_sum(&batch).unwrap().to_scalar::<f32>().unwrap();
+        let e = net.restrict_output(&[]).unwrap_err().to_string();
+        assert!(e.contains("at least one token"), "{e}");
         net.restrict_output(&vocab).unwrap();
         let loss = net.loss_sum(&batch).unwrap();
         let got = loss.to_scalar::<f32>().unwrap();
@@ -311,7 +313,20 @@ fn restricted_output_is_the_softmax_over_its_tokens() {
             for &t in &other {
                 assert!(diff[t as usize] > 0.0, "{n}: row {t} was not written back");
             }
+            // Written back exactly: the whole matrix's rows of the
+            // vocabulary are the trained compact rows, bit for bit.
+            if n == name {
+                let rows = Tensor::new(s.as_slice(), &Device::Cpu).unwrap();
+                let back: Vec<Vec<f32>> = a.index_select(&rows, 0).unwrap().to_vec2().unwrap();
+                let trained: Vec<Vec<f32>> = var.as_tensor().to_vec2().unwrap();
+                assert!(
+                    back == trained,
+                    "{n}: rows written back are not the trained rows"
+                );
+            }
         }
+        let e = net.restrict_output(&vocab).unwrap_err().to_string();
+        assert!(e.contains("already restricted"), "{e}");
         let mut outside = ids.clone();
         outside.push(150_000);
         let e = net.loss_sum(&[(&outside, p)]).unwrap_err().to_string();
