@@ -229,19 +229,26 @@ pub fn plan(
     steps
 }
 
-/// A key per example: equal for examples whose text is the same through
-/// the first `end` token (the system message, with the tools).
+/// A key per example: equal for examples that open with the same system
+/// message (`system_open`, e.g. `<|im_start|>system`, then the same text
+/// through the first `end` token: the system prompt with the tools), and one
+/// shared key for every example that opens without one (their first
+/// message is a user's, which shares nothing worth grouping by).
 pub fn prefix_groups<'a>(
     examples: impl IntoIterator<Item = &'a [u32]>,
+    system_open: &[u32],
     end: Option<u32>,
 ) -> Vec<u64> {
     use std::hash::{Hash, Hasher};
     examples
         .into_iter()
         .map(|ids| {
-            let cut = end
-                .and_then(|e| ids.iter().position(|&t| t == e))
-                .map_or(ids.len(), |p| p + 1);
+            let cut = if system_open.is_empty() || !ids.starts_with(system_open) {
+                0
+            } else {
+                end.and_then(|e| ids.iter().position(|&t| t == e))
+                    .map_or(ids.len(), |p| p + 1)
+            };
             let mut h = std::collections::hash_map::DefaultHasher::new();
             ids[..cut].hash(&mut h);
             h.finish()
@@ -321,8 +328,14 @@ pub fn finetune(opts: &FinetuneOptions) -> anyhow::Result<FinetuneReport> {
         eprintln!("skipped line {}: {}", b.line, b.reason);
     }
     let lens: Vec<usize> = data.examples.iter().map(|e| e.ids.len()).collect();
+    let system_open = tok
+        .encode("<|im_start|>system", false)
+        .map_err(|e| anyhow::anyhow!("cannot tokenize the system message's opening: {e}"))?
+        .get_ids()
+        .to_vec();
     let groups = prefix_groups(
         data.examples.iter().map(|e| e.ids.as_slice()),
+        &system_open,
         tok.token_to_id("<|im_end|>"),
     );
     let steps = plan(
@@ -632,10 +645,21 @@ mod tests {
             .map(|&i| lens[i])
             .sum::<usize>()
             >= 1000));
-        // Keys: equal through the first end token, whatever follows.
-        let ids = [vec![1, 2, 9, 5], vec![1, 2, 9, 6], vec![1, 3, 9, 5]];
-        let k = prefix_groups(ids.iter().map(Vec::as_slice), Some(9));
+        // Keys: with a system message (opening 1), equal through the first
+        // end token, whatever follows; without one (opening with 4, a
+        // user's message), one key for all, however the first messages differ.
+        let ids = [
+            vec![1, 2, 9, 5],
+            vec![1, 2, 9, 6],
+            vec![1, 3, 9, 5],
+            vec![4, 2, 9, 5],
+            vec![4, 3, 9, 6],
+        ];
+        let k = prefix_groups(ids.iter().map(Vec::as_slice), &[1], Some(9));
         assert_eq!(k[0], k[1]);
         assert_ne!(k[0], k[2]);
+        assert_eq!(k[3], k[4]);
+        assert_ne!(k[3], k[0]);
+        assert_ne!(k[3], k[2]);
     }
 }
