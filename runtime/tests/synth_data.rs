@@ -32,10 +32,12 @@ fn conversations_carry_real_results_and_never_leak_held_out_names() {
         direct_fraction: 0.25,
         tree: Some(dir.path().join("tree")),
         hold_out_suites: vec![repo().join("examples/evals/seed-tools.toml")],
+        copy_drills: 40,
     };
     let tree = dir.path().join("tree");
     let report = synth_data(&opts).unwrap();
     assert_eq!(report.conversations, 120);
+    assert_eq!(report.copy_drills, 40);
     assert!(
         report.generated_packages > 10,
         "{}",
@@ -142,16 +144,49 @@ fn conversations_carry_real_results_and_never_leak_held_out_names() {
         calls > 60 && searches > 20 && invented > 5,
         "{calls} {searches} {invented}"
     );
+    // The copy drills come after the conversations: no tools, and the
+    // answer repeats the names the question ends with (the loop above
+    // checked that none is held out).
+    assert_eq!(lines.len(), 160);
+    let mut counts = std::collections::BTreeSet::new();
+    for c in &lines[120..] {
+        assert!(c.get("tools").is_none_or(Value::is_null), "{c}");
+        let m = c["messages"].as_array().unwrap();
+        assert_eq!(m.len(), 2, "{c}");
+        let (q, a) = (
+            m[0]["content"].as_str().unwrap(),
+            m[1]["content"].as_str().unwrap(),
+        );
+        let names = a
+            .strip_prefix("You said: ")
+            .unwrap_or_else(|| panic!("{a}"));
+        assert!(q.ends_with(names) && q.len() > names.len(), "{q} / {a}");
+        counts.insert(names.len());
+    }
+    assert!(counts.len() > 10, "drills of few lengths: {counts:?}");
     assert!(!report.held_out_topics.is_empty());
     // The same seed writes the same file.
     let again = dir.path().join("again.jsonl");
     synth_data(&SynthDataOptions {
         out: again.clone(),
         tree: None,
-        ..opts
+        ..opts.clone()
     })
     .unwrap();
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap());
+    // Without drills: the same conversations, nothing after them.
+    let plain = dir.path().join("plain.jsonl");
+    synth_data(&SynthDataOptions {
+        out: plain.clone(),
+        tree: None,
+        copy_drills: 0,
+        ..opts
+    })
+    .unwrap();
+    let plain = std::fs::read_to_string(&plain).unwrap();
+    let all = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(plain.lines().count(), 120);
+    assert!(all.starts_with(&plain));
 }
 
 #[test]
@@ -168,6 +203,7 @@ fn run_command_conversations_for_a_shell_policy_carry_its_real_output() {
         direct_fraction: 0.1,
         tree: Some(tree.clone()),
         hold_out_suites: vec![],
+        copy_drills: 0,
     })
     .unwrap();
     assert_eq!(report.conversations, 150);
@@ -228,6 +264,7 @@ fn run_command_conversations_for_a_shell_policy_carry_its_real_output() {
         direct_fraction: 0.1,
         tree: Some(tree.clone()),
         hold_out_suites: vec![],
+        copy_drills: 0,
     })
     .unwrap_err();
     assert!(format!("{err:#}").contains("is not empty"), "{err:#}");

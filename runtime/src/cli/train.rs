@@ -33,6 +33,11 @@ pub struct SynthDataArgs {
     /// workspace plus generated packages) in this new directory.
     #[arg(long)]
     tree: Option<PathBuf>,
+    /// Also write this many copy drills (a user gives names, the assistant repeats them;
+    /// no tool, no system prompt): a model trained from random weights learns to copy
+    /// names from them first.
+    #[arg(long, default_value_t = 0)]
+    copy_drills: usize,
 }
 
 /// Runs `warden synth-data`.
@@ -46,6 +51,7 @@ pub fn synth_data_cmd(a: SynthDataArgs) -> anyhow::Result<()> {
         direct_fraction: a.direct,
         tree: a.tree,
         hold_out_suites: a.hold_out_suites,
+        copy_drills: a.copy_drills,
     })?;
     let held: usize = report.held_out_names.values().map(Vec::len).sum();
     println!(
@@ -54,6 +60,9 @@ pub fn synth_data_cmd(a: SynthDataArgs) -> anyhow::Result<()> {
         report.direct,
         a.out.display()
     );
+    if report.copy_drills > 0 {
+        println!("and {} copy drills after them", report.copy_drills);
+    }
     println!(
         "held out: {held} names, {} phrasings, {} topics, {} suite cases; listed in {}",
         report.held_out_phrasings.len(),

@@ -11,6 +11,7 @@
 //! generalisation, not recall.
 
 mod direct;
+mod drills;
 mod names;
 mod tree;
 
@@ -20,6 +21,7 @@ use crate::policy::Policy;
 use crate::sandbox::ToolHost;
 use anyhow::{bail, Context as _};
 use direct::{DirectPool, Fixed, Frames, Topic};
+use drills::Drills;
 use names::{mentions, Invented};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -66,6 +68,8 @@ struct Templates {
     topic: Vec<Topic>,
     #[serde(default)]
     direct: Vec<Fixed>,
+    #[serde(default)]
+    drills: Drills,
 }
 
 /// What to write.
@@ -89,6 +93,8 @@ pub struct SynthDataOptions {
     /// Keep the training workspace (the tool results came from it) here;
     /// by default it is a temporary directory, removed at the end.
     pub tree: Option<PathBuf>,
+    /// Copy drills written after the `n` conversations (see [`drills`]).
+    pub copy_drills: usize,
 }
 
 /// What was written.
@@ -98,6 +104,8 @@ pub struct SynthDataReport {
     pub conversations: usize,
     /// Of which need no tool.
     pub direct: usize,
+    /// Copy drills written after them.
+    pub copy_drills: usize,
     /// Names held out (never in training), by kind.
     pub held_out_names: BTreeMap<String, Vec<String>>,
     /// Phrasings held out.
@@ -471,6 +479,43 @@ pub fn synth_data(opts: &SynthDataOptions) -> anyhow::Result<SynthDataReport> {
         writeln!(w, "{}", serde_json::to_string(&conv)?)?;
         written += 1;
     }
+    // Copy drills: names found in the training workspace and invented ones,
+    // none held out. Drawn after the conversations, so that a file without
+    // drills is the same as before they existed.
+    let found_pool: Vec<&String> = train_names
+        .iter()
+        .filter(|(k, _)| k.as_str() != "ext")
+        .flat_map(|(_, v)| v)
+        .collect();
+    let mut drills = 0;
+    while drills < opts.copy_drills {
+        if failed > (opts.n + opts.copy_drills) * 20 + 100 {
+            bail!(
+                "could not make {} copy drills (made {drills})",
+                opts.copy_drills
+            );
+        }
+        let drawn = templates.drills.draw(&mut rng, |r| {
+            if !found_pool.is_empty() && r.random_bool(0.5) {
+                Some(found_pool[r.random_range(0..found_pool.len())].clone())
+            } else {
+                let kind = ["class", "function", "file", "dir"][r.random_range(0..4)];
+                templates.invented.name(kind, &words, &dirs, r)
+            }
+        });
+        let Some((q, a)) = drawn.filter(|(q, _)| !leaks(q) && !prompts.contains(q)) else {
+            failed += 1;
+            continue;
+        };
+        let conv = Conversation {
+            messages: vec![Message::new("user", q), Message::new("assistant", a)],
+            tools: None,
+            enable_thinking: None,
+            add_generation_prompt: Some(false),
+        };
+        writeln!(w, "{}", serde_json::to_string(&conv)?)?;
+        drills += 1;
+    }
     w.flush()?;
     // Every name a suite prompt mentions is held out and no suite prompt is
     // written, so every case of the suite is held out.
@@ -479,6 +524,7 @@ pub fn synth_data(opts: &SynthDataOptions) -> anyhow::Result<SynthDataReport> {
     let report = SynthDataReport {
         conversations: written,
         direct: n_direct,
+        copy_drills: drills,
         held_out_names,
         held_out_phrasings,
         held_out_topics: held_topics.into_iter().map(|t| t.name).collect(),

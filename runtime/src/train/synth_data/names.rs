@@ -147,7 +147,7 @@ impl Invented {
         kind: &str,
         words: &[String],
         dirs: &[String],
-        rng: &mut impl Rng,
+        rng: &mut (impl Rng + ?Sized),
     ) -> Option<String> {
         let w1 = pick(words, rng)?.clone();
         let w2 = pick(words, rng)?.clone();
