@@ -18,8 +18,8 @@ use serde::Deserialize;
 pub(super) struct Drills {
     /// Questions, with `{names}`.
     pub phrasings: Vec<String>,
-    /// The answer, with `{names}`.
-    pub answer: String,
+    /// Answers, with `{names}`.
+    pub answers: Vec<String>,
     /// What joins the names.
     pub separators: Vec<String>,
     /// At most this many names a drill.
@@ -30,7 +30,7 @@ impl Default for Drills {
     fn default() -> Self {
         Self {
             phrasings: vec!["Repeat: {names}".into()],
-            answer: "You said: {names}".into(),
+            answers: vec!["You said: {names}".into()],
             separators: vec![", ".into()],
             most: 6,
         }
@@ -45,7 +45,7 @@ impl Drills {
         rng: &mut impl Rng,
         mut draw: impl FnMut(&mut dyn rand::RngCore) -> Option<String>,
     ) -> Option<(String, String)> {
-        if self.phrasings.is_empty() || self.separators.is_empty() {
+        if self.phrasings.is_empty() || self.answers.is_empty() || self.separators.is_empty() {
             return None;
         }
         let k = rng.random_range(1..=self.most.max(1));
@@ -56,10 +56,8 @@ impl Drills {
         let sep = &self.separators[rng.random_range(0..self.separators.len())];
         let names = names.join(sep);
         let q = &self.phrasings[rng.random_range(0..self.phrasings.len())];
-        Some((
-            q.replace("{names}", &names),
-            self.answer.replace("{names}", &names),
-        ))
+        let a = &self.answers[rng.random_range(0..self.answers.len())];
+        Some((q.replace("{names}", &names), a.replace("{names}", &names)))
     }
 }
 
@@ -71,8 +69,8 @@ mod tests {
     #[test]
     fn the_answer_repeats_the_question_s_names() {
         let d = Drills {
-            phrasings: vec!["Echo: {names}".into(), "Say back {names}".into()],
-            answer: "You said: {names}".into(),
+            phrasings: vec!["Echo: {names}".into(), "Say {names} back".into()],
+            answers: vec!["You said: {names}".into(), "`{names}`".into()],
             separators: vec![", ".into(), "/".into()],
             most: 4,
         };
@@ -85,8 +83,11 @@ mod tests {
                     Some(pool[r.random_range(0..pool.len())].to_string())
                 })
                 .unwrap();
-            let names = a.strip_prefix("You said: ").unwrap();
-            assert!(q.ends_with(names), "{q} / {a}");
+            let names = a
+                .strip_prefix("You said: ")
+                .or_else(|| a.strip_prefix('`')?.strip_suffix('`'))
+                .unwrap();
+            assert!(q.contains(&format!(" {names}")), "{q} / {a}");
             let n = names.split([',', '/']).count();
             assert!((1..=4).contains(&n), "{a}");
             sizes.insert(n);
