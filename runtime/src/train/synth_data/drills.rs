@@ -8,7 +8,7 @@
 //! two-layer circuit (a head that carries the previous token, a head that
 //! finds the token after the current one's earlier occurrence) that forms
 //! only with many dense copy targets. Drills give it those: the tiny
-//! agent's shape learns drills of the simplest form in a few hundred steps,
+//! agent's shape learns drills of the shipped form in a few hundred steps,
 //! and trained on the task after them it copies the later tokens of a name
 //! into its calls (README, "The tiny tool-caller", has what was measured).
 
