@@ -397,6 +397,62 @@ fn fuse_quantize_reports_the_delta_survival_and_says_when_it_is_lost() {
         "{text}"
     );
     assert!(fused.join("model-q4_0.gguf").exists());
+    // --embedding-type: the fused model's token embedding in its own type.
+    let mixed = dir.path().join("fused-mixed.gguf");
+    let text = ok(&warden(
+        &[
+            "fuse",
+            "--model",
+            s(&base),
+            "--adapter",
+            s(&small),
+            "--out",
+            s(&fused),
+            "--quantize",
+            "q4_0",
+            "--quantized-out",
+            s(&mixed),
+            "--embedding-type",
+            "q8_0",
+        ],
+        dir.path(),
+    ));
+    assert!(
+        text.contains("Most of the adapter's delta is lost in q4_0"),
+        "{text}"
+    );
+    let mut f = std::fs::File::open(&mixed).unwrap();
+    let content = candle_core::quantized::gguf_file::Content::read(&mut f).unwrap();
+    use candle_core::quantized::GgmlDType;
+    assert_eq!(
+        content.tensor_infos["token_embd.weight"].ggml_dtype,
+        GgmlDType::Q8_0
+    );
+    assert_eq!(
+        content.tensor_infos["blk.0.attn_q.weight"].ggml_dtype,
+        GgmlDType::Q4_0
+    );
+    // An MLX format has no per-tensor types.
+    let o = warden(
+        &[
+            "fuse",
+            "--model",
+            s(&base),
+            "--adapter",
+            s(&small),
+            "--out",
+            s(&fused),
+            "--quantize",
+            "mlx-4",
+            "--quantized-out",
+            s(&dir.path().join("m4")),
+            "--embedding-type",
+            "q8_0",
+        ],
+        dir.path(),
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("GGUF formats only"));
     let json = |fmt: &str, adapter: &Path, out: &str| -> Value {
         let o = warden(
             &[

@@ -191,6 +191,89 @@ fn conversations_carry_real_results_and_never_leak_held_out_names() {
     assert!(all.starts_with(&plain));
 }
 
+/// The parts of a text's identifiers, lower-cased: `PornManager` and
+/// `porn_shit.py` give `porn`, `manager`, `shit`, `py`.
+fn word_parts(text: &str) -> std::collections::BTreeSet<String> {
+    let mut parts = std::collections::BTreeSet::new();
+    let mut cur = String::new();
+    let mut prev_lower = false;
+    for c in text.chars() {
+        let boundary = !c.is_ascii_alphabetic() || (prev_lower && c.is_ascii_uppercase());
+        if boundary && !cur.is_empty() {
+            parts.insert(std::mem::take(&mut cur));
+        }
+        if c.is_ascii_alphabetic() {
+            cur.push(c.to_ascii_lowercase());
+        }
+        prev_lower = c.is_ascii_lowercase();
+    }
+    if !cur.is_empty() {
+        parts.insert(cur);
+    }
+    parts
+}
+
+#[test]
+fn invented_names_never_use_the_excluded_words() {
+    #[derive(serde::Deserialize)]
+    struct Invented {
+        exclude: Vec<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Templates {
+        invented: Invented,
+    }
+    let t: Templates = toml::from_str(warden::train::synth_data::TEMPLATES).unwrap();
+    assert!(t.invented.exclude.len() > 20);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("drills.jsonl");
+    // Thousands of drills, most names invented from ~8,000 vocabulary words:
+    // without the exclusion dozens of excluded words would be drawn.
+    synth_data(&SynthDataOptions {
+        suite: repo().join("examples/evals/code-search.toml"),
+        out: out.clone(),
+        n: 0,
+        seed: 5,
+        holdout: 0.3,
+        direct_fraction: 0.25,
+        tree: Some(dir.path().join("tree")),
+        hold_out_suites: vec![],
+        copy_drills: 4000,
+    })
+    .unwrap();
+    let mut text = std::fs::read_to_string(&out).unwrap();
+    // The training workspace's generated packages are invented names too.
+    for e in walk(&dir.path().join("tree")) {
+        text.push('\n');
+        text.push_str(&e);
+    }
+    let parts = word_parts(&text);
+    assert!(parts.len() > 1_000, "{}", parts.len());
+    let found: Vec<&String> = t
+        .invented
+        .exclude
+        .iter()
+        .filter(|w| parts.contains(*w))
+        .collect();
+    assert!(found.is_empty(), "excluded words used: {found:?}");
+}
+
+/// Every path under `dir`, relative to it.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            if p.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out
+}
+
 #[test]
 fn run_command_conversations_for_a_shell_policy_carry_its_real_output() {
     let dir = tempfile::tempdir().unwrap();

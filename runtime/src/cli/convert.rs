@@ -35,6 +35,11 @@ pub struct FuseArgs {
     /// Where the quantized model goes (default: OUT/model-FORMAT.gguf, or OUT/mlx-N/).
     #[arg(long, requires = "quantize")]
     quantized_out: Option<PathBuf>,
+    /// GGUF only: the token embedding (the output layer too when tied) in
+    /// this type instead (q8_0, q6_k, q5_k, q4_k, q3_k, q2_k, …), as
+    /// `warden quantize --embedding-type`.
+    #[arg(long, requires = "quantize")]
+    embedding_type: Option<String>,
     /// Print the report (and the survival table) as JSON.
     #[arg(long)]
     json: bool,
@@ -80,6 +85,11 @@ pub fn fuse(a: FuseArgs) -> anyhow::Result<()> {
         dtype,
         quantize: format,
         quantized_out: a.quantized_out,
+        embedding_type: a
+            .embedding_type
+            .as_deref()
+            .map(crate::model::synth::parse_gguf_type)
+            .transpose()?,
     };
     let report = fuse::fuse(&opts)?;
     if a.json {

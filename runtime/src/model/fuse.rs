@@ -8,6 +8,7 @@ use super::load::Checkpoint;
 use super::quantize::{self, QuantFormat, TokenizerFiles, Written};
 use super::survival::{survival, Survival};
 use anyhow::{bail, Context as _};
+use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,10 @@ pub struct FuseOptions {
     /// Where the quantized model goes (default: `<out>/model-<fmt>.gguf`
     /// or `<out>/<fmt>/`).
     pub quantized_out: Option<PathBuf>,
+    /// GGUF only: the token embedding (the output layer too when tied) in
+    /// this type instead (adapters never change it, so the survival table
+    /// is the same).
+    pub embedding_type: Option<GgmlDType>,
 }
 
 /// What was done.
@@ -57,6 +62,9 @@ pub fn default_quantized_out(out: &Path, format: QuantFormat) -> PathBuf {
 pub fn fuse(opts: &FuseOptions) -> anyhow::Result<FuseReport> {
     if opts.adapters.is_empty() {
         bail!("give at least one --adapter to fuse");
+    }
+    if opts.embedding_type.is_some() && !matches!(opts.quantize, Some(QuantFormat::Gguf(_))) {
+        bail!("--embedding-type applies to GGUF formats only (--quantize q8_0, q4_k, …)");
     }
     let mut ckpt = Checkpoint::open(&opts.model, &Device::Cpu)?;
     if ckpt.path.canonicalize().ok() == opts.out.canonicalize().ok() {
@@ -104,7 +112,12 @@ pub fn fuse(opts: &FuseOptions) -> anyhow::Result<FuseReport> {
                 .quantized_out
                 .clone()
                 .unwrap_or_else(|| default_quantized_out(&opts.out, format));
-            let w = quantize::write_quantized(format, &cfg, &tensors, &target, &tok)?;
+            let w = match (format, opts.embedding_type) {
+                (QuantFormat::Gguf(t), Some(e)) => {
+                    quantize::write_gguf_with(&target, &cfg, &tensors, t, Some(e), &tok)?
+                }
+                _ => quantize::write_quantized(format, &cfg, &tensors, &target, &tok)?,
+            };
             (Some(w), Some(surv))
         }
     };

@@ -287,7 +287,7 @@ pub fn synth_data(opts: &SynthDataOptions) -> anyhow::Result<SynthDataReport> {
     // Words for invented names: none the suite's prompts use.
     let words: Vec<String> = names::vocabulary_words(crate::model::synth::TOKENIZER_JSON)?
         .into_iter()
-        .filter(|w| !in_suite(w) && !leaks(w))
+        .filter(|w| !in_suite(w) && !leaks(w) && !templates.invented.exclude.contains(w))
         .collect();
 
     // The training workspace.

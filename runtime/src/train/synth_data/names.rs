@@ -124,6 +124,9 @@ pub(super) struct Invented {
     pub class_tails: Vec<String>,
     /// File extensions for invented files.
     pub exts: Vec<String>,
+    /// Vocabulary words never used (crude or violent ones).
+    #[serde(default)]
+    pub exclude: Vec<String>,
 }
 
 /// `w` with its first letter in upper case.
@@ -203,6 +206,7 @@ mod tests {
         let inv = Invented {
             class_tails: vec!["Manager".into()],
             exts: vec!["py".into()],
+            exclude: vec![],
         };
         let words: Vec<String> = ["lantern", "harbor", "pickle"].map(String::from).to_vec();
         let dirs = vec!["shop".to_string()];
