@@ -51,6 +51,11 @@ pub struct EvalArgs {
     /// cpu, cuda[:N] or metal.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Speculative decoding for model variants: `lookup` (prompt lookup;
+    /// the same greedy output, faster where answers quote the context) or
+    /// `off`.
+    #[arg(long, default_value = "off")]
+    speculative: String,
 }
 
 /// What the run is over.
@@ -106,6 +111,7 @@ fn prepare(a: &EvalArgs) -> anyhow::Result<Plan> {
         max_tokens: a.max_tokens,
         log_dir,
         device: parse_device(&a.device)?,
+        speculative: crate::model::Speculative::parse(&a.speculative)?,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
     Ok(Plan {

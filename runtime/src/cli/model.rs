@@ -132,6 +132,11 @@ pub struct GenerateArgs {
     /// Sampling seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Speculative decoding: `lookup` drafts tokens from the context (prompt
+    /// lookup) and verifies them in one forward pass; output is the same
+    /// (greedy) or identically distributed (sampling). `off` by default.
+    #[arg(long, default_value = "off")]
+    speculative: String,
     /// Print one JSON object: text, token ids, finish reason, timings.
     #[arg(long)]
     json: bool,
@@ -244,6 +249,7 @@ pub fn generate_cmd(a: GenerateArgs) -> anyhow::Result<()> {
         repetition_penalty: a.repetition_penalty,
         presence_penalty: a.presence_penalty,
         seed: a.seed,
+        speculative: crate::model::Speculative::parse(&a.speculative)?,
     };
     let json = a.json;
     let g = generate(

@@ -71,6 +71,11 @@ pub struct SessionArgs {
     /// Sampling seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Speculative decoding: `lookup` drafts tokens from the context (prompt
+    /// lookup) and verifies them in one forward pass; output is the same
+    /// (greedy) or identically distributed (sampling). `off` by default.
+    #[arg(long, default_value = "off")]
+    speculative: String,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -183,6 +188,7 @@ fn backend(args: &SessionArgs) -> anyhow::Result<Box<dyn Backend>> {
         top_k: args.top_k,
         top_p: args.top_p,
         seed: args.seed,
+        speculative: crate::model::Speculative::parse(&args.speculative)?,
         ..SamplingParams::default()
     };
     Ok(Box::new(CandleBackend::new(loaded, params)?))

@@ -38,6 +38,8 @@ pub struct EvalOptions {
     pub log_dir: PathBuf,
     /// The device models run on.
     pub device: Device,
+    /// Speculative decoding for model variants.
+    pub speculative: crate::model::Speculative,
     /// Show a progress bar.
     pub progress: bool,
 }
@@ -145,6 +147,7 @@ fn prepare(v: &Variant, opts: &EvalOptions) -> anyhow::Result<(Box<dyn Backend>,
             // Greedy: the same model gives the same figures.
             let params = SamplingParams {
                 temperature: 0.0,
+                speculative: opts.speculative,
                 ..SamplingParams::default()
             };
             (

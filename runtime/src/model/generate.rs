@@ -2,8 +2,9 @@
 //! and time every stage.
 
 use super::load::LoadedModel;
+use super::lookup;
 use super::qwen3::Qwen3;
-use super::sampler::{Sampler, SamplingParams};
+use super::sampler::{Sampler, SamplingParams, Speculative};
 use super::special;
 use anyhow::Context as _;
 use std::time::Instant;
@@ -47,6 +48,16 @@ pub struct Timings {
     pub decode_ms: f64,
     /// Decode speed.
     pub decode_tok_s: f64,
+    /// Tokens proposed by speculative decoding (absent when it is off).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub drafted_tokens: usize,
+    /// Drafted tokens the model agreed with (each saved a forward pass).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub accepted_tokens: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The result of one generation.
@@ -66,11 +77,39 @@ pub struct Generation {
 
 /// Generates from token ids; `on_token` sees each new id. Stops at
 /// `<|im_end|>`/`<|endoftext|>` or after `max_tokens`.
+///
+/// With `params.speculative` on, each forward pass also runs the tokens
+/// drafted by prompt lookup and keeps those the sampler agrees with
+/// ([`Sampler::verify`]): greedy output is the same as without, sampled
+/// output has the same distribution. Either way the cache ends holding the
+/// prompt and every generated token but the last, as plain decoding leaves
+/// it.
 pub fn generate_ids(
     model: &mut Qwen3,
     prompt: &[u32],
     max_tokens: usize,
     params: &SamplingParams,
+    on_token: impl FnMut(u32) -> bool,
+) -> anyhow::Result<(Vec<u32>, FinishReason, Timings)> {
+    let mut drafter = |context: &[u32], most: usize| -> Vec<u32> {
+        match params.speculative {
+            Speculative::Off => vec![],
+            Speculative::Lookup => lookup::draft(context, lookup::MAX_DRAFT.min(most)).to_vec(),
+        }
+    };
+    generate_ids_drafted(model, prompt, max_tokens, params, &mut drafter, on_token)
+}
+
+/// [`generate_ids`] with drafts from `drafter`, which sees the prompt and
+/// the tokens generated so far and returns at most `most` tokens to verify
+/// (none: a plain step). Whatever it drafts, the tokens kept are the ones
+/// plain decoding would give (greedy) or distributed as they would be.
+pub fn generate_ids_drafted(
+    model: &mut Qwen3,
+    prompt: &[u32],
+    max_tokens: usize,
+    params: &SamplingParams,
+    drafter: &mut dyn FnMut(&[u32], usize) -> Vec<u32>,
     mut on_token: impl FnMut(u32) -> bool,
 ) -> anyhow::Result<(Vec<u32>, FinishReason, Timings)> {
     let start = Instant::now();
@@ -82,30 +121,67 @@ pub fn generate_ids(
     t.prefill_tok_s = t.prefill_tokens as f64 / start.elapsed().as_secs_f64();
     let mut sampler = Sampler::new(params.clone());
     let mut out = Vec::new();
-    let mut logits = Qwen3::to_vec(&logits)?;
     let mut finish = FinishReason::Length;
     let mut decode_start = None;
-    while out.len() < max_tokens {
-        let next = sampler.sample(&mut logits, prompt, &out);
-        out.push(next);
-        if decode_start.is_none() {
-            t.ttft_ms = ms(start.elapsed());
-            decode_start = Some(Instant::now());
+    // Rows of logits for the positions after `out`'s last token, and the
+    // drafted token each may confirm (none for the last row).
+    let mut rows = vec![Qwen3::to_vec(&logits)?];
+    let mut drafts: Vec<u32> = Vec::new();
+    // The prompt and `out`, for the drafter.
+    let mut context: Vec<u32> = prompt.to_vec();
+    'decode: while out.len() < max_tokens {
+        for (i, row) in rows.iter_mut().enumerate() {
+            let next = match drafts.get(i) {
+                Some(&d) => {
+                    let (tok, ok) = sampler.verify(row, prompt, &out, d);
+                    t.accepted_tokens += ok as usize;
+                    tok
+                }
+                None => sampler.sample(row, prompt, &out),
+            };
+            out.push(next);
+            context.push(next);
+            if decode_start.is_none() {
+                t.ttft_ms = ms(start.elapsed());
+                decode_start = Some(Instant::now());
+            } else {
+                t.decode_tokens += 1;
+            }
+            if next == special::IM_END || next == special::ENDOFTEXT {
+                finish = FinishReason::Stop;
+                break 'decode;
+            }
+            if !on_token(next) {
+                finish = FinishReason::StopString;
+                break 'decode;
+            }
+            if out.len() == max_tokens {
+                break 'decode;
+            }
+            if drafts.get(i) != Some(&next) {
+                break;
+            }
         }
-        if next == special::IM_END || next == special::ENDOFTEXT {
-            finish = FinishReason::Stop;
-            break;
+        // The cache may hold drafts past the last kept token: drop them.
+        model.truncate_cache(prompt.len() + out.len() - 1);
+        let last = *out.last().expect("a token was generated");
+        let room = max_tokens - out.len() - 1;
+        drafts = drafter(&context, room);
+        drafts.truncate(room);
+        if drafts.is_empty() {
+            rows = vec![Qwen3::to_vec(&model.step(last)?)?];
+        } else {
+            t.drafted_tokens += drafts.len();
+            let mut ids = Vec::with_capacity(drafts.len() + 1);
+            ids.push(last);
+            ids.extend_from_slice(&drafts);
+            let all = model.forward(&ids, true)?;
+            rows = (0..ids.len())
+                .map(|r| Qwen3::to_vec(&all.get(r)?))
+                .collect::<candle_core::Result<_>>()?;
         }
-        if !on_token(next) {
-            finish = FinishReason::StopString;
-            break;
-        }
-        if out.len() == max_tokens {
-            break;
-        }
-        logits = Qwen3::to_vec(&model.step(next)?)?;
-        t.decode_tokens += 1;
     }
+    model.truncate_cache(prompt.len() + out.len().saturating_sub(1));
     if let Some(d) = decode_start {
         t.decode_ms = ms(d.elapsed());
         t.decode_tok_s = if t.decode_tokens > 0 {

@@ -14,6 +14,7 @@ mod gguf_write;
 mod kv_cache;
 pub mod linear;
 mod load;
+pub mod lookup;
 pub mod mlx_quant;
 pub mod quantize;
 mod qwen3;
@@ -26,13 +27,15 @@ mod tokenizer_files;
 pub mod weights;
 
 pub use config::Qwen3Config;
-pub use generate::{generate, generate_ids, FinishReason, Generation, Timings, PREFILL_CHUNK};
+pub use generate::{
+    generate, generate_ids, generate_ids_drafted, FinishReason, Generation, Timings, PREFILL_CHUNK,
+};
 pub use load::{
     default_dtype, parse_device, resolve_model_path, tokenizer_for, Checkpoint, LoadedModel,
     ModelFormat,
 };
 pub use qwen3::Qwen3;
-pub use sampler::{Sampler, SamplingParams};
+pub use sampler::{Sampler, SamplingParams, Speculative};
 
 /// Token ids of Qwen3's special tokens.
 pub mod special {

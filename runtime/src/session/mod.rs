@@ -443,19 +443,22 @@ impl<'h> Session<'h> {
         );
         rec.insert("calls".into(), Value::Array(calls));
         rec.insert("finish_reason".into(), g.finish_reason.clone().into());
-        rec.insert(
-            "timings".into(),
-            json!({
-                "tokenize_ms": t.tokenize_ms,
-                "prefill_tokens": t.prefill_tokens,
-                "reused_tokens": t.reused_tokens,
-                "prefill_ms": t.prefill_ms,
-                "ttft_ms": t.ttft_ms,
-                "decode_tokens": t.decode_tokens,
-                "decode_tok_s": t.decode_tok_s,
-                "total_ms": if g.total_ms > 0.0 { g.total_ms } else { total_ms },
-            }),
-        );
+        let mut timings = json!({
+            "tokenize_ms": t.tokenize_ms,
+            "prefill_tokens": t.prefill_tokens,
+            "reused_tokens": t.reused_tokens,
+            "prefill_ms": t.prefill_ms,
+            "ttft_ms": t.ttft_ms,
+            "decode_tokens": t.decode_tokens,
+            "decode_tok_s": t.decode_tok_s,
+            "total_ms": if g.total_ms > 0.0 { g.total_ms } else { total_ms },
+        });
+        // Speculative decoding: what was drafted and what was kept.
+        if t.drafted_tokens > 0 {
+            timings["drafted_tokens"] = t.drafted_tokens.into();
+            timings["accepted_tokens"] = t.accepted_tokens.into();
+        }
+        rec.insert("timings".into(), timings);
         self.log.append("generation", rec)
     }
 

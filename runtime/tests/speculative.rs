@@ -1,0 +1,200 @@
+//! Speculative decoding by prompt lookup: greedy output identical to plain
+//! decoding, drafts recorded, the cache left as plain decoding leaves it.
+
+use candle_core::{DType, Device};
+use std::path::Path;
+use std::process::Command;
+use warden::model::{generate_ids, generate_ids_drafted, LoadedModel, SamplingParams, Speculative};
+
+fn synth(dir: &Path) {
+    let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["synth", "--shape", "tiny", "--gguf", "q8_0", "--seed", "5"])
+        .arg("--out")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A prompt that quotes itself: what a model asked to repeat a tool result
+/// sees.
+fn prompt(m: &LoadedModel) -> Vec<u32> {
+    let text = "fn main() { let total = items.iter().map(|x| x.price).sum(); } \
+                fn main() { let total = items.iter().map(|x| x.price).sum(); } \
+                fn main() { let total";
+    m.tokenizer
+        .as_ref()
+        .unwrap()
+        .encode(text, false)
+        .unwrap()
+        .get_ids()
+        .to_vec()
+}
+
+#[test]
+fn lookup_gives_plain_decodings_greedy_tokens_and_leaves_the_same_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    synth(dir.path());
+    let mut drafted = 0;
+    let mut accepted = 0;
+    for model in [dir.path().to_path_buf(), dir.path().join("model-q8_0.gguf")] {
+        let mut m = LoadedModel::load(
+            model.to_str().unwrap(),
+            &Device::Cpu,
+            Some(DType::F32),
+            false,
+        )
+        .unwrap();
+        let ids = prompt(&m);
+        for params in [
+            SamplingParams::default(),
+            // Penalties depend on the tokens kept so far: verification must
+            // see exactly those.
+            SamplingParams {
+                repetition_penalty: 1.3,
+                presence_penalty: 0.5,
+                ..SamplingParams::default()
+            },
+        ] {
+            for max_tokens in [1, 7, 48] {
+                m.model.clear_cache();
+                let (plain, plain_finish, t) =
+                    generate_ids(&mut m.model, &ids, max_tokens, &params, |_| true).unwrap();
+                assert_eq!(t.drafted_tokens, 0);
+                let plain_cache = m.model.cached_tokens().to_vec();
+                m.model.clear_cache();
+                let lookup = SamplingParams {
+                    speculative: Speculative::Lookup,
+                    ..params.clone()
+                };
+                let (fast, fast_finish, t) =
+                    generate_ids(&mut m.model, &ids, max_tokens, &lookup, |_| true).unwrap();
+                assert_eq!(
+                    fast,
+                    plain,
+                    "{} {params:?} max {max_tokens}",
+                    model.display()
+                );
+                assert_eq!(fast_finish, plain_finish);
+                assert_eq!(m.model.cached_tokens(), &plain_cache[..]);
+                assert!(t.accepted_tokens <= t.drafted_tokens);
+                assert!(t.drafted_tokens <= 8 * fast.len());
+                drafted += t.drafted_tokens;
+                accepted += t.accepted_tokens;
+                // Adversarial drafts: plain decoding's own continuation with
+                // one token in four wrong, of varying lengths, so that runs
+                // of accepted drafts end in rejections everywhere.
+                let mut seed = 0x9e37_79b9u64 ^ max_tokens as u64;
+                let mut rnd = move || {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (seed >> 33) as usize
+                };
+                let truth = plain.clone();
+                let n_prompt = ids.len();
+                let mut drafter = |ctx: &[u32], most: usize| -> Vec<u32> {
+                    let done = ctx.len() - n_prompt;
+                    let len = (rnd() % 9).min(most);
+                    (0..len)
+                        .map(|k| match truth.get(done + k) {
+                            Some(&t) if rnd() % 4 != 0 => t,
+                            _ => (rnd() % 150_000) as u32,
+                        })
+                        .collect()
+                };
+                m.model.clear_cache();
+                let (adv, adv_finish, ta) = generate_ids_drafted(
+                    &mut m.model,
+                    &ids,
+                    max_tokens,
+                    &params,
+                    &mut drafter,
+                    |_| true,
+                )
+                .unwrap();
+                assert_eq!(
+                    adv, plain,
+                    "adversarial drafts, {params:?} max {max_tokens}"
+                );
+                assert_eq!(adv_finish, plain_finish);
+                assert_eq!(m.model.cached_tokens(), &plain_cache[..]);
+                if max_tokens > 8 {
+                    assert!(
+                        ta.accepted_tokens > 0 && ta.accepted_tokens < ta.drafted_tokens,
+                        "{ta:?}"
+                    );
+                }
+                // Reusing that cache for a longer prompt gives the same
+                // tokens as a cold start.
+                let mut longer = ids.clone();
+                longer.extend_from_slice(&fast);
+                let (warm, _, tw) =
+                    generate_ids(&mut m.model, &longer, 5, &lookup, |_| true).unwrap();
+                assert!(tw.reused_tokens > 0);
+                m.model.clear_cache();
+                let (cold, _, _) =
+                    generate_ids(&mut m.model, &longer, 5, &params, |_| true).unwrap();
+                assert_eq!(warm, cold);
+            }
+        }
+        // A stop by the callback in the middle of a run of drafts.
+        m.model.clear_cache();
+        let lookup = SamplingParams {
+            speculative: Speculative::Lookup,
+            ..SamplingParams::default()
+        };
+        let mut n = 0;
+        let (out, _, _) = generate_ids(&mut m.model, &ids, 48, &lookup, |_| {
+            n += 1;
+            n < 10
+        })
+        .unwrap();
+        assert_eq!(out.len(), 10);
+        assert_eq!(m.model.cached_tokens().len(), ids.len() + 9);
+    }
+    // The prompt quotes itself, so drafts were made and some were right.
+    assert!(
+        drafted > 0 && accepted > 0,
+        "{drafted} drafted, {accepted} accepted"
+    );
+}
+
+#[test]
+fn generate_json_records_drafted_and_accepted_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    synth(dir.path());
+    let run = |spec: &str| -> serde_json::Value {
+        let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["generate", "--model"])
+            .arg(dir.path())
+            .args([
+                "--prompt",
+                "a b c d e f g a b c d e f g a b c",
+                "--max-tokens",
+                "24",
+                "--json",
+                "--speculative",
+                spec,
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let plain = run("off");
+    let fast = run("lookup");
+    assert_eq!(plain["tokens"], fast["tokens"]);
+    assert!(plain["timings"].get("drafted_tokens").is_none());
+    assert!(fast["timings"]["drafted_tokens"].as_u64().unwrap() > 0);
+    assert!(fast["timings"]["accepted_tokens"].as_u64().is_some());
+    // Unknown modes are refused with what to use instead.
+    let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["generate", "--model"])
+        .arg(dir.path())
+        .args(["--prompt", "a", "--speculative", "fast"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("use lookup or off"));
+}
