@@ -155,6 +155,32 @@ fn bench_reports_speeds_and_memory_without_a_tokenizer() {
     assert!(v["decode_tok_s"].as_f64().unwrap() > 0.0);
     assert!(v["peak_rss_mib"].as_f64().unwrap() > 1.0);
     assert_eq!(v["threads"], 1);
+    assert!(v.get("lookup_decode_tok_s").is_none());
+    // --speculative lookup: plain and lookup decoding side by side.
+    let out = ok(&warden(
+        &[
+            "bench",
+            "--model",
+            gguf.to_str().unwrap(),
+            "--prompt-tokens",
+            "16",
+            "--gen-tokens",
+            "24",
+            "--repeat",
+            "1",
+            "--threads",
+            "1",
+            "--speculative",
+            "lookup",
+            "--json",
+        ],
+        &[],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["decode_tok_s"].as_f64().unwrap() > 0.0);
+    assert!(v["lookup_decode_tok_s"].as_f64().unwrap() > 0.0);
+    assert!(v["lookup_speedup"].as_f64().unwrap() > 0.0);
+    assert!(v["accepted_tokens"].as_u64().unwrap() <= v["drafted_tokens"].as_u64().unwrap());
 }
 
 #[test]

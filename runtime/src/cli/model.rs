@@ -4,7 +4,9 @@ use super::terminal::{escape, Lines};
 use crate::model::adapter::write::{random_adapter, write_adapter, RandomAdapter};
 use crate::model::adapter::AdapterFormat;
 use crate::model::synth::{self, SynthOptions, SynthShape};
-use crate::model::{generate, generate_ids, parse_device, special, LoadedModel, SamplingParams};
+use crate::model::{
+    generate, generate_ids, parse_device, special, LoadedModel, SamplingParams, Speculative,
+};
 use anyhow::Context as _;
 use candle_core::DType;
 use clap::Args;
@@ -159,6 +161,10 @@ pub struct BenchArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// `lookup`: also decode every prompt with prompt-lookup speculative
+    /// decoding, interleaved with plain decoding, and report both.
+    #[arg(long, default_value = "off")]
+    speculative: String,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -299,39 +305,60 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     // With adapters, every repeat runs the same prompt without and with
     // them, interleaved, so that the cost is measured side by side.
-    let variants: &[bool] = if loaded.adapters.is_empty() {
-        &[true]
+    let speculative = Speculative::parse(&a.speculative)?;
+    let mut variants: Vec<(bool, Speculative)> = if loaded.adapters.is_empty() {
+        vec![(true, Speculative::Off)]
     } else {
-        &[false, true]
+        vec![(false, Speculative::Off), (true, Speculative::Off)]
     };
+    // With lookup, the plain run stays the headline and lookup comes last.
+    let plain = variants.len() - 1;
+    if !speculative.is_off() {
+        variants.push((true, speculative));
+    }
     let mut prefill = vec![Vec::new(); variants.len()];
     let mut decode = vec![Vec::new(); variants.len()];
+    let (mut drafted, mut accepted) = (0usize, 0usize);
     for _ in 0..a.repeat.max(1) {
         let prompt: Vec<u32> = (0..a.prompt_tokens.max(1))
             .map(|_| rng.random_range(0..vocab))
             .collect();
-        for (v, &on) in variants.iter().enumerate() {
+        for (v, &(on, spec)) in variants.iter().enumerate() {
             loaded.model.set_adapters_active(on);
             loaded.model.clear_cache();
+            let params = SamplingParams {
+                speculative: spec,
+                ..SamplingParams::default()
+            };
             // Greedy on random weights may hit an end token early; never stop.
             let (_, _, t) = generate_ids(
                 &mut loaded.model,
                 &prompt,
                 a.gen_tokens.max(2),
-                &SamplingParams::default(),
+                &params,
                 |_| true,
             )
             .context("benchmark run failed")?;
             prefill[v].push(t.prefill_tok_s);
             decode[v].push(t.decode_tok_s);
+            drafted += t.drafted_tokens;
+            accepted += t.accepted_tokens;
         }
     }
+    let lookup = (!speculative.is_off()).then(|| {
+        let d = {
+            let v = &mut decode[plain + 1];
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        (d, drafted, accepted)
+    });
     loaded.model.set_adapters_active(true);
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let last = variants.len() - 1;
+    let last = plain;
     let (p, d) = (median(&mut prefill[last]), median(&mut decode[last]));
     // Base-only figures and the adapters' share of decode time.
     let base = (last > 0).then(|| {
@@ -353,6 +380,12 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
             out["base_prefill_tok_s"] = bp.into();
             out["base_decode_tok_s"] = bd.into();
             out["adapter_decode_cost_pct"] = cost.into();
+        }
+        if let Some((ld, dr, ac)) = lookup {
+            out["lookup_decode_tok_s"] = ld.into();
+            out["lookup_speedup"] = (ld / d).into();
+            out["drafted_tokens"] = dr.into();
+            out["accepted_tokens"] = ac.into();
         }
         println!("{out}");
     } else {
@@ -380,6 +413,12 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
                 "without:  prefill {bp:.1} tok/s, decode {bd:.1} tok/s (same prompts, interleaved)"
             );
             println!("adapter cost: {cost:.1} % of decode time");
+        }
+        if let Some((ld, dr, ac)) = lookup {
+            println!(
+                "lookup:   decode {ld:.1} tok/s, {:.2}x plain (same prompts, interleaved); {ac} of {dr} drafted tokens accepted",
+                ld / d
+            );
         }
         println!("peak RSS: {rss:.0} MiB, threads: {threads}");
     }

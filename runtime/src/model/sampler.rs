@@ -194,13 +194,13 @@ impl Sampler {
         }
         let mut r = self.rng.random::<f32>() * total;
         let mut last = None;
-        for k in 0..probs.len() {
+        for (k, &t) in idx.iter().enumerate().take(probs.len()) {
             let w = weight(k);
             if w > 0.0 {
-                last = Some(idx[k]);
+                last = Some(t);
                 r -= w;
                 if r <= 0.0 {
-                    return idx[k];
+                    return t;
                 }
             }
         }
