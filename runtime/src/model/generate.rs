@@ -91,13 +91,33 @@ pub fn generate_ids(
     params: &SamplingParams,
     on_token: impl FnMut(u32) -> bool,
 ) -> anyhow::Result<(Vec<u32>, FinishReason, Timings)> {
+    let tuner = std::cell::RefCell::new(lookup::Tuner::default());
     let mut drafter = |context: &[u32], most: usize| -> Vec<u32> {
         match params.speculative {
             Speculative::Off => vec![],
-            Speculative::Lookup => lookup::draft(context, lookup::MAX_DRAFT.min(most)).to_vec(),
+            Speculative::Lookup => {
+                let mut d = lookup::draft(context, lookup::MAX_DRAFT.min(most));
+                d.truncate(tuner.borrow().budget(d.len()));
+                d
+            }
         }
     };
-    generate_ids_drafted(model, prompt, max_tokens, params, &mut drafter, on_token)
+    let mut record = |drafted: usize, accepted: usize, ms: f64| {
+        let mut t = tuner.borrow_mut();
+        match drafted {
+            0 => t.record_step(ms),
+            _ => t.record_verify(drafted, accepted, ms),
+        }
+    };
+    run(
+        model,
+        prompt,
+        max_tokens,
+        params,
+        &mut drafter,
+        &mut record,
+        on_token,
+    )
 }
 
 /// [`generate_ids`] with drafts from `drafter`, which sees the prompt and
@@ -110,6 +130,28 @@ pub fn generate_ids_drafted(
     max_tokens: usize,
     params: &SamplingParams,
     drafter: &mut dyn FnMut(&[u32], usize) -> Vec<u32>,
+    on_token: impl FnMut(u32) -> bool,
+) -> anyhow::Result<(Vec<u32>, FinishReason, Timings)> {
+    run(
+        model,
+        prompt,
+        max_tokens,
+        params,
+        drafter,
+        &mut |_, _, _| {},
+        on_token,
+    )
+}
+
+/// The loop; `record(drafted, accepted, ms)` hears how long each forward
+/// pass after the first token took and what came of its drafts.
+fn run(
+    model: &mut Qwen3,
+    prompt: &[u32],
+    max_tokens: usize,
+    params: &SamplingParams,
+    drafter: &mut dyn FnMut(&[u32], usize) -> Vec<u32>,
+    record: &mut dyn FnMut(usize, usize, f64),
     mut on_token: impl FnMut(u32) -> bool,
 ) -> anyhow::Result<(Vec<u32>, FinishReason, Timings)> {
     let start = Instant::now();
@@ -129,7 +171,10 @@ pub fn generate_ids_drafted(
     let mut drafts: Vec<u32> = Vec::new();
     // The prompt and `out`, for the drafter.
     let mut context: Vec<u32> = prompt.to_vec();
+    // How long the last forward pass took (none for the prefill).
+    let mut pass_ms: Option<f64> = None;
     'decode: while out.len() < max_tokens {
+        let accepted_before = t.accepted_tokens;
         for (i, row) in rows.iter_mut().enumerate() {
             let next = match drafts.get(i) {
                 Some(&d) => {
@@ -162,12 +207,16 @@ pub fn generate_ids_drafted(
                 break;
             }
         }
+        if let Some(ms) = pass_ms {
+            record(drafts.len(), t.accepted_tokens - accepted_before, ms);
+        }
         // The cache may hold drafts past the last kept token: drop them.
         model.truncate_cache(prompt.len() + out.len() - 1);
         let last = *out.last().expect("a token was generated");
         let room = max_tokens - out.len() - 1;
         drafts = drafter(&context, room);
         drafts.truncate(room);
+        let pass = Instant::now();
         if drafts.is_empty() {
             rows = vec![Qwen3::to_vec(&model.step(last)?)?];
         } else {
@@ -180,6 +229,7 @@ pub fn generate_ids_drafted(
                 .map(|r| Qwen3::to_vec(&all.get(r)?))
                 .collect::<candle_core::Result<_>>()?;
         }
+        pass_ms = Some(ms(pass.elapsed()));
     }
     model.truncate_cache(prompt.len() + out.len().saturating_sub(1));
     if let Some(d) = decode_start {
