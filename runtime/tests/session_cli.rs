@@ -190,6 +190,16 @@ fn run_json_reports_answer_calls_and_log() {
     );
 }
 
+/// The records of the log a successful `run --json` wrote, after checking
+/// that `warden audit verify` accepts it.
+fn verified_records(o: &Output, dir: &Path) -> Vec<warden::audit::Record> {
+    assert!(o.status.success(), "{}", err(o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let log = v["log"].as_str().unwrap();
+    assert!(warden(&["audit", "verify", log], dir).status.success());
+    warden::audit::read_records(Path::new(log)).unwrap()
+}
+
 /// A tiny synthetic Qwen3 in the real formats.
 fn tiny(dir: &Path) -> PathBuf {
     use warden::model::synth::{synth, SynthOptions, SynthShape};
@@ -329,13 +339,7 @@ fn a_session_on_a_real_model_holds_whatever_it_writes() {
             ],
             dir.path(),
         );
-        assert!(o.status.success(), "{}", err(&o));
-        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-        let log = v["log"].as_str().unwrap();
-        assert!(warden(&["audit", "verify", log], dir.path())
-            .status
-            .success());
-        let recs = warden::audit::read_records(Path::new(log)).unwrap();
+        let recs = verified_records(&o, dir.path());
         let gens: Vec<_> = recs.iter().filter(|r| r.kind == "generation").collect();
         assert!(!gens.is_empty());
         assert!(gens[0].value["timings"]["prefill_tokens"].as_u64().unwrap() > 100);
@@ -345,6 +349,74 @@ fn a_session_on_a_real_model_holds_whatever_it_writes() {
             start["model"]["files"][0]["sha256"].as_str().unwrap().len(),
             64
         );
+    }
+}
+
+#[test]
+fn a_session_with_speculative_decoding_logs_its_drafts_and_draft_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny(&dir.path().join("m"));
+    let run = |extra: &[&str]| -> Vec<warden::audit::Record> {
+        let args = [
+            &[
+                "run",
+                "--model",
+                model.to_str().unwrap(),
+                "--policy",
+                "policies/default.toml",
+                "--workspace",
+                "examples/workspace",
+                "--max-tokens",
+                "48",
+                "--temperature",
+                "0",
+                "--json",
+            ][..],
+            extra,
+            &["Find all Django view functions"][..],
+        ]
+        .concat();
+        verified_records(&warden(&args, dir.path()), dir.path())
+    };
+    let outputs = |recs: &[warden::audit::Record]| -> Vec<Value> {
+        recs.iter()
+            .filter(|r| r.kind == "generation")
+            .map(|r| r.value["output"].clone())
+            .collect()
+    };
+    let plain = run(&[]);
+    assert!(plain[0].value["model"]["sampling"]
+        .get("speculative")
+        .is_none());
+    let gguf = model.join("model-q8_0.gguf");
+    for extra in [
+        vec!["--speculative", "lookup"],
+        vec!["--draft-model", gguf.to_str().unwrap()],
+    ] {
+        let recs = run(&extra);
+        // The same greedy answer, whatever drafted it.
+        assert_eq!(outputs(&recs), outputs(&plain), "{extra:?}");
+        let start = &recs[0].value["model"];
+        let drafted: u64 = recs
+            .iter()
+            .filter(|r| r.kind == "generation")
+            .map(|r| r.value["timings"]["drafted_tokens"].as_u64().unwrap_or(0))
+            .sum();
+        if extra[0] == "--draft-model" {
+            assert_eq!(start["sampling"]["speculative"], "draft");
+            assert_eq!(start["draft_model"]["path"], gguf.to_str().unwrap());
+            assert_eq!(
+                start["draft_model"]["files"][0]["sha256"]
+                    .as_str()
+                    .unwrap()
+                    .len(),
+                64
+            );
+            assert!(drafted > 0);
+        } else {
+            assert_eq!(start["sampling"]["speculative"], "lookup");
+            assert!(start.get("draft_model").is_none());
+        }
     }
 }
 

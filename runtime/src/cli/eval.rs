@@ -56,6 +56,10 @@ pub struct EvalArgs {
     /// `off`.
     #[arg(long, default_value = "off")]
     speculative: String,
+    /// A draft model for `--speculative draft`, used by every model variant
+    /// (the same tokenizer, smaller); given alone it implies draft.
+    #[arg(long)]
+    draft_model: Option<String>,
 }
 
 /// What the run is over.
@@ -111,7 +115,11 @@ fn prepare(a: &EvalArgs) -> anyhow::Result<Plan> {
         max_tokens: a.max_tokens,
         log_dir,
         device: parse_device(&a.device)?,
-        speculative: crate::model::Speculative::parse(&a.speculative)?,
+        speculative: crate::model::Speculative::from_flags(
+            &a.speculative,
+            a.draft_model.as_deref(),
+        )?,
+        draft_model: a.draft_model.clone(),
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
     Ok(Plan {

@@ -5,7 +5,7 @@ use crate::model::adapter::write::{random_adapter, write_adapter, RandomAdapter}
 use crate::model::adapter::AdapterFormat;
 use crate::model::synth::{self, SynthOptions, SynthShape};
 use crate::model::{
-    generate, generate_ids, parse_device, special, LoadedModel, SamplingParams, Speculative,
+    generate, generate_ids_with, parse_device, special, LoadedModel, SamplingParams, Speculative,
 };
 use anyhow::Context as _;
 use candle_core::DType;
@@ -139,6 +139,10 @@ pub struct GenerateArgs {
     /// (greedy) or identically distributed (sampling). `off` by default.
     #[arg(long, default_value = "off")]
     speculative: String,
+    /// A draft model for `--speculative draft` (the same tokenizer, smaller:
+    /// e.g. Qwen3-0.6B for a larger Qwen3); given alone it implies draft.
+    #[arg(long)]
+    draft_model: Option<String>,
     /// Print one JSON object: text, token ids, finish reason, timings.
     #[arg(long)]
     json: bool,
@@ -161,10 +165,14 @@ pub struct BenchArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// `lookup`: also decode every prompt with prompt-lookup speculative
-    /// decoding, interleaved with plain decoding, and report both.
+    /// `lookup` or `draft`: also decode every prompt speculatively,
+    /// interleaved with plain decoding, and report both.
     #[arg(long, default_value = "off")]
     speculative: String,
+    /// A draft model for `--speculative draft` (the same tokenizer, smaller:
+    /// e.g. Qwen3-0.6B for a larger Qwen3); given alone it implies draft.
+    #[arg(long)]
+    draft_model: Option<String>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -230,7 +238,11 @@ pub fn synth(a: SynthArgs) -> anyhow::Result<()> {
 
 /// Runs `warden generate`.
 pub fn generate_cmd(a: GenerateArgs) -> anyhow::Result<()> {
+    let speculative = Speculative::from_flags(&a.speculative, a.draft_model.as_deref())?;
     let mut loaded = a.model.load(!a.json)?;
+    if let Some(d) = &a.draft_model {
+        loaded.attach_draft(d, !a.json)?;
+    }
     if !a.json {
         eprintln!(
             "loaded {} ({:?}) in {:.2}s",
@@ -255,7 +267,7 @@ pub fn generate_cmd(a: GenerateArgs) -> anyhow::Result<()> {
         repetition_penalty: a.repetition_penalty,
         presence_penalty: a.presence_penalty,
         seed: a.seed,
-        speculative: crate::model::Speculative::parse(&a.speculative)?,
+        speculative,
     };
     let json = a.json;
     let g = generate(
@@ -300,12 +312,15 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
         // it first starts, which is after this point.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
+    let speculative = Speculative::from_flags(&a.speculative, a.draft_model.as_deref())?;
     let mut loaded = a.model.load(!a.json)?;
+    if let Some(d) = &a.draft_model {
+        loaded.attach_draft(d, !a.json)?;
+    }
     let vocab = special::ENDOFTEXT.min(loaded.model.config().vocab_size as u32);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     // With adapters, every repeat runs the same prompt without and with
     // them, interleaved, so that the cost is measured side by side.
-    let speculative = Speculative::parse(&a.speculative)?;
     let mut variants: Vec<(bool, Speculative)> = if loaded.adapters.is_empty() {
         vec![(true, Speculative::Off)]
     } else {
@@ -331,8 +346,9 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
                 ..SamplingParams::default()
             };
             // Greedy on random weights may hit an end token early; never stop.
-            let (_, _, t) = generate_ids(
+            let (_, _, t) = generate_ids_with(
                 &mut loaded.model,
+                loaded.draft.as_mut().map(|(m, _)| m),
                 &prompt,
                 a.gen_tokens.max(2),
                 &params,
@@ -382,8 +398,10 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
             out["adapter_decode_cost_pct"] = cost.into();
         }
         if let Some((ld, dr, ac)) = lookup {
-            out["lookup_decode_tok_s"] = ld.into();
-            out["lookup_speedup"] = (ld / d).into();
+            let mode = mode_name(speculative);
+            out["speculative"] = mode.into();
+            out[format!("{mode}_decode_tok_s")] = ld.into();
+            out[format!("{mode}_speedup")] = (ld / d).into();
             out["drafted_tokens"] = dr.into();
             out["accepted_tokens"] = ac.into();
         }
@@ -416,13 +434,23 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
         }
         if let Some((ld, dr, ac)) = lookup {
             println!(
-                "lookup:   decode {ld:.1} tok/s, {:.2}x plain (same prompts, interleaved); {ac} of {dr} drafted tokens accepted",
+                "{:<9} decode {ld:.1} tok/s, {:.2}x plain (same prompts, interleaved); {ac} of {dr} drafted tokens accepted",
+                format!("{}:", mode_name(speculative)),
                 ld / d
             );
         }
         println!("peak RSS: {rss:.0} MiB, threads: {threads}");
     }
     Ok(())
+}
+
+/// `lookup` or `draft`, as the flag says it.
+fn mode_name(s: Speculative) -> &'static str {
+    match s {
+        Speculative::Off => "off",
+        Speculative::Lookup => "lookup",
+        Speculative::Draft => "draft",
+    }
 }
 
 /// Peak resident memory of this process, from /proc (Linux), in MiB.

@@ -3,7 +3,7 @@
 use super::model::ModelArgs;
 use super::terminal::{escape, Lines};
 use crate::audit::{self, AuditKey, AuditLog};
-use crate::model::SamplingParams;
+use crate::model::{SamplingParams, Speculative};
 use crate::paths::WardenPaths;
 use crate::policy::Policy;
 use crate::sandbox::ToolHost;
@@ -76,6 +76,10 @@ pub struct SessionArgs {
     /// (greedy) or identically distributed (sampling). `off` by default.
     #[arg(long, default_value = "off")]
     speculative: String,
+    /// A draft model for `--speculative draft` (the same tokenizer, smaller:
+    /// e.g. Qwen3-0.6B for a larger Qwen3); given alone it implies draft.
+    #[arg(long)]
+    draft_model: Option<String>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -182,13 +186,17 @@ fn backend(args: &SessionArgs) -> anyhow::Result<Box<dyn Backend>> {
     if let Some(file) = args.model.model.strip_prefix("replay:") {
         return Ok(Box::new(ReplayBackend::open(Path::new(file), None)?));
     }
-    let loaded = args.model.load(!args.json)?;
+    let speculative = Speculative::from_flags(&args.speculative, args.draft_model.as_deref())?;
+    let mut loaded = args.model.load(!args.json)?;
+    if let Some(d) = &args.draft_model {
+        loaded.attach_draft(d, !args.json)?;
+    }
     let params = SamplingParams {
         temperature: args.temperature,
         top_k: args.top_k,
         top_p: args.top_p,
         seed: args.seed,
-        speculative: crate::model::Speculative::parse(&args.speculative)?,
+        speculative,
         ..SamplingParams::default()
     };
     Ok(Box::new(CandleBackend::new(loaded, params)?))

@@ -40,6 +40,8 @@ pub struct EvalOptions {
     pub device: Device,
     /// Speculative decoding for model variants.
     pub speculative: crate::model::Speculative,
+    /// The draft model for `Speculative::Draft`.
+    pub draft_model: Option<String>,
     /// Show a progress bar.
     pub progress: bool,
 }
@@ -144,6 +146,9 @@ fn prepare(v: &Variant, opts: &EvalOptions) -> anyhow::Result<(Box<dyn Backend>,
                 None => LoadedModel::load(model, &opts.device, None, opts.progress)?,
             };
             loaded.apply_adapters(adapters)?;
+            if let Some(d) = &opts.draft_model {
+                loaded.attach_draft(d, opts.progress)?;
+            }
             // Greedy: the same model gives the same figures.
             let params = SamplingParams {
                 temperature: 0.0,

@@ -60,6 +60,10 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
+/// Proposes up to `most` tokens to follow a context (prompt + generated);
+/// none means a plain step.
+pub type Drafter<'a> = dyn FnMut(&[u32], usize) -> anyhow::Result<Vec<u32>> + 'a;
+
 /// The result of one generation.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Generation {
@@ -91,16 +95,46 @@ pub fn generate_ids(
     params: &SamplingParams,
     on_token: impl FnMut(u32) -> bool,
 ) -> anyhow::Result<(Vec<u32>, FinishReason, Timings)> {
+    generate_ids_with(model, None, prompt, max_tokens, params, on_token)
+}
+
+/// [`generate_ids`] with a draft model for `--speculative draft` (the
+/// same vocabulary; see [`LoadedModel::attach_draft`]). It proposes
+/// greedily, so each proposal is one token and [`Sampler::verify`] keeps
+/// the target's distribution exactly.
+pub fn generate_ids_with(
+    model: &mut Qwen3,
+    mut draft: Option<&mut Qwen3>,
+    prompt: &[u32],
+    max_tokens: usize,
+    params: &SamplingParams,
+    on_token: impl FnMut(u32) -> bool,
+) -> anyhow::Result<(Vec<u32>, FinishReason, Timings)> {
+    if params.speculative == Speculative::Draft {
+        let Some(d) = draft.as_deref_mut() else {
+            anyhow::bail!("--speculative draft needs a draft model: add --draft-model PATH");
+        };
+        // The draft model reads the prompt once, outside the tuner's
+        // timings; afterwards it only runs the new tokens.
+        d.prefill(prompt, PREFILL_CHUNK)?;
+    }
     let tuner = std::cell::RefCell::new(lookup::Tuner::default());
-    let mut drafter = |context: &[u32], most: usize| -> Vec<u32> {
-        match params.speculative {
+    let mut drafter = |context: &[u32], most: usize| -> anyhow::Result<Vec<u32>> {
+        Ok(match params.speculative {
             Speculative::Off => vec![],
             Speculative::Lookup => {
                 let mut d = lookup::draft(context, lookup::MAX_DRAFT.min(most));
                 d.truncate(tuner.borrow().budget(d.len()));
                 d
             }
-        }
+            Speculative::Draft => {
+                let k = tuner.borrow().budget(lookup::MAX_DRAFT.min(most));
+                match draft.as_deref_mut() {
+                    Some(d) if k > 0 => draft_greedily(d, context, k)?,
+                    _ => vec![],
+                }
+            }
+        })
     };
     let mut record = |drafted: usize, accepted: usize, ms: f64| {
         let mut t = tuner.borrow_mut();
@@ -120,6 +154,19 @@ pub fn generate_ids(
     )
 }
 
+/// `k` tokens from `draft` after `context`, greedily; its cache keeps the
+/// longest prefix it shares with the context, so only new tokens are run.
+fn draft_greedily(draft: &mut Qwen3, context: &[u32], k: usize) -> anyhow::Result<Vec<u32>> {
+    let (logits, _) = draft.prefill(context, PREFILL_CHUNK)?;
+    let mut tok = Qwen3::argmax(&logits)?;
+    let mut out = vec![tok];
+    while out.len() < k {
+        tok = Qwen3::argmax(&draft.step(tok)?)?;
+        out.push(tok);
+    }
+    Ok(out)
+}
+
 /// [`generate_ids`] with drafts from `drafter`, which sees the prompt and
 /// the tokens generated so far and returns at most `most` tokens to verify
 /// (none: a plain step). Whatever it drafts, the tokens kept are the ones
@@ -129,7 +176,7 @@ pub fn generate_ids_drafted(
     prompt: &[u32],
     max_tokens: usize,
     params: &SamplingParams,
-    drafter: &mut dyn FnMut(&[u32], usize) -> Vec<u32>,
+    drafter: &mut Drafter<'_>,
     on_token: impl FnMut(u32) -> bool,
 ) -> anyhow::Result<(Vec<u32>, FinishReason, Timings)> {
     run(
@@ -150,7 +197,7 @@ fn run(
     prompt: &[u32],
     max_tokens: usize,
     params: &SamplingParams,
-    drafter: &mut dyn FnMut(&[u32], usize) -> Vec<u32>,
+    drafter: &mut Drafter<'_>,
     record: &mut dyn FnMut(usize, usize, f64),
     mut on_token: impl FnMut(u32) -> bool,
 ) -> anyhow::Result<(Vec<u32>, FinishReason, Timings)> {
@@ -213,10 +260,12 @@ fn run(
         // The cache may hold drafts past the last kept token: drop them.
         model.truncate_cache(prompt.len() + out.len() - 1);
         let last = *out.last().expect("a token was generated");
-        let room = max_tokens - out.len() - 1;
-        drafts = drafter(&context, room);
-        drafts.truncate(room);
+        // A pass is timed with its drafting: a draft model's steps are part
+        // of what speculation costs.
         let pass = Instant::now();
+        let room = max_tokens - out.len() - 1;
+        drafts = drafter(&context, room)?;
+        drafts.truncate(room);
         if drafts.is_empty() {
             rows = vec![Qwen3::to_vec(&model.step(last)?)?];
         } else {
@@ -270,8 +319,13 @@ pub fn generate(
     let mut emitted = 0usize;
     let mut decode_error = None;
     let mut cancelled = false;
-    let (tokens, finish, mut timings) =
-        generate_ids(&mut loaded.model, &prompt_ids, max_tokens, params, |id| {
+    let (tokens, finish, mut timings) = generate_ids_with(
+        &mut loaded.model,
+        loaded.draft.as_mut().map(|(m, _)| m),
+        &prompt_ids,
+        max_tokens,
+        params,
+        |id| {
             generated.push(id);
             match tokenizer.decode(&generated, true) {
                 Ok(s) => text = s,
@@ -308,7 +362,8 @@ pub fn generate(
                 }
             }
             true
-        })?;
+        },
+    )?;
     let finish = if cancelled {
         FinishReason::Cancelled
     } else {

@@ -38,6 +38,9 @@ pub struct LoadedModel {
     pub load_time: Duration,
     /// Adapters applied unfused, in order.
     pub adapters: Vec<AdapterInfo>,
+    /// A smaller model with the same tokenizer that drafts tokens for
+    /// `--speculative draft`, and where it came from.
+    pub draft: Option<(Qwen3, PathBuf)>,
 }
 
 /// A checkpoint opened for reading: its shape, its tensors, its tokenizer.
@@ -202,6 +205,7 @@ impl LoadedModel {
             format,
             load_time: start.elapsed(),
             adapters: vec![],
+            draft: None,
         })
     }
 
@@ -226,7 +230,37 @@ impl LoadedModel {
             format: ck.format,
             load_time: start.elapsed(),
             adapters: vec![],
+            draft: None,
         })
+    }
+
+    /// Loads `spec` as the draft model for `--speculative draft`: it must
+    /// share this model's vocabulary (the same tokenizer), since its tokens
+    /// are checked by this model as they are.
+    pub fn attach_draft(&mut self, spec: &str, progress: bool) -> anyhow::Result<()> {
+        let device = self.model.device().clone();
+        let d = LoadedModel::load(spec, &device, Some(self.model.dtype()), progress)?;
+        let (ours, theirs) = (self.model.config(), d.model.config());
+        if ours.vocab_size != theirs.vocab_size {
+            bail!(
+                "the draft model {} has a vocabulary of {} rows, this model {}: a draft model must use the same tokenizer (e.g. Qwen3-0.6B for a larger Qwen3)",
+                d.path.display(),
+                theirs.vocab_size,
+                ours.vocab_size
+            );
+        }
+        if let (Some(a), Some(b)) = (&self.tokenizer, &d.tokenizer) {
+            let probe = "<|im_start|>user\nfn main() { println!(\"héllo\"); }<|im_end|>";
+            let ids = |t: &Tokenizer| t.encode(probe, false).map(|e| e.get_ids().to_vec()).ok();
+            if ids(a) != ids(b) || a.get_vocab_size(true) != b.get_vocab_size(true) {
+                bail!(
+                    "the draft model {} tokenizes differently from this model: a draft model must use the same tokenizer",
+                    d.path.display()
+                );
+            }
+        }
+        self.draft = Some((d.model, d.path));
+        Ok(())
     }
 
     /// Reads each adapter directory (PEFT or MLX-LM), checks it fits this

@@ -79,6 +79,10 @@ impl Tuner {
         self.step_ms = ema(self.step_ms, ms);
         self.accepted *= 0.95;
         self.tested *= 0.95;
+        // One slow check (a busy machine) must not stop drafting for good.
+        if let Some(e) = &mut self.extra_ms {
+            *e *= 0.98;
+        }
     }
 
     /// Checking `drafted` tokens took `ms`, and the first `accepted` were

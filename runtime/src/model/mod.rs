@@ -28,7 +28,8 @@ pub mod weights;
 
 pub use config::Qwen3Config;
 pub use generate::{
-    generate, generate_ids, generate_ids_drafted, FinishReason, Generation, Timings, PREFILL_CHUNK,
+    generate, generate_ids, generate_ids_drafted, generate_ids_with, FinishReason, Generation,
+    Timings, PREFILL_CHUNK,
 };
 pub use load::{
     default_dtype, parse_device, resolve_model_path, tokenizer_for, Checkpoint, LoadedModel,

@@ -36,6 +36,9 @@ pub enum Speculative {
     /// of the context's final n-gram are the draft (tool results and code
     /// are quoted back often).
     Lookup,
+    /// A draft model (`--draft-model`, same tokenizer, smaller) proposes
+    /// tokens greedily.
+    Draft,
 }
 
 impl Speculative {
@@ -44,15 +47,28 @@ impl Speculative {
         *self == Speculative::Off
     }
 
-    /// Parses `off` or `lookup` (the `--speculative` flag).
+    /// The mode `--speculative MODE [--draft-model PATH]` asks for: a draft
+    /// model alone means `draft`; `draft` without one is refused.
+    pub fn from_flags(mode: &str, draft_model: Option<&str>) -> anyhow::Result<Speculative> {
+        match (Speculative::parse(mode)?, draft_model) {
+            (Speculative::Off, Some(_)) | (Speculative::Draft, Some(_)) => Ok(Speculative::Draft),
+            (Speculative::Draft, None) => {
+                anyhow::bail!("--speculative draft needs a draft model: add --draft-model PATH")
+            }
+            (Speculative::Lookup, Some(_)) => anyhow::bail!(
+                "--draft-model is for --speculative draft; drop it for lookup, or use draft"
+            ),
+            (s, None) => Ok(s),
+        }
+    }
+
+    /// Parses `off`, `lookup` or `draft` (the `--speculative` flag).
     pub fn parse(s: &str) -> anyhow::Result<Speculative> {
         match s {
             "off" | "none" => Ok(Speculative::Off),
             "lookup" => Ok(Speculative::Lookup),
-            "draft" => anyhow::bail!(
-                "--speculative draft (a draft model) is not built yet; use --speculative lookup"
-            ),
-            other => anyhow::bail!("unknown --speculative {other:?}: use lookup or off"),
+            "draft" => Ok(Speculative::Draft),
+            other => anyhow::bail!("unknown --speculative {other:?}: use lookup, draft or off"),
         }
     }
 }

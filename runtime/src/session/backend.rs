@@ -52,6 +52,8 @@ pub struct CandleBackend {
     template: ChatTemplate,
     params: SamplingParams,
     files: Vec<(PathBuf, String)>,
+    /// The draft model's path and files with their sha256, when one is attached.
+    draft: Option<Value>,
 }
 
 impl CandleBackend {
@@ -68,24 +70,40 @@ impl CandleBackend {
             .into_iter()
             .map(|p| sha256_file(&p).map(|h| (p, h)))
             .collect::<anyhow::Result<_>>()?;
+        let draft = match &model.draft {
+            Some((_, path)) => {
+                let files = weight_files(path)?
+                    .into_iter()
+                    .map(|p| sha256_file(&p).map(|h| json!({"path": p, "sha256": h})))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                Some(json!({"path": path, "files": files}))
+            }
+            None => None,
+        };
         Ok(CandleBackend {
             model,
             template,
             params,
             files,
+            draft,
         })
     }
 }
 
 impl Backend for CandleBackend {
     fn describe(&self) -> Value {
-        json!({
+        let mut v = json!({
             "kind": "candle",
             "path": self.model.path,
             "format": self.model.format,
             "files": self.files.iter().map(|(p, h)| json!({"path": p, "sha256": h})).collect::<Vec<_>>(),
             "sampling": self.params,
-        })
+        });
+        // The draft model, when one proposes tokens.
+        if let Some(d) = &self.draft {
+            v["draft_model"] = d.clone();
+        }
+        v
     }
 
     fn template(&self) -> &ChatTemplate {
