@@ -374,20 +374,24 @@ fn fuse_quantize_reports_the_delta_survival_and_says_when_it_is_lost() {
     let base = dir.path().join("base");
     let small = synth(&base, "peft", "0.02");
     let fused = dir.path().join("fused");
-    let text = ok(&warden(
-        &[
-            "fuse",
-            "--model",
-            s(&base),
-            "--adapter",
-            s(&small),
-            "--out",
-            s(&fused),
-            "--quantize",
-            "q4_0",
-        ],
-        dir.path(),
-    ));
+    // `warden fuse` of the small adapter into `fused`, then `extra`.
+    let fuse_small = |extra: &[&str]| {
+        let args = [
+            &[
+                "fuse",
+                "--model",
+                s(&base),
+                "--adapter",
+                s(&small),
+                "--out",
+                s(&fused),
+            ][..],
+            extra,
+        ]
+        .concat();
+        warden(&args, dir.path())
+    };
+    let text = ok(&fuse_small(&["--quantize", "q4_0"]));
     assert!(
         text.contains("Most of the adapter's delta is lost in q4_0"),
         "{text}"
@@ -399,24 +403,14 @@ fn fuse_quantize_reports_the_delta_survival_and_says_when_it_is_lost() {
     assert!(fused.join("model-q4_0.gguf").exists());
     // --embedding-type: the fused model's token embedding in its own type.
     let mixed = dir.path().join("fused-mixed.gguf");
-    let text = ok(&warden(
-        &[
-            "fuse",
-            "--model",
-            s(&base),
-            "--adapter",
-            s(&small),
-            "--out",
-            s(&fused),
-            "--quantize",
-            "q4_0",
-            "--quantized-out",
-            s(&mixed),
-            "--embedding-type",
-            "q8_0",
-        ],
-        dir.path(),
-    ));
+    let text = ok(&fuse_small(&[
+        "--quantize",
+        "q4_0",
+        "--quantized-out",
+        s(&mixed),
+        "--embedding-type",
+        "q8_0",
+    ]));
     assert!(
         text.contains("Most of the adapter's delta is lost in q4_0"),
         "{text}"
@@ -433,24 +427,15 @@ fn fuse_quantize_reports_the_delta_survival_and_says_when_it_is_lost() {
         GgmlDType::Q4_0
     );
     // An MLX format has no per-tensor types.
-    let o = warden(
-        &[
-            "fuse",
-            "--model",
-            s(&base),
-            "--adapter",
-            s(&small),
-            "--out",
-            s(&fused),
-            "--quantize",
-            "mlx-4",
-            "--quantized-out",
-            s(&dir.path().join("m4")),
-            "--embedding-type",
-            "q8_0",
-        ],
-        dir.path(),
-    );
+    let m4 = dir.path().join("m4");
+    let o = fuse_small(&[
+        "--quantize",
+        "mlx-4",
+        "--quantized-out",
+        s(&m4),
+        "--embedding-type",
+        "q8_0",
+    ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("GGUF formats only"));
     let json = |fmt: &str, adapter: &Path, out: &str| -> Value {

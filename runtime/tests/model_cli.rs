@@ -133,23 +133,25 @@ fn bench_reports_speeds_and_memory_without_a_tokenizer() {
     synth_tiny(dir.path(), &["--gguf", "q4_0", "--gguf-only"]);
     assert!(!dir.path().join("tokenizer.json").exists());
     let gguf = dir.path().join("model-q4_0.gguf");
-    let out = ok(&warden(
-        &[
-            "bench",
-            "--model",
-            gguf.to_str().unwrap(),
-            "--prompt-tokens",
-            "16",
-            "--gen-tokens",
-            "4",
-            "--repeat",
-            "2",
-            "--threads",
-            "1",
-            "--json",
-        ],
-        &[],
-    ));
+    // `warden bench --json` on it, one thread, 16 prompt tokens, then `extra`.
+    let bench = |extra: &[&str]| -> String {
+        let args = [
+            &[
+                "bench",
+                "--model",
+                gguf.to_str().unwrap(),
+                "--prompt-tokens",
+                "16",
+                "--threads",
+                "1",
+                "--json",
+            ][..],
+            extra,
+        ]
+        .concat();
+        ok(&warden(&args, &[]))
+    };
+    let out = bench(&["--gen-tokens", "4", "--repeat", "2"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(v["prefill_tok_s"].as_f64().unwrap() > 0.0);
     assert!(v["decode_tok_s"].as_f64().unwrap() > 0.0);
@@ -157,25 +159,14 @@ fn bench_reports_speeds_and_memory_without_a_tokenizer() {
     assert_eq!(v["threads"], 1);
     assert!(v.get("lookup_decode_tok_s").is_none());
     // --speculative lookup: plain and lookup decoding side by side.
-    let out = ok(&warden(
-        &[
-            "bench",
-            "--model",
-            gguf.to_str().unwrap(),
-            "--prompt-tokens",
-            "16",
-            "--gen-tokens",
-            "24",
-            "--repeat",
-            "1",
-            "--threads",
-            "1",
-            "--speculative",
-            "lookup",
-            "--json",
-        ],
-        &[],
-    ));
+    let out = bench(&[
+        "--gen-tokens",
+        "24",
+        "--repeat",
+        "1",
+        "--speculative",
+        "lookup",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(v["decode_tok_s"].as_f64().unwrap() > 0.0);
     assert!(v["lookup_decode_tok_s"].as_f64().unwrap() > 0.0);

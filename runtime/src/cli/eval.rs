@@ -51,9 +51,8 @@ pub struct EvalArgs {
     /// cpu, cuda[:N] or metal.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Speculative decoding for model variants: `lookup` (prompt lookup;
-    /// the same greedy output, faster where answers quote the context) or
-    /// `off`.
+    /// Speculative decoding for model variants: `lookup` (prompt lookup),
+    /// `draft` (with `--draft-model`) or `off`; the greedy output is the same.
     #[arg(long, default_value = "off")]
     speculative: String,
     /// A draft model for `--speculative draft`, used by every model variant

@@ -135,8 +135,9 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Speculative decoding: `lookup` drafts tokens from the context (prompt
-    /// lookup) and verifies them in one forward pass; output is the same
-    /// (greedy) or identically distributed (sampling). `off` by default.
+    /// lookup), `draft` from `--draft-model`; drafts are verified in one
+    /// forward pass, and output is the same (greedy) or identically
+    /// distributed (sampling). `off` by default.
     #[arg(long, default_value = "off")]
     speculative: String,
     /// A draft model for `--speculative draft` (the same tokenizer, smaller:
@@ -326,7 +327,8 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     } else {
         vec![(false, Speculative::Off), (true, Speculative::Off)]
     };
-    // With lookup, the plain run stays the headline and lookup comes last.
+    // With speculation, the plain run stays the headline and the
+    // speculative one comes last.
     let plain = variants.len() - 1;
     if !speculative.is_off() {
         variants.push((true, speculative));
@@ -361,7 +363,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
             accepted += t.accepted_tokens;
         }
     }
-    let lookup = (!speculative.is_off()).then(|| {
+    let speculated = (!speculative.is_off()).then(|| {
         let d = {
             let v = &mut decode[plain + 1];
             v.sort_by(f64::total_cmp);
@@ -397,7 +399,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
             out["base_decode_tok_s"] = bd.into();
             out["adapter_decode_cost_pct"] = cost.into();
         }
-        if let Some((ld, dr, ac)) = lookup {
+        if let Some((ld, dr, ac)) = speculated {
             let mode = mode_name(speculative);
             out["speculative"] = mode.into();
             out[format!("{mode}_decode_tok_s")] = ld.into();
@@ -432,7 +434,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
             );
             println!("adapter cost: {cost:.1} % of decode time");
         }
-        if let Some((ld, dr, ac)) = lookup {
+        if let Some((ld, dr, ac)) = speculated {
             println!(
                 "{:<9} decode {ld:.1} tok/s, {:.2}x plain (same prompts, interleaved); {ac} of {dr} drafted tokens accepted",
                 format!("{}:", mode_name(speculative)),

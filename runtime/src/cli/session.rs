@@ -72,8 +72,9 @@ pub struct SessionArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Speculative decoding: `lookup` drafts tokens from the context (prompt
-    /// lookup) and verifies them in one forward pass; output is the same
-    /// (greedy) or identically distributed (sampling). `off` by default.
+    /// lookup), `draft` from `--draft-model`; drafts are verified in one
+    /// forward pass, and output is the same (greedy) or identically
+    /// distributed (sampling). `off` by default.
     #[arg(long, default_value = "off")]
     speculative: String,
     /// A draft model for `--speculative draft` (the same tokenizer, smaller:
