@@ -306,3 +306,44 @@ fn a_draft_model_changes_nothing_but_the_speed() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("add --draft-model PATH"));
 }
+
+#[test]
+fn a_draft_model_with_another_tokenizer_or_mode_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (target, odd) = (dir.path().join("t"), dir.path().join("odd"));
+    synth_seed(&target, "5");
+    synth_seed(&odd, "6");
+    // The same vocabulary size, but "main" is now one added token: the
+    // draft would tokenize the context differently.
+    let path = odd.join("tokenizer.json");
+    let mut tok: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let added = tok["added_tokens"].as_array_mut().unwrap();
+    let mut extra = added[added.len() - 1].clone();
+    extra["content"] = "main".into();
+    extra["special"] = false.into();
+    added.pop();
+    added.push(extra);
+    std::fs::write(&path, serde_json::to_vec(&tok).unwrap()).unwrap();
+    let mut m = LoadedModel::load(
+        target.to_str().unwrap(),
+        &Device::Cpu,
+        Some(DType::F32),
+        false,
+    )
+    .unwrap();
+    let e = m.attach_draft(odd.to_str().unwrap(), false).unwrap_err();
+    assert!(e.to_string().contains("tokenizes differently"), "{e}");
+    assert!(m.draft.is_none());
+    // A draft model with lookup is a contradiction, said as such.
+    let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["generate", "--model"])
+        .arg(&target)
+        .arg("--draft-model")
+        .arg(&target)
+        .args(["--prompt", "a", "--speculative", "lookup"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--draft-model is for --speculative draft"));
+}
