@@ -5,6 +5,7 @@
 //! whatever the storage of the base weight.
 
 use candle_core::quantized::{QMatMul, QTensor};
+use super::kernels;
 use candle_core::{DType, Device, Module, Result, Tensor};
 use std::sync::Arc;
 
@@ -30,6 +31,9 @@ struct Lora {
 #[derive(Debug, Clone)]
 pub struct Linear {
     weight: Weight,
+    /// The quantized weight repacked for warden's x86 kernels, where they
+    /// run and the type has a packed layout.
+    packed: Option<Arc<kernels::pack::Packed>>,
     bias: Option<Tensor>,
     out_features: usize,
     lora: Vec<Lora>,
@@ -42,6 +46,7 @@ impl Linear {
         let (out_features, _) = weight.dims2()?;
         Ok(Linear {
             weight: Weight::Dense(weight),
+            packed: None,
             bias,
             out_features,
             lora: vec![],
@@ -57,8 +62,19 @@ impl Linear {
     /// A layer over a quantized weight shared with another user (a tied
     /// embedding).
     pub fn quantized_shared(weight: Arc<QTensor>) -> Result<Linear> {
-        let (out_features, _) = weight.shape().dims2()?;
+        let (out_features, inp) = weight.shape().dims2()?;
+        let packed = match kernels::Kind::of(weight.dtype()) {
+            Some(kind)
+                if kernels::enabled()
+                    && kernels::level() == kernels::Level::Avx2
+                    && weight.device().is_cpu() =>
+            {
+                kernels::pack::Packed::new(kind, out_features, inp, &weight.data()?).map(Arc::new)
+            }
+            _ => None,
+        };
         Ok(Linear {
+            packed,
             weight: Weight::Quantized(Arc::new(QMatMul::from_arc(weight)?)),
             bias: None,
             out_features,
@@ -155,6 +171,9 @@ pub fn forward_shared<const N: usize>(layers: [&Linear; N], x: &Tensor) -> Resul
 
 /// The fused kernel's outputs, or `None` where it does not apply.
 fn fused(layers: &[&Linear], x: &Tensor) -> Result<Option<Vec<Tensor>>> {
+    if let Some(out) = own_kernels(layers, x)? {
+        return Ok(Some(out));
+    }
     let quantized: Option<Vec<&QTensor>> = layers
         .iter()
         .map(|l| match (&l.weight, &l.bias) {
@@ -173,8 +192,68 @@ fn fused(layers: &[&Linear], x: &Tensor) -> Result<Option<Vec<Tensor>>> {
     }
 }
 
+/// `x·Wᵀ` for bias-free quantized CPU weights through warden's own kernels
+/// ([`kernels`]), or `None` where they do not apply (dense or GPU weights,
+/// a type they lack, `WARDEN_KERNELS=candle`).
+fn own_kernels(layers: &[&Linear], x: &Tensor) -> Result<Option<Vec<Tensor>>> {
+    if !kernels::enabled() || x.dtype() != DType::F32 || !x.device().is_cpu() {
+        return Ok(None);
+    }
+    let mut ts = Vec::with_capacity(layers.len());
+    for l in layers {
+        match (&l.weight, &l.bias) {
+            (Weight::Quantized(q), None) => match q.as_ref() {
+                QMatMul::QTensor(t) if t.device().is_cpu() => ts.push(t.as_ref()),
+                _ => return Ok(None),
+            },
+            _ => return Ok(None),
+        }
+    }
+    let mut datas = Vec::with_capacity(ts.len());
+    let mut mats = Vec::with_capacity(ts.len());
+    for (t, l) in ts.iter().zip(layers) {
+        let (Some(kind), Ok((n, k))) = (kernels::Kind::of(t.dtype()), t.shape().dims2()) else {
+            return Ok(None);
+        };
+        datas.push((kind, n, k, t.data()?, l.packed.as_deref()));
+    }
+    for (kind, n, k, data, packed) in &datas {
+        mats.push(kernels::QMat {
+            kind: *kind,
+            n: *n,
+            k: *k,
+            data: data.as_ref(),
+            packed: *packed,
+        });
+    }
+    let k = mats[0].k;
+    let (storage, layout) = x.storage_and_layout();
+    let (candle_core::Storage::Cpu(cpu), Some((a, b))) = (&*storage, layout.contiguous_offsets())
+    else {
+        return Ok(None);
+    };
+    let xs = &cpu.as_slice::<f32>()?[a..b];
+    let m = xs.len() / k.max(1);
+    let Some(outs) = kernels::matmul_many(&mats, xs, m) else {
+        return Ok(None);
+    };
+    let lead = &x.dims()[..x.rank().saturating_sub(1)];
+    outs.into_iter()
+        .zip(&mats)
+        .map(|(o, w)| {
+            let mut shape = lead.to_vec();
+            shape.push(w.n);
+            Tensor::from_vec(o, shape, &Device::Cpu)
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(mut y) = own_kernels(&[self], x)? {
+            return self.with_lora(x, y.remove(0));
+        }
         let y = match &self.weight {
             Weight::Dense(w) => {
                 let w = w.to_dtype(x.dtype())?;

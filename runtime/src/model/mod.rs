@@ -11,6 +11,7 @@ pub mod fuse;
 mod generate;
 mod gguf_tokenizer;
 mod gguf_write;
+pub mod kernels;
 mod kv_cache;
 pub mod linear;
 mod load;

@@ -1,0 +1,112 @@
+//! Activations quantized once per product, in the companion format of the
+//! weight type: Q8_0 (32 values, one scale) for Q4_0/Q8_0 weights, Q8_K
+//! (256 values, one f32 scale, sums of every 16) for the K-quants.
+//!
+//! The rounding follows ggml's reference quantizers (and candle's), so the
+//! integer dot products equal theirs exactly.
+
+/// `m` rows of `k` activations, quantized.
+#[derive(Debug, Clone, Default)]
+pub struct Acts {
+    /// Rows.
+    pub m: usize,
+    /// Values per row.
+    pub k: usize,
+    /// Values per block (32 or 256).
+    pub block: usize,
+    /// One scale per block, row-major.
+    pub d: Vec<f32>,
+    /// The quantized values, row-major.
+    pub qs: Vec<i8>,
+    /// Q8_K only: the sum of each 16 values, 16 per block.
+    pub bsums: Vec<i16>,
+}
+
+impl Acts {
+    /// Blocks per row.
+    pub fn blocks(&self) -> usize {
+        self.k / self.block
+    }
+
+    /// Row `i`'s scales, values and (Q8_K) sums.
+    #[inline]
+    pub fn row(&self, i: usize) -> (&[f32], &[i8], &[i16]) {
+        let nb = self.blocks();
+        let sums = if self.bsums.is_empty() {
+            &self.bsums[..]
+        } else {
+            &self.bsums[i * nb * 16..(i + 1) * nb * 16]
+        };
+        (
+            &self.d[i * nb..(i + 1) * nb],
+            &self.qs[i * self.k..(i + 1) * self.k],
+            sums,
+        )
+    }
+}
+
+/// Quantizes `x` (`m` rows of `k`, `k` a multiple of 32) to Q8_0: per
+/// block `d = max|x| / 127` (kept at f16 precision), `q = round(x / d)`.
+pub fn q8_0(x: &[f32], m: usize, k: usize) -> Acts {
+    debug_assert_eq!(x.len(), m * k);
+    let mut a = Acts {
+        m,
+        k,
+        block: 32,
+        d: Vec::with_capacity(m * k / 32),
+        qs: vec![0; m * k],
+        bsums: vec![],
+    };
+    for (xs, qs) in x.chunks_exact(32).zip(a.qs.chunks_exact_mut(32)) {
+        let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        for (q, &v) in qs.iter_mut().zip(xs) {
+            *q = (v * id).round() as i8;
+        }
+        a.d.push(half::f16::from_f32(d).to_f32());
+    }
+    a
+}
+
+/// Quantizes `x` (`m` rows of `k`, `k` a multiple of 256) to Q8_K: per
+/// block the value of largest magnitude maps to −127, `d = 1 / scale`, and
+/// the sums of every 16 quantized values are kept for the K-quants'
+/// minimum and offset terms.
+pub fn q8k(x: &[f32], m: usize, k: usize) -> Acts {
+    debug_assert_eq!(x.len(), m * k);
+    let mut a = Acts {
+        m,
+        k,
+        block: 256,
+        d: Vec::with_capacity(m * k / 256),
+        qs: vec![0; m * k],
+        bsums: vec![0; m * k / 16],
+    };
+    for ((xs, qs), sums) in x
+        .chunks_exact(256)
+        .zip(a.qs.chunks_exact_mut(256))
+        .zip(a.bsums.chunks_exact_mut(16))
+    {
+        let (mut max, mut amax) = (0f32, 0f32);
+        for &v in xs {
+            if amax < v.abs() {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        if amax == 0.0 {
+            a.d.push(0.0);
+            continue;
+        }
+        let iscale = -127.0 / max;
+        for (q, &v) in qs.iter_mut().zip(xs) {
+            *q = (iscale * v).round().clamp(-128.0, 127.0) as i8;
+        }
+        for (s, q) in sums.iter_mut().zip(qs.chunks_exact(16)) {
+            *s = q.iter().map(|&v| v as i16).sum();
+        }
+        a.d.push(1.0 / iscale);
+    }
+    a
+}
