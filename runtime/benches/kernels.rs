@@ -50,7 +50,11 @@ fn main() {
             let mut times = [Vec::new(), Vec::new()];
             for _ in 0..repeat + 1 {
                 for (i, on) in [true, false].into_iter().enumerate() {
-                    kernels::set_enabled(on);
+                    kernels::set_choice(if on {
+                        kernels::Choice::Warden
+                    } else {
+                        kernels::Choice::Candle
+                    });
                     let lin = warden::model::linear::Linear::quantized_shared(match &mm {
                         QMatMul::QTensor(t) => t.clone(),
                         _ => unreachable!(),

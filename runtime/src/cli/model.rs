@@ -3,6 +3,7 @@
 use super::terminal::{escape, Lines};
 use crate::model::adapter::write::{random_adapter, write_adapter, RandomAdapter};
 use crate::model::adapter::AdapterFormat;
+use crate::model::kernels;
 use crate::model::synth::{self, SynthOptions, SynthShape};
 use crate::model::{
     generate, generate_ids_with, parse_device, special, LoadedModel, SamplingParams, Speculative,
@@ -174,6 +175,14 @@ pub struct BenchArgs {
     /// e.g. Qwen3-0.6B for a larger Qwen3); given alone it implies draft.
     #[arg(long)]
     draft_model: Option<String>,
+    /// Also run every prompt with candle's quantized kernels instead of
+    /// warden's, interleaved, and report both.
+    #[arg(long)]
+    compare_kernels: bool,
+    /// Measure the memory read bandwidth and report the decode speed it
+    /// allows (weight bytes read per token ÷ bandwidth).
+    #[arg(long)]
+    bandwidth: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -322,16 +331,24 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     // With adapters, every repeat runs the same prompt without and with
     // them, interleaved, so that the cost is measured side by side.
-    let mut variants: Vec<(bool, Speculative)> = if loaded.adapters.is_empty() {
-        vec![(true, Speculative::Off)]
+    let chosen = kernels::choice();
+    let mut variants: Vec<(bool, Speculative, kernels::Choice)> = if loaded.adapters.is_empty() {
+        vec![(true, Speculative::Off, chosen)]
     } else {
-        vec![(false, Speculative::Off), (true, Speculative::Off)]
+        vec![
+            (false, Speculative::Off, chosen),
+            (true, Speculative::Off, chosen),
+        ]
     };
-    // With speculation, the plain run stays the headline and the
-    // speculative one comes last.
+    // With speculation or candle's kernels, the plain run stays the
+    // headline and the others come after it.
     let plain = variants.len() - 1;
     if !speculative.is_off() {
-        variants.push((true, speculative));
+        variants.push((true, speculative, chosen));
+    }
+    let candle_at = variants.len();
+    if a.compare_kernels {
+        variants.push((true, Speculative::Off, kernels::Choice::Candle));
     }
     let mut prefill = vec![Vec::new(); variants.len()];
     let mut decode = vec![Vec::new(); variants.len()];
@@ -340,7 +357,8 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
         let prompt: Vec<u32> = (0..a.prompt_tokens.max(1))
             .map(|_| rng.random_range(0..vocab))
             .collect();
-        for (v, &(on, spec)) in variants.iter().enumerate() {
+        for (v, &(on, spec, choice)) in variants.iter().enumerate() {
+            kernels::set_choice(choice);
             loaded.model.set_adapters_active(on);
             loaded.model.clear_cache();
             let params = SamplingParams {
@@ -363,6 +381,21 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
             accepted += t.accepted_tokens;
         }
     }
+    kernels::set_choice(chosen);
+    let candle = a.compare_kernels.then(|| {
+        let mut p = std::mem::take(&mut prefill[candle_at]);
+        let mut d = std::mem::take(&mut decode[candle_at]);
+        p.sort_by(f64::total_cmp);
+        d.sort_by(f64::total_cmp);
+        (p[p.len() / 2], d[d.len() / 2])
+    });
+    // Weight bytes per token over a read bandwidth measured on a buffer at
+    // least as large as the weights, so caches help it no more than decode.
+    let bandwidth = a.bandwidth.then(|| {
+        let bytes = loaded.model.weight_bytes_per_token();
+        let bw = kernels::bandwidth::read_bandwidth(bytes.max(1 << 30), 3);
+        (bytes, bw, bw / bytes.max(1) as f64)
+    });
     let speculated = (!speculative.is_off()).then(|| {
         let d = {
             let v = &mut decode[plain + 1];
@@ -398,6 +431,16 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
             out["base_prefill_tok_s"] = bp.into();
             out["base_decode_tok_s"] = bd.into();
             out["adapter_decode_cost_pct"] = cost.into();
+        }
+        if let Some((cp, cd)) = candle {
+            out["kernels"] = format!("{chosen:?}").to_lowercase().into();
+            out["candle_prefill_tok_s"] = cp.into();
+            out["candle_decode_tok_s"] = cd.into();
+        }
+        if let Some((bytes, bw, limit)) = bandwidth {
+            out["weight_bytes_per_token"] = bytes.into();
+            out["read_gb_s"] = (bw / 1e9).into();
+            out["bandwidth_limit_tok_s"] = limit.into();
         }
         if let Some((ld, dr, ac)) = speculated {
             let mode = mode_name(speculative);
@@ -439,6 +482,21 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
                 "{:<9} decode {ld:.1} tok/s, {:.2}x plain (same prompts, interleaved); {ac} of {dr} drafted tokens accepted",
                 format!("{}:", mode_name(speculative)),
                 ld / d
+            );
+        }
+        if let Some((cp, cd)) = candle {
+            println!(
+                "candle:   prefill {cp:.1} tok/s, decode {cd:.1} tok/s with candle's kernels (same prompts, interleaved); warden's: {:.2}x prefill, {:.2}x decode",
+                p / cp,
+                d / cd
+            );
+        }
+        if let Some((bytes, bw, limit)) = bandwidth {
+            println!(
+                "memory:   {:.0} MB of weights per token, {:.1} GB/s read: at most {limit:.1} tok/s; decode reaches {:.0} %",
+                bytes as f64 / 1e6,
+                bw / 1e9,
+                100.0 * d / limit
             );
         }
         println!("peak RSS: {rss:.0} MiB, threads: {threads}");

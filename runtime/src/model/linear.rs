@@ -4,8 +4,8 @@
 //! (LoRA adapters applied unfused, per-stage timing) hook in at one place,
 //! whatever the storage of the base weight.
 
-use candle_core::quantized::{QMatMul, QTensor};
 use super::kernels;
+use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use std::sync::Arc;
 
@@ -143,6 +143,19 @@ impl Linear {
         &self.weight
     }
 
+    /// Bytes of the base weight as stored (quantized or dense).
+    pub fn weight_bytes(&self) -> usize {
+        match &self.weight {
+            Weight::Dense(w) => w.elem_count() * w.dtype().size_in_bytes(),
+            Weight::Quantized(q) => match q.as_ref() {
+                QMatMul::QTensor(t) => t.storage_size_in_bytes(),
+                QMatMul::Tensor(w) | QMatMul::TensorF16(w) => {
+                    w.elem_count() * w.dtype().size_in_bytes()
+                }
+            },
+        }
+    }
+
     /// Output width.
     pub fn out_features(&self) -> usize {
         self.out_features
@@ -234,6 +247,9 @@ fn own_kernels(layers: &[&Linear], x: &Tensor) -> Result<Option<Vec<Tensor>>> {
     };
     let xs = &cpu.as_slice::<f32>()?[a..b];
     let m = xs.len() / k.max(1);
+    if mats.iter().any(|w| !kernels::chosen(w.kind, m)) {
+        return Ok(None);
+    }
     let Some(outs) = kernels::matmul_many(&mats, xs, m) else {
         return Ok(None);
     };

@@ -158,6 +158,29 @@ impl Qwen3 {
         self.clear_cache();
     }
 
+    /// Bytes of weights one decoded token reads: every projection and the
+    /// output layer, as stored (the embedding reads one row; norms are
+    /// negligible). Divided by the memory's read bandwidth, it bounds decode
+    /// speed.
+    pub fn weight_bytes_per_token(&self) -> usize {
+        let mut n = self.lm_head.weight_bytes();
+        for b in &self.blocks {
+            let (a, m) = (&b.attention, &b.mlp);
+            for l in [
+                &a.q_proj,
+                &a.k_proj,
+                &a.v_proj,
+                &a.o_proj,
+                &m.gate_proj,
+                &m.up_proj,
+                &m.down_proj,
+            ] {
+                n += l.weight_bytes();
+            }
+        }
+        n
+    }
+
     /// The model's hyper-parameters.
     pub fn config(&self) -> &Qwen3Config {
         &self.cfg

@@ -37,27 +37,86 @@ impl QMat<'_> {
     }
 }
 
-/// 0: unset (read `WARDEN_KERNELS` once), 1: on, 2: off.
-static ENABLED: AtomicU8 = AtomicU8::new(0);
+/// Which kernels multiply quantized weights on the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    /// warden's for decoding and where candle has no faster kernel; candle's
+    /// AVX-512 VNNI tiles for prefill of the types it has them for (the
+    /// default: each side where it measured faster).
+    Auto,
+    /// warden's everywhere.
+    Warden,
+    /// candle's everywhere.
+    Candle,
+}
 
-/// Whether quantized products go through these kernels (the default) or
-/// through candle's (`WARDEN_KERNELS=candle`, or [`set_enabled`]`(false)`
-/// for a side-by-side benchmark).
-pub fn enabled() -> bool {
-    match ENABLED.load(Ordering::Relaxed) {
-        1 => true,
-        2 => false,
+/// 0: unset (read `WARDEN_KERNELS` once), else `Choice as u8 + 1`.
+static CHOICE: AtomicU8 = AtomicU8::new(0);
+
+/// The process's [`Choice`]: `WARDEN_KERNELS=auto|warden|candle` (default
+/// auto), or what [`set_choice`] last set.
+pub fn choice() -> Choice {
+    match CHOICE.load(Ordering::Relaxed) {
+        1 => Choice::Auto,
+        2 => Choice::Warden,
+        3 => Choice::Candle,
         _ => {
-            let on = std::env::var("WARDEN_KERNELS").map_or(true, |v| v != "candle");
-            ENABLED.store(if on { 1 } else { 2 }, Ordering::Relaxed);
-            on
+            let c = match std::env::var("WARDEN_KERNELS").as_deref() {
+                Ok("candle") => Choice::Candle,
+                Ok("warden") => Choice::Warden,
+                _ => Choice::Auto,
+            };
+            set_choice(c);
+            c
         }
     }
 }
 
-/// Turns these kernels on or off for the whole process.
-pub fn set_enabled(on: bool) {
-    ENABLED.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+/// Sets the [`Choice`] for the whole process (a side-by-side benchmark).
+pub fn set_choice(c: Choice) {
+    CHOICE.store(c as u8 + 1, Ordering::Relaxed);
+}
+
+/// Whether these kernels are used at all (weights are repacked at load
+/// only then).
+pub fn enabled() -> bool {
+    choice() != Choice::Candle
+}
+
+/// Rows up to which a product counts as decoding (one token, or a
+/// speculative verification of up to 8 drafts).
+pub const DECODE_ROWS: usize = 9;
+
+/// Whether a product of `m` rows by a `kind` weight goes through these
+/// kernels under the current [`choice`].
+pub fn chosen(kind: Kind, m: usize) -> bool {
+    match choice() {
+        Choice::Candle => false,
+        Choice::Warden => true,
+        Choice::Auto => m <= DECODE_ROWS || !candle_tiles(kind),
+    }
+}
+
+/// Whether candle multiplies `kind` by many rows with its AVX-512 VNNI
+/// tiles on this CPU (Q8_0, Q4_K, Q6_K), which outrun these AVX2 kernels
+/// at prefill (`cargo bench --bench kernels`: 1.3–2.7× at 64 rows).
+fn candle_tiles(kind: Kind) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static VNNI512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let v = *VNNI512.get_or_init(|| {
+            is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512vnni")
+        });
+        v && matches!(kind, Kind::Q8_0 | Kind::Q4K | Kind::Q6K)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = kind;
+        false
+    }
 }
 
 /// `[x·W₁ᵀ, x·W₂ᵀ, …]` for `m` rows of `x` (row-major, each as long as
@@ -69,15 +128,24 @@ pub fn matmul_many(ws: &[QMat], x: &[f32], m: usize) -> Option<Vec<Vec<f32>>> {
         return None;
     }
     // The activations in each companion format the weights need.
-    let q8_0 = ws.iter().any(|w| !w.kind.uses_q8k()).then(|| act::q8_0(x, m, k));
-    let q8k = ws.iter().any(|w| w.kind.uses_q8k()).then(|| act::q8k(x, m, k));
+    let q8_0 = ws
+        .iter()
+        .any(|w| !w.kind.uses_q8k())
+        .then(|| act::q8_0(x, m, k));
+    let q8k = ws
+        .iter()
+        .any(|w| w.kind.uses_q8k())
+        .then(|| act::q8k(x, m, k));
     let mut outs: Vec<Vec<f32>> = ws.iter().map(|w| vec![0f32; m * w.n]).collect();
     let ptrs: Vec<usize> = outs.iter_mut().map(|o| o.as_mut_ptr() as usize).collect();
     // Work units: tiles of 8 rows for packed weights, rows otherwise.
     let lvl = level();
     let packed: Vec<Option<&Packed>> = ws
         .iter()
-        .map(|w| w.packed.filter(|p| lvl == Level::Avx2 && p.n == w.n && p.k == w.k))
+        .map(|w| {
+            w.packed
+                .filter(|p| lvl == Level::Avx2 && p.n == w.n && p.k == w.k)
+        })
         .collect();
     let units: Vec<usize> = ws
         .iter()
@@ -95,7 +163,10 @@ pub fn matmul_many(ws: &[QMat], x: &[f32], m: usize) -> Option<Vec<Vec<f32>>> {
     let total = starts.last().unwrap() + units.last().unwrap();
     let run = |range: std::ops::Range<usize>| {
         for (l, w) in ws.iter().enumerate() {
-            let (lo, hi) = (range.start.max(starts[l]), range.end.min(starts[l] + units[l]));
+            let (lo, hi) = (
+                range.start.max(starts[l]),
+                range.end.min(starts[l] + units[l]),
+            );
             if lo >= hi {
                 continue;
             }
@@ -199,7 +270,13 @@ mod tests {
     /// rounding. Also checks the portable and SIMD kernels agree.
     fn check(kind: Kind, t: GgmlDType, data: &[u8], n: usize, k: usize, x: &[f32], m: usize) {
         let w = dequantized(t, data, n, k);
-        let q = QMat { kind, n, k, data, packed: None };
+        let q = QMat {
+            kind,
+            n,
+            k,
+            data,
+            packed: None,
+        };
         let plain = matmul_many(&[q], x, m).expect("well formed")[0].clone();
         // The repacked layout (where this CPU runs it) gives the same sums.
         let packed = (level() == Level::Avx2)
@@ -207,7 +284,10 @@ mod tests {
             .flatten();
         let mut results = vec![plain];
         if let Some(p) = &packed {
-            let q = QMat { packed: Some(p), ..q };
+            let q = QMat {
+                packed: Some(p),
+                ..q
+            };
             results.push(matmul_many(&[q], x, m).expect("well formed")[0].clone());
         }
         for got in &results {
@@ -227,7 +307,13 @@ mod tests {
         got: &[f32],
         plain: &[f32],
     ) {
-        let q = QMat { kind, n, k, data, packed: None };
+        let q = QMat {
+            kind,
+            n,
+            k,
+            data,
+            packed: None,
+        };
         let acts = if kind.uses_q8k() {
             act::q8k(x, m, k)
         } else {
@@ -276,7 +362,11 @@ mod tests {
         let dev = Device::Cpu;
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         for (kind, t) in KINDS {
-            let ks: &[usize] = if kind.uses_q8k() { &[256, 768] } else { &[32, 96, 512] };
+            let ks: &[usize] = if kind.uses_q8k() {
+                &[256, 768]
+            } else {
+                &[32, 96, 512]
+            };
             for &k in ks {
                 for (n, m) in [(1, 1), (37, 1), (5, 3), (19, 17)] {
                     let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
@@ -328,13 +418,28 @@ mod tests {
     #[test]
     fn zero_activations_and_refused_shapes() {
         let w = vec![0u8; 34 * 2];
-        let q = QMat { kind: Kind::Q8_0, n: 2, k: 32, data: &w, packed: None };
+        let q = QMat {
+            kind: Kind::Q8_0,
+            n: 2,
+            k: 32,
+            data: &w,
+            packed: None,
+        };
         assert_eq!(matmul_many(&[q], &[0.0; 32], 1).unwrap()[0], vec![0.0, 0.0]);
         // Data that is not whole rows, or x of the wrong length: not ours.
-        let short = QMat { data: &w[..40], ..q };
+        let short = QMat {
+            data: &w[..40],
+            ..q
+        };
         assert!(matmul_many(&[short], &[0.0; 32], 1).is_none());
         assert!(matmul_many(&[q], &[0.0; 31], 1).is_none());
-        let k4 = QMat { kind: Kind::Q4K, n: 1, k: 32, data: &w[..34], packed: None };
+        let k4 = QMat {
+            kind: Kind::Q4K,
+            n: 1,
+            k: 32,
+            data: &w[..34],
+            packed: None,
+        };
         assert!(matmul_many(&[k4], &[0.0; 32], 1).is_none());
     }
 }

@@ -79,7 +79,12 @@ impl Packed {
                 }
             }
         }
-        Some(Packed { kind, n, k, data: out })
+        Some(Packed {
+            kind,
+            n,
+            k,
+            data: out,
+        })
     }
 }
 
@@ -143,12 +148,22 @@ impl PageBuf {
                 if p != libc::MAP_FAILED {
                     // Advice only: without transparent huge pages it is a no-op.
                     libc::madvise(p, len, libc::MADV_HUGEPAGE);
-                    return PageBuf { ptr: p as *mut u8, len, mapped: true, vec: vec![] };
+                    return PageBuf {
+                        ptr: p as *mut u8,
+                        len,
+                        mapped: true,
+                        vec: vec![],
+                    };
                 }
             }
         }
         let mut vec = vec![0u8; len];
-        PageBuf { ptr: vec.as_mut_ptr(), len, mapped: false, vec }
+        PageBuf {
+            ptr: vec.as_mut_ptr(),
+            len,
+            mapped: false,
+            vec,
+        }
     }
 
     /// The bytes.

@@ -138,7 +138,10 @@ unsafe fn q4k(w: &[u8], d: &[f32], qs: &[i8], bsums: &[i16], five: bool) -> f32 
     for (i, &da) in d.iter().enumerate() {
         let b = std::slice::from_raw_parts(wp.add(i * bb), bb);
         for l in (0..bb).step_by(64) {
-            _mm_prefetch(wp.wrapping_add(i * bb + l + PREFETCH) as *const i8, _MM_HINT_T1);
+            _mm_prefetch(
+                wp.wrapping_add(i * bb + l + PREFETCH) as *const i8,
+                _MM_HINT_T1,
+            );
         }
         let dw = f16(b.as_ptr()) * da;
         let dmin = f16(b.as_ptr().add(2)) * da;
@@ -202,7 +205,11 @@ unsafe fn q6k(w: &[u8], d: &[f32], qs: &[i8], bsums: &[i16]) -> f32 {
         let dw = f16(b.add(208)) * da;
         // Offset term: Σ_i sc_i · 32 · (sum of sub-block i's activations).
         let sums = std::slice::from_raw_parts(bsums.as_ptr().add(i * 16), 16);
-        let off: i32 = sc.iter().zip(sums).map(|(&s, &m)| s as i32 * m as i32).sum();
+        let off: i32 = sc
+            .iter()
+            .zip(sums)
+            .map(|(&s, &m)| s as i32 * m as i32)
+            .sum();
         let a = ap.add(i * 256);
         let mut sumi = _mm256_setzero_si256();
         for n in 0..2 {

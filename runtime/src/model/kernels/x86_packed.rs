@@ -76,8 +76,8 @@ macro_rules! q8_0_kernel {
                     let w = _mm256_loadu_si256(t.add(16 + 32 * g) as *const __m256i);
                     let aw = _mm256_sign_epi8(w, w);
                     for j in 0..N {
-                        let a = (acts[j].1.as_ptr().add(b * 32 + 4 * g) as *const i32)
-                            .read_unaligned();
+                        let a =
+                            (acts[j].1.as_ptr().add(b * 32 + 4 * g) as *const i32).read_unaligned();
                         let sa = _mm256_sign_epi8(_mm256_set1_epi32(a), w);
                         isum[j] = $dot(isum[j], aw, sa);
                     }
@@ -114,11 +114,13 @@ macro_rules! q4k_kernel {
                 // Minimum terms: Σ_s m_s · (sum of sub-block s's activations).
                 let mut msum = [_mm256_setzero_si256(); N];
                 for s in 0..8 {
-                    let m = _mm256_cvtepu8_epi32(_mm_loadl_epi64(t.add(96 + 8 * s) as *const __m128i));
+                    let m =
+                        _mm256_cvtepu8_epi32(_mm_loadl_epi64(t.add(96 + 8 * s) as *const __m128i));
                     for j in 0..N {
                         let sums = acts[j].2.as_ptr().add(b * 16 + 2 * s);
                         let bs = *sums as i32 + *sums.add(1) as i32;
-                        msum[j] = _mm256_add_epi32(msum[j], _mm256_mullo_epi32(m, _mm256_set1_epi32(bs)));
+                        msum[j] =
+                            _mm256_add_epi32(msum[j], _mm256_mullo_epi32(m, _mm256_set1_epi32(bs)));
                     }
                 }
                 let mut isum = [_mm256_setzero_si256(); N];
@@ -144,8 +146,13 @@ macro_rules! q4k_kernel {
                 }
                 for j in 0..N {
                     let da = _mm256_set1_ps(acts[j].0[b]);
-                    acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(d, da), _mm256_cvtepi32_ps(isum[j]), acc[j]);
-                    acc[j] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, da), _mm256_cvtepi32_ps(msum[j]), acc[j]);
+                    acc[j] =
+                        _mm256_fmadd_ps(_mm256_mul_ps(d, da), _mm256_cvtepi32_ps(isum[j]), acc[j]);
+                    acc[j] = _mm256_fnmadd_ps(
+                        _mm256_mul_ps(dmin, da),
+                        _mm256_cvtepi32_ps(msum[j]),
+                        acc[j],
+                    );
                 }
             }
             for j in 0..N {
@@ -178,7 +185,10 @@ const PREFETCH: usize = 8192;
 #[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn dot_avx2(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
-    _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)))
+    _mm256_add_epi32(
+        acc,
+        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)),
+    )
 }
 
 #[inline]
