@@ -172,6 +172,43 @@ fn bench_reports_speeds_and_memory_without_a_tokenizer() {
     assert!(v["lookup_decode_tok_s"].as_f64().unwrap() > 0.0);
     assert!(v["lookup_speedup"].as_f64().unwrap() > 0.0);
     assert!(v["accepted_tokens"].as_u64().unwrap() <= v["drafted_tokens"].as_u64().unwrap());
+    // --compare-kernels: candle's kernels interleaved; --bandwidth: weight
+    // bytes per token (every matrix in the file but the embedding table,
+    // which is read one row at a time unless it is also the output layer)
+    // over a measured read bandwidth.
+    let out = bench(&[
+        "--gen-tokens",
+        "4",
+        "--repeat",
+        "1",
+        "--compare-kernels",
+        "--bandwidth",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["kernels"], "auto");
+    assert!(v["candle_prefill_tok_s"].as_f64().unwrap() > 0.0);
+    assert!(v["candle_decode_tok_s"].as_f64().unwrap() > 0.0);
+    let bytes = v["weight_bytes_per_token"].as_u64().unwrap();
+    let mut f = std::fs::File::open(&gguf).unwrap();
+    let ct = candle_core::quantized::gguf_file::Content::read(&mut f).unwrap();
+    let size = |name: &str| {
+        let t = &ct.tensor_infos[name];
+        t.shape.elem_count() / t.ggml_dtype.block_size() * t.ggml_dtype.type_size()
+    };
+    let tied = !ct.tensor_infos.contains_key("output.weight");
+    let want: usize = ct
+        .tensor_infos
+        .keys()
+        .filter(|n| !n.contains("norm") && (tied || n.as_str() != "token_embd.weight"))
+        .map(|n| size(n))
+        .sum();
+    assert_eq!(bytes as usize, want);
+    let (bw, limit) = (
+        v["read_gb_s"].as_f64().unwrap(),
+        v["bandwidth_limit_tok_s"].as_f64().unwrap(),
+    );
+    assert!(bw > 0.0);
+    assert!((limit - bw * 1e9 / bytes as f64).abs() <= 1e-6 * limit);
 }
 
 #[test]

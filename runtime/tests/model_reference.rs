@@ -6,6 +6,7 @@ use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor, D};
 use candle_transformers::models::{quantized_qwen3 as ref_quant, qwen3 as ref_qwen3};
 use std::path::Path;
+use warden::model::kernels;
 use warden::model::synth::{synth, SynthOptions, SynthShape};
 use warden::model::{special, LoadedModel};
 
@@ -161,6 +162,7 @@ fn gguf_logits_match_candle_transformers_quantized_qwen3() {
     let mut reference = reference_quantized(&gguf);
     let input = batch(&ids);
     let want = reference.forward(&input, 0).unwrap();
+    let want_full = want.clone();
     let got = ours.model.forward(&ids, false).unwrap();
     let d = max_abs_diff(&got, &want);
     eprintln!("q8_0 full prompt: max abs diff {d:e}");
@@ -181,6 +183,16 @@ fn gguf_logits_match_candle_transformers_quantized_qwen3() {
         let d = max_abs_diff(&got, &want);
         assert!(d <= 1e-3, "step {i}: max abs diff {d}");
     }
+    // warden's own kernels for every product, prefill included (by default
+    // they decode and candle's prefill where it has AVX-512 tiles).
+    kernels::set_choice(kernels::Choice::Warden);
+    ours.model.clear_cache();
+    let got = ours.model.forward(&ids, false).unwrap();
+    kernels::set_choice(kernels::Choice::Auto);
+    let d = max_abs_diff(&got, &want_full);
+    eprintln!("q8_0 full prompt, warden's kernels: max abs diff {d:e}");
+    assert!(d <= 1e-3, "warden's kernels, full prompt: max abs diff {d}");
+    assert_eq!(top(&got), top(&want_full));
 }
 
 /// The quantized model stays close to the dense one it came from.
