@@ -247,7 +247,7 @@ fn own_kernels(layers: &[&Linear], x: &Tensor) -> Result<Option<Vec<Tensor>>> {
     };
     let xs = &cpu.as_slice::<f32>()?[a..b];
     let m = xs.len() / k.max(1);
-    if mats.iter().any(|w| !kernels::chosen(w.kind, m)) {
+    if mats.iter().any(|w| !kernels::chosen(w.kind, m, w.n, w.k)) {
         return Ok(None);
     }
     let Some(outs) = kernels::matmul_many(&mats, xs, m) else {

@@ -87,34 +87,64 @@ pub fn enabled() -> bool {
 /// speculative verification of up to 8 drafts).
 pub const DECODE_ROWS: usize = 9;
 
-/// Whether a product of `m` rows by a `kind` weight goes through these
-/// kernels under the current [`choice`].
-pub fn chosen(kind: Kind, m: usize) -> bool {
+/// Whether a product of `m` rows by an `(n, k)` weight of `kind` goes
+/// through these kernels under the current [`choice`].
+pub fn chosen(kind: Kind, m: usize, n: usize, k: usize) -> bool {
     match choice() {
         Choice::Candle => false,
         Choice::Warden => true,
-        Choice::Auto => m <= DECODE_ROWS || !candle_tiles(kind),
+        // Without AVX2 these run their portable code, which candle's NEON
+        // and generic kernels outrun: only ever by request there.
+        Choice::Auto => level() == Level::Avx2 && (m <= DECODE_ROWS || !candle_tiles(kind, n, k)),
     }
 }
 
-/// Whether candle multiplies `kind` by many rows with its AVX-512 VNNI
-/// tiles on this CPU (Q8_0, Q4_K, Q6_K), which outrun these AVX2 kernels
-/// at prefill (`cargo bench --bench kernels`: 1.3–2.7× at 64 rows).
-fn candle_tiles(kind: Kind) -> bool {
+/// Whether candle multiplies many rows by this weight with its repacked
+/// x86 tiles (as its `repack_x86::select` decides: Q4_K and Q6_K with AVX2
+/// or better, Q8_0 with VNNI; whole 16-row tiles and 256-value blocks),
+/// which match or outrun these kernels at prefill (`warden bench
+/// --compare-kernels`: 0.5–1.0× for ours there); elsewhere candle's CPU
+/// path is a row-by-row dot product that ours beats (Q8_0 prefill 3.1× on
+/// AVX2). `MISTRALRS_FORCE_AVX2=1` makes candle act as on an AVX2-only
+/// CPU, and this agrees.
+fn candle_tiles(kind: Kind, n: usize, k: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        static VNNI512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        let v = *VNNI512.get_or_init(|| {
-            is_x86_feature_detected!("avx512f")
-                && is_x86_feature_detected!("avx512bw")
-                && is_x86_feature_detected!("avx512vl")
-                && is_x86_feature_detected!("avx512vnni")
-        });
-        v && matches!(kind, Kind::Q8_0 | Kind::Q4K | Kind::Q6K)
+        #[derive(PartialEq)]
+        enum Tier {
+            None,
+            Avx2,
+            Vnni,
+        }
+        static TIER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let tier = || {
+            let force_avx2 = std::env::var("MISTRALRS_FORCE_AVX2").as_deref() == Ok("1");
+            if !force_avx2
+                && ((is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vnni"))
+                    || is_x86_feature_detected!("avxvnni"))
+            {
+                Tier::Vnni
+            } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                Tier::Avx2
+            } else {
+                Tier::None
+            }
+        };
+        let vnni = *TIER.get_or_init(|| tier() == Tier::Vnni);
+        let avx2 = *AVX2.get_or_init(|| tier() != Tier::None);
+        if !avx2 || n % 16 != 0 || k % 256 != 0 {
+            return false;
+        }
+        match kind {
+            Kind::Q4K | Kind::Q6K => true,
+            Kind::Q8_0 => vnni,
+            _ => false,
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = kind;
+        let _ = (kind, n, k);
         false
     }
 }

@@ -13,7 +13,7 @@ do). Prints the medians of both, the ratios, and warden's bandwidth limit
 (weight bytes per token / measured read bandwidth, from `bench --bandwidth`).
 
 Usage:
-    python3 runtime/benches/llama_cpp.py WARDEN_BINARY MODEL.gguf \
+    python3 runtime/benches/vs_llama_cpp.py WARDEN_BINARY MODEL.gguf \
         [--threads 2] [--prompt 128] [--gen 64] [--repeat 3] [--json]
 """
 
