@@ -157,6 +157,8 @@ fn bench_reports_speeds_and_memory_without_a_tokenizer() {
     assert!(v["decode_tok_s"].as_f64().unwrap() > 0.0);
     assert!(v["peak_rss_mib"].as_f64().unwrap() > 1.0);
     assert_eq!(v["threads"], 1);
+    // The thread pool every CPU op and kernel runs on has exactly that many.
+    assert_eq!(v["pool_threads"], 1);
     assert!(v.get("lookup_decode_tok_s").is_none());
     // --speculative lookup: plain and lookup decoding side by side.
     let out = bench(&[

@@ -81,10 +81,23 @@ pub struct ModelArgs {
     /// LoRA adapter directory (PEFT or MLX-LM), applied unfused; repeat to stack several.
     #[arg(long)]
     pub(super) adapter: Vec<PathBuf>,
+    /// CPU threads for the forward pass (default: all cores).
+    #[arg(long)]
+    pub(super) threads: Option<usize>,
 }
 
 impl ModelArgs {
     pub(super) fn load(&self, progress: bool) -> anyhow::Result<LoadedModel> {
+        if let Some(n) = self.threads {
+            if n == 0 {
+                anyhow::bail!("--threads must be at least 1");
+            }
+            // candle's thread pools (and warden's kernels, which run on
+            // candle's) size themselves from these when first used, which
+            // is after this point.
+            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+            std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+        }
         let device = parse_device(&self.device)?;
         let mut loaded = LoadedModel::load(
             &self.model,
@@ -164,9 +177,6 @@ pub struct BenchArgs {
     /// Repeats; medians are reported.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
-    threads: Option<usize>,
     /// `lookup` or `draft`: also decode every prompt speculatively,
     /// interleaved with plain decoding, and report both.
     #[arg(long, default_value = "off")]
@@ -316,12 +326,6 @@ pub fn generate_cmd(a: GenerateArgs) -> anyhow::Result<()> {
 
 /// Runs `warden bench`.
 pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
-    if let Some(n) = a.threads {
-        // candle's CPU kernels use rayon's global pool.
-        // candle's CPU kernels size their pool from RAYON_NUM_THREADS when
-        // it first starts, which is after this point.
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-    }
     let speculative = Speculative::from_flags(&a.speculative, a.draft_model.as_deref())?;
     let mut loaded = a.model.load(!a.json)?;
     if let Some(d) = &a.draft_model {
@@ -418,12 +422,14 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     });
     let rss = peak_rss_mib();
     let threads = a
+        .model
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if a.json {
         let mut out = serde_json::json!({
             "model": loaded.path, "format": loaded.format, "load_s": loaded.load_time.as_secs_f64(),
             "prompt_tokens": a.prompt_tokens, "gen_tokens": a.gen_tokens, "repeat": a.repeat, "threads": threads,
+            "pool_threads": candle_core::utils::barrier_pool().n_workers() + 1,
             "prefill_tok_s": p, "decode_tok_s": d, "peak_rss_mib": rss,
         });
         if let Some((bp, bd, cost)) = base {

@@ -446,6 +446,22 @@ mod tests {
     }
 
     #[test]
+    fn candle_keeps_only_what_it_has_tiles_for() {
+        // No tiles for these types or for partial tiles/blocks, whatever
+        // the CPU: warden's kernels take them.
+        for kind in [Kind::Q4_0, Kind::Q5K] {
+            assert!(!candle_tiles(kind, 1024, 1024));
+        }
+        assert!(!candle_tiles(Kind::Q4K, 1000, 1024));
+        assert!(!candle_tiles(Kind::Q6K, 1024, 1000));
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            assert!(candle_tiles(Kind::Q4K, 1024, 1024));
+            assert!(candle_tiles(Kind::Q6K, 1024, 1024));
+        }
+    }
+
+    #[test]
     fn zero_activations_and_refused_shapes() {
         let w = vec![0u8; 34 * 2];
         let q = QMat {
