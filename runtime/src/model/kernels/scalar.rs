@@ -10,8 +10,8 @@ pub fn dot(kind: Kind, w: &[u8], d: &[f32], qs: &[i8], bsums: &[i16]) -> f32 {
     match kind {
         Kind::Q4_0 => q4_0(w, d, qs),
         Kind::Q8_0 => q8_0(w, d, qs),
-        Kind::Q4K => q4k(w, d, qs, bsums),
-        Kind::Q5K => q5k(w, d, qs, bsums),
+        Kind::Q4K => q4k(w, d, qs, bsums, false),
+        Kind::Q5K => q4k(w, d, qs, bsums, true),
         Kind::Q6K => q6k(w, d, qs, bsums),
     }
 }
@@ -43,48 +43,24 @@ fn q4_0(w: &[u8], d: &[f32], qs: &[i8]) -> f32 {
     acc
 }
 
-/// Q4_K: `d·sc_s·q − dmin·m_s` per value of sub-block `s`.
-fn q4k(w: &[u8], d: &[f32], qs: &[i8], bsums: &[i16]) -> f32 {
+/// Q4_K: `d·sc_s·q − dmin·m_s` per value of sub-block `s`; with `five`,
+/// Q5_K: bit `s` of `qh[j]` is the fifth bit of value `j` of sub-block `s`.
+fn q4k(w: &[u8], d: &[f32], qs: &[i8], bsums: &[i16], five: bool) -> f32 {
+    let bb = if five { 176 } else { 144 };
     let mut acc = 0f32;
     for (((b, &da), a), sums) in w
-        .chunks_exact(144)
+        .chunks_exact(bb)
         .zip(d)
         .zip(qs.chunks_exact(256))
         .zip(bsums.chunks_exact(16))
     {
         let (dw, dmin) = (f16_at(b), f16_at(&b[2..]));
-        let (scales, q) = (&b[4..16], &b[16..144]);
-        let (mut si, mut mi) = (0i32, 0i32);
-        for c in 0..4 {
-            let (sl, ml) = scale_min_k4(2 * c, scales);
-            let (sh, mh) = scale_min_k4(2 * c + 1, scales);
-            let (mut lo, mut hi) = (0i32, 0i32);
-            for j in 0..32 {
-                let v = q[c * 32 + j];
-                lo += (v & 0xF) as i32 * a[c * 64 + j] as i32;
-                hi += (v >> 4) as i32 * a[c * 64 + 32 + j] as i32;
-            }
-            si += sl as i32 * lo + sh as i32 * hi;
-            let sum = |s: usize| sums[2 * s] as i32 + sums[2 * s + 1] as i32;
-            mi += ml as i32 * sum(2 * c) + mh as i32 * sum(2 * c + 1);
-        }
-        acc += da * (dw * si as f32 - dmin * mi as f32);
-    }
-    acc
-}
-
-/// Q5_K: Q4_K with bit `s` of `qh[j]` as the fifth bit of value `j` of
-/// sub-block `s`.
-fn q5k(w: &[u8], d: &[f32], qs: &[i8], bsums: &[i16]) -> f32 {
-    let mut acc = 0f32;
-    for (((b, &da), a), sums) in w
-        .chunks_exact(176)
-        .zip(d)
-        .zip(qs.chunks_exact(256))
-        .zip(bsums.chunks_exact(16))
-    {
-        let (dw, dmin) = (f16_at(b), f16_at(&b[2..]));
-        let (scales, qh, q) = (&b[4..16], &b[16..48], &b[48..176]);
+        let scales = &b[4..16];
+        let (qh, q) = if five {
+            (&b[16..48], &b[48..176])
+        } else {
+            (&[0u8; 32][..], &b[16..144])
+        };
         let (mut si, mut mi) = (0i32, 0i32);
         for c in 0..4 {
             let (sl, ml) = scale_min_k4(2 * c, scales);
