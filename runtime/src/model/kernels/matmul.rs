@@ -41,7 +41,7 @@ impl QMat<'_> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Choice {
     /// warden's for decoding and where candle has no faster kernel; candle's
-    /// AVX-512 VNNI tiles for prefill of the types it has them for (the
+    /// repacked tiles for prefill of the types and CPUs it has them for (the
     /// default: each side where it measured faster).
     Auto,
     /// warden's everywhere.
@@ -459,6 +459,19 @@ mod tests {
             assert!(candle_tiles(Kind::Q4K, 1024, 1024));
             assert!(candle_tiles(Kind::Q6K, 1024, 1024));
         }
+    }
+
+    #[test]
+    fn data_that_is_not_whole_rows_is_not_packed() {
+        let w = vec![0u8; 34 * 8];
+        assert!(Packed::new(Kind::Q8_0, 8, 32, &w).is_some());
+        assert!(Packed::new(Kind::Q8_0, 8, 32, &w[..34 * 7]).is_none());
+        assert!(Packed::new(Kind::Q8_0, 8, 48, &w).is_none());
+        assert!(Packed::new(Kind::Q4K, 2, 256, &w[..200]).is_none());
+        assert!(
+            Packed::new(Kind::Q6K, 1, 256, &w[..210]).is_none(),
+            "no packed layout"
+        );
     }
 
     #[test]

@@ -57,11 +57,15 @@ impl Packed {
     }
 
     /// Repacks `data` (`n` rows of `k` in GGUF blocks of `kind`), or `None`
-    /// for a type without a packed layout.
+    /// for a type without a packed layout or data that is not whole rows of
+    /// whole blocks (the caller then multiplies `data` as it is).
     pub fn new(kind: Kind, n: usize, k: usize, data: &[u8]) -> Option<Packed> {
         let bb = Self::block_bytes(kind)?;
         let nb = k / kind.block_values();
         let src_bb = kind.block_bytes();
+        if n == 0 || k == 0 || k % kind.block_values() != 0 || data.len() != n * nb * src_bb {
+            return None;
+        }
         let tiles = n.div_ceil(ROWS);
         let mut out = PageBuf::zeroed(tiles * nb * bb);
         let buf = out.as_mut_slice();
