@@ -5,8 +5,8 @@ Test tooling, not part of the product and not run by CI (it needs
 llama-cpp-python, which builds llama.cpp from source in ~15 minutes on two
 cores: CMAKE_ARGS="-DGGML_NATIVE=ON" pip install llama-cpp-python==0.3.36).
 
-Each repeat runs `warden bench` once (its own process: load time is not
-counted) and then llama.cpp on a prompt of the same length, same threads:
+After one untimed warm-up on each side, each repeat runs `warden bench`
+once (its own process, which warms up too: load time is not counted) and then llama.cpp on a prompt of the same length, same threads:
 prefill = prompt tokens / time of one batched eval, decode = generated
 tokens / time of one-token evals (each computing the full logits, as warden's
 do). Prints the medians of both, the ratios, and warden's bandwidth limit
@@ -66,6 +66,7 @@ def main():
                 n_batch=max(args.prompt, 32), n_ubatch=max(args.prompt, 32),
                 n_threads=args.threads, n_threads_batch=args.threads, verbose=False)
     rng = random.Random(0)
+    llama_run(llm, args, rng)  # untimed warm-up, as `warden bench` does
     w_pre, w_dec, l_pre, l_dec = [], [], [], []
     limit = None
     for i in range(args.repeat):

@@ -354,6 +354,28 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     if a.compare_kernels {
         variants.push((true, Speculative::Off, kernels::Choice::Candle));
     }
+    // One untimed run per variant first: candle repacks a weight for its
+    // tiles on first use, and caches and pages warm up, as in any session
+    // after its first turn.
+    let warm: Vec<u32> = (0..a.prompt_tokens.max(1) as u32).map(|i| i % vocab).collect();
+    for &(on, spec, choice) in &variants {
+        kernels::set_choice(choice);
+        loaded.model.set_adapters_active(on);
+        loaded.model.clear_cache();
+        let params = SamplingParams {
+            speculative: spec,
+            ..SamplingParams::default()
+        };
+        generate_ids_with(
+            &mut loaded.model,
+            loaded.draft.as_mut().map(|(m, _)| m),
+            &warm,
+            2,
+            &params,
+            |_| true,
+        )
+        .context("benchmark warm-up failed")?;
+    }
     let mut prefill = vec![Vec::new(); variants.len()];
     let mut decode = vec![Vec::new(); variants.len()];
     let (mut drafted, mut accepted) = (0usize, 0usize);
