@@ -357,24 +357,11 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     // One untimed run per variant first: candle repacks a weight for its
     // tiles on first use, and caches and pages warm up, as in any session
     // after its first turn.
-    let warm: Vec<u32> = (0..a.prompt_tokens.max(1) as u32).map(|i| i % vocab).collect();
-    for &(on, spec, choice) in &variants {
-        kernels::set_choice(choice);
-        loaded.model.set_adapters_active(on);
-        loaded.model.clear_cache();
-        let params = SamplingParams {
-            speculative: spec,
-            ..SamplingParams::default()
-        };
-        generate_ids_with(
-            &mut loaded.model,
-            loaded.draft.as_mut().map(|(m, _)| m),
-            &warm,
-            2,
-            &params,
-            |_| true,
-        )
-        .context("benchmark warm-up failed")?;
+    let warm: Vec<u32> = (0..a.prompt_tokens.max(1) as u32)
+        .map(|i| i % vocab)
+        .collect();
+    for &variant in &variants {
+        run_variant(&mut loaded, variant, &warm, 2).context("benchmark warm-up failed")?;
     }
     let mut prefill = vec![Vec::new(); variants.len()];
     let mut decode = vec![Vec::new(); variants.len()];
@@ -383,24 +370,9 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
         let prompt: Vec<u32> = (0..a.prompt_tokens.max(1))
             .map(|_| rng.random_range(0..vocab))
             .collect();
-        for (v, &(on, spec, choice)) in variants.iter().enumerate() {
-            kernels::set_choice(choice);
-            loaded.model.set_adapters_active(on);
-            loaded.model.clear_cache();
-            let params = SamplingParams {
-                speculative: spec,
-                ..SamplingParams::default()
-            };
-            // Greedy on random weights may hit an end token early; never stop.
-            let (_, _, t) = generate_ids_with(
-                &mut loaded.model,
-                loaded.draft.as_mut().map(|(m, _)| m),
-                &prompt,
-                a.gen_tokens.max(2),
-                &params,
-                |_| true,
-            )
-            .context("benchmark run failed")?;
+        for (v, &variant) in variants.iter().enumerate() {
+            let t = run_variant(&mut loaded, variant, &prompt, a.gen_tokens.max(2))
+                .context("benchmark run failed")?;
             prefill[v].push(t.prefill_tok_s);
             decode[v].push(t.decode_tok_s);
             drafted += t.drafted_tokens;
@@ -530,6 +502,33 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
         println!("peak RSS: {rss:.0} MiB, threads: {threads}");
     }
     Ok(())
+}
+
+/// One benchmark run of `prompt` and `gen` tokens with adapters on or off,
+/// a speculative mode and a kernel choice, from an empty cache.
+fn run_variant(
+    loaded: &mut LoadedModel,
+    (adapters, speculative, choice): (bool, Speculative, kernels::Choice),
+    prompt: &[u32],
+    gen: usize,
+) -> anyhow::Result<crate::model::Timings> {
+    kernels::set_choice(choice);
+    loaded.model.set_adapters_active(adapters);
+    loaded.model.clear_cache();
+    let params = SamplingParams {
+        speculative,
+        ..SamplingParams::default()
+    };
+    // Greedy on random weights may hit an end token early; never stop.
+    let (_, _, t) = generate_ids_with(
+        &mut loaded.model,
+        loaded.draft.as_mut().map(|(m, _)| m),
+        prompt,
+        gen,
+        &params,
+        |_| true,
+    )?;
+    Ok(t)
 }
 
 /// `lookup` or `draft`, as the flag says it.

@@ -64,11 +64,7 @@ impl Linear {
     pub fn quantized_shared(weight: Arc<QTensor>) -> Result<Linear> {
         let (out_features, inp) = weight.shape().dims2()?;
         let packed = match kernels::Kind::of(weight.dtype()) {
-            Some(kind)
-                if kernels::enabled()
-                    && kernels::level() == kernels::Level::Avx2
-                    && weight.device().is_cpu() =>
-            {
+            Some(kind) if weight.device().is_cpu() && kernels::packs(kind, out_features, inp) => {
                 kernels::pack::Packed::new(kind, out_features, inp, &weight.data()?).map(Arc::new)
             }
             _ => None,

@@ -95,8 +95,32 @@ pub fn chosen(kind: Kind, m: usize, n: usize, k: usize) -> bool {
         Choice::Warden => true,
         // Without AVX2 these run their portable code, which candle's NEON
         // and generic kernels outrun: only ever by request there.
-        Choice::Auto => level() == Level::Avx2 && (m <= DECODE_ROWS || !candle_tiles(kind, n, k)),
+        Choice::Auto => {
+            level() == Level::Avx2
+                && !candle_throughout(kind, n, k)
+                && (m <= DECODE_ROWS || !candle_tiles(kind, n, k))
+        }
     }
+}
+
+/// Whether a weight is repacked at load for these kernels under the
+/// current [`choice`] (not where candle takes every product of it, so that
+/// a weight never has three copies for nothing).
+pub fn packs(kind: Kind, n: usize, k: usize) -> bool {
+    level() == Level::Avx2
+        && match choice() {
+            Choice::Candle => false,
+            Choice::Warden => true,
+            Choice::Auto => !candle_throughout(kind, n, k),
+        }
+}
+
+/// Q8_0 where candle has VNNI tiles: its decode matched these kernels'
+/// (0.99×, `bench --compare-kernels` on the 0.6B shape) and it prefills
+/// faster, so under `auto` candle takes every product and only its copy
+/// of the weight is made.
+fn candle_throughout(kind: Kind, n: usize, k: usize) -> bool {
+    kind == Kind::Q8_0 && candle_tiles(kind, n, k)
 }
 
 /// Whether candle multiplies many rows by this weight with its repacked
@@ -459,6 +483,9 @@ mod tests {
             assert!(candle_tiles(Kind::Q4K, 1024, 1024));
             assert!(candle_tiles(Kind::Q6K, 1024, 1024));
         }
+        // Only Q8_0 with candle's tiles is left to candle for every product.
+        assert!(!candle_throughout(Kind::Q4K, 1024, 1024));
+        assert!(!candle_throughout(Kind::Q8_0, 1000, 1024));
     }
 
     #[test]

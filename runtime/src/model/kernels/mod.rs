@@ -33,7 +33,9 @@ pub mod x86;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_packed;
 
-pub use matmul::{choice, chosen, enabled, matmul_many, set_choice, Choice, QMat, DECODE_ROWS};
+pub use matmul::{
+    choice, chosen, enabled, matmul_many, packs, set_choice, Choice, QMat, DECODE_ROWS,
+};
 
 use candle_core::quantized::GgmlDType;
 
