@@ -159,6 +159,14 @@ fn bench_reports_speeds_and_memory_without_a_tokenizer() {
     assert_eq!(v["threads"], 1);
     // The thread pool every CPU op and kernel runs on has exactly that many.
     assert_eq!(v["pool_threads"], 1);
+    // No threads at all is refused, with what to pass.
+    let o = warden(
+        &["bench", "--model", gguf.to_str().unwrap(), "--threads", "0"],
+        &[],
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--threads must be at least 1"), "{err}");
     assert!(v.get("lookup_decode_tok_s").is_none());
     // --speculative lookup: plain and lookup decoding side by side.
     let out = bench(&[
