@@ -65,11 +65,17 @@ impl WardenPaths {
     }
 }
 
-/// `path` made absolute with symlinks resolved as far as it exists: the
-/// longest existing ancestor is canonicalised and the rest appended. Used to
-/// compare locations that may not exist yet (a cache directory not yet
-/// created) with canonical mount paths.
+/// `path` made absolute and resolved the way the kernel will resolve it
+/// once the missing directories are created: each existing component is
+/// resolved (symlinks followed), and past the first missing one the
+/// remaining components are taken as the plain directories
+/// `create_dir_all` makes, so a `..` there goes back up one of them (and,
+/// once back in the existing part, resolution continues there). A lexical
+/// reading of `missing/../mounted/log` would miss that it names a file in
+/// `mounted`. Used to compare locations that may not exist yet (a log, a
+/// cache directory not yet created) with canonical mount paths.
 pub fn real_path(path: &Path) -> PathBuf {
+    use std::path::Component;
     let abs = if path.is_absolute() {
         path.to_path_buf()
     } else {
@@ -77,24 +83,59 @@ pub fn real_path(path: &Path) -> PathBuf {
             .map(|d| d.join(path))
             .unwrap_or_else(|_| path.to_path_buf())
     };
-    let mut existing = abs.as_path();
-    let mut rest = Vec::new();
-    loop {
-        if let Ok(real) = existing.canonicalize() {
-            let mut out = real;
-            for part in rest.iter().rev() {
-                out.push(part);
+    // `out` is canonical up to its last `missing` components.
+    let mut out = PathBuf::from("/");
+    let mut missing = 0usize;
+    for comp in abs.components() {
+        match comp {
+            Component::RootDir | Component::Prefix(_) | Component::CurDir => {}
+            Component::ParentDir => {
+                // The parent of a canonical path is canonical; the parent of
+                // a directory still to be created is the one it is made in.
+                out.pop();
+                missing = missing.saturating_sub(1);
             }
-            return out;
-        }
-        match (existing.parent(), existing.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_os_string());
-                existing = parent;
+            Component::Normal(name) => {
+                out.push(name);
+                if missing > 0 {
+                    missing += 1;
+                } else {
+                    match out.canonicalize() {
+                        Ok(real) => out = real,
+                        // A dangling symlink is not a directory to be made.
+                        Err(_) if std::fs::symlink_metadata(&out).is_ok() => {
+                            return dangling(&out);
+                        }
+                        Err(_) => missing = 1,
+                    }
+                }
             }
-            _ => return abs,
         }
     }
+    out
+}
+
+/// Where a dangling symlink points, as far as it can be resolved (a file
+/// created through it lands there).
+fn dangling(link: &Path) -> PathBuf {
+    match std::fs::read_link(link) {
+        Ok(target) if target.is_absolute() => real_path_depth(&target),
+        Ok(target) => real_path_depth(&link.parent().unwrap_or(Path::new("/")).join(target)),
+        Err(_) => link.to_path_buf(),
+    }
+}
+
+/// [`real_path`] with a bound on dangling-link chains.
+fn real_path_depth(path: &Path) -> PathBuf {
+    thread_local!(static DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) });
+    let depth = DEPTH.with(|d| d.get());
+    if depth > 40 {
+        return path.to_path_buf();
+    }
+    DEPTH.with(|d| d.set(depth + 1));
+    let out = real_path(path);
+    DEPTH.with(|d| d.set(depth));
+    out
 }
 
 #[cfg(test)]
@@ -108,5 +149,25 @@ mod tests {
         std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("link")).unwrap();
         let got = real_path(&dir.path().join("link/not/yet"));
         assert_eq!(got, dir.path().canonicalize().unwrap().join("real/not/yet"));
+    }
+
+    #[test]
+    fn parent_steps_after_a_missing_directory_resolve_as_the_kernel_will() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(base.join("ws")).unwrap();
+        std::os::unix::fs::symlink(base.join("ws"), base.join("link")).unwrap();
+        // `nope` is missing: once made, `nope/..` is `base`.
+        assert_eq!(
+            real_path(&base.join("nope/../ws/log.jsonl")),
+            base.join("ws/log.jsonl")
+        );
+        // Back in the existing part, symlinks are followed again.
+        assert_eq!(real_path(&base.join("a/b/../../link/l")), base.join("ws/l"));
+        // Below the missing part, `..` stays below it.
+        assert_eq!(real_path(&base.join("a/b/../c")), base.join("a/c"));
+        // A dangling link leads where a file made through it lands.
+        std::os::unix::fs::symlink(base.join("ws/new.jsonl"), base.join("dangling")).unwrap();
+        assert_eq!(real_path(&base.join("dangling")), base.join("ws/new.jsonl"));
     }
 }

@@ -183,3 +183,71 @@ fn a_log_is_never_overwritten() {
     let p = write_log(dir.path(), "a.jsonl", 1, None);
     assert!(AuditLog::create(&p, "again", None).is_err());
 }
+
+/// Replaces the last `"},` cut of line `i` (from `tag`) with a run of
+/// two-byte characters, shifted by `shift` ASCII bytes, so the verifier's
+/// cut at a fixed length from the end falls inside a character.
+fn multibyte_at_cut(p: &Path, i: usize, tag: &str, shift: usize) {
+    let mut ls = lines(p);
+    let at = ls[i].rfind(tag).unwrap();
+    ls[i] = format!(
+        "{},\"x\":\"{}{}\"}}",
+        &ls[i][..at],
+        "a".repeat(shift),
+        "é".repeat(60)
+    );
+    write_lines(p, &ls);
+}
+
+#[test]
+fn a_multibyte_character_at_the_digest_or_hmac_cut_is_an_edit_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("k");
+    std::fs::write(&key_file, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let key = AuditKey::from_file(&key_file).unwrap();
+    for shift in 0..2 {
+        let p = write_log(dir.path(), &format!("d{shift}.jsonl"), 2, None);
+        multibyte_at_cut(&p, 1, ",\"digest\":\"", shift);
+        assert_eq!(
+            problem(&p, None),
+            Some(ProblemKind::Edited),
+            "shift {shift}"
+        );
+        let p = write_log(dir.path(), &format!("h{shift}.jsonl"), 2, Some(key.clone()));
+        multibyte_at_cut(&p, 1, ",\"hmac\":\"", shift);
+        assert_eq!(
+            problem(&p, None),
+            Some(ProblemKind::Edited),
+            "shift {shift}"
+        );
+        assert!(problem(&p, Some(&key)).is_some(), "shift {shift}");
+    }
+}
+
+#[test]
+fn invalid_utf8_in_place_of_a_stored_replacement_character_is_an_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("k");
+    std::fs::write(&key_file, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let key = AuditKey::from_file(&key_file).unwrap();
+    for keyed in [None, Some(key.clone())] {
+        let path = dir.path().join(format!("fffd-{}.jsonl", keyed.is_some()));
+        let mut log = AuditLog::create(&path, "sess-1", keyed.clone()).unwrap();
+        log.append("session_start", Map::new()).unwrap();
+        let mut m = Map::new();
+        m.insert("output".into(), json!("before \u{FFFD} after"));
+        log.append("generation", m).unwrap();
+        log.append("session_end", Map::new()).unwrap();
+        drop(log);
+        assert_eq!(problem(&path, keyed.as_ref()), None);
+        let bytes = std::fs::read(&path).unwrap();
+        let fffd = "\u{FFFD}".as_bytes();
+        let at = bytes.windows(3).position(|w| w == fffd).unwrap();
+        let mut swapped = bytes[..at].to_vec();
+        swapped.push(0xFF);
+        swapped.extend_from_slice(&bytes[at + 3..]);
+        std::fs::write(&path, swapped).unwrap();
+        assert_eq!(problem(&path, None), Some(ProblemKind::Edited));
+        assert!(problem(&path, Some(&key)).is_some());
+    }
+}

@@ -711,4 +711,122 @@ fn a_log_dir_inside_a_tools_mount_is_refused() {
         !logs.exists() || std::fs::read_dir(&logs).unwrap().next().is_none(),
         "a log was written"
     );
+    // Through a missing directory and `..`: the same place, the same refusal.
+    let sneaky = dir.path().join("nope/../ws/logs2");
+    let o = warden(
+        &[
+            "eval",
+            "--suite",
+            s.to_str().unwrap(),
+            "--variant",
+            &format!("r=replay:{}", r.display()),
+            "--log-dir",
+            sneaky.to_str().unwrap(),
+        ],
+        state.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("lies inside the mount"), "{e}");
+    assert!(
+        !ws.join("logs2").exists(),
+        "a log dir was made in the mount"
+    );
+}
+
+#[test]
+fn escape_codes_in_a_suites_tool_names_never_reach_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let evil = "x\u{1b}]0;pwned\u{7}\u{1b}[2J";
+    let cases = format!(
+        "[[case]]\nid = \"a\"\nprompt = \"hi\"\nexpect = {{ tool = {} }}\n",
+        json!(evil)
+    );
+    let replay = [json!({"id": "a", "outputs": [call(evil, json!({})), "done"]})];
+    let (s, r) = suite(dir.path(), &cases, &replay);
+    let o = eval(
+        &[
+            "--suite",
+            s.to_str().unwrap(),
+            "--variant",
+            &format!("r=replay:{}", r.display()),
+        ],
+        dir.path(),
+    );
+    let (out, errs) = (stdout(&o), String::from_utf8_lossy(&o.stderr).into_owned());
+    assert!(out.contains("tool_accuracy[x\\x1b]0;pwned\\x07"), "{out}");
+    assert!(
+        !out.contains('\u{1b}') && !errs.contains('\u{1b}'),
+        "{out}{errs}"
+    );
+    assert!(!out.contains('\u{7}'));
+}
+
+#[test]
+fn a_suites_policy_is_announced_and_policy_overrides_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // A suite that names a read-write policy (its workspace outside the
+    // state directory).
+    let outside = tempfile::tempdir().unwrap();
+    let ws = outside.path().join("ws");
+    std::fs::create_dir(&ws).unwrap();
+    std::fs::write(ws.join("a.txt"), "a").unwrap();
+    let s = dir.path().join("s.toml");
+    std::fs::write(
+        &s,
+        format!(
+            "workspace = {ws:?}\npolicy = {:?}\n\n[[case]]\nid = \"w\"\nprompt = \"write\"\nexpect = {{ tool = \"write_file\" }}\n",
+            repo().join("policies/readwrite.toml")
+        ),
+    )
+    .unwrap();
+    let r = dir.path().join("r.jsonl");
+    let write = call(
+        "write_file",
+        json!({"path": "a.txt", "content": "overwritten", "mode": "overwrite"}),
+    );
+    std::fs::write(
+        &r,
+        format!("{}\n", json!({"id": "w", "outputs": [write, "done"]})),
+    )
+    .unwrap();
+    let variant = format!("r=replay:{}", r.display());
+    let o = eval(
+        &["--suite", s.to_str().unwrap(), "--variant", &variant],
+        dir.path(),
+    );
+    let errs = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        errs.contains("policies/readwrite.toml (named by the suite; --policy overrides it)"),
+        "{errs}"
+    );
+    assert!(
+        errs.contains("read-write: ") && errs.contains("for write_file"),
+        "{errs}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("a.txt")).unwrap(),
+        "overwritten"
+    );
+    // Under --policy the suite's grants do not apply: write_file is not
+    // enabled, and the file stays as it is.
+    std::fs::write(ws.join("a.txt"), "a").unwrap();
+    let o = eval(
+        &[
+            "--suite",
+            s.to_str().unwrap(),
+            "--variant",
+            &variant,
+            "--policy",
+            "policies/default.toml",
+        ],
+        dir.path(),
+    );
+    let errs = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        errs.contains("policies/default.toml (from --policy)"),
+        "{errs}"
+    );
+    assert!(errs.contains("no read-write mounts"), "{errs}");
+    assert_eq!(std::fs::read_to_string(ws.join("a.txt")).unwrap(), "a");
 }

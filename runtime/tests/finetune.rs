@@ -295,6 +295,32 @@ fn bad_lines_are_named_and_skipped_only_when_asked() {
     );
     let r = report(dir, "x");
     assert_eq!(r["conversations"], 2);
+    // The same run again into its own --out is fine.
+    ok(&finetune(dir, &model, &bad, "x", &skip));
+    // An --out holding anything else is refused before anything is
+    // written; a planted training.json link is never written through.
+    let planted = dir.join("planted");
+    std::fs::create_dir(&planted).unwrap();
+    let precious = dir.join("precious.txt");
+    std::fs::write(&precious, "keep").unwrap();
+    std::os::unix::fs::symlink(&precious, planted.join("training.json")).unwrap();
+    let o = finetune(dir, &model, &bad, "planted", &skip);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        err.contains("already holds files that this run did not write"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep");
+    // Another run's finished output is refused too.
+    let o = finetune(
+        dir,
+        &model,
+        &bad,
+        "x",
+        &["--epochs", "2", "--max-steps", "1", "--skip-bad"],
+    );
+    assert!(!o.status.success());
     let lines: Vec<u64> = r["skipped"]
         .as_array()
         .unwrap()

@@ -234,3 +234,211 @@ fn k_quants_need_rows_of_256() {
     .to_string();
     assert!(e.contains("block size 256"), "{e}");
 }
+
+mod hostile_files {
+    //! Model files crafted to crash a reader: every one is an error naming
+    //! the file, never a panic or an abort.
+
+    use super::{load_err, tiny};
+    use candle_core::quantized::{gguf_file, QTensor};
+    use candle_core::Device;
+    use std::path::Path;
+    use warden::model::LoadedModel;
+
+    /// `src` rewritten to `dst` with its metadata edited, tensors as they are.
+    fn rewrite_gguf(
+        src: &Path,
+        dst: &Path,
+        edit: impl FnOnce(&mut Vec<(String, gguf_file::Value)>),
+    ) {
+        let mut f = std::fs::File::open(src).unwrap();
+        let ct = gguf_file::Content::read(&mut f).unwrap();
+        let mut md: Vec<(String, gguf_file::Value)> = ct.metadata.clone().into_iter().collect();
+        md.sort_by(|a, b| a.0.cmp(&b.0));
+        edit(&mut md);
+        let mut names: Vec<&String> = ct.tensor_infos.keys().collect();
+        names.sort();
+        let tensors: Vec<(String, QTensor)> = names
+            .iter()
+            .map(|n| ((*n).clone(), ct.tensor(&mut f, n, &Device::Cpu).unwrap()))
+            .collect();
+        let md_refs: Vec<(&str, &gguf_file::Value)> =
+            md.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let mut out = std::fs::File::create(dst).unwrap();
+        gguf_file::write(&mut out, &md_refs, &t_refs).unwrap();
+    }
+
+    fn set(md: &mut Vec<(String, gguf_file::Value)>, key: &str, v: gguf_file::Value) {
+        md.retain(|(k, _)| k != key);
+        md.push((key.into(), v));
+    }
+
+    #[test]
+    fn hostile_gguf_metadata_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        tiny(dir.path());
+        let src = dir.path().join("model-q8_0.gguf");
+        let cases: Vec<(&str, gguf_file::Value, &str)> = vec![
+            (
+                "general.alignment",
+                gguf_file::Value::U32(0),
+                "not a readable GGUF file",
+            ),
+            (
+                "general.alignment",
+                gguf_file::Value::U32(24),
+                "not a power of two",
+            ),
+            (
+                "qwen3.attention.key_length",
+                gguf_file::Value::U64(1 << 62),
+                "head_dim = 4611686018427387904 is past warden's bound",
+            ),
+            (
+                "qwen3.feed_forward_length",
+                gguf_file::Value::U64(1 << 62),
+                "intermediate_size = 4611686018427387904 is past warden's bound",
+            ),
+            (
+                "qwen3.block_count",
+                gguf_file::Value::U64(1 << 40),
+                "num_hidden_layers = 1099511627776 is past warden's bound",
+            ),
+            (
+                "qwen3.block_count",
+                gguf_file::Value::U32(3),
+                "the config says 3 layers but the checkpoint has 2",
+            ),
+            (
+                "qwen3.attention.layer_norm_rms_epsilon",
+                gguf_file::Value::F32(f32::NAN),
+                "rms_norm_eps = NaN must be a positive number",
+            ),
+        ];
+        for (i, (key, value, want)) in cases.into_iter().enumerate() {
+            let dst = dir.path().join(format!("bad{i}.gguf"));
+            rewrite_gguf(&src, &dst, |md| set(md, key, value.clone()));
+            let msg = load_err(&dst);
+            assert!(msg.contains(want), "{key} = {value:?}: {msg}");
+            assert!(msg.contains(&format!("bad{i}.gguf")), "{key}: {msg}");
+        }
+    }
+
+    #[test]
+    fn a_huge_context_length_loads_with_a_bounded_rope_table() {
+        let dir = tempfile::tempdir().unwrap();
+        tiny(dir.path());
+        let src = dir.path().join("model-q8_0.gguf");
+        let dst = dir.path().join("long.gguf");
+        rewrite_gguf(&src, &dst, |md| {
+            set(
+                md,
+                "qwen3.context_length",
+                gguf_file::Value::U64(4_000_000_000),
+            )
+        });
+        // Without a bound, the tables alone would be 2 × 4e9 × head_dim/2
+        // floats: an abort.
+        let m = LoadedModel::load(dst.to_str().unwrap(), &Device::Cpu, None, false).unwrap();
+        assert_eq!(m.model.config().max_position_embeddings, 4_000_000_000);
+        // The same through config.json.
+        super::edit_config(dir.path(), |c| {
+            c["max_position_embeddings"] = 3_000_000_000u64.into()
+        });
+        LoadedModel::load(dir.path().to_str().unwrap(), &Device::Cpu, None, false).unwrap();
+    }
+
+    /// A GGUF v3 file written byte by byte: `kvs` of (key, type id, value
+    /// bytes) and `tensors` of (name, dims in GGUF order, ggml type).
+    fn raw_gguf(kvs: &[(&str, u32, Vec<u8>)], tensors: &[(&str, &[u64], u32)]) -> Vec<u8> {
+        let s = |t: &str| {
+            let mut b = (t.len() as u64).to_le_bytes().to_vec();
+            b.extend_from_slice(t.as_bytes());
+            b
+        };
+        let mut out = b"GGUF".to_vec();
+        out.extend_from_slice(&3u32.to_le_bytes());
+        out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(kvs.len() as u64).to_le_bytes());
+        for (k, ty, v) in kvs {
+            out.extend(s(k));
+            out.extend_from_slice(&ty.to_le_bytes());
+            out.extend_from_slice(v);
+        }
+        for (name, dims, ty) in tensors {
+            out.extend(s(name));
+            out.extend_from_slice(&(dims.len() as u32).to_le_bytes());
+            for d in *dims {
+                out.extend_from_slice(&d.to_le_bytes());
+            }
+            out.extend_from_slice(&ty.to_le_bytes());
+            out.extend_from_slice(&0u64.to_le_bytes());
+        }
+        while out.len() % 32 != 0 {
+            out.push(0);
+        }
+        out.extend_from_slice(&[0u8; 4096]);
+        out
+    }
+
+    #[test]
+    fn tensor_dimensions_whose_product_wraps_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let u32v = |x: u32| x.to_le_bytes().to_vec();
+        let f32v = |x: f32| x.to_le_bytes().to_vec();
+        let arch = {
+            let mut b = 5u64.to_le_bytes().to_vec();
+            b.extend_from_slice(b"qwen3");
+            b
+        };
+        let kvs = vec![
+            ("general.architecture", 8, arch),
+            ("qwen3.embedding_length", 4, u32v(64)),
+            ("qwen3.feed_forward_length", 4, u32v(128)),
+            ("qwen3.block_count", 4, u32v(1)),
+            ("qwen3.attention.head_count", 4, u32v(2)),
+            ("qwen3.attention.head_count_kv", 4, u32v(1)),
+            ("qwen3.attention.key_length", 4, u32v(32)),
+            ("qwen3.context_length", 4, u32v(256)),
+            ("qwen3.rope.freq_base", 6, f32v(10000.0)),
+            ("qwen3.attention.layer_norm_rms_epsilon", 6, f32v(1e-6)),
+        ];
+        // 2^62 × 4 f32 elements: 2^64, which wraps to 0 bytes.
+        let dims: &[u64] = &[4, 1 << 62];
+        let p = dir.path().join("wrap.gguf");
+        std::fs::write(&p, raw_gguf(&kvs, &[("token_embd.weight", dims, 0)])).unwrap();
+        let msg = load_err(&p);
+        assert!(msg.contains("wrap.gguf"), "{msg}");
+        assert!(
+            msg.contains("overflows") || msg.contains("ends past"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_backtracking_pre_tokenizer_regex_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        tiny(dir.path());
+        let p = dir.path().join("tokenizer.json");
+        let mut tok: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        tok["pre_tokenizer"] = serde_json::json!({
+            "type": "Split",
+            "pattern": {"Regex": "(x|xx)+y$"},
+            "behavior": "Isolated",
+            "invert": false
+        });
+        std::fs::write(&p, tok.to_string()).unwrap();
+        let mut m =
+            LoadedModel::load(dir.path().to_str().unwrap(), &Device::Cpu, None, false).unwrap();
+        let text = "x".repeat(36);
+        let params = warden::model::SamplingParams::default();
+        let e = match warden::model::generate(&mut m, &text, 4, &params, &[], |_| true) {
+            Ok(_) => panic!("tokenized a backtracking regex"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(e.contains("tokenizer failed on this text"), "{e}");
+        assert!(e.contains(&dir.path().display().to_string()), "{e}");
+    }
+}

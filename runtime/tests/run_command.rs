@@ -365,3 +365,32 @@ fn the_memory_limit_holds_for_the_whole_pipeline() {
     );
     assert!(msg.contains("memory"), "{msg}");
 }
+
+#[test]
+fn git_with_alternates_outside_the_mounts_is_a_refusal() {
+    let (f, host) = fixture_with("setup-git.sh", "");
+    // An object store outside every mount: absolute, and relative with `..`.
+    let elsewhere = f.root().join("elsewhere/objects");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let alternates = f.ws().join(".git/objects/info/alternates");
+    std::fs::create_dir_all(alternates.parent().unwrap()).unwrap();
+    for line in [
+        elsewhere.display().to_string(),
+        "../../../elsewhere/objects".to_string(),
+    ] {
+        std::fs::write(&alternates, format!("{line}\n")).unwrap();
+        for cmd in [
+            "git log --oneline",
+            "git show HEAD:README.md",
+            "git ls-files",
+        ] {
+            let msg = expect_err(call(&host, "run_command", &args(cmd)), ErrorKind::Denied);
+            assert!(msg.contains("objects/info/alternates"), "{cmd}: {msg}");
+            assert!(msg.contains("Permission denied"), "{cmd}: {msg}");
+        }
+    }
+    // Within the mount it is an ordinary repository again.
+    std::fs::write(&alternates, "# none\n").unwrap();
+    let out = expect_ok(call(&host, "run_command", &args("git log --oneline")));
+    assert!(out.contains("Initial commit"), "{out}");
+}

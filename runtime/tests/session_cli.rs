@@ -541,3 +541,187 @@ fn kill_9_leaves_a_log_that_verifies_up_to_its_last_whole_record() {
     assert_eq!(o.status.code(), Some(1));
     assert!(out(&o).contains("not ended"), "{}", out(&o));
 }
+
+#[test]
+fn a_log_or_state_dir_reaching_a_mount_through_a_missing_directory_and_dotdot_is_refused() {
+    let x = tempfile::tempdir().unwrap();
+    let ws = x.path().join("ws");
+    std::fs::create_dir(&ws).unwrap();
+    std::fs::write(ws.join("a.txt"), "a").unwrap();
+    let outputs = x.path().join("o.jsonl");
+    std::fs::write(&outputs, "{\"output\": \"hi\"}\n").unwrap();
+    let model = format!("replay:{}", outputs.display());
+    let run = |log: &str, state: &Path| {
+        warden(
+            &[
+                "run",
+                "--model",
+                &model,
+                "--policy",
+                "policies/readwrite.toml",
+                "--workspace",
+                ws.to_str().unwrap(),
+                "--log",
+                log,
+                "hello",
+            ],
+            state,
+        )
+    };
+    // `nope` does not exist; once created, `nope/..` is `x`, so the log
+    // would land in the rw mount.
+    let sneaky = x.path().join("nope/../ws/log.jsonl");
+    let state = tempfile::tempdir().unwrap();
+    let o = run(sneaky.to_str().unwrap(), state.path());
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains("out of reach of the tools"), "{}", err(&o));
+    assert!(!ws.join("log.jsonl").exists());
+    // The same for the state directory.
+    let fine_log = state.path().join("fine.jsonl");
+    let sneaky_state = x.path().join("nope2/../ws/state");
+    let o = run(fine_log.to_str().unwrap(), &sneaky_state);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains("warden's state directory"), "{}", err(&o));
+    assert!(!ws.join("state").exists());
+}
+
+#[test]
+fn malformed_and_unknown_calls_spend_the_budget_and_end_the_turn() {
+    let state = tempfile::tempdir().unwrap();
+    let outputs = state.path().join("o.jsonl");
+    // Thousands of bad calls in one generation (policies/default.toml
+    // allows 32 calls a session).
+    let mut text = String::new();
+    for i in 0..5000 {
+        if i % 2 == 0 {
+            text.push_str("<tool_call>not json</tool_call>");
+        } else {
+            text.push_str("<tool_call>{\"name\": \"no_such_tool\", \"arguments\": {}}</tool_call>");
+        }
+    }
+    std::fs::write(
+        &outputs,
+        format!(
+            "{}\n{}\n",
+            json!({"output": text}),
+            json!({"output": "done"})
+        ),
+    )
+    .unwrap();
+    let model = format!("replay:{}", outputs.display());
+    let o = warden(
+        &[
+            "run",
+            "--model",
+            &model,
+            "--policy",
+            "policies/default.toml",
+            "--workspace",
+            "examples/workspace",
+            "--json",
+            "go",
+        ],
+        state.path(),
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    assert_eq!(v["end_reason"], "max_tool_calls", "{}", err(&o));
+    let records = verified_records(&o, state.path());
+    let calls: Vec<_> = records.iter().filter(|r| r.kind == "tool_call").collect();
+    // 32 attempts, then the one refused for the budget; the rest not logged.
+    assert_eq!(calls.len(), 33);
+    assert_eq!(calls[0].value["outcome"], "malformed");
+    assert_eq!(calls[1].value["outcome"], "unknown-tool");
+    assert_eq!(calls[32].value["decision"], "denied");
+    assert!(calls[32].value["rule"]
+        .as_str()
+        .unwrap()
+        .contains("max_tool_calls"));
+}
+
+#[test]
+fn a_hostile_template_is_refused_by_prompt_and_a_slow_one_stops_run_at_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny(&dir.path().join("m"));
+    let cfg_path = model.join("tokenizer_config.json");
+    let set_template = |t: &str| {
+        let mut cfg: Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+        cfg["chat_template"] = json!(t);
+        std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    };
+    let conv = dir.path().join("c.json");
+    std::fs::write(
+        &conv,
+        r#"{"messages": [{"role": "user", "content": "hi"}]}"#,
+    )
+    .unwrap();
+    // Runs for ever without fuel; exhausts memory without a bound.
+    for (t, says) in [
+        (
+            "{% for a in range(100000) %}{% for b in range(100000) %}{% for c in range(100000) %}{% endfor %}{% endfor %}{% endfor %}",
+            "ran out of fuel",
+        ),
+        (
+            "{% set ns = namespace(x='x') %}{% for i in range(40) %}{% set ns.x = ns.x ~ ns.x %}{% endfor %}{{ ns.x|length }}",
+            "MiB at once",
+        ),
+    ] {
+        set_template(t);
+        let o = warden(
+            &["prompt", "--model", model.to_str().unwrap(), "--conversation", conv.to_str().unwrap()],
+            dir.path(),
+        );
+        assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+        assert!(err(&o).contains(says), "{}", err(&o));
+        assert!(err(&o).contains(&cfg_path.display().to_string()), "{}", err(&o));
+    }
+    // Slow but within fuel: each step replaces a mebibyte. `run` installs
+    // its Ctrl-C handler, so the render must watch for it.
+    set_template("{% set s = 'x' * 1000000 %}{% for a in range(100000) %}{% for b in range(100000) %}{% set y = s.replace('x', 'yy') %}{% endfor %}{% endfor %}");
+    let log = dir.path().join("run.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args([
+            "run",
+            "--model",
+            model.to_str().unwrap(),
+            "--policy",
+            "policies/default.toml",
+            "--workspace",
+            "examples/workspace",
+            "--log",
+            log.to_str().unwrap(),
+            "hello",
+        ])
+        .current_dir(repo())
+        .env("WARDEN_STATE_DIR", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the session has started (its handler is installed before
+    // it writes session_start), then press Ctrl-C.
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("session_start"))
+        && start.elapsed() < std::time::Duration::from_secs(60)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let sent = std::time::Instant::now();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if sent.elapsed() > std::time::Duration::from_secs(30) {
+            child.kill().unwrap();
+            panic!("run did not stop at Ctrl-C during a render");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains("interrupted"), "{}", err(&o));
+}

@@ -354,3 +354,72 @@ fn run_command_conversations_for_a_shell_policy_carry_its_real_output() {
     .unwrap_err();
     assert!(format!("{err:#}").contains("is not empty"), "{err:#}");
 }
+
+#[test]
+fn a_tree_inside_the_workspace_or_around_it_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // A suite over a copy of the example workspace.
+    let ws = dir.path().join("ws");
+    let st = std::process::Command::new("cp")
+        .args([
+            "-r",
+            repo().join("examples/workspace").to_str().unwrap(),
+            ws.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let src = std::fs::read_to_string(repo().join("examples/evals/seed-tools.toml")).unwrap();
+    let mut suite: toml::Table = toml::from_str(&src).unwrap();
+    suite.insert("workspace".into(), ws.display().to_string().into());
+    suite.insert(
+        "policy".into(),
+        repo()
+            .join("policies/coding-agent.toml")
+            .display()
+            .to_string()
+            .into(),
+    );
+    let suite_file = dir.path().join("s.toml");
+    std::fs::write(&suite_file, toml::to_string(&suite).unwrap()).unwrap();
+    let files_before = walkdir_count(&ws);
+    // Inside the workspace, directly or through a `..` step.
+    for tree in [ws.join("train-tree"), ws.join("blog/../x/y")] {
+        let err = synth_data(&SynthDataOptions {
+            suite: suite_file.clone(),
+            out: dir.path().join("d.jsonl"),
+            n: 1,
+            seed: 5,
+            holdout: 0.2,
+            direct_fraction: 0.1,
+            tree: Some(tree.clone()),
+            hold_out_suites: vec![],
+            copy_drills: 0,
+        })
+        .unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("lies inside") && err.contains("outside it"),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        walkdir_count(&ws),
+        files_before,
+        "the workspace was written to"
+    );
+}
+
+fn walkdir_count(p: &std::path::Path) -> usize {
+    std::fs::read_dir(p)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            1 + if e.file_type().unwrap().is_dir() {
+                walkdir_count(&e.path())
+            } else {
+                0
+            }
+        })
+        .sum()
+}

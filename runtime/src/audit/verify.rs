@@ -77,8 +77,10 @@ pub struct Verified {
 pub fn verify(path: &Path, key: Option<&AuditKey>) -> anyhow::Result<Verified> {
     let bytes =
         std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    let text = String::from_utf8_lossy(&bytes);
-    let mut lines: Vec<&str> = text.split('\n').collect();
+    // Raw bytes throughout: a digest covers the bytes on disk, so a line is
+    // never decoded (invalid UTF-8 is not replaced) nor cut inside a
+    // character.
+    let mut lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
     let partial = lines.pop().filter(|l| !l.is_empty()).is_some();
     let mut out = Verified {
         path: path.to_path_buf(),
@@ -88,7 +90,10 @@ pub fn verify(path: &Path, key: Option<&AuditKey>) -> anyhow::Result<Verified> {
         hmac_checked: key.is_some(),
         problem: None,
     };
-    let records: Vec<Option<Value>> = lines.iter().map(|l| serde_json::from_str(l).ok()).collect();
+    let records: Vec<Option<Value>> = lines
+        .iter()
+        .map(|l| serde_json::from_slice(l).ok())
+        .collect();
     let seqs: Vec<Option<u64>> = records
         .iter()
         .map(|r| r.as_ref().and_then(|r| r["seq"].as_u64()))
@@ -187,7 +192,7 @@ pub fn verify(path: &Path, key: Option<&AuditKey>) -> anyhow::Result<Verified> {
         out.keyed |= mac.is_some();
         if let Some(key) = key {
             match mac {
-                Some(m) if key.mac(body.as_bytes()) == m => {}
+                Some(m) if key.mac(&body).as_bytes() == m => {}
                 Some(_) => {
                     out.problem = at(
                         ProblemKind::BadHmac,
@@ -210,7 +215,7 @@ pub fn verify(path: &Path, key: Option<&AuditKey>) -> anyhow::Result<Verified> {
             );
             return Ok(out);
         }
-        prev = Some(sha256_hex(line.as_bytes()));
+        prev = Some(sha256_hex(line));
         last_type = rec["type"].as_str().map(String::from);
         out.records += 1;
     }
@@ -229,28 +234,32 @@ pub fn verify(path: &Path, key: Option<&AuditKey>) -> anyhow::Result<Verified> {
     Ok(out)
 }
 
-/// `(line without its HMAC, the HMAC)`.
-fn split_hmac(line: &str) -> (String, Option<&str>) {
-    const TAG: &str = ",\"hmac\":\"";
-    if line.len() >= super::log::HMAC_SUFFIX_LEN && line.ends_with("\"}") {
+/// `(line without its HMAC, the HMAC)`, on raw bytes.
+fn split_hmac(line: &[u8]) -> (Vec<u8>, Option<&[u8]>) {
+    const TAG: &[u8] = b",\"hmac\":\"";
+    if line.len() >= super::log::HMAC_SUFFIX_LEN && line.ends_with(b"\"}") {
         let start = line.len() - super::log::HMAC_SUFFIX_LEN;
         if line[start..].starts_with(TAG) {
             let mac = &line[start + TAG.len()..line.len() - 2];
-            return (format!("{}}}", &line[..start]), Some(mac));
+            let mut body = line[..start].to_vec();
+            body.push(b'}');
+            return (body, Some(mac));
         }
     }
-    (line.to_string(), None)
+    (line.to_vec(), None)
 }
 
 /// Whether the record's own `digest` (its last field before any HMAC)
 /// matches the bytes before it.
-fn digest_ok(body: &str) -> bool {
-    const TAG: &str = ",\"digest\":\"";
+fn digest_ok(body: &[u8]) -> bool {
+    const TAG: &[u8] = b",\"digest\":\"";
     let len = TAG.len() + 64 + 2;
-    if body.len() < len || !body.ends_with("\"}") || !body[body.len() - len..].starts_with(TAG) {
+    if body.len() < len || !body.ends_with(b"\"}") || !body[body.len() - len..].starts_with(TAG) {
         return false;
     }
     let start = body.len() - len;
     let digest = &body[start + TAG.len()..body.len() - 2];
-    sha256_hex(format!("{}}}", &body[..start]).as_bytes()) == digest
+    let mut signed = body[..start].to_vec();
+    signed.push(b'}');
+    sha256_hex(&signed).as_bytes() == digest
 }

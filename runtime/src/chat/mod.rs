@@ -8,4 +8,4 @@ mod template;
 
 pub use message::{tool_json, Conversation, FunctionCall, Message, ToolCall};
 pub use parse::{parse, Call, CallFormat, Malformed, ParamTypes, Parsed, ParsedCall, StreamFilter};
-pub use template::{ChatTemplate, RenderRequest};
+pub use template::{ChatTemplate, RenderLimits, RenderRequest, RENDER_LIMITS};

@@ -84,6 +84,7 @@ impl ParamTypes for () {
 /// Takes `text` apart as `format` says.
 pub fn parse(text: &str, format: CallFormat, types: &dyn ParamTypes) -> Parsed {
     let (reasoning, rest) = split_reasoning(text);
+    let rest = rest.as_str();
     let mut content = String::new();
     let mut calls = Vec::new();
     let mut at = 0;
@@ -115,24 +116,45 @@ pub fn parse(text: &str, format: CallFormat, types: &dyn ParamTypes) -> Parsed {
     }
 }
 
-/// Separates `<think>…</think>` from the rest. Output that opens a think
-/// block and never closes it (cut off) is all reasoning.
-fn split_reasoning(text: &str) -> (Option<String>, &str) {
-    if let Some(end) = text.find(THINK_CLOSE) {
-        let before = &text[..end];
-        let reasoning = match before.find(THINK_OPEN) {
-            Some(i) => &before[i + THINK_OPEN.len()..],
-            None => before, // the template opened it in the prompt
-        };
-        return (
-            Some(reasoning.trim_matches('\n').to_string()),
-            &text[end + THINK_CLOSE.len()..],
-        );
+/// Separates reasoning from the rest. Every `<think>` span is reasoning,
+/// wherever it starts: a `</think>` with no opening before it closes the
+/// span the template opened in the prompt, a span opened after text or
+/// after an earlier span counts as well, and a span left open (cut off)
+/// runs to the end. A `<tool_call>` inside any of them is never a call.
+fn split_reasoning(text: &str) -> (Option<String>, String) {
+    let mut spans: Vec<&str> = Vec::new();
+    let mut content = String::new();
+    let mut rest = text;
+    // The template may have opened the first span in the prompt.
+    if let Some(end) = rest.find(THINK_CLOSE) {
+        if !rest[..end].contains(THINK_OPEN) {
+            spans.push(&rest[..end]);
+            rest = &rest[end + THINK_CLOSE.len()..];
+        }
     }
-    match text.trim_start().strip_prefix(THINK_OPEN) {
-        Some(open) => (Some(open.trim_matches('\n').to_string()), ""),
-        None => (None, text),
+    while let Some(open) = rest.find(THINK_OPEN) {
+        content.push_str(&rest[..open]);
+        let inner = &rest[open + THINK_OPEN.len()..];
+        match inner.find(THINK_CLOSE) {
+            Some(end) => {
+                spans.push(&inner[..end]);
+                rest = &inner[end + THINK_CLOSE.len()..];
+            }
+            None => {
+                spans.push(inner);
+                rest = "";
+            }
+        }
     }
+    content.push_str(rest);
+    let reasoning = (!spans.is_empty()).then(|| {
+        spans
+            .iter()
+            .map(|s| s.trim_matches('\n'))
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    });
+    (reasoning, content)
 }
 
 fn hermes(inner: &str) -> Result<Call, Malformed> {
@@ -495,6 +517,35 @@ mod tests {
         // No think block at all, thinking disabled.
         let p = parse("Just an answer.", CallFormat::Hermes, &());
         assert_eq!((p.reasoning, p.content.as_str()), (None, "Just an answer."));
+    }
+
+    #[test]
+    fn calls_in_any_think_span_are_reasoning() {
+        let call = "<tool_call>{\"name\": \"list_dir\", \"arguments\": {}}</tool_call>";
+        for text in [
+            // A second span after text, closed.
+            format!("<think>a</think>ok <think> {call}</think>"),
+            // A span opened after text, never closed.
+            format!("text <think> {call}"),
+            // The template opened the first span; a later one is open.
+            format!("a</think>ok <think>{call}"),
+            // Three spans, the call in the middle one.
+            format!("<think>a</think>x<think>{call}</think>y<think>b</think>"),
+        ] {
+            let p = parse(&text, CallFormat::Hermes, &());
+            assert!(p.calls.is_empty(), "{text}: {:?}", p.calls);
+            assert!(p.reasoning.unwrap().contains("list_dir"), "{text}");
+            assert!(!p.content.contains("tool_call"), "{text}");
+        }
+        // A call after the spans still runs, and text between them is kept.
+        let p = parse(
+            &format!("<think>a</think>one <think>b</think>two {call}"),
+            CallFormat::Hermes,
+            &(),
+        );
+        assert_eq!(p.calls.len(), 1);
+        assert_eq!(p.content, "one two");
+        assert_eq!(p.reasoning.as_deref(), Some("a\n\nb"));
     }
 
     struct Types;

@@ -3,6 +3,13 @@
 //! Python's string methods (minijinja-contrib's `pycompat`), `trim_blocks`
 //! and `lstrip_blocks` on, `tojson` writing Python's `json.dumps`, and
 //! `raise_exception` for templates that refuse a conversation.
+//!
+//! A template is code from a downloaded file, so rendering is bounded
+//! ([`RENDER_LIMITS`]): minijinja's fuel caps the instructions it runs, the
+//! output is capped as it is written, and the render runs on a thread of
+//! its own ([`crate::guard::bounded`]) with a cap on what it holds at once
+//! (the strings it builds along the way), a deadline, and Ctrl-C. A
+//! template past any of them is refused naming its file and the limit.
 
 use super::message::Message;
 use super::parse::CallFormat;
@@ -11,6 +18,34 @@ use anyhow::Context as _;
 use minijinja::{Environment, ErrorKind, Value};
 use serde_json::Value as Json;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The bounds on one rendering of a chat template.
+#[derive(Debug, Clone, Copy)]
+pub struct RenderLimits {
+    /// minijinja instructions (its fuel). Qwen3's template spends about 60
+    /// per message and 10 per tool.
+    pub fuel: u64,
+    /// Bytes of rendered prompt.
+    pub output: usize,
+    /// Bytes the render may hold at once: the conversation as template
+    /// values and every string it builds.
+    pub memory: usize,
+    /// Wall-clock time.
+    pub time: Duration,
+}
+
+/// The bounds every render runs under: far above what a real template
+/// needs for a conversation that fits any model's context (a prompt of
+/// 16 MiB is millions of tokens), far below what hangs or exhausts a
+/// machine.
+pub const RENDER_LIMITS: RenderLimits = RenderLimits {
+    fuel: 50_000_000,
+    output: 16 << 20,
+    memory: 512 << 20,
+    time: Duration::from_secs(60),
+};
 
 /// What one rendering needs besides the template.
 #[derive(Debug, Clone, Copy)]
@@ -27,8 +62,11 @@ pub struct RenderRequest<'a> {
 
 /// A loaded chat template.
 pub struct ChatTemplate {
-    env: Environment<'static>,
+    env: Arc<Environment<'static>>,
     source: String,
+    /// Where the template came from, for messages.
+    origin: String,
+    limits: RenderLimits,
     eos_token: Option<String>,
     bos_token: Option<String>,
 }
@@ -97,17 +135,16 @@ impl ChatTemplate {
             Json::Object(o) => o.get("content").and_then(Json::as_str).map(String::from),
             _ => None,
         };
-        Self::new(source, token("bos_token"), token("eos_token"))
-            .with_context(|| format!("the chat_template of {}", path.display()))
+        let origin = format!("the chat_template of {}", path.display());
+        Ok(Self::new(source, token("bos_token"), token("eos_token"))
+            .with_context(|| origin.clone())?
+            .with_origin(origin))
     }
 
     /// The `tokenizer.chat_template` of a GGUF file.
     pub fn from_gguf(path: &Path) -> anyhow::Result<ChatTemplate> {
         use candle_core::quantized::gguf_file;
-        let mut file =
-            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        let content = gguf_file::Content::read(&mut file)
-            .map_err(|e| anyhow::anyhow!("{} is not a readable GGUF file: {e}", path.display()))?;
+        let (_, content) = crate::guard::contain::read_gguf(path)?;
         let source = match content.metadata.get("tokenizer.chat_template") {
             Some(gguf_file::Value::String(s)) => s.clone(),
             _ => anyhow::bail!(
@@ -115,8 +152,10 @@ impl ChatTemplate {
                 path.display()
             ),
         };
-        Self::new(source, None, Some("<|im_end|>".into()))
-            .with_context(|| format!("the chat template of {}", path.display()))
+        let origin = format!("the tokenizer.chat_template of {}", path.display());
+        Ok(Self::new(source, None, Some("<|im_end|>".into()))
+            .with_context(|| origin.clone())?
+            .with_origin(origin))
     }
 
     /// A template from its source.
@@ -132,14 +171,32 @@ impl ChatTemplate {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_filter("tojson", tojson);
         env.add_function("raise_exception", raise_exception);
+        env.set_fuel(Some(RENDER_LIMITS.fuel));
         env.add_template_owned("chat", source.clone())
             .map_err(|e| anyhow::anyhow!("the chat template does not parse: {e:#}"))?;
         Ok(ChatTemplate {
-            env,
+            env: Arc::new(env),
             source,
+            origin: "the chat template".into(),
+            limits: RENDER_LIMITS,
             eos_token,
             bos_token,
         })
+    }
+
+    /// Names where the template came from in its error messages.
+    pub fn with_origin(mut self, origin: impl Into<String>) -> ChatTemplate {
+        self.origin = origin.into();
+        self
+    }
+
+    /// Renders under `limits` instead of [`RENDER_LIMITS`].
+    pub fn with_limits(mut self, limits: RenderLimits) -> ChatTemplate {
+        if let Some(env) = Arc::get_mut(&mut self.env) {
+            env.set_fuel(Some(limits.fuel));
+        }
+        self.limits = limits;
+        self
     }
 
     /// The template text.
@@ -157,9 +214,9 @@ impl ChatTemplate {
         }
     }
 
-    /// Renders `req` into the exact text the model will see.
+    /// Renders `req` into the exact text the model will see, within the
+    /// template's [`RenderLimits`].
     pub fn render(&self, req: &RenderRequest<'_>) -> anyhow::Result<String> {
-        let tmpl = self.env.get_template("chat")?;
         let mut ctx = serde_json::Map::new();
         ctx.insert("messages".into(), serde_json::to_value(req.messages)?);
         if !req.tools.is_empty() {
@@ -178,8 +235,66 @@ impl ChatTemplate {
         if let Some(t) = &self.eos_token {
             ctx.insert("eos_token".into(), Json::String(t.clone()));
         }
-        tmpl.render(Value::from_serialize(&ctx))
-            .map_err(|e| anyhow::anyhow!("the chat template failed on this conversation: {e:#}"))
+        let limits = self.limits;
+        let env = self.env.clone();
+        let rendered = crate::guard::bounded::run(
+            crate::guard::bounded::Limits {
+                memory: limits.memory,
+                time: limits.time,
+            },
+            move || -> Result<Vec<u8>, minijinja::Error> {
+                let tmpl = env.get_template("chat")?;
+                let mut out = Capped {
+                    buf: Vec::new(),
+                    cap: limits.output,
+                };
+                tmpl.render_captured_to(Value::from_serialize(&ctx), &mut out)?;
+                Ok(out.buf)
+            },
+        );
+        let bounds = "warden bounds what a model's template may do; use the model's original template, or one that renders within these bounds";
+        match rendered {
+            Ok(Ok(bytes)) => String::from_utf8(bytes)
+                .map_err(|_| anyhow::anyhow!("{} rendered invalid UTF-8", self.origin)),
+            Ok(Err(e)) if e.kind() == ErrorKind::OutOfFuel => anyhow::bail!(
+                "{} ran out of fuel: it took more than {} instructions to render this conversation; {bounds}",
+                self.origin,
+                limits.fuel
+            ),
+            Ok(Err(e)) if e.kind() == ErrorKind::WriteFailure => anyhow::bail!(
+                "{} rendered more than {} MiB of prompt; {bounds}",
+                self.origin,
+                limits.output >> 20
+            ),
+            Ok(Err(e)) => Err(anyhow::anyhow!(
+                "{} failed on this conversation: {e:#}",
+                self.origin
+            )),
+            Err(crate::guard::bounded::Exceeded::Interrupted) => {
+                anyhow::bail!("rendering {} was interrupted (Ctrl-C)", self.origin)
+            }
+            Err(e) => anyhow::bail!("{} was stopped: {e}; {bounds}", self.origin),
+        }
+    }
+}
+
+/// The rendered prompt, refusing to grow past `cap` bytes.
+struct Capped {
+    buf: Vec<u8>,
+    cap: usize,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > self.cap {
+            return Err(std::io::Error::other("the rendered prompt is too long"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

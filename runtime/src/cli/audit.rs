@@ -124,8 +124,7 @@ pub(super) fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
         }
         AuditCommand::Report { logs, out } => {
             let html = audit::report(&logs)?;
-            std::fs::write(&out, html)
-                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
+            crate::outputs::write(&out, html.as_bytes())?;
             println!("wrote {}", out.display());
             Ok(ExitCode::SUCCESS)
         }

@@ -1,7 +1,7 @@
 //! `warden eval`: variants side by side over a suite or BFCL files, a
 //! table, JSON, HTML, and a gate.
 
-use super::terminal::print_error;
+use super::terminal::{escape, print_error, Lines};
 use crate::eval::run::{run_bfcl, run_suite, EvalOptions, VariantRun};
 use crate::eval::spec::Variant;
 use crate::eval::suite::Suite;
@@ -18,6 +18,13 @@ pub struct EvalArgs {
     /// A suite file (TOML).
     #[arg(long, required_unless_present = "bfcl", conflicts_with = "bfcl")]
     suite: Option<PathBuf>,
+    /// Run the suite under this policy instead of the one it names (a
+    /// suite from someone else names their grants, read-write included).
+    #[arg(long, requires = "suite")]
+    policy: Option<PathBuf>,
+    /// Run the suite on this workspace instead of the one it names.
+    #[arg(long, requires = "suite")]
+    workspace: Option<PathBuf>,
     /// A BFCL question file (JSON Lines).
     #[arg(long)]
     bfcl: Option<PathBuf>,
@@ -90,7 +97,16 @@ fn prepare(a: &EvalArgs) -> anyhow::Result<Plan> {
     }
     let gate = a.gate.as_deref().map(gate::parse).transpose()?;
     let task = match (&a.suite, &a.bfcl) {
-        (Some(s), _) => Task::Suite(Suite::load(s)?),
+        (Some(s), _) => {
+            let mut suite = Suite::load(s)?;
+            if let Some(p) = &a.policy {
+                suite.policy = p.clone();
+            }
+            if let Some(w) = &a.workspace {
+                suite.workspace = w.clone();
+            }
+            Task::Suite(suite)
+        }
         (None, Some(q)) => Task::Bfcl(q.clone(), bfcl::load(q, a.answers.as_deref())?),
         (None, None) => anyhow::bail!("give --suite FILE or --bfcl QUESTIONS.json"),
     };
@@ -144,6 +160,12 @@ pub fn eval(a: EvalArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Task::Suite(s) = &task {
+        if let Err(e) = announce_grants(s, a.policy.is_some()) {
+            print_error(&format!("{e:#}"));
+            return ExitCode::from(2);
+        }
+    }
     let (title, runs) = match &task {
         Task::Suite(s) => (
             format!("warden eval: {}", s.path.display()),
@@ -175,12 +197,10 @@ pub fn eval(a: EvalArgs) -> ExitCode {
     let written = (|| -> anyhow::Result<()> {
         if let Some(path) = &a.json {
             let doc = serde_json::json!({"variants": runs, "gate": a.gate, "gate_misses": misses});
-            std::fs::write(path, serde_json::to_vec_pretty(&doc)?)
-                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            crate::outputs::write(path, &serde_json::to_vec_pretty(&doc)?)?;
         }
         if let Some(path) = &a.html {
-            std::fs::write(path, html::page(&title, &runs))
-                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            crate::outputs::write(path, html::page(&title, &runs).as_bytes())?;
         }
         Ok(())
     })();
@@ -189,7 +209,11 @@ pub fn eval(a: EvalArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     for r in &runs {
-        println!("log of {}: {}", r.name, r.log.display());
+        println!(
+            "log of {}: {}",
+            escape(&r.name, Lines::One),
+            escape(&r.log.display().to_string(), Lines::One)
+        );
     }
     if !misses.is_empty() {
         for m in &misses {
@@ -198,7 +222,8 @@ pub fn eval(a: EvalArgs) -> ExitCode {
                 .map_or("not measured".to_string(), |x| format!("{x:.3}"));
             println!(
                 "gate failed: variant {} has {got}, needs {}",
-                m.variant, m.condition
+                escape(&m.variant, Lines::One),
+                escape(&m.condition.to_string(), Lines::One)
             );
         }
         return ExitCode::FAILURE;
@@ -212,11 +237,55 @@ pub fn eval(a: EvalArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Says, before anything runs, which policy the suite runs under and what
+/// it may write: a suite file names its own policy and workspace, so
+/// running someone else's suite means running under their grants unless
+/// `--policy` overrides them.
+fn announce_grants(suite: &Suite, overridden: bool) -> anyhow::Result<()> {
+    let policy = crate::policy::Policy::load(&suite.policy, &suite.workspace)?;
+    let one = |s: String| escape(&s, Lines::One).into_owned();
+    eprintln!(
+        "policy: {} ({}), workspace {}",
+        one(suite.policy.display().to_string()),
+        if overridden {
+            "from --policy"
+        } else {
+            "named by the suite; --policy overrides it"
+        },
+        one(suite.workspace.display().to_string())
+    );
+    let mut rw = Vec::new();
+    for t in policy.tools.values() {
+        for m in &t.mounts {
+            if m.mode == crate::policy::Mode::ReadWrite {
+                rw.push(format!(
+                    "  read-write: {} (as {} for {})",
+                    one(m.host.display().to_string()),
+                    one(m.guest.clone()),
+                    one(t.name.clone())
+                ));
+            }
+        }
+    }
+    if rw.is_empty() {
+        eprintln!("  no read-write mounts");
+    } else {
+        for line in rw {
+            eprintln!("{line}");
+        }
+    }
+    Ok(())
+}
+
 /// The side-by-side table: metrics down, variants across.
+///
+/// Every name in it (variants, tools from a suite or BFCL file, failure
+/// kinds) is data and is escaped for the terminal.
 fn table(runs: &[VariantRun]) -> String {
+    let one = |s: &str| escape(s, Lines::One).into_owned();
     let width = runs
         .iter()
-        .map(|r| r.name.chars().count())
+        .map(|r| one(&r.name).chars().count())
         .max()
         .unwrap_or(0)
         .max(10);
@@ -226,19 +295,19 @@ fn table(runs: &[VariantRun]) -> String {
         .collect();
     let label_width = tools
         .iter()
-        .map(|t| "argument_accuracy[]".len() + t.chars().count())
+        .map(|t| "argument_accuracy[]".len() + one(t).chars().count())
         .max()
         .unwrap_or(0)
         .max(20);
     let mut out = format!("{:<label_width$}", "");
     for r in runs {
-        out += &format!(" {:>width$}", r.name);
+        out += &format!(" {:>width$}", one(&r.name));
     }
     out.push('\n');
     let mut row = |label: &str, cell: &dyn Fn(&VariantRun) -> String| {
-        out += &format!("{label:<label_width$}");
+        out += &format!("{:<label_width$}", one(label));
         for r in runs {
-            out += &format!(" {:>width$}", cell(r));
+            out += &format!(" {:>width$}", one(&cell(r)));
         }
         out.push('\n');
     };

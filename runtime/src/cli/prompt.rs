@@ -90,17 +90,13 @@ pub fn prompt(a: PromptArgs) -> anyhow::Result<ExitCode> {
     let text = render(&template, &conv, &policy_tools, true)?;
     if a.json {
         let ids: Vec<u32> = match &model_path {
-            Some(p) => crate::model::tokenizer_for(p)?
-                .encode(text.as_str(), false)
-                .map_err(|e| anyhow::anyhow!("cannot tokenize the prompt: {e}"))?
-                .get_ids()
-                .to_vec(),
-            None => tokenizers::Tokenizer::from_bytes(crate::model::synth::TOKENIZER_JSON)
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-                .encode(text.as_str(), false)
-                .map_err(|e| anyhow::anyhow!("cannot tokenize the prompt: {e}"))?
-                .get_ids()
-                .to_vec(),
+            Some(p) => crate::model::tokenize::encode(&crate::model::tokenizer_for(p)?, &text)
+                .with_context(|| format!("the prompt, with the tokenizer of {}", p.display()))?,
+            None => crate::model::tokenize::encode(
+                &tokenizers::Tokenizer::from_bytes(crate::model::synth::TOKENIZER_JSON)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+                &text,
+            )?,
         };
         println!(
             "{}",

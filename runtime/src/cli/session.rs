@@ -3,13 +3,14 @@
 use super::model::ModelArgs;
 use super::terminal::{escape, Lines};
 use crate::audit::{self, AuditKey, AuditLog};
+use crate::guard::interrupt::ctrl_c_flag;
 use crate::model::{SamplingParams, Speculative};
 use crate::paths::WardenPaths;
 use crate::policy::Policy;
 use crate::sandbox::ToolHost;
 use crate::session::{
-    ctrl_c_flag, sha256_file, Backend, CallReport, CandleBackend, Event, ReplayBackend, Session,
-    SessionOptions, TurnReport,
+    sha256_file, Backend, CallReport, CandleBackend, Event, ReplayBackend, Session, SessionOptions,
+    TurnReport,
 };
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};

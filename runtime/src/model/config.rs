@@ -37,6 +37,19 @@ pub struct Qwen3Config {
     pub attention_bias: bool,
 }
 
+/// Most rows in a vocabulary.
+pub const MAX_VOCAB: usize = 1 << 22;
+/// Widest residual stream.
+pub const MAX_WIDTH: usize = 1 << 16;
+/// Widest MLP.
+pub const MAX_MLP: usize = 1 << 19;
+/// Most decoder blocks.
+pub const MAX_LAYERS: usize = 1024;
+/// Most attention heads (query or key/value).
+pub const MAX_HEADS: usize = 1024;
+/// Widest head.
+pub const MAX_HEAD_DIM: usize = 1024;
+
 /// The fields of `config.json` that say which model it is.
 #[derive(Deserialize)]
 struct Identity {
@@ -100,9 +113,8 @@ impl Qwen3Config {
                 .metadata
                 .get(k)
                 .with_context(|| format!("GGUF metadata has no {k}"))?;
-            Ok(v.to_u32()
-                .map(|x| x as usize)
-                .or_else(|_| v.to_u64().map(|x| x as usize))?)
+            let x = v.to_u32().map(u64::from).or_else(|_| v.to_u64())?;
+            usize::try_from(x).with_context(|| format!("{k} = {x} does not fit this machine"))
         };
         let f = |k: &str| -> anyhow::Result<f64> {
             let v = ct
@@ -116,7 +128,7 @@ impl Qwen3Config {
             None => ct
                 .tensor_infos
                 .get("token_embd.weight")
-                .map(|t| t.shape.dims()[0])
+                .and_then(|t| t.shape.dims().first().copied())
                 .context("GGUF has neither tokenizer.ggml.tokens nor token_embd.weight")?,
         };
         let cfg = Qwen3Config {
@@ -151,6 +163,31 @@ impl Qwen3Config {
         for (k, v) in nonzero {
             if v == 0 {
                 bail!("{k} must be positive");
+            }
+        }
+        // Bounds far above any released model, far below sizes whose
+        // products overflow or whose buffers exhaust memory before a single
+        // tensor is read: a model file is untrusted.
+        let bounded = [
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
+            ("hidden_size", self.hidden_size, MAX_WIDTH),
+            ("intermediate_size", self.intermediate_size, MAX_MLP),
+            ("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS),
+            ("num_attention_heads", self.num_attention_heads, MAX_HEADS),
+            ("num_key_value_heads", self.num_key_value_heads, MAX_HEADS),
+            ("head_dim", self.head_dim, MAX_HEAD_DIM),
+        ];
+        for (k, v, max) in bounded {
+            if v > max {
+                bail!("{k} = {v} is past warden's bound of {max}: the file is damaged or not a model warden can run");
+            }
+        }
+        for (k, v) in [
+            ("rope_theta", self.rope_theta),
+            ("rms_norm_eps", self.rms_norm_eps),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                bail!("{k} = {v} must be a positive number");
             }
         }
         if self.num_attention_heads % self.num_key_value_heads != 0 {

@@ -306,10 +306,12 @@ pub fn generate(
         "this model has no tokenizer.json beside it; put the model's tokenizer.json next to the weights",
     )?;
     let t0 = Instant::now();
-    let enc = tokenizer
-        .encode(prompt, false)
-        .map_err(|e| anyhow::anyhow!("cannot tokenize the prompt: {e}"))?;
-    let prompt_ids = enc.get_ids().to_vec();
+    let prompt_ids = super::tokenize::encode(&tokenizer, prompt).with_context(|| {
+        format!(
+            "the prompt, with the tokenizer of {}",
+            loaded.path.display()
+        )
+    })?;
     let tokenize_ms = ms(t0.elapsed());
     if prompt_ids.is_empty() {
         anyhow::bail!("the prompt is empty");

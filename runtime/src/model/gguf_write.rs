@@ -118,16 +118,13 @@ pub fn write_gguf_with(
     ];
     let md_refs: Vec<(&str, &V)> = md.iter().map(|(k, v)| (*k, v)).collect();
     let t_refs: Vec<(&str, &QTensor)> = qtensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    let mut f = std::io::BufWriter::new(
-        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-    );
-    gguf_file::write(&mut f, &md_refs, &t_refs)?;
-    use std::io::Write as _;
-    f.flush()?;
+    crate::outputs::write_with(path, |tmp| {
+        let mut f = std::io::BufWriter::new(std::fs::OpenOptions::new().write(true).open(tmp)?);
+        gguf_file::write(&mut f, &md_refs, &t_refs)?;
+        use std::io::Write as _;
+        f.flush()?;
+        Ok(())
+    })?;
     written.files.push(path.to_path_buf());
     Ok(written)
 }

@@ -90,14 +90,12 @@ impl Checkpoint {
                 tokenizer,
             })
         } else {
-            let mut file = std::fs::File::open(&path)
-                .with_context(|| format!("cannot open {}", path.display()))?;
-            let content = gguf_file::Content::read(&mut file).map_err(|e| {
-                anyhow::anyhow!("{} is not a readable GGUF file: {e}", path.display())
-            })?;
+            let (file, content) = crate::guard::contain::read_gguf(&path)?;
+            // The file's own integrity first: nothing below reads a tensor
+            // whose extent was not checked.
+            check_gguf_extent(&content, &file, &path)?;
             let cfg =
                 Qwen3Config::from_gguf(&content).with_context(|| format!("{}", path.display()))?;
-            check_gguf_extent(&content, &file, &path)?;
             // tokenizer.json beside the file wins; otherwise the GGUF's own
             // tokenizer.ggml.* metadata.
             let tokenizer = match path.parent().map(|p| p.join("tokenizer.json")) {
@@ -251,7 +249,7 @@ impl LoadedModel {
         }
         if let (Some(a), Some(b)) = (&self.tokenizer, &d.tokenizer) {
             let probe = "<|im_start|>user\nfn main() { println!(\"héllo\"); }<|im_end|>";
-            let ids = |t: &Tokenizer| t.encode(probe, false).map(|e| e.get_ids().to_vec()).ok();
+            let ids = |t: &Tokenizer| super::tokenize::encode(t, probe).ok();
             if ids(a) != ids(b) || a.get_vocab_size(true) != b.get_vocab_size(true) {
                 bail!(
                     "the draft model {} tokenizes differently from this model: a draft model must use the same tokenizer",
@@ -336,9 +334,34 @@ fn check_gguf_extent(
 ) -> anyhow::Result<()> {
     let size = file.metadata()?.len();
     for (name, info) in &ct.tensor_infos {
-        let elems = info.shape.elem_count();
-        let bytes = elems / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
-        let end = ct.tensor_data_offset + info.offset + bytes as u64;
+        // Checked arithmetic: the dimensions are the file's word, and a
+        // product that wraps would pass as a small tensor.
+        let elems = info
+            .shape
+            .dims()
+            .iter()
+            .try_fold(1usize, |a, d| a.checked_mul(*d))
+            .with_context(|| {
+                format!("{}: tensor {name} has dimensions {:?} whose product overflows; the file is damaged", path.display(), info.shape.dims())
+            })?;
+        let block = info.ggml_dtype.block_size();
+        if elems % block != 0 {
+            bail!(
+                "{}: tensor {name} has {elems} elements, not whole blocks of {block}; the file is damaged",
+                path.display()
+            );
+        }
+        let end = (elems / block)
+            .checked_mul(info.ggml_dtype.type_size())
+            .and_then(|b| u64::try_from(b).ok())
+            .and_then(|b| b.checked_add(info.offset))
+            .and_then(|b| b.checked_add(ct.tensor_data_offset))
+            .with_context(|| {
+                format!(
+                    "{}: tensor {name} ends past any file size; the file is damaged",
+                    path.display()
+                )
+            })?;
         if end > size {
             bail!("{} is truncated: tensor {name} ends at byte {end} but the file has {size}; download it again", path.display());
         }
@@ -411,10 +434,7 @@ pub fn tokenizer_for(path: &Path) -> anyhow::Result<Tokenizer> {
             .map_err(|e| anyhow::anyhow!("cannot load tokenizer {}: {e}", t.display()));
     }
     if path.is_file() {
-        let mut file =
-            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        let content = gguf_file::Content::read(&mut file)
-            .map_err(|e| anyhow::anyhow!("{} is not a readable GGUF file: {e}", path.display()))?;
+        let (_, content) = crate::guard::contain::read_gguf(path)?;
         return super::gguf_tokenizer::from_gguf(&content)
             .with_context(|| format!("{}", path.display()));
     }

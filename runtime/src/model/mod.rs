@@ -24,6 +24,7 @@ pub(crate) mod safetensors;
 mod sampler;
 pub mod survival;
 pub mod synth;
+pub mod tokenize;
 mod tokenizer_files;
 pub mod weights;
 

@@ -207,8 +207,7 @@ fn write_mlx(
         }
     }
     let st = dir.join("model.safetensors");
-    candle_core::safetensors::save(&map, &st)
-        .with_context(|| format!("cannot write {}", st.display()))?;
+    crate::outputs::write_with(&st, |tmp| Ok(candle_core::safetensors::save(&map, tmp)?))?;
     let mut config = hf_config(cfg, DType::BF16);
     let quant = serde_json::json!({"group_size": q.group_size, "bits": q.bits, "mode": "affine"});
     config["quantization"] = quant.clone();

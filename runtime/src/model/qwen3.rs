@@ -39,6 +39,19 @@ impl Qwen3 {
         if !cfg.tie_word_embeddings && !weights.contains("lm_head.weight") {
             anyhow::bail!("the checkpoint has no lm_head.weight but tie_word_embeddings is false");
         }
+        // The layer count against the tensors that exist, before anything
+        // is sized by it.
+        let norm = |i: usize| format!("model.layers.{i}.input_layernorm.weight");
+        let n = cfg.num_hidden_layers;
+        if !weights.contains(&norm(n - 1)) || weights.contains(&norm(n)) {
+            let found = (0..=super::config::MAX_LAYERS)
+                .take_while(|i| weights.contains(&norm(*i)))
+                .count();
+            anyhow::bail!(
+                "{}: the config says {n} layers but the checkpoint has {found}: the config does not belong to these weights",
+                weights.origin()
+            );
+        }
         let (embed, tied_head) =
             weights.embedding(cfg.vocab_size, h, dtype, cfg.tie_word_embeddings)?;
         let rope = Arc::new(Rope::new(

@@ -2,7 +2,13 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 
-/// Precomputed cos/sin tables for every position up to the context length.
+/// Most positions a table covers: the tables are computed at load, so a
+/// model file's `max_position_embeddings` (untrusted) sizes them only up to
+/// here (64 MiB at head_dim 128); a position past it is an error.
+pub const MAX_TABLE_POSITIONS: usize = 1 << 17;
+
+/// Precomputed cos/sin tables for every position up to the context length
+/// (at most [`MAX_TABLE_POSITIONS`]).
 #[derive(Debug, Clone)]
 pub struct Rope {
     cos: Tensor,
@@ -18,6 +24,7 @@ impl Rope {
         dtype: DType,
         device: &Device,
     ) -> Result<Rope> {
+        let max_positions = max_positions.min(MAX_TABLE_POSITIONS);
         let inv_freq: Vec<f32> = (0..head_dim / 2)
             .map(|i| (1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)) as f32)
             .collect();
@@ -43,7 +50,7 @@ impl Rope {
         let max = self.cos.dim(0)?;
         if offset + len > max {
             candle_core::bail!(
-                "position {} is past the model's context length {max}",
+                "position {} is past the model's context length {max} (warden computes RoPE tables for at most {MAX_TABLE_POSITIONS} positions)",
                 offset + len
             );
         }

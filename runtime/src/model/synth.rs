@@ -229,8 +229,7 @@ pub fn synth(opts: &SynthOptions) -> anyhow::Result<SynthReport> {
             .map(|(n, t)| Ok((n.clone(), t.to_dtype(opts.dtype)?)))
             .collect::<candle_core::Result<_>>()?;
         let st = opts.out.join("model.safetensors");
-        candle_core::safetensors::save(&map, &st)
-            .with_context(|| format!("cannot write {}", st.display()))?;
+        crate::outputs::write_with(&st, |tmp| Ok(candle_core::safetensors::save(&map, tmp)?))?;
         files.push(st);
         files.push(write(
             &opts.out,
@@ -282,7 +281,7 @@ pub fn synth(opts: &SynthOptions) -> anyhow::Result<SynthReport> {
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
     let p = dir.join(name);
-    std::fs::write(&p, bytes).with_context(|| format!("cannot write {}", p.display()))?;
+    crate::outputs::write(&p, bytes)?;
     Ok(p)
 }
 

@@ -114,7 +114,7 @@ impl TokenizerFiles {
 /// Writes `bytes` to `dir/name`.
 pub(crate) fn write(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
     let p = dir.join(name);
-    std::fs::write(&p, bytes).with_context(|| format!("cannot write {}", p.display()))?;
+    crate::outputs::write(&p, bytes)?;
     Ok(p)
 }
 
@@ -133,8 +133,7 @@ pub fn write_hf_dir(
         .map(|(n, t)| Ok((n.clone(), t.to_dtype(dtype)?)))
         .collect::<candle_core::Result<_>>()?;
     let st = dir.join("model.safetensors");
-    candle_core::safetensors::save(&map, &st)
-        .with_context(|| format!("cannot write {}", st.display()))?;
+    crate::outputs::write_with(&st, |tmp| Ok(candle_core::safetensors::save(&map, tmp)?))?;
     let mut files = vec![
         st,
         write(

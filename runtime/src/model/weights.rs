@@ -129,7 +129,8 @@ impl Weights {
         }
     }
 
-    fn origin(&self) -> String {
+    /// The files the weights come from, for messages.
+    pub fn origin(&self) -> String {
         match self {
             Weights::Safetensors { files, .. } => list(files.paths()),
             Weights::Gguf { path, .. } => path.display().to_string(),

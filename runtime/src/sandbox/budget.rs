@@ -32,12 +32,7 @@ impl CallBudget {
 
     /// Counts one call of `tool`, or refuses it with `denied`.
     pub fn charge(&mut self, tool: &LoadedTool) -> Result<(), CallError> {
-        if self.total >= self.max_total {
-            return Err(CallError::new(
-                ErrorKind::Denied,
-                format!("this session has used all {} tool calls its policy allows ([session] max_tool_calls)", self.max_total),
-            ));
-        }
+        self.check_total()?;
         let name = &tool.policy.name;
         let used = self.per_tool.get(name).copied().unwrap_or(0);
         if let Some(max) = tool.policy.max_calls {
@@ -50,6 +45,26 @@ impl CallBudget {
         }
         self.total += 1;
         self.per_tool.insert(name.clone(), used + 1);
+        Ok(())
+    }
+
+    /// Counts one attempt that names no enabled tool (a malformed call, an
+    /// unknown tool) against `[session] max_tool_calls`, or refuses it with
+    /// `denied`: otherwise one generation could hold thousands of them, each
+    /// checked and logged.
+    pub fn charge_attempt(&mut self) -> Result<(), CallError> {
+        self.check_total()?;
+        self.total += 1;
+        Ok(())
+    }
+
+    fn check_total(&self) -> Result<(), CallError> {
+        if self.total >= self.max_total {
+            return Err(CallError::new(
+                ErrorKind::Denied,
+                format!("this session has used all {} tool calls its policy allows ([session] max_tool_calls)", self.max_total),
+            ));
+        }
         Ok(())
     }
 }

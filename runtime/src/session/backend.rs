@@ -7,7 +7,6 @@ use anyhow::Context as _;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 /// One generation.
@@ -315,16 +314,9 @@ impl Backend for ForcedBackend {
         self.next += 1;
         let tok = self.model.tokenizer.as_ref().expect("checked in new");
         let start = Instant::now();
-        let ids = tok
-            .encode(prompt, false)
-            .map_err(|e| anyhow::anyhow!("cannot tokenize: {e}"))?
-            .get_ids()
-            .to_vec();
-        let mut out_ids = tok
-            .encode(text.as_str(), false)
-            .map_err(|e| anyhow::anyhow!("cannot tokenize: {e}"))?
-            .get_ids()
-            .to_vec();
+        let origin = || format!("the tokenizer of {}", self.model.path.display());
+        let ids = model::tokenize::encode(tok, prompt).with_context(origin)?;
+        let mut out_ids = model::tokenize::encode(tok, &text).with_context(origin)?;
         out_ids.push(model::special::IM_END);
         let mut t = Timings {
             tokenize_ms: start.elapsed().as_secs_f64() * 1e3,
@@ -395,19 +387,4 @@ fn adapters_json(model: &LoadedModel) -> Value {
     } else {
         json!(model.adapters)
     }
-}
-
-/// The flag Ctrl-C sets, installed once per process: a session clears it
-/// when a turn starts and stops generating when it is set.
-pub fn ctrl_c_flag() -> Arc<AtomicBool> {
-    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
-    FLAG.get_or_init(|| {
-        let flag = Arc::new(AtomicBool::new(false));
-        let f = flag.clone();
-        if let Err(e) = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst)) {
-            tracing::warn!("Ctrl-C will not end a turn cleanly: {e}");
-        }
-        flag
-    })
-    .clone()
 }

@@ -11,8 +11,7 @@
 mod backend;
 
 pub use backend::{
-    ctrl_c_flag, qwen3_template, sha256_file, Backend, CandleBackend, ForcedBackend, Generated,
-    ReplayBackend,
+    qwen3_template, sha256_file, Backend, CandleBackend, ForcedBackend, Generated, ReplayBackend,
 };
 
 use crate::audit::{AuditLog, Redactor};
@@ -351,6 +350,12 @@ impl<'h> Session<'h> {
             }
             let mut out_of_calls = false;
             for pc in &parsed.calls {
+                // Once the budget is spent the rest of the generation's
+                // calls are neither run nor logged one by one (the
+                // generation record holds the text).
+                if out_of_calls {
+                    break;
+                }
                 let c = self.run_call(report.steps, pc, &mut out_of_calls)?;
                 report.timings.tool_ms += c.elapsed_us as f64 / 1e3;
                 on(Event::Call(&c));
@@ -489,13 +494,26 @@ impl<'h> Session<'h> {
             r.outcome = kind.to_string();
             r.result = format!("error: {kind}: {message}");
         };
+        // A call that names no enabled tool still spends the budget.
+        let mut attempt =
+            |r: &mut CallReport, out_of_calls: &mut bool| match self.budget.charge_attempt() {
+                Ok(()) => true,
+                Err(e) => {
+                    *out_of_calls = true;
+                    r.rule = budget_rule(&e);
+                    fail(r, e.kind.as_str(), &e.message);
+                    false
+                }
+            };
         match &pc.call {
             Err(m) => {
                 r.tool = m.name.clone();
                 r.arguments = Value::String(pc.raw.clone());
                 r.schema_valid = Some(false);
-                r.rule = "malformed: the call could not be read".into();
-                fail(&mut r, "malformed", &m.message);
+                if attempt(&mut r, out_of_calls) {
+                    r.rule = "malformed: the call could not be read".into();
+                    fail(&mut r, "malformed", &m.message);
+                }
             }
             Ok(call) => {
                 r.tool = Some(call.name.clone());
@@ -503,9 +521,11 @@ impl<'h> Session<'h> {
                 r.arguments = args.clone();
                 match self.host.tool(&call.name) {
                     None => {
-                        let e = self.host.unknown_tool(&call.name);
-                        r.rule = "policy: no such tool is enabled".into();
-                        fail(&mut r, e.kind.as_str(), &e.message);
+                        if attempt(&mut r, out_of_calls) {
+                            let e = self.host.unknown_tool(&call.name);
+                            r.rule = "policy: no such tool is enabled".into();
+                            fail(&mut r, e.kind.as_str(), &e.message);
+                        }
                     }
                     Some(tool) => match self.budget.charge(tool) {
                         Err(e) => {

@@ -106,11 +106,7 @@ pub fn render_turns(
 
 /// Tokenizes `text` without adding special tokens (the template writes them).
 pub fn encode(tok: &Tokenizer, text: &str) -> anyhow::Result<Vec<u32>> {
-    Ok(tok
-        .encode(text, false)
-        .map_err(|e| anyhow::anyhow!("cannot tokenize: {e}"))?
-        .get_ids()
-        .to_vec())
+    crate::model::tokenize::encode(tok, text)
 }
 
 /// The examples of one conversation.

@@ -328,11 +328,8 @@ pub fn finetune(opts: &FinetuneOptions) -> anyhow::Result<FinetuneReport> {
         eprintln!("skipped line {}: {}", b.line, b.reason);
     }
     let lens: Vec<usize> = data.examples.iter().map(|e| e.ids.len()).collect();
-    let system_open = tok
-        .encode("<|im_start|>system", false)
-        .map_err(|e| anyhow::anyhow!("cannot tokenize the system message's opening: {e}"))?
-        .get_ids()
-        .to_vec();
+    let system_open = crate::model::tokenize::encode(&tok, "<|im_start|>system")
+        .with_context(|| format!("the tokenizer of {}", ckpt.path.display()))?;
     let groups = prefix_groups(
         data.examples.iter().map(|e| e.ids.as_slice()),
         &system_open,
@@ -366,6 +363,9 @@ pub fn finetune(opts: &FinetuneOptions) -> anyhow::Result<FinetuneReport> {
         },
         output_vocab: opts.output_vocab,
     };
+    if !opts.resume {
+        check_out_dir(&opts.out, &settings)?;
+    }
     let what = match &opts.mode {
         Mode::Full => Trainable::Full,
         Mode::Lora {
@@ -529,8 +529,7 @@ pub fn finetune(opts: &FinetuneOptions) -> anyhow::Result<FinetuneReport> {
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
     let path = opts.out.join("training.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    crate::outputs::write(&path, &serde_json::to_vec_pretty(&report)?)?;
     Ok(report)
 }
 
@@ -552,6 +551,40 @@ fn progress_bar(show: bool, total: usize, at: usize) -> indicatif::ProgressBar {
     pb
 }
 
+/// Refuses an `--out` that already holds files, unless they are this
+/// run's: a checkpoint or a `training.json` written with the same settings
+/// (a rerun or a resume). Another run's model, or anything else, is never
+/// written over or mixed with.
+fn check_out_dir(out: &Path, settings: &RunSettings) -> anyhow::Result<()> {
+    let mut entries = match std::fs::read_dir(out) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => bail!("--out {}: {e}", out.display()),
+    };
+    if entries.next().is_none() {
+        return Ok(());
+    }
+    let read = |p: PathBuf| -> Option<RunSettings> {
+        let meta = std::fs::symlink_metadata(&p).ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).ok()?).ok()?;
+        serde_json::from_value(v.get("settings")?.clone()).ok()
+    };
+    let ours = [out.join("checkpoint/state.json"), out.join("training.json")]
+        .into_iter()
+        .filter_map(read)
+        .any(|s| s == *settings);
+    if !ours {
+        bail!(
+            "--out {} already holds files that this run did not write (no checkpoint or training.json with the same settings); choose a new or empty directory",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
 fn write_checkpoint(dir: &Path, state: &CheckpointState, opt: &AdamW) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     // Written beside, then renamed: a run stopped mid-write leaves the
@@ -561,14 +594,11 @@ fn write_checkpoint(dir: &Path, state: &CheckpointState, opt: &AdamW) -> anyhow:
         .into_iter()
         .map(|(k, t)| Ok((k, t.to_device(&Device::Cpu)?)))
         .collect::<candle_core::Result<_>>()?;
-    let tmp = dir.join("optimizer.safetensors.tmp");
-    candle_core::safetensors::save(&tensors, &tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    let json_tmp = dir.join("state.json.tmp");
-    std::fs::write(&json_tmp, serde_json::to_vec_pretty(state)?)
-        .with_context(|| format!("cannot write {}", json_tmp.display()))?;
-    std::fs::rename(&tmp, dir.join("optimizer.safetensors"))?;
-    std::fs::rename(&json_tmp, dir.join("state.json"))?;
+    // The moments first: a state.json names a step whose moments exist.
+    crate::outputs::write_with(&dir.join("optimizer.safetensors"), |tmp| {
+        Ok(candle_core::safetensors::save(&tensors, tmp)?)
+    })?;
+    crate::outputs::write(&dir.join("state.json"), &serde_json::to_vec_pretty(state)?)?;
     Ok(())
 }
 

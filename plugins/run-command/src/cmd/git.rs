@@ -82,10 +82,11 @@ struct Repo {
 impl Repo {
     /// The repository whose work tree holds the working directory, looked
     /// for from there up to the top of its mount.
-    fn find(ctx: &Ctx) -> Res<Repo> {
+    fn find(ctx: &mut Ctx) -> Res<Repo> {
         let mut dir = ctx.cwd.clone();
         loop {
             if std::fs::metadata(format!("{dir}/.git")).is_ok() {
+                Self::check_alternates(ctx, &format!("{dir}/.git"))?;
                 let repo = gix::open_opts(&dir, gix::open::Options::isolated()).map_err(|e| e.to_string())?;
                 let prefix = ctx.cwd[dir.len()..].trim_start_matches('/');
                 let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
@@ -96,6 +97,30 @@ impl Repo {
                 _ => return Err("not a git repository (or any of the parent directories): .git".into()),
             }
         }
+    }
+
+    /// Refuses, as a sandbox refusal, object stores that
+    /// `objects/info/alternates` names outside the mounts: the sandbox
+    /// would deny the reads anyway, and the session log must show the
+    /// attempt as `denied`, not as git's "fatal" with outcome `ok`.
+    fn check_alternates(ctx: &mut Ctx, git_dir: &str) -> Res<()> {
+        let path = format!("{git_dir}/objects/info/alternates");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Ok(());
+        };
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            let target = if line.starts_with('/') {
+                line.to_string()
+            } else {
+                format!("{git_dir}/objects/{line}")
+            };
+            if let Err(m) = ctx.abs(&target) {
+                return Err(ctx.refuse(format!(
+                    "objects/info/alternates names the object store {line}: {m}"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// A path relative to the work tree shown relative to the working directory.

@@ -88,11 +88,11 @@ pub fn write_adapter(
         }
     };
     let weights = dir.join(file);
-    candle_core::safetensors::save(&tensors, &weights)
-        .with_context(|| format!("cannot write {}", weights.display()))?;
+    crate::outputs::write_with(&weights, |tmp| {
+        Ok(candle_core::safetensors::save(&tensors, tmp)?)
+    })?;
     let cfg_path = dir.join("adapter_config.json");
-    std::fs::write(&cfg_path, serde_json::to_vec_pretty(&config)?)
-        .with_context(|| format!("cannot write {}", cfg_path.display()))?;
+    crate::outputs::write(&cfg_path, &serde_json::to_vec_pretty(&config)?)?;
     Ok(vec![cfg_path, weights])
 }
 

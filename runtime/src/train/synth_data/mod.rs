@@ -17,6 +17,7 @@ mod tree;
 
 use crate::chat::{tool_json, Conversation, FunctionCall, Message, ToolCall};
 use crate::eval::suite::Suite;
+use crate::paths::real_path;
 use crate::policy::Policy;
 use crate::sandbox::ToolHost;
 use anyhow::{bail, Context as _};
@@ -300,6 +301,22 @@ pub fn synth_data(opts: &SynthDataOptions) -> anyhow::Result<SynthDataReport> {
                     d.display()
                 );
             }
+            // The tree is a copy of the workspace: inside it, the copy would
+            // copy itself without end; around it, the workspace would be
+            // written to.
+            let (tree, ws) = (real_path(d), real_path(&suite.workspace));
+            if tree.starts_with(&ws) || ws.starts_with(&tree) {
+                bail!(
+                    "--tree {} {} the suite's workspace {}: give --tree a directory outside it",
+                    d.display(),
+                    if tree.starts_with(&ws) {
+                        "lies inside"
+                    } else {
+                        "contains"
+                    },
+                    suite.workspace.display()
+                );
+            }
             d.clone()
         }
         None => {
@@ -370,9 +387,8 @@ pub fn synth_data(opts: &SynthDataOptions) -> anyhow::Result<SynthDataReport> {
         );
     }
 
-    let file = std::fs::File::create(&opts.out)
-        .with_context(|| format!("cannot create {}", opts.out.display()))?;
-    let mut w = std::io::BufWriter::new(file);
+    // Collected, then written whole (never through a planted link).
+    let mut w: Vec<u8> = Vec::new();
     let (mut written, mut n_direct, mut failed) = (0, 0, 0);
     while written < opts.n {
         let want_direct = !pool.is_empty() && rng.random_bool(opts.direct_fraction.clamp(0.0, 1.0));
@@ -516,7 +532,7 @@ pub fn synth_data(opts: &SynthDataOptions) -> anyhow::Result<SynthDataReport> {
         writeln!(w, "{}", serde_json::to_string(&conv)?)?;
         drills += 1;
     }
-    w.flush()?;
+    crate::outputs::write(&opts.out, &w)?;
     // Every name a suite prompt mentions is held out and no suite prompt is
     // written, so every case of the suite is held out.
     let held_out_cases: Vec<String> = suite.cases.iter().map(|c| c.id.clone()).collect();
@@ -532,7 +548,6 @@ pub fn synth_data(opts: &SynthDataOptions) -> anyhow::Result<SynthDataReport> {
         held_out_cases,
         holdout_file: holdout_file.clone(),
     };
-    std::fs::write(&holdout_file, serde_json::to_vec_pretty(&json!(report))?)
-        .with_context(|| format!("cannot write {}", holdout_file.display()))?;
+    crate::outputs::write(&holdout_file, &serde_json::to_vec_pretty(&json!(report))?)?;
     Ok(report)
 }
