@@ -72,6 +72,29 @@ fn fresh(dir: &Path, name: &str) -> std::io::Result<PathBuf> {
     Err(std::io::Error::other("no free temporary name"))
 }
 
+/// Copies the directories and regular files of `from` into `to` (made if
+/// missing); symlinks are recreated as links (pointing where they pointed)
+/// when `links` is set, else left out; other special files are left out.
+pub fn copy_tree(from: &Path, to: &Path, links: bool) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    for e in std::fs::read_dir(from).with_context(|| format!("cannot list {}", from.display()))? {
+        let e = e?;
+        let ft = e.file_type()?;
+        let dest = to.join(e.file_name());
+        if ft.is_dir() {
+            copy_tree(&e.path(), &dest, links)?;
+        } else if ft.is_file() {
+            std::fs::copy(e.path(), &dest)
+                .with_context(|| format!("cannot copy {}", e.path().display()))?;
+        } else if ft.is_symlink() && links {
+            let target = std::fs::read_link(e.path())?;
+            std::os::unix::fs::symlink(&target, &dest)
+                .with_context(|| format!("cannot copy the link {}", e.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -401,6 +401,33 @@ fn fuse_quantize_reports_the_delta_survival_and_says_when_it_is_lost() {
         "{text}"
     );
     assert!(fused.join("model-q4_0.gguf").exists());
+    // q4_k's blocks hold 256 values; the tiny model's rows hold 64 or 128:
+    // every matrix is written as q8_0, the delta is measured as written,
+    // and no "lost" verdict rests on it.
+    let text = ok(&fuse_small(&["--quantize", "q4_k"]));
+    assert!(!text.contains("is lost"), "{text}");
+    assert!(text.contains("(written as q8_0)"), "{text}");
+    assert!(text.contains("the delta survives q4_k"), "{text}");
+    assert!(
+        text.contains("note: most of this file is not q4_k"),
+        "{text}"
+    );
+    let text = ok(&warden(
+        &[
+            "quantize",
+            "--model",
+            s(&base),
+            "--out",
+            s(&dir.path().join("q.gguf")),
+            "--to",
+            "q4_k",
+        ],
+        dir.path(),
+    ));
+    assert!(
+        text.contains("note: most of this file is not q4_k"),
+        "{text}"
+    );
     // --embedding-type: the fused model's token embedding in its own type.
     let mixed = dir.path().join("fused-mixed.gguf");
     let text = ok(&fuse_small(&[

@@ -50,6 +50,8 @@ fn list_shows_tools_schemas_limits_and_grants() {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }
     assert!(!out.contains("write_file"), "default policy is read-only");
+    // No tool of the default policy has hosts: no request limit is shown.
+    assert!(!out.contains("http requests"), "{out}");
     // Where warden keeps its own files, which no mount may reach.
     assert!(
         out.contains("warden's own files") && out.contains("compiled-component cache: "),
@@ -262,6 +264,22 @@ fn scaffolded_tool_builds_inspects_and_runs() {
     let o = warden(&["tools", "new", "greet", "--dir", krate.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("cargo build --release --target wasm32-wasip2"));
+    // After the `cd` it prints, the inspect path is relative to the crate;
+    // the policy's plugin path is absolute.
+    assert!(
+        stdout(&o).contains("\n  warden tools inspect target/wasm32-wasip2/release/greet.wasm\n"),
+        "{}",
+        stdout(&o)
+    );
+    let abs = krate
+        .canonicalize()
+        .unwrap()
+        .join("target/wasm32-wasip2/release/greet.wasm");
+    assert!(
+        stdout(&o).contains(&format!("plugin = {:?}", abs.display().to_string())),
+        "{}",
+        stdout(&o)
+    );
 
     // Share a target directory across runs so the dependencies build once.
     let target = repo().join("target/scaffold-test");
@@ -320,7 +338,8 @@ fn scaffolded_tool_builds_inspects_and_runs() {
 }
 
 /// Tool output and error messages reach a terminal; control characters in
-/// them are escaped, errors stay on one line, and `--json` stays exact.
+/// them are escaped, no line of an error can pass for an error of its own,
+/// and `--json` stays exact.
 #[test]
 fn nothing_printed_for_a_person_can_drive_the_terminal() {
     let dir = tempfile::tempdir().unwrap();
@@ -362,9 +381,11 @@ fn nothing_printed_for_a_person_can_drive_the_terminal() {
     let o = run(r#"{"path":"x\nerror: all good\u001b[0m"}"#, false);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert_eq!(err.lines().count(), 1, "{err:?}");
-    assert!(
-        err.starts_with("error: ") && err.contains("\\nerror: all good\\x1b[0m"),
-        "{err:?}"
-    );
+    // A message of several lines prints as a list: every line after the
+    // first is indented, so none can pass for an error line of its own.
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines[0].starts_with("error: "), "{err:?}");
+    assert!(lines[1..].iter().all(|l| l.starts_with("  ")), "{err:?}");
+    assert_eq!(err.matches("\nerror: ").count(), 0, "{err:?}");
+    assert!(err.contains("error: all good\\x1b[0m"), "{err:?}");
 }

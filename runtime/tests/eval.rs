@@ -386,6 +386,20 @@ fn replay_variants_with_known_answers_give_the_exact_figures_and_the_gate_fails_
     }
     let html = std::fs::read_to_string(&html_out).unwrap();
     assert!(html.contains("<svg") && html.contains("direct_answer") && !html.contains("<script"));
+    // The gate's verdict and the per-tool figures, as the terminal shows them.
+    assert!(
+        html.contains("Gate: <code>tool_accuracy&gt;=0.9,no_call_accuracy&gt;=0.9</code>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("class=\"gate-failed\"") && html.contains("<td>direct</td><td>0.000</td>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<h2>Per tool</h2>")
+            && html.contains("<td>search_code</td><td>tool_accuracy</td>"),
+        "{html}"
+    );
     // A gate both pass.
     let o = eval(
         &[
@@ -829,4 +843,54 @@ fn a_suites_policy_is_announced_and_policy_overrides_it() {
     );
     assert!(errs.contains("no read-write mounts"), "{errs}");
     assert_eq!(std::fs::read_to_string(ws.join("a.txt")).unwrap(), "a");
+}
+
+#[test]
+fn no_call_accuracy_counts_refraining_and_answer_accuracy_the_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cases = String::new();
+    for i in 0..4 {
+        cases.push_str(&format!(
+            "[[case]]\nid = \"q{i}\"\nprompt = \"What is {i}?\"\nexpect = {{ no_call = true, answer = \"number {i}\" }}\n\n"
+        ));
+    }
+    // Never calls a tool; one answer misses its regex.
+    let replay: Vec<Value> = (0..4)
+        .map(|i| {
+            let text = if i == 3 {
+                "no idea".to_string()
+            } else {
+                format!("It is number {i}.")
+            };
+            json!({"id": format!("q{i}"), "outputs": [text]})
+        })
+        .collect();
+    let (s, r) = suite(dir.path(), &cases, &replay);
+    let out = dir.path().join("o.json");
+    let o = eval(
+        &[
+            "--suite",
+            s.to_str().unwrap(),
+            "--variant",
+            &format!("r=replay:{}", r.display()),
+            "--json",
+            out.to_str().unwrap(),
+            "--gate",
+            "no_call_accuracy>=1,answer_accuracy>=0.75",
+        ],
+        dir.path(),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let m = &v["variants"][0]["metrics"];
+    assert_eq!(m["no_call_accuracy"], 1.0);
+    assert_eq!(m["answer_accuracy"], 0.75);
+    assert_eq!(m["failures"], json!({"wrong_answer": 1}));
+    assert!(stdout(&o).contains("answer_accuracy"));
 }

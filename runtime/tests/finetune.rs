@@ -123,7 +123,17 @@ fn lora_learns_reproduces_resumes_and_changes_generation() {
     stop.extend(["--max-steps", "2"]);
     let o = ok(&finetune(dir, &model, &data, "d", &stop));
     assert!(o.contains("--resume"), "{o}");
-    assert!(!dir.join("d/adapter_model.safetensors").exists());
+    // --max-steps writes the model of the step it stopped at.
+    assert!(o.contains("wrote the model of step 2"), "{o}");
+    assert!(dir.join("d/adapter_model.safetensors").exists());
+    // The same command again would throw the checkpoint away: refused.
+    let o = finetune(dir, &model, &data, "d", &stop);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        err.contains("unfinished run") && err.contains("--overwrite"),
+        "{err}"
+    );
     let mut resume = LORA.to_vec();
     resume.push("--resume");
     ok(&finetune(dir, &model, &data, "d", &resume));
@@ -295,7 +305,9 @@ fn bad_lines_are_named_and_skipped_only_when_asked() {
     );
     let r = report(dir, "x");
     assert_eq!(r["conversations"], 2);
-    // The same run again into its own --out is fine.
+    // The same finished run again into its own --out writes the same
+    // output (same settings, no checkpoint left).
+    assert!(r["finished"].as_bool().unwrap(), "{r}");
     ok(&finetune(dir, &model, &bad, "x", &skip));
     // An --out holding anything else is refused before anything is
     // written; a planted training.json link is never written through.
@@ -321,6 +333,21 @@ fn bad_lines_are_named_and_skipped_only_when_asked() {
         &["--epochs", "2", "--max-steps", "1", "--skip-bad"],
     );
     assert!(!o.status.success());
+    // --overwrite starts over there.
+    ok(&finetune(
+        dir,
+        &model,
+        &bad,
+        "x",
+        &[
+            "--epochs",
+            "2",
+            "--max-steps",
+            "1",
+            "--skip-bad",
+            "--overwrite",
+        ],
+    ));
     let lines: Vec<u64> = r["skipped"]
         .as_array()
         .unwrap()

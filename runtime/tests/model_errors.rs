@@ -49,6 +49,13 @@ fn missing_paths_and_hub_names_say_where_they_looked() {
     let dir = tempfile::tempdir().unwrap();
     let msg = load_err(dir.path());
     assert!(msg.contains("config.json"), "{msg}");
+    // A mistyped local path (its first component exists here) is a path,
+    // not a hub name; so are ./x and x.gguf.
+    for spec in ["tests/nope", "./nope/model", "models/x.gguf"] {
+        let msg = load_err(Path::new(spec));
+        assert!(msg.contains(&format!("{spec} does not exist")), "{msg}");
+        assert!(!msg.contains("Hugging Face cache"), "{msg}");
+    }
 }
 
 #[test]

@@ -394,3 +394,37 @@ fn git_with_alternates_outside_the_mounts_is_a_refusal() {
     let out = expect_ok(call(&host, "run_command", &args("git log --oneline")));
     assert!(out.contains("Initial commit"), "{out}");
 }
+
+#[test]
+fn git_in_a_locally_cloned_repository_says_why_it_cannot_read() {
+    let (f, host) = fixture_with("setup-git.sh", "");
+    // `git clone /local/path` hard-links the object files: a repository
+    // outside the mounts, cloned into the workspace.
+    let orig = f.root().join("orig");
+    let st = Command::new("cp")
+        .arg("-r")
+        .arg(f.ws())
+        .arg(&orig)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let st = Command::new("git")
+        .args(["clone", "-q"])
+        .arg(&orig)
+        .arg(f.ws().join("clone"))
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let call_in = |cmd: &str| {
+        let a = serde_json::json!({"command": cmd, "cwd": "clone"}).to_string();
+        call(&host, "run_command", &a)
+    };
+    let msg = expect_err(call_in("git log --oneline"), ErrorKind::Denied);
+    assert!(msg.contains("hard-links its object files"), "{msg}");
+    assert!(msg.contains("follow_hard_links"), "{msg}");
+    // The original repository still works.
+    let out = expect_ok(call(&host, "run_command", &args("git log --oneline")));
+    assert!(out.contains("Initial commit"), "{out}");
+}

@@ -82,13 +82,21 @@ pub fn report(paths: &[impl AsRef<Path>]) -> anyhow::Result<String> {
          .legend span{display:inline-block;width:12px;height:12px;margin:0 4px 0 14px;vertical-align:middle}\
          </style></head><body><h1>warden session report</h1>",
     );
+    let overhead_ms = summary.latency_ms.get("overhead").map_or(0.0, |s| s.p50);
+    let overhead = if summary.replay_only() {
+        format!("replayed (recorded model outputs: no model time); framework overhead {overhead_ms:.2} ms per turn (p50)")
+    } else {
+        format!(
+            "framework overhead {overhead_ms:.2} ms per turn (p50), {:.2} % of turn time",
+            summary.overhead_share * 100.0
+        )
+    };
     let _ = write!(
         html,
-        "<p>{} session(s), {} turn(s), {} generation(s); framework overhead {:.2} % of turn time; {} tool call(s), {} malformed, {} denied.</p>",
+        "<p>{} session(s), {} turn(s), {} generation(s); {overhead}; {} tool call(s), {} malformed, {} denied.</p>",
         summary.sessions,
         summary.turns,
         summary.generations,
-        summary.overhead_share * 100.0,
         summary.calls.values().flat_map(|m| m.values()).sum::<usize>(),
         summary.format_errors,
         summary.denials
@@ -116,13 +124,27 @@ pub fn report(paths: &[impl AsRef<Path>]) -> anyhow::Result<String> {
     Ok(html)
 }
 
+/// Width of one character of a 12 px label, generously.
+pub(crate) const LABEL_CHAR_PX: f64 = 7.5;
+
 fn stacked_bars(turns: &[(String, [f64; 5])]) -> String {
     let max = turns
         .iter()
         .map(|(_, s)| s.iter().sum::<f64>())
         .fold(0.0, f64::max)
         .max(1e-9);
-    let (row, label_w, bar_w) = (22.0, 150.0, 600.0);
+    // The label column is as wide as the longest label (12 px text is
+    // about 7 px a character), so labels never run under the bars.
+    let longest = turns
+        .iter()
+        .map(|(l, _)| l.chars().count())
+        .max()
+        .unwrap_or(0);
+    let (row, label_w, bar_w) = (
+        22.0,
+        (longest as f64 * LABEL_CHAR_PX + 12.0).max(80.0),
+        600.0,
+    );
     let h = row * turns.len().max(1) as f64 + 10.0;
     let mut svg = format!(
         "<svg width=\"{}\" height=\"{h}\" role=\"img\">",

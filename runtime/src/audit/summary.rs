@@ -36,6 +36,9 @@ impl Stage {
 pub struct Summary {
     /// Sessions read.
     pub sessions: usize,
+    /// Of those, sessions whose model outputs were replayed (model time is
+    /// nil, so time shares and decode speeds mean nothing).
+    pub replayed_sessions: usize,
     /// Turns.
     pub turns: usize,
     /// Generations.
@@ -71,7 +74,12 @@ pub fn summarize(paths: &[impl AsRef<Path>]) -> anyhow::Result<Summary> {
             let v = &rec.value;
             let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
             match rec.kind.as_str() {
-                "session_start" => s.sessions += 1,
+                "session_start" => {
+                    s.sessions += 1;
+                    if v["model"]["kind"] == "replay" {
+                        s.replayed_sessions += 1;
+                    }
+                }
                 "generation" => {
                     s.generations += 1;
                     let t = &v["timings"];
@@ -132,6 +140,11 @@ pub fn summarize(paths: &[impl AsRef<Path>]) -> anyhow::Result<Summary> {
 }
 
 impl Summary {
+    /// Whether every session read was a replay.
+    pub fn replay_only(&self) -> bool {
+        self.sessions > 0 && self.replayed_sessions == self.sessions
+    }
+
     /// The summary for a person.
     pub fn to_text(&self) -> String {
         let mut out = format!(
@@ -153,14 +166,23 @@ impl Summary {
                 out.push_str(&format!("  {stage:<12} {:>9.2} {:>10.2}\n", st.p50, st.p95));
             }
         }
-        out.push_str(&format!(
-            "decode {:.1} tok/s (p50); prompt tokens reused {} / prefilled {}\n",
-            self.decode_tok_s_p50, self.reused_tokens, self.prefill_tokens
-        ));
-        out.push_str(&format!(
-            "framework overhead: {:.2} % of turn time\n",
-            self.overhead_share * 100.0
-        ));
+        let overhead_ms = self.latency_ms.get("overhead").map_or(0.0, |s| s.p50);
+        if self.replay_only() {
+            // No model ran: a share of turn time or a decode speed would be
+            // a share of nothing.
+            out.push_str(&format!(
+                "replayed: the model's outputs were recorded, so no model time or decode speed\nframework overhead: {overhead_ms:.2} ms per turn (p50)\n"
+            ));
+        } else {
+            out.push_str(&format!(
+                "decode {:.1} tok/s (p50); prompt tokens reused {} / prefilled {}\n",
+                self.decode_tok_s_p50, self.reused_tokens, self.prefill_tokens
+            ));
+            out.push_str(&format!(
+                "framework overhead: {overhead_ms:.2} ms per turn (p50), {:.2} % of turn time\n",
+                self.overhead_share * 100.0
+            ));
+        }
         let n: usize = self.calls.values().flat_map(|m| m.values()).sum();
         out.push_str(&format!(
             "tool calls: {n} ({} malformed, {} denied)\n",

@@ -67,13 +67,13 @@ pub(super) fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             let key = key_file.as_deref().map(AuditKey::from_file).transpose()?;
             let mut all_ok = true;
             let mut results = Vec::new();
-            for log in &logs {
+            for log in &with_dirs_read(&logs)? {
                 let v = audit::verify(log, key.as_ref())?;
                 all_ok &= v.problem.is_none();
                 if !json {
                     let name = escape(&log.display().to_string(), Lines::One).into_owned();
                     match &v.problem {
-                        None => println!(
+                        None => outln!(
                             "{name}: ok ({} records, {})",
                             v.records,
                             if v.hmac_checked {
@@ -84,7 +84,7 @@ pub(super) fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
                                 "plain chain"
                             }
                         ),
-                        Some(p) => println!(
+                        Some(p) => outln!(
                             "{name}: {} at line {}{}: {}",
                             p.kind.as_str(),
                             p.line,
@@ -96,7 +96,7 @@ pub(super) fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
                 results.push(v);
             }
             if json {
-                println!("{}", json!({"ok": all_ok, "logs": results}));
+                outln!("{}", json!({"ok": all_ok, "logs": results}));
             }
             Ok(if all_ok {
                 ExitCode::SUCCESS
@@ -105,28 +105,51 @@ pub(super) fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             })
         }
         AuditCommand::Summary { logs, json } => {
-            let s = audit::summarize(&logs)?;
+            let s = audit::summarize(&with_dirs_read(&logs)?)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+                outln!("{}", serde_json::to_string_pretty(&s)?);
             } else {
-                print!("{}", escape(&s.to_text(), Lines::Keep));
+                out!("{}", escape(&s.to_text(), Lines::Keep));
             }
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Show { log, turn, json } => {
             let text = audit::show(&log, turn, json)?;
             if json {
-                println!("{text}");
+                outln!("{text}");
             } else {
-                print!("{}", escape(&text, Lines::Keep));
+                out!("{}", escape(&text, Lines::Keep));
             }
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Report { logs, out } => {
-            let html = audit::report(&logs)?;
+            let html = audit::report(&with_dirs_read(&logs)?)?;
             crate::outputs::write(&out, html.as_bytes())?;
-            println!("wrote {}", out.display());
+            outln!("wrote {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The logs named: a directory stands for the `*.jsonl` files in it
+/// (sorted; a state directory's `sessions/` for example).
+fn with_dirs_read(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut logs: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file() && f.extension().is_some_and(|x| x == "jsonl"))
+                .collect();
+            if logs.is_empty() {
+                anyhow::bail!("{} holds no session logs (*.jsonl)", p.display());
+            }
+            logs.sort();
+            out.extend(logs);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
 }

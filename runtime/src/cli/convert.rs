@@ -93,13 +93,13 @@ pub fn fuse(a: FuseArgs) -> anyhow::Result<()> {
     };
     let report = fuse::fuse(&opts)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
     if let Some(q) = &report.dequantized_base {
-        println!("the base is stored {q}: dequantized it to f32 before merging");
+        outln!("the base is stored {q}: dequantized it to f32 before merging");
     }
-    println!(
+    outln!(
         "merged {} adapter(s) into {} matrices in f32; wrote {} ({:?}):",
         opts.adapters.len(),
         report.merged,
@@ -107,51 +107,81 @@ pub fn fuse(a: FuseArgs) -> anyhow::Result<()> {
         dtype
     );
     for f in &report.files {
-        println!("  {}", f.display());
+        outln!("  {}", f.display());
     }
     if let (Some(w), Some(s)) = (&report.quantized, &report.survival) {
         print_survival(s);
-        println!("wrote the {} model:", s.format);
-        print_written(w);
+        outln!("wrote the {} model:", s.format);
+        print_written(w, &s.format);
     }
     Ok(())
 }
 
-/// The files written, and the matrices that stayed wider.
-fn print_written(w: &Written) {
+/// The files written, and the matrices that stayed wider than `format`.
+fn print_written(w: &Written, format: &str) {
     for f in &w.files {
-        println!("  {}", f.display());
+        outln!("  {}", f.display());
     }
     if !w.fallbacks.is_empty() {
-        println!(
-            "  ({} matrices kept wider, their rows do not fit the format's blocks: {})",
+        outln!(
+            "  ({} of {} matrices kept wider, their rows do not fit the format's blocks: {})",
             w.fallbacks.len(),
+            w.matrices,
             w.fallbacks.join(", ")
+        );
+    }
+    if w.mostly_wider() {
+        outln!(
+            "note: most of this file is not {format}: {} of {} matrices were written wider (see above), so it behaves like the wider type, whatever its name says",
+            w.fallbacks.len(),
+            w.matrices
         );
     }
 }
 
 fn print_survival(s: &Survival) {
-    println!("\nhow much of the adapter's delta survives {}: ‖Q(W+ΔW) − Q(W)‖ / ‖ΔW‖ and cos(Q(W+ΔW) − Q(W), ΔW)", s.format);
-    println!(
+    outln!("\nhow much of the adapter's delta survives {}: ‖Q(W+ΔW) − Q(W)‖ / ‖ΔW‖ and cos(Q(W+ΔW) − Q(W), ΔW)", s.format);
+    outln!(
         "  {:<44} {:>10} {:>8} {:>8}",
-        "matrix", "‖ΔW‖", "ratio", "cosine"
+        "matrix",
+        "‖ΔW‖",
+        "ratio",
+        "cosine"
     );
     for r in s.matrices.iter().chain(std::iter::once(&s.total)) {
-        println!(
-            "  {:<44} {:>10.4} {:>8.3} {:>8.3}",
-            r.tensor, r.delta_norm, r.ratio, r.cosine
+        let wider = if r.written_as.is_empty() || r.written_as == s.format {
+            String::new()
+        } else {
+            format!(" (written as {})", r.written_as)
+        };
+        outln!(
+            "  {:<44} {:>10.4} {:>8.3} {:>8.3}{wider}",
+            r.tensor,
+            r.delta_norm,
+            r.ratio,
+            r.cosine
         );
     }
-    if s.lost {
-        println!(
+    if s.written_wider > 0 {
+        outln!(
+            "\n{} of {} adapted matrices are written wider than {} (their rows do not fit its blocks) and are measured as written",
+            s.written_wider,
+            s.matrices.len(),
+            s.format
+        );
+    }
+    if s.matrices.is_empty() || s.total.delta_norm == 0.0 {
+        outln!("\nthe adapters change no matrix: there is no delta to lose");
+    } else if s.lost {
+        outln!(
             "\nMost of the adapter's delta is lost in {}: its rounding step is larger than the change the fine-tune made, so the quantized model will behave much like the base. Serve the adapter unfused instead (--model BASE --adapter DIR), or use a higher-bit format.",
             s.format
         );
     } else {
-        println!(
+        outln!(
             "\nthe delta survives {} (total cosine {:.3})",
-            s.format, s.total.cosine
+            s.format,
+            s.total.cosine
         );
     }
 }
@@ -183,18 +213,19 @@ pub fn quantize(a: QuantizeArgs) -> anyhow::Result<()> {
         _ => quantize::write_quantized(format, &cfg, &tensors, &a.out, &tok)?,
     };
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "format": format.name(), "dequantized_from": from, "files": written.files, "fallbacks": written.fallbacks,
+                "matrices": written.matrices, "mostly_wider": written.mostly_wider(),
             }))?
         );
         return Ok(());
     }
     if let Some(q) = from {
-        println!("the model is stored {q}: dequantized it to f32 first (quantizing twice loses more than once)");
+        outln!("the model is stored {q}: dequantized it to f32 first (quantizing twice loses more than once)");
     }
-    println!("wrote {} ({}):", a.out.display(), format.name());
-    print_written(&written);
+    outln!("wrote {} ({}):", a.out.display(), format.name());
+    print_written(&written, &format.name());
     Ok(())
 }

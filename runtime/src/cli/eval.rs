@@ -183,7 +183,7 @@ pub fn eval(a: EvalArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    print!("{}", table(&runs));
+    out!("{}", table(&runs));
     let misses = gate
         .as_ref()
         .map(|g| {
@@ -200,7 +200,11 @@ pub fn eval(a: EvalArgs) -> ExitCode {
             crate::outputs::write(path, &serde_json::to_vec_pretty(&doc)?)?;
         }
         if let Some(path) = &a.html {
-            crate::outputs::write(path, html::page(&title, &runs).as_bytes())?;
+            let verdict = a.gate.as_deref().map(|g| html::GateVerdict {
+                gate: g,
+                misses: &misses,
+            });
+            crate::outputs::write(path, html::page(&title, &runs, verdict).as_bytes())?;
         }
         Ok(())
     })();
@@ -209,7 +213,7 @@ pub fn eval(a: EvalArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     for r in &runs {
-        println!(
+        outln!(
             "log of {}: {}",
             escape(&r.name, Lines::One),
             escape(&r.log.display().to_string(), Lines::One)
@@ -220,7 +224,7 @@ pub fn eval(a: EvalArgs) -> ExitCode {
             let got = m
                 .actual
                 .map_or("not measured".to_string(), |x| format!("{x:.3}"));
-            println!(
+            outln!(
                 "gate failed: variant {} has {got}, needs {}",
                 escape(&m.variant, Lines::One),
                 escape(&m.condition.to_string(), Lines::One)
@@ -229,7 +233,7 @@ pub fn eval(a: EvalArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     if gate.is_some() {
-        println!(
+        outln!(
             "gate passed: every variant meets {}",
             a.gate.as_deref().unwrap_or_default()
         );

@@ -1,5 +1,23 @@
 //! The `warden` command line.
 
+/// `println!` for a command's output: a reader that went away (`| head`)
+/// ends the process quietly, as Unix tools do, instead of a panic.
+macro_rules! outln {
+    () => {
+        $crate::cli::terminal::out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::terminal::out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for a command's output (see [`outln`]).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::terminal::out(format_args!($($arg)*))
+    };
+}
+
 mod audit;
 mod convert;
 mod eval;
@@ -69,7 +87,7 @@ pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo(a) => exit_code(session::demo(a)),
-        Command::Run(a) => fail_on_error(session::run(a)),
+        Command::Run(a) => exit_code(session::run(a)),
         Command::Chat(a) => fail_on_error(session::chat(a)),
         Command::Replay(a) => exit_code(session::replay(a)),
         Command::Prompt(a) => exit_code(prompt::prompt(a)),

@@ -12,7 +12,6 @@ use anyhow::Context as _;
 use candle_core::DType;
 use clap::Args;
 use rand::{Rng, SeedableRng};
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -244,14 +243,14 @@ pub fn synth(a: SynthArgs) -> anyhow::Result<()> {
             report.config.num_hidden_layers,
         )?);
     }
-    println!(
+    outln!(
         "wrote a {:?} Qwen3 ({} parameters) in {:.1}s:",
         opts.shape,
         report.parameters,
         start.elapsed().as_secs_f64()
     );
     for f in &report.files {
-        println!("  {}", f.display());
+        outln!("  {}", f.display());
     }
     Ok(())
 }
@@ -298,16 +297,16 @@ pub fn generate_cmd(a: GenerateArgs) -> anyhow::Result<()> {
         &a.stop,
         |piece| {
             if !json {
-                print!("{}", escape(piece, Lines::Keep));
-                let _ = std::io::stdout().flush();
+                out!("{}", escape(piece, Lines::Keep));
+                super::terminal::flush_out();
             }
             true
         },
     )?;
     if json {
-        println!("{}", serde_json::to_string(&g)?);
+        outln!("{}", serde_json::to_string(&g)?);
     } else {
-        println!();
+        outln!();
         let t = &g.timings;
         eprintln!(
             "{} prompt tokens ({} reused), prefill {:.1} ms ({:.1} tok/s), first token {:.1} ms, {} decoded at {:.1} tok/s, finish: {:?}",
@@ -360,9 +359,24 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     let warm: Vec<u32> = (0..a.prompt_tokens.max(1) as u32)
         .map(|i| i % vocab)
         .collect();
+    // A bench runs for minutes: show its progress on a terminal.
+    let runs = variants.len() * (1 + a.repeat.max(1));
+    let pb = if !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        indicatif::ProgressBar::new(runs as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("bench [{bar:30}] {pos}/{len} runs · {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    pb.set_message("warming up");
     for &variant in &variants {
         run_variant(&mut loaded, variant, &warm, 2).context("benchmark warm-up failed")?;
+        pb.inc(1);
     }
+    pb.set_message("timing");
     let mut prefill = vec![Vec::new(); variants.len()];
     let mut decode = vec![Vec::new(); variants.len()];
     let (mut drafted, mut accepted) = (0usize, 0usize);
@@ -377,8 +391,10 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
             decode[v].push(t.decode_tok_s);
             drafted += t.drafted_tokens;
             accepted += t.accepted_tokens;
+            pb.inc(1);
         }
     }
+    pb.finish_and_clear();
     kernels::set_choice(chosen);
     let candle = a.compare_kernels.then(|| {
         let mut p = std::mem::take(&mut prefill[candle_at]);
@@ -450,21 +466,23 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
             out["drafted_tokens"] = dr.into();
             out["accepted_tokens"] = ac.into();
         }
-        println!("{out}");
+        outln!("{out}");
     } else {
-        println!("model:    {} ({:?})", loaded.path.display(), loaded.format);
-        println!("load:     {:.2} s", loaded.load_time.as_secs_f64());
-        println!(
+        outln!("model:    {} ({:?})", loaded.path.display(), loaded.format);
+        outln!("load:     {:.2} s", loaded.load_time.as_secs_f64());
+        outln!(
             "prefill:  {p:.1} tok/s ({} tokens, median of {})",
-            a.prompt_tokens, a.repeat
+            a.prompt_tokens,
+            a.repeat
         );
-        println!(
+        outln!(
             "decode:   {d:.1} tok/s ({} tokens, median of {})",
-            a.gen_tokens, a.repeat
+            a.gen_tokens,
+            a.repeat
         );
         if let Some((bp, bd, cost)) = base {
             for ad in &loaded.adapters {
-                println!(
+                outln!(
                     "adapter:  {} ({:?}, rank {}, {} modules), unfused",
                     ad.path.display(),
                     ad.format,
@@ -472,34 +490,34 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
                     ad.modules
                 );
             }
-            println!(
+            outln!(
                 "without:  prefill {bp:.1} tok/s, decode {bd:.1} tok/s (same prompts, interleaved)"
             );
-            println!("adapter cost: {cost:.1} % of decode time");
+            outln!("adapter cost: {cost:.1} % of decode time");
         }
         if let Some((ld, dr, ac)) = speculated {
-            println!(
+            outln!(
                 "{:<9} decode {ld:.1} tok/s, {:.2}x plain (same prompts, interleaved); {ac} of {dr} drafted tokens accepted",
                 format!("{}:", mode_name(speculative)),
                 ld / d
             );
         }
         if let Some((cp, cd)) = candle {
-            println!(
+            outln!(
                 "candle:   prefill {cp:.1} tok/s, decode {cd:.1} tok/s with candle's kernels (same prompts, interleaved); warden's: {:.2}x prefill, {:.2}x decode",
                 p / cp,
                 d / cd
             );
         }
         if let Some((bytes, bw, limit)) = bandwidth {
-            println!(
+            outln!(
                 "memory:   {:.0} MB of weights per token, {:.1} GB/s read: at most {limit:.1} tok/s; decode reaches {:.0} %",
                 bytes as f64 / 1e6,
                 bw / 1e9,
                 100.0 * d / limit
             );
         }
-        println!("peak RSS: {rss:.0} MiB, threads: {threads}");
+        outln!("peak RSS: {rss:.0} MiB, threads: {threads}");
     }
     Ok(())
 }

@@ -45,17 +45,20 @@ pub fn scaffold(name: &str, dir: Option<PathBuf>) -> anyhow::Result<()> {
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     let wasm = format!("target/wasm32-wasip2/release/{tool_name}.wasm");
-    println!("created tool crate {name} in {}", dir.display());
-    println!("next:");
-    println!(
+    // The commands below run after the `cd`, so paths in them are relative
+    // to the crate; the policy's path is absolute (a policy may live anywhere).
+    let abs = dir.canonicalize().unwrap_or_else(|_| dir.clone());
+    outln!("created tool crate {name} in {}", dir.display());
+    outln!("next:");
+    outln!(
         "  cd {} && cargo build --release --target wasm32-wasip2",
         dir.display()
     );
-    println!("  warden tools inspect {}/{wasm}", dir.display());
-    println!("then add to a policy:");
-    println!(
-        "  [tools.{tool_name}]\n  plugin = \"{}/{wasm}\"",
-        dir.display()
+    outln!("  warden tools inspect {wasm}");
+    outln!("then add to a policy:");
+    outln!(
+        "  [tools.{tool_name}]\n  plugin = {:?}",
+        abs.join(&wasm).display().to_string()
     );
     Ok(())
 }

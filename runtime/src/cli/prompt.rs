@@ -98,12 +98,12 @@ pub fn prompt(a: PromptArgs) -> anyhow::Result<ExitCode> {
                 &text,
             )?,
         };
-        println!(
+        outln!(
             "{}",
             json!({"text": text, "ids": ids, "format": template.call_format(), "adapters": adapters})
         );
     } else {
-        print!("{}", escape(&text, Lines::Keep));
+        out!("{}", escape(&text, Lines::Keep));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -150,7 +150,7 @@ fn check(
             Ok(p) => p,
             Err(e) => {
                 bad += 1;
-                println!("{at}: {e}");
+                outln!("{at}: {e}");
                 continue;
             }
         };
@@ -160,7 +160,7 @@ fn check(
             Ok(t) => t,
             Err(e) => {
                 bad += 1;
-                println!("{at}: {}", escape(&format!("{e:#}"), Lines::One));
+                outln!("{at}: {}", escape(&format!("{e:#}"), Lines::One));
                 continue;
             }
         };
@@ -170,7 +170,7 @@ fn check(
             Some(given) => {
                 bad += 1;
                 let (l, c, theirs, ours) = first_difference(&given, &mine);
-                println!(
+                outln!(
                     "{at}: the training text differs from warden's rendering at line {l}, column {c}: training {}, warden {}",
                     escape(&format!("{theirs:?}"), Lines::One),
                     escape(&format!("{ours:?}"), Lines::One)
@@ -178,7 +178,7 @@ fn check(
             }
         }
     }
-    println!("{ok} conversation(s) render as trained, {bad} do not");
+    outln!("{ok} conversation(s) render as trained, {bad} do not");
     Ok(if bad == 0 {
         ExitCode::SUCCESS
     } else {

@@ -9,8 +9,8 @@ use crate::paths::WardenPaths;
 use crate::policy::Policy;
 use crate::sandbox::ToolHost;
 use crate::session::{
-    sha256_file, Backend, CallReport, CandleBackend, Event, ReplayBackend, Session, SessionOptions,
-    TurnReport,
+    sha256_file, Backend, CallReport, CandleBackend, EndReason, Event, ReplayBackend, Session,
+    SessionOptions, TurnReport,
 };
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
@@ -110,6 +110,11 @@ pub struct ReplayArgs {
     recording: PathBuf,
     #[command(flatten)]
     place: PolicyArgs,
+    /// Run against the workspace itself. By default the replay runs in a
+    /// scratch copy of it, so the recorded writes (under a writing policy)
+    /// never change your files by surprise.
+    #[arg(long)]
+    in_place: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -142,12 +147,27 @@ pub struct DemoArgs {
 /// Everything a session needs, ready.
 struct Prepared {
     host: ToolHost,
-    log: AuditLog,
+    log: PendingLog,
     opts: SessionOptions,
 }
 
+/// A session log checked but not yet created: it is created only once the
+/// session can start (the model loaded), so a run that fails to set up
+/// leaves no empty log behind.
+struct PendingLog {
+    path: PathBuf,
+    session_id: String,
+    key: Option<AuditKey>,
+}
+
+impl PendingLog {
+    fn create(self) -> anyhow::Result<AuditLog> {
+        AuditLog::create(&self.path, &self.session_id, self.key)
+    }
+}
+
 /// Loads the policy (keeping warden's own files, the key and the log out of
-/// every mount), the tools, and creates the log.
+/// every mount) and the tools; the log is checked, and created later.
 fn prepare(place: &PolicyArgs, key_file: Option<&Path>) -> anyhow::Result<Prepared> {
     let (policy, workspace, log) = (&place.policy, &place.workspace, place.log.as_deref());
     let mut own = WardenPaths::from_env();
@@ -171,7 +191,11 @@ fn prepare(place: &PolicyArgs, key_file: Option<&Path>) -> anyhow::Result<Prepar
     };
     policy_obj.refuse_log_in_mounts(&log_path, "choose another --log")?;
     let host = ToolHost::load(&policy_obj).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let log = AuditLog::create(&log_path, &session_id, key)?;
+    let log = PendingLog {
+        path: log_path,
+        session_id,
+        key,
+    };
     let opts = SessionOptions {
         policy_file: Some((
             policy.display().to_string(),
@@ -288,12 +312,13 @@ fn turn_json(r: &TurnReport) -> serde_json::Value {
     })
 }
 
-/// Runs `warden run`.
-pub fn run(a: RunArgs) -> anyhow::Result<()> {
+/// Runs `warden run`: 0, or 130 when Ctrl-C ended the turn (as a shell
+/// reports a command SIGINT stopped).
+pub fn run(a: RunArgs) -> anyhow::Result<std::process::ExitCode> {
     let p = prepare(&a.session.place, a.session.audit_key.as_deref())?;
     let backend = backend(&a.session)?;
     let opts = options(&a.session, p.opts)?;
-    let mut session = Session::start(&p.host, backend, p.log, opts, ctrl_c_flag())?;
+    let mut session = Session::start(&p.host, backend, p.log.create()?, opts, ctrl_c_flag())?;
     let mut printer = Printer { mid_line: false };
     let json = a.session.json;
     let report = session.turn(&a.task, &mut |e| {
@@ -306,9 +331,9 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     if json {
         let mut v = turn_json(&report);
         v["log"] = json!(log);
-        println!("{}", serde_json::to_string(&v)?);
+        outln!("{}", serde_json::to_string(&v)?);
     } else {
-        println!(
+        outln!(
             "({}; {} step(s), {} call(s), {:.1} s; log: {})",
             report.end_reason.describe(max_steps),
             report.steps,
@@ -317,7 +342,11 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
             escape(&log.display().to_string(), Lines::One)
         );
     }
-    Ok(())
+    Ok(if report.end_reason == EndReason::Interrupted {
+        std::process::ExitCode::from(130)
+    } else {
+        std::process::ExitCode::SUCCESS
+    })
 }
 
 /// Runs `warden chat`.
@@ -325,48 +354,50 @@ pub fn chat(a: ChatArgs) -> anyhow::Result<()> {
     let p = prepare(&a.session.place, a.session.audit_key.as_deref())?;
     let backend = backend(&a.session)?;
     let opts = options(&a.session, p.opts)?;
-    let mut session = Session::start(&p.host, backend, p.log, opts, ctrl_c_flag())?;
+    let mut session = Session::start(&p.host, backend, p.log.create()?, opts, ctrl_c_flag())?;
     let tty = std::io::stdin().is_terminal();
     let max_steps = p.host.policy().session.max_steps;
     if tty {
-        println!(
+        outln!(
             "warden chat: {} tool(s); /tools, /reset, /log, /quit; Ctrl-C ends a turn",
             p.host.tools().count()
         );
     }
     let mut printer = Printer { mid_line: false };
-    let stdin = std::io::stdin();
-    let mut line = String::new();
+    let mut input_lines = Input::new(tty)?;
     loop {
-        if tty {
-            print!("> ");
-            let _ = std::io::stdout().flush();
-        }
-        line.clear();
-        if stdin.lock().read_line(&mut line)? == 0 {
+        let Some(line) = input_lines.next_line()? else {
             break;
-        }
+        };
         let input = line.trim_end_matches(['\n', '\r']);
         match input.trim() {
             "" => continue,
             "/quit" | "/exit" => break,
             "/reset" => {
                 session.reset();
-                println!("(conversation cleared; the log and the call budget go on)");
+                outln!("(conversation cleared; the log and the call budget go on)");
                 continue;
             }
             "/log" => {
-                println!("{}", session.log_path().display());
+                outln!("{}", session.log_path().display());
                 continue;
             }
             "/tools" => {
                 for t in p.host.tools() {
-                    println!(
+                    outln!(
                         "{}: {}",
                         t.spec.name,
                         escape(&t.spec.description, Lines::One)
                     );
                 }
+                continue;
+            }
+            // A lone `/word` is a mistyped command, never a message.
+            c if c.len() > 1
+                && c.starts_with('/')
+                && c[1..].chars().all(|ch| ch.is_ascii_alphabetic()) =>
+            {
+                outln!("unknown command {c}; the commands are /tools, /reset, /log and /quit");
                 continue;
             }
             _ => {}
@@ -378,16 +409,60 @@ pub fn chat(a: ChatArgs) -> anyhow::Result<()> {
             }
         })?;
         if json {
-            println!("{}", serde_json::to_string(&turn_json(&report))?);
+            outln!("{}", serde_json::to_string(&turn_json(&report))?);
         } else if report.end_reason != crate::session::EndReason::Answered {
-            println!("({})", report.end_reason.describe(max_steps));
+            outln!("({})", report.end_reason.describe(max_steps));
         }
     }
     let log = session.end("user")?;
     if !a.session.json {
-        println!("log: {}", escape(&log.display().to_string(), Lines::One));
+        outln!("log: {}", escape(&log.display().to_string(), Lines::One));
     }
     Ok(())
+}
+
+/// Where `chat` reads the user's lines: a line editor on a terminal
+/// (arrows, history, Ctrl-A/E…), plain lines from a pipe.
+enum Input {
+    Editor(Box<rustyline::DefaultEditor>),
+    Plain(std::io::Stdin),
+}
+
+impl Input {
+    fn new(tty: bool) -> anyhow::Result<Input> {
+        Ok(if tty {
+            Input::Editor(Box::new(
+                rustyline::DefaultEditor::new().context("cannot set up line editing")?,
+            ))
+        } else {
+            Input::Plain(std::io::stdin())
+        })
+    }
+
+    /// The next line, `None` at the end of input (Ctrl-D). Ctrl-C at the
+    /// prompt clears the line, as in a shell.
+    fn next_line(&mut self) -> anyhow::Result<Option<String>> {
+        use rustyline::error::ReadlineError;
+        match self {
+            Input::Plain(stdin) => {
+                let mut line = String::new();
+                Ok((stdin.lock().read_line(&mut line)? > 0).then_some(line))
+            }
+            Input::Editor(ed) => loop {
+                match ed.readline("> ") {
+                    Ok(line) => {
+                        if !line.trim().is_empty() {
+                            let _ = ed.add_history_entry(line.as_str());
+                        }
+                        return Ok(Some(line));
+                    }
+                    Err(ReadlineError::Interrupted) => continue,
+                    Err(ReadlineError::Eof) => return Ok(None),
+                    Err(e) => return Err(anyhow::anyhow!("cannot read the terminal: {e}")),
+                }
+            },
+        }
+    }
 }
 
 /// A recorded call, for comparing a replay with its recording.
@@ -437,12 +512,18 @@ fn replay_session(
         enable_thinking: thinking,
         ..p.opts
     };
-    let mut session = Session::start(&p.host, Box::new(backend), p.log, opts, ctrl_c_flag())?;
+    let mut session = Session::start(
+        &p.host,
+        Box::new(backend),
+        p.log.create()?,
+        opts,
+        ctrl_c_flag(),
+    )?;
     let mut printer = Printer { mid_line: false };
     let mut turns = Vec::new();
     for (i, user) in users.iter().enumerate() {
         if print {
-            println!("\n── turn {} ── {}", i + 1, escape(user, Lines::One));
+            outln!("\n── turn {} ── {}", i + 1, escape(user, Lines::One));
         }
         let r = session.turn(user, &mut |e| {
             if print {
@@ -485,28 +566,58 @@ fn replay_session(
     Ok((diffs, new_log, turns))
 }
 
-/// Runs `warden replay`; exit 1 when something differs.
+/// Runs `warden replay`; exit 1 when something differs. Unless
+/// `--in-place`, the replay runs in a scratch copy of the workspace, which
+/// is kept (and named) so what the replayed calls wrote can be looked at.
 pub fn replay(a: ReplayArgs) -> anyhow::Result<std::process::ExitCode> {
-    let (diffs, log, turns) = replay_session(&a.recording, &a.place, false)?;
+    let mut place = PolicyArgs {
+        policy: a.place.policy.clone(),
+        workspace: a.place.workspace.clone(),
+        log: a.place.log.clone(),
+    };
+    if !a.in_place {
+        let scratch = tempfile::Builder::new()
+            .prefix("warden-replay-")
+            .tempdir()
+            .context("cannot make a scratch directory for the replay")?
+            .keep();
+        let copy = scratch.join("workspace");
+        crate::outputs::copy_tree(&a.place.workspace, &copy, true).with_context(|| {
+            format!(
+                "cannot copy the workspace {} for the replay (pass --in-place to run against it)",
+                a.place.workspace.display()
+            )
+        })?;
+        if !a.json {
+            outln!(
+                "replaying in a scratch copy of {}: {} (--in-place runs against the workspace itself)",
+                escape(&a.place.workspace.display().to_string(), Lines::One),
+                escape(&copy.display().to_string(), Lines::One)
+            );
+        }
+        place.workspace = copy;
+    }
+    let (diffs, log, turns) = replay_session(&a.recording, &place, false)?;
     if a.json {
-        println!(
+        outln!(
             "{}",
             json!({"differences": diffs, "log": log, "turns": turns.len(),
-                   "calls": turns.iter().map(|t| t.calls.len()).sum::<usize>()})
+                   "calls": turns.iter().map(|t| t.calls.len()).sum::<usize>(),
+                   "workspace": place.workspace, "scratch": !a.in_place})
         );
     } else {
         let calls: usize = turns.iter().map(|t| t.calls.len()).sum();
         if diffs.is_empty() {
-            println!(
+            outln!(
                 "{} turn(s), {calls} call(s): every decision and output matches the recording",
                 turns.len()
             );
         } else {
             for d in &diffs {
-                println!("differs: {}", escape(d, Lines::One));
+                outln!("differs: {}", escape(d, Lines::One));
             }
         }
-        println!("log: {}", escape(&log.display().to_string(), Lines::One));
+        outln!("log: {}", escape(&log.display().to_string(), Lines::One));
     }
     Ok(if diffs.is_empty() {
         std::process::ExitCode::SUCCESS
@@ -524,6 +635,11 @@ fn examples_dir() -> anyhow::Result<PathBuf> {
     }
     let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     if built.join("sessions/demo.jsonl").exists() {
+        let built = built.canonicalize().unwrap_or(built);
+        eprintln!(
+            "note: no examples/ under the current directory; reading the demo's files from {}, where warden was built",
+            escape(&built.display().to_string(), Lines::One)
+        );
         return Ok(built);
     }
     anyhow::bail!(
@@ -539,10 +655,10 @@ pub const TINY_AGENT_ADAPTER: &str = "models/tiny-agent/run-command";
 /// Prints the summary of a demo's log and whether `warden audit verify`
 /// accepts it.
 fn demo_footer(log: &Path, note: &str) -> anyhow::Result<()> {
-    println!("\n── summary{note} ──");
-    print!("{}", audit::summarize(&[log])?.to_text());
+    outln!("\n── summary{note} ──");
+    out!("{}", audit::summarize(&[log])?.to_text());
     let v = audit::verify(log, None)?;
-    println!(
+    outln!(
         "log: {} ({} records; `warden audit verify` {})",
         log.display(),
         v.records,
@@ -587,7 +703,7 @@ fn demo_live(a: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
     };
     let tasks = std::fs::read_to_string(examples.join("sessions/demo-users.txt"))
         .context("cannot read examples/sessions/demo-users.txt")?;
-    println!(
+    outln!(
         "Running the seed's tasks live on {}{} against {} under {} (greedy).",
         model,
         adapters
@@ -610,14 +726,14 @@ fn demo_live(a: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
         max_tokens: 512,
         ..p.opts
     };
-    let mut session = Session::start(&p.host, backend, p.log, opts, ctrl_c_flag())?;
+    let mut session = Session::start(&p.host, backend, p.log.create()?, opts, ctrl_c_flag())?;
     let mut printer = Printer { mid_line: false };
     let max_steps = p.host.policy().session.max_steps;
     for task in tasks.lines().map(str::trim).filter(|t| !t.is_empty()) {
-        println!("\n> {task}");
+        outln!("\n> {task}");
         session.new_task();
         let r = session.turn(task, &mut |e| printer.event(e))?;
-        println!(
+        outln!(
             "({}; {} call(s), {:.1} s)",
             r.end_reason.describe(max_steps),
             r.calls.len(),
@@ -639,7 +755,7 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
     let root = examples.parent().unwrap_or(Path::new(""));
     let policy = root.join("policies/default.toml");
     let workspace = examples.join("workspace");
-    println!(
+    outln!(
         "Replaying the recorded session {} (a model's outputs, no download) against {} under {}.",
         recording.display(),
         workspace.display(),
@@ -653,11 +769,11 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
     let (diffs, log, _) = replay_session(&recording, &place, true)?;
     demo_footer(&log, " (replayed: no model ran, so model time is zero)")?;
     if diffs.is_empty() {
-        println!("every call's decision and output matches the recording");
+        outln!("every call's decision and output matches the recording");
         Ok(std::process::ExitCode::SUCCESS)
     } else {
         for d in &diffs {
-            println!("differs from the recording: {d}");
+            outln!("differs from the recording: {d}");
         }
         Ok(std::process::ExitCode::FAILURE)
     }

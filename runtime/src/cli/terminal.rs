@@ -51,9 +51,55 @@ fn needs_escape(c: char, lines: Lines) -> bool {
     }
 }
 
-/// Prints `error: MESSAGE` to stderr, on one line whatever the message holds.
+/// Writes a command's output to stdout. A closed pipe (`warden … | head`)
+/// ends the process with status 0, quietly, as ripgrep does; any other
+/// write error ends it with status 1 and says so.
+pub fn out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let r = std::io::stdout().lock().write_fmt(args);
+    if let Err(e) = r {
+        stdout_failed(e);
+    }
+}
+
+/// Flushes stdout (after a prompt or a streamed piece), as [`out`] does.
+pub fn flush_out() {
+    use std::io::Write as _;
+    if let Err(e) = std::io::stdout().flush() {
+        stdout_failed(e);
+    }
+}
+
+fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: cannot write to standard output: {e}");
+    std::process::exit(1);
+}
+
+/// Prints `error: MESSAGE` to stderr (see [`error_text`]).
 pub fn print_error(message: &str) {
-    eprintln!("error: {}", escape(message, Lines::One));
+    eprintln!("{}", error_text(message));
+}
+
+/// `error: MESSAGE`, with a message of several lines (a list of bad lines)
+/// printed as a list: each line escaped on its own, every line after the
+/// first indented, so no line of a message can pass for an `error:` line
+/// of its own. A trailing line break is dropped.
+pub fn error_text(message: &str) -> String {
+    let mut out = String::from("error: ");
+    for (i, line) in message.trim_end_matches('\n').split('\n').enumerate() {
+        let line = escape(line, Lines::One);
+        if i > 0 {
+            out.push('\n');
+            if !line.starts_with([' ', '\t']) {
+                out.push_str("  ");
+            }
+        }
+        out.push_str(&line);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -74,5 +120,23 @@ mod tests {
             "x\\u{9b}31m \\u{202e}cod"
         );
         assert_eq!(escape("héllo ✓", Lines::One), "héllo ✓");
+    }
+
+    #[test]
+    fn an_error_of_several_lines_is_a_list_no_line_can_fake_an_error() {
+        assert_eq!(
+            error_text(
+                "data.jsonl has 2 unusable line(s):\n  line 2: no assistant\n  line 3: not JSON\n"
+            ),
+            "error: data.jsonl has 2 unusable line(s):\n  line 2: no assistant\n  line 3: not JSON"
+        );
+        assert_eq!(
+            error_text("denied (outside /workspace)\n[exit status: 1]\n"),
+            "error: denied (outside /workspace)\n  [exit status: 1]"
+        );
+        assert_eq!(
+            error_text("a\nerror: fake\r\x1b[2J"),
+            "error: a\n  error: fake\\r\\x1b[2J"
+        );
     }
 }

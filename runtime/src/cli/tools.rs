@@ -76,16 +76,16 @@ pub(super) fn run(cmd: ToolsCommand) -> ExitCode {
                 .map_err(|e| CallError::new(ErrorKind::Failed, format!("{e:#}")))
                 .map(|i| {
                     if json {
-                        println!("{}", serde_json::to_string_pretty(&i).unwrap_or_default());
+                        outln!("{}", serde_json::to_string_pretty(&i).unwrap_or_default());
                     } else {
                         let e = |s: &str| escape(s, Lines::One).into_owned();
-                        println!("{} ({} bytes)", e(&file.display().to_string()), i.size);
-                        println!("  fits:        warden:tool/tool@0.1.0");
-                        println!("  name:        {}", e(&i.spec.plugin_name));
-                        println!("  description: {}", e(&i.spec.description));
-                        println!("  parameters:  {}", i.spec.parameters);
-                        println!("  sha256:      {}", i.sha256);
-                        println!(
+                        outln!("{} ({} bytes)", e(&file.display().to_string()), i.size);
+                        outln!("  fits:        warden:tool/tool@0.1.0");
+                        outln!("  name:        {}", e(&i.spec.plugin_name));
+                        outln!("  description: {}", e(&i.spec.description));
+                        outln!("  parameters:  {}", i.spec.parameters);
+                        outln!("  sha256:      {}", i.sha256);
+                        outln!(
                             "  imports:     {}",
                             if i.imports.is_empty() {
                                 "none".into()
@@ -111,7 +111,7 @@ fn report(result: Result<(), CallError>, json: bool) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if json {
-                println!("{}", json!({"ok": false, "error": e}));
+                outln!("{}", json!({"ok": false, "error": e}));
             } else {
                 print_error(&e.to_string());
             }
@@ -129,7 +129,7 @@ fn list(policy: &Path, workspace: &Path, json: bool) -> Result<(), CallError> {
     let host = ToolHost::load(&policy)?;
     if json {
         let tools: Vec<_> = host.tools().map(tool_json).collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&tools).unwrap_or_default()
         );
@@ -137,21 +137,21 @@ fn list(policy: &Path, workspace: &Path, json: bool) -> Result<(), CallError> {
     }
     let e = |s: &str| escape(s, Lines::One).into_owned();
     if policy.tools.is_empty() {
-        println!("{} enables no tools", e(&policy.path.display().to_string()));
+        outln!("{} enables no tools", e(&policy.path.display().to_string()));
     }
     for t in host.tools() {
         let p = &t.policy;
         let l = &p.limits;
-        println!("{}", t.spec.name);
-        println!("  description: {}", e(&t.spec.description));
-        println!("  parameters:  {}", t.spec.parameters);
-        println!(
+        outln!("{}", t.spec.name);
+        outln!("  description: {}", e(&t.spec.description));
+        outln!("  parameters:  {}", t.spec.parameters);
+        outln!(
             "  plugin:      {} (sha256 {})",
             e(&p.plugin.to_string()),
             &t.sha256[..16]
         );
-        println!(
-            "  limits:      timeout {} ms, memory {} MiB, output {} bytes ({}), fuel {}, calls {}, writes {}, http requests {} per call",
+        outln!(
+            "  limits:      timeout {} ms, memory {} MiB, output {} bytes ({}), fuel {}, calls {}, writes {}{}",
             l.timeout.as_millis(),
             l.memory_bytes >> 20,
             l.max_output_bytes,
@@ -166,7 +166,12 @@ fn list(policy: &Path, workspace: &Path, json: bool) -> Result<(), CallError> {
             ),
             l.max_write_bytes
                 .map_or("unlimited".to_string(), |b| format!("{b} bytes per call")),
-            l.max_http_requests,
+            // A tool without hosts makes no requests: no limit to show.
+            if p.hosts.is_empty() {
+                String::new()
+            } else {
+                format!(", http requests {} per call", l.max_http_requests)
+            },
         );
         let files: Vec<String> = p
             .mounts
@@ -180,7 +185,7 @@ fn list(policy: &Path, workspace: &Path, json: bool) -> Result<(), CallError> {
                 )
             })
             .collect();
-        println!(
+        outln!(
             "  files:       {}",
             if files.is_empty() {
                 "none".into()
@@ -189,7 +194,7 @@ fn list(policy: &Path, workspace: &Path, json: bool) -> Result<(), CallError> {
             }
         );
         let hosts: Vec<String> = p.hosts.iter().map(|h| h.to_string()).collect();
-        println!(
+        outln!(
             "  hosts:       {}",
             if hosts.is_empty() {
                 "none".into()
@@ -198,7 +203,7 @@ fn list(policy: &Path, workspace: &Path, json: bool) -> Result<(), CallError> {
             }
         );
         let env: Vec<&str> = p.env.iter().map(|(k, _)| k.as_str()).collect();
-        println!(
+        outln!(
             "  env:         {}",
             if env.is_empty() {
                 "none".into()
@@ -216,16 +221,16 @@ fn list(policy: &Path, workspace: &Path, json: bool) -> Result<(), CallError> {
         .map(|(_, k)| *k)
         .collect();
         if !grants.is_empty() {
-            println!("  also:        {}", grants.join(", "));
+            outln!("  also:        {}", grants.join(", "));
         }
     }
-    println!("warden's own files (no mount may reach them):");
+    outln!("warden's own files (no mount may reach them):");
     let own = policy.own_files.entries();
     if own.is_empty() {
-        println!("  none configured");
+        outln!("  none configured");
     }
     for (what, path) in own {
-        println!("  {what}: {}", e(&path.display().to_string()));
+        outln!("  {what}: {}", e(&path.display().to_string()));
     }
     Ok(())
 }
@@ -273,15 +278,15 @@ fn call(name: &str, args: &str, policy: &Path, workspace: &Path, json: bool) -> 
     match result {
         Ok(out) => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({"ok": true, "output": out.output, "truncated": out.truncated, "elapsed_us": out.elapsed.as_micros() as u64})
                 );
             } else {
                 let text = escape(&out.output, Lines::Keep);
-                print!("{text}");
+                out!("{text}");
                 if !text.ends_with('\n') {
-                    println!();
+                    outln!();
                 }
             }
             ExitCode::SUCCESS

@@ -54,16 +54,16 @@ pub fn synth_data_cmd(a: SynthDataArgs) -> anyhow::Result<()> {
         copy_drills: a.copy_drills,
     })?;
     let held: usize = report.held_out_names.values().map(Vec::len).sum();
-    println!(
+    outln!(
         "wrote {} conversations ({} with no tool due) to {}",
         report.conversations,
         report.direct,
         a.out.display()
     );
     if report.copy_drills > 0 {
-        println!("and {} copy drills after them", report.copy_drills);
+        outln!("and {} copy drills after them", report.copy_drills);
     }
-    println!(
+    outln!(
         "held out: {held} names, {} phrasings, {} topics, {} suite cases; listed in {}",
         report.held_out_phrasings.len(),
         report.held_out_topics.len(),
@@ -126,16 +126,21 @@ pub struct FinetuneArgs {
     #[arg(long)]
     skip_bad: bool,
     /// Continue from OUT/checkpoint (same settings required).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "overwrite")]
     resume: bool,
+    /// Start over in an OUT that holds another run's files or an unfinished
+    /// checkpoint (refused otherwise).
+    #[arg(long)]
+    overwrite: bool,
     /// Write a checkpoint every N steps (besides the end of each epoch).
     #[arg(long, default_value_t = 50)]
     checkpoint_every: usize,
-    /// Stop after N steps of the plan, leaving a checkpoint to --resume from.
+    /// Stop after N steps of the plan: the model of that step is written, and a
+    /// checkpoint to --resume from.
     #[arg(long)]
     max_steps: Option<usize>,
-    /// With --max-steps: also write the model (or adapter) trained so far to OUT, to evaluate
-    /// mid-run or to start another stage from (training.json says finished: false).
+    /// Accepted for compatibility: with --max-steps the model (or adapter) of the step
+    /// reached is always written (training.json says finished: false).
     #[arg(long, requires = "max_steps")]
     write_partial: bool,
     /// cpu, cuda, cuda:N or metal.
@@ -194,6 +199,7 @@ pub fn finetune_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
         max_seq_len: a.max_seq_len,
         skip_bad: a.skip_bad,
         resume: a.resume,
+        overwrite: a.overwrite,
         checkpoint_every: a.checkpoint_every,
         max_steps: a.max_steps,
         write_partial: a.write_partial,
@@ -203,10 +209,10 @@ pub fn finetune_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
         output_vocab: a.output_vocab,
     })?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "{} steps of {} over {} examples from {} conversations ({} skipped); {} parameters trained",
         report.steps_done,
         report.total_steps,
@@ -215,7 +221,7 @@ pub fn finetune_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
         report.skipped.len(),
         report.trainable_parameters
     );
-    println!(
+    outln!(
         "{} tokens ({} target) in {:.1} s: {:.0} tokens/s; loss {:.4} first step, {} last epoch",
         report.tokens,
         report.target_tokens,
@@ -227,16 +233,16 @@ pub fn finetune_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
             .map_or("-".to_string(), |l| format!("{l:.4}"))
     );
     if report.finished {
-        println!("wrote {}", a.out.display());
+        outln!("wrote {}", a.out.display());
     } else {
         if !report.files.is_empty() {
-            println!(
-                "wrote the model of step {} to {} (--write-partial)",
+            outln!(
+                "wrote the model of step {} to {}",
                 report.steps_done,
                 a.out.display()
             );
         }
-        println!(
+        outln!(
             "stopped at step {} by --max-steps; continue with the same command and --resume",
             report.steps_done
         );

@@ -1,6 +1,7 @@
 //! `--html`: one self-contained page (inline SVG, no scripts, nothing
 //! fetched) with each metric across variants and the failures by kind.
 
+use super::gate::Miss;
 use super::run::VariantRun;
 use super::METRICS;
 use crate::audit::esc;
@@ -55,8 +56,17 @@ fn bars(values: &[(String, Option<f64>)], max: f64, fmt: &dyn Fn(f64) -> String)
     svg + "</svg>"
 }
 
-/// The page.
-pub fn page(title: &str, runs: &[VariantRun]) -> String {
+/// The gate a run was held to: as written, and what each variant missed.
+#[derive(Debug, Clone, Copy)]
+pub struct GateVerdict<'a> {
+    /// The gate as given to `--gate`.
+    pub gate: &'a str,
+    /// The conditions missed (none: passed).
+    pub misses: &'a [Miss],
+}
+
+/// The page; with `gate`, its verdict first.
+pub fn page(title: &str, runs: &[VariantRun], gate: Option<GateVerdict<'_>>) -> String {
     let mut h = String::new();
     let _ = write!(
         h,
@@ -64,6 +74,25 @@ pub fn page(title: &str, runs: &[VariantRun]) -> String {
         esc(title),
         esc(title)
     );
+    if let Some(g) = gate {
+        let _ = write!(h, "<h2>Gate: <code>{}</code></h2>", esc(g.gate));
+        if g.misses.is_empty() {
+            h.push_str("<p class=\"gate-passed\">Passed: every variant meets the gate.</p>");
+        } else {
+            h.push_str("<p class=\"gate-failed\">Failed:</p><table><tr><th>variant</th><th>has</th><th>needs</th></tr>");
+            for m in g.misses {
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&m.variant),
+                    m.actual
+                        .map_or("not measured".to_string(), |x| format!("{x:.3}")),
+                    esc(&m.condition)
+                );
+            }
+            h.push_str("</table>");
+        }
+    }
     h.push_str("<h2>Variants</h2><table><tr><th>variant</th><th>spec</th><th>cases</th><th>passed</th><th>log</th></tr>");
     for r in runs {
         let _ = write!(
@@ -99,6 +128,31 @@ pub fn page(title: &str, runs: &[VariantRun]) -> String {
             "<h2>{m}</h2>{}",
             bars(&values, max, &|x| format!("{x:.1}"))
         );
+    }
+    // The two rates per tool, over the cases that expect each tool (as the
+    // terminal table prints them).
+    let tools: std::collections::BTreeSet<&String> =
+        runs.iter().flat_map(|r| r.metrics.by_tool.keys()).collect();
+    if !tools.is_empty() {
+        h.push_str("<h2>Per tool</h2><table><tr><th>tool</th><th>metric</th>");
+        for r in runs {
+            let _ = write!(h, "<th>{}</th>", esc(&r.name));
+        }
+        h.push_str("</tr>");
+        for t in &tools {
+            for m in ["tool_accuracy", "argument_accuracy"] {
+                let _ = write!(h, "<tr><td>{}</td><td>{m}</td>", esc(t));
+                for r in runs {
+                    let cell = r
+                        .metrics
+                        .get(&format!("{m}[{t}]"))
+                        .map_or("-".to_string(), |x| format!("{:.1} %", x * 100.0));
+                    let _ = write!(h, "<td>{cell}</td>");
+                }
+                h.push_str("</tr>");
+            }
+        }
+        h.push_str("</table>");
     }
     let kinds: std::collections::BTreeSet<&String> = runs
         .iter()

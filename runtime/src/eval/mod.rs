@@ -127,8 +127,12 @@ pub struct Metrics {
     pub tool_accuracy: Option<f64>,
     /// Right tool with fitting arguments, where one was due.
     pub argument_accuracy: Option<f64>,
-    /// Direct answers where none was due.
+    /// Cases where no call was due and none was made: whether the model
+    /// refrained, whatever it then answered (a run that failed did not).
     pub no_call_accuracy: Option<f64>,
+    /// Of those direct answers, the ones that say what the case expects
+    /// (its `answer` regex; one without a regex counts as right).
+    pub answer_accuracy: Option<f64>,
     /// Calls that parsed and fit their schema (1 when no call was made).
     pub format_validity: f64,
     /// Median turn wall time.
@@ -178,6 +182,11 @@ impl Metrics {
         let ratio = |num: usize, den: usize| (den > 0).then(|| num as f64 / den as f64);
         let due: Vec<&CaseResult> = results.iter().filter(|r| r.call_due).collect();
         let not_due: Vec<&CaseResult> = results.iter().filter(|r| !r.call_due).collect();
+        let refrained: Vec<&CaseResult> = not_due
+            .iter()
+            .copied()
+            .filter(|r| r.calls.is_empty() && r.failure != Some(Failure::Error))
+            .collect();
         let calls: Vec<&Observed> = results.iter().flat_map(|r| &r.calls).collect();
         let valid = calls.iter().filter(|c| c.parsed && c.schema_valid).count();
         let mut turns: Vec<f64> = results
@@ -219,7 +228,11 @@ impl Metrics {
             accuracy: ratio(passed, n).unwrap_or(0.0),
             tool_accuracy: ratio(due.iter().filter(|r| r.tool_ok).count(), due.len()),
             argument_accuracy: ratio(due.iter().filter(|r| r.args_ok).count(), due.len()),
-            no_call_accuracy: ratio(not_due.iter().filter(|r| r.passed).count(), not_due.len()),
+            no_call_accuracy: ratio(refrained.len(), not_due.len()),
+            answer_accuracy: ratio(
+                refrained.iter().filter(|r| r.passed).count(),
+                refrained.len(),
+            ),
             format_validity: ratio(valid, calls.len()).unwrap_or(1.0),
             turn_p50_ms: quantile(&mut turns.clone(), 0.5),
             turn_p95_ms: quantile(&mut turns, 0.95),
@@ -262,6 +275,7 @@ impl Metrics {
             "tool_accuracy" => self.tool_accuracy,
             "argument_accuracy" => self.argument_accuracy,
             "no_call_accuracy" => self.no_call_accuracy,
+            "answer_accuracy" => self.answer_accuracy,
             "format_validity" => Some(self.format_validity),
             "turn_p50_ms" => Some(self.turn_p50_ms),
             "turn_p95_ms" => Some(self.turn_p95_ms),
@@ -285,11 +299,12 @@ pub fn per_tool(name: &str) -> Option<(&str, &str)> {
 
 /// Every metric a gate or a table may name (besides the per-tool forms of
 /// [`per_tool`]).
-pub const METRICS: [&str; 11] = [
+pub const METRICS: [&str; 12] = [
     "accuracy",
     "tool_accuracy",
     "argument_accuracy",
     "no_call_accuracy",
+    "answer_accuracy",
     "format_validity",
     "turn_p50_ms",
     "turn_p95_ms",

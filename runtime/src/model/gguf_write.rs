@@ -9,6 +9,16 @@ use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::Tensor;
 use std::path::Path;
 
+/// The type a matrix whose rows hold `cols` values is written in when
+/// `want` is asked for: `want` when its rows fit its blocks, else the
+/// widest fallback that fits (q8_0, then f16), as llama.cpp also does.
+pub fn written_kind(want: GgmlDType, cols: usize) -> GgmlDType {
+    [want, GgmlDType::Q8_0, GgmlDType::F16]
+        .into_iter()
+        .find(|k| cols % k.block_size() == 0)
+        .unwrap_or(GgmlDType::F32)
+}
+
 /// A GGUF as llama.cpp's converter writes one for qwen3: its tensor names,
 /// `qwen3.*` metadata, `tokenizer.ggml.*` (gpt2-style BPE, pre-tokenizer
 /// "qwen2", vocabulary padded to the matrix rows) and the chat template.
@@ -47,10 +57,8 @@ pub fn write_gguf_with(
                 Some(e) if name == "model.embed_tokens.weight" => e,
                 _ => qtype,
             };
-            let kind = [want, GgmlDType::Q8_0, GgmlDType::F16]
-                .into_iter()
-                .find(|k| inner % k.block_size() == 0)
-                .unwrap_or(GgmlDType::F32);
+            let kind = written_kind(want, inner);
+            written.matrices += 1;
             if kind != want {
                 written
                     .fallbacks

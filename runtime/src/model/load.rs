@@ -381,11 +381,20 @@ fn resolve(spec: &str) -> anyhow::Result<PathBuf> {
         }
         return Ok(p);
     }
-    let Some((org, name)) = spec
+    // A name is looked up in the hub cache only when it reads as `org/name`
+    // and not as a path: `./x`, `/x`, `~/x`, `x.gguf`, or a first component
+    // that exists here (`target/nope`) is a mistyped path.
+    let looks_like_path = spec.starts_with(['.', '/', '~'])
+        || p.extension()
+            .is_some_and(|e| e == "gguf" || e == "safetensors")
+        || spec
+            .split_once('/')
+            .is_some_and(|(first, _)| Path::new(first).exists());
+    let hub_name = spec
         .split_once('/')
-        .filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'))
-    else {
-        bail!("{spec} does not exist; give a snapshot directory, a .gguf file or a hub name like Qwen/Qwen3-0.6B");
+        .filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'));
+    let Some((org, name)) = hub_name.filter(|_| !looks_like_path) else {
+        bail!("{spec} does not exist (no such file or directory); give a snapshot directory, a .gguf file or a hub name like Qwen/Qwen3-0.6B");
     };
     let hub = std::env::var_os("HF_HUB_CACHE")
         .map(PathBuf::from)

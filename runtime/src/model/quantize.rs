@@ -76,6 +76,18 @@ impl QuantFormat {
         }
     }
 
+    /// The format a matrix with rows of `cols` values is actually written
+    /// in: this one when its rows fit, else a wider fallback (GGUF: q8_0,
+    /// then f16); `None` for MLX, which keeps such a matrix in bf16.
+    pub fn written_as(&self, cols: usize) -> Option<QuantFormat> {
+        match self {
+            QuantFormat::Gguf(t) => {
+                Some(QuantFormat::Gguf(super::gguf_write::written_kind(*t, cols)))
+            }
+            QuantFormat::Mlx(_) => self.fits(cols).then_some(*self),
+        }
+    }
+
     /// `w` `(rows, cols)` in f32 quantized to this format and read back, as
     /// a model loaded from the written file would see it (MLX scales and
     /// biases rounded through bf16, the dtype they are written in).
@@ -115,10 +127,7 @@ pub fn in_memory(
         let cols = t.dims().last().copied().unwrap_or(0);
         let m = match format {
             QuantFormat::Gguf(ty) if t.rank() == 2 => {
-                let kind = [ty, GgmlDType::Q8_0, GgmlDType::F16]
-                    .into_iter()
-                    .find(|k| cols % k.block_size() == 0)
-                    .unwrap_or(GgmlDType::F32);
+                let kind = super::gguf_write::written_kind(ty, cols);
                 let q = QTensor::quantize(&t, kind)?;
                 if device.is_cpu() {
                     MemTensor::Quantized(std::sync::Arc::new(q))
@@ -149,6 +158,17 @@ pub struct Written {
     /// Matrices left in a wider type because their rows do not fit the
     /// format's blocks (as llama.cpp and MLX-LM also do).
     pub fallbacks: Vec<String>,
+    /// Matrices written in all (fallbacks included).
+    pub matrices: usize,
+}
+
+impl Written {
+    /// Whether most matrices were written wider than the format asked for
+    /// (a model whose rows do not fit its blocks): the file is then mostly
+    /// the fallback type, whatever its name says.
+    pub fn mostly_wider(&self) -> bool {
+        self.fallbacks.len() * 2 > self.matrices
+    }
 }
 
 /// Writes `tensors` in `format`: a GGUF file at `out`, or an MLX directory.
@@ -180,6 +200,7 @@ fn write_mlx(
     let mut written = Written::default();
     for (name, t) in tensors {
         let module = name.strip_suffix(".weight").unwrap_or(name);
+        written.matrices += usize::from(t.rank() == 2);
         match t.dims() {
             &[rows, cols] if cols % q.group_size == 0 => {
                 let data = t.flatten_all()?.to_vec1::<f32>()?;

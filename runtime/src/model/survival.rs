@@ -6,13 +6,16 @@
 //! figure that says so.
 
 use super::quantize::QuantFormat;
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 
 /// One matrix, or the total.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SurvivalRow {
     /// `model.layers.N.<module>.weight`, or `total`.
     pub tensor: String,
+    /// The format the matrix is written in: the one asked for, or the wider
+    /// one its rows fall back to (`q8_0`, `f16`, `bf16`); empty for `total`.
+    pub written_as: String,
     /// `‖ΔW‖` (Frobenius).
     pub delta_norm: f64,
     /// `‖Q(W+ΔW) − Q(W)‖`.
@@ -32,24 +35,36 @@ pub struct Survival {
     pub matrices: Vec<SurvivalRow>,
     /// Over all of them.
     pub total: SurvivalRow,
-    /// Whether most of the delta is lost (total cosine under 0.5).
+    /// Matrices written wider than `format` (their rows do not fit its
+    /// blocks), which keep more of the delta.
+    pub written_wider: usize,
+    /// Whether most of the delta is lost (total cosine under 0.5); never
+    /// on no delta at all.
     pub lost: bool,
 }
 
-/// Sums for one matrix: ‖Δ‖², ‖d‖², ⟨d, Δ⟩.
-fn sums(w: &Tensor, delta: &Tensor, format: QuantFormat) -> anyhow::Result<[f64; 3]> {
+/// Sums for one matrix: ‖Δ‖², ‖d‖², ⟨d, Δ⟩, with `Q` the format it is
+/// written in (`None`: bf16, where MLX keeps matrices that do not fit).
+fn sums(w: &Tensor, delta: &Tensor, format: Option<QuantFormat>) -> anyhow::Result<[f64; 3]> {
+    let q = |t: &Tensor| -> anyhow::Result<Tensor> {
+        match format {
+            Some(f) => f.roundtrip(t),
+            None => Ok(t.to_dtype(DType::BF16)?.to_dtype(DType::F32)?),
+        }
+    };
     let fused = (w + delta)?;
-    let d = (format.roundtrip(&fused)? - format.roundtrip(w)?)?;
+    let d = (q(&fused)? - q(w)?)?;
     let dot = |a: &Tensor, b: &Tensor| -> anyhow::Result<f64> {
         Ok(f64::from((a * b)?.sum_all()?.to_scalar::<f32>()?))
     };
     Ok([dot(delta, delta)?, dot(&d, &d)?, dot(&d, delta)?])
 }
 
-fn row(tensor: String, [dd, ss, sd]: [f64; 3]) -> SurvivalRow {
+fn row(tensor: String, written_as: String, [dd, ss, sd]: [f64; 3]) -> SurvivalRow {
     let (delta_norm, survived_norm) = (dd.sqrt(), ss.sqrt());
     SurvivalRow {
         tensor,
+        written_as,
         delta_norm,
         survived_norm,
         ratio: if delta_norm > 0.0 {
@@ -65,30 +80,35 @@ fn row(tensor: String, [dd, ss, sd]: [f64; 3]) -> SurvivalRow {
     }
 }
 
-/// The survival of each `(name, W, ΔW)` (f32, `(out, in)`) under `format`;
-/// matrices whose rows do not fit the format are skipped.
+/// The survival of each `(name, W, ΔW)` (f32, `(out, in)`) as the file
+/// `format` asks for is written: a matrix whose rows do not fit the format
+/// is measured in the wider format it is written in, as the file holds it.
 pub fn survival(
     matrices: &[(String, Tensor, Tensor)],
     format: QuantFormat,
 ) -> anyhow::Result<Survival> {
     let mut rows = Vec::new();
     let mut total = [0f64; 3];
+    let mut written_wider = 0;
     for (name, w, delta) in matrices {
-        if !format.fits(w.dims2()?.1) {
-            continue;
+        let as_written = format.written_as(w.dims2()?.1);
+        if as_written != Some(format) {
+            written_wider += 1;
         }
-        let s = sums(w, delta, format)?;
+        let s = sums(w, delta, as_written)?;
         for (t, x) in total.iter_mut().zip(s) {
             *t += x;
         }
-        rows.push(row(name.clone(), s));
+        let written = as_written.map_or("bf16".to_string(), |f| f.name());
+        rows.push(row(name.clone(), written, s));
     }
-    let total = row("total".into(), total);
+    let total = row("total".into(), String::new(), total);
     Ok(Survival {
         format: format.name(),
-        lost: total.cosine < 0.5,
+        lost: total.delta_norm > 0.0 && total.cosine < 0.5,
         matrices: rows,
         total,
+        written_wider,
     })
 }
 
@@ -156,6 +176,29 @@ mod tests {
             assert!(large > small, "{f}: {large} <= {small}");
             assert!(large > 0.8, "{f}: {large}");
         }
+    }
+
+    #[test]
+    fn matrices_that_do_not_fit_are_measured_as_written_and_never_make_a_verdict_alone() {
+        // Rows of 64 do not fit q4_k's blocks of 256: written as q8_0.
+        let (w, d) = pair(0.02, 5);
+        let (w, d) = (w.narrow(1, 0, 64).unwrap(), d.narrow(1, 0, 64).unwrap());
+        let f = QuantFormat::parse("q4_k", None).unwrap();
+        let s = survival(&[("m".into(), w.clone(), d.clone())], f).unwrap();
+        assert_eq!(s.matrices.len(), 1);
+        assert_eq!(
+            (s.written_wider, s.matrices[0].written_as.as_str()),
+            (1, "q8_0")
+        );
+        let q8 = survival(
+            &[("m".into(), w, d)],
+            QuantFormat::parse("q8_0", None).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(s.total.cosine, q8.total.cosine);
+        assert!(!s.lost, "{:?}", s.total);
+        // No matrices, or no delta: no verdict.
+        assert!(!survival(&[], f).unwrap().lost);
     }
 
     #[test]

@@ -296,12 +296,22 @@ impl<'h> Session<'h> {
                 break;
             }
             report.steps += 1;
-            let prompt = self.backend.template().render(&RenderRequest {
+            let rendered = self.backend.template().render(&RenderRequest {
                 messages: &self.messages,
                 tools: &self.tools,
                 add_generation_prompt: true,
                 enable_thinking: self.opts.enable_thinking,
-            })?;
+            });
+            let prompt = match rendered {
+                Ok(p) => p,
+                // Ctrl-C during a (slow) render ends the turn as it does
+                // during generation.
+                Err(_) if self.cancel.load(Ordering::SeqCst) => {
+                    report.end_reason = EndReason::Interrupted;
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
             let mut filter = StreamFilter::default();
             let g0 = Instant::now();
             let g = self.backend.generate(

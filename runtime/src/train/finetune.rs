@@ -112,11 +112,16 @@ pub struct FinetuneOptions {
     pub skip_bad: bool,
     /// Continue from `<out>/checkpoint`.
     pub resume: bool,
+    /// Start over in an `--out` that holds another run's files or an
+    /// unfinished checkpoint, replacing them.
+    pub overwrite: bool,
     /// Write a checkpoint every this many steps (0: only at the end of each epoch).
     pub checkpoint_every: usize,
     /// Stop after this many steps of the plan (a checkpoint is written).
     pub max_steps: Option<usize>,
-    /// When `max_steps` stops the run early, also write the model (or
+    /// Kept for compatibility: the model (or adapter) of the step reached
+    /// is always written now, as `max_steps` asks for it. When `max_steps`
+    /// stops the run early, also write the model (or
     /// adapter) trained so far, as the finished run would.
     pub write_partial: bool,
     /// Where to train.
@@ -363,7 +368,7 @@ pub fn finetune(opts: &FinetuneOptions) -> anyhow::Result<FinetuneReport> {
         },
         output_vocab: opts.output_vocab,
     };
-    if !opts.resume {
+    if !opts.resume && !opts.overwrite {
         check_out_dir(&opts.out, &settings)?;
     }
     let what = match &opts.mode {
@@ -421,7 +426,8 @@ pub fn finetune(opts: &FinetuneOptions) -> anyhow::Result<FinetuneReport> {
         );
     }
     let stop = opts.max_steps.map_or(total, |m| m.min(total));
-    let bar = progress_bar(opts.progress, total, state.step);
+    // Sized to the steps this run will take (`--max-steps` included).
+    let bar = progress_bar(opts.progress, stop, state.step);
     let started = Instant::now();
     let seconds_before = state.seconds;
     let mut tokens_this_run = 0usize;
@@ -480,28 +486,27 @@ pub fn finetune(opts: &FinetuneOptions) -> anyhow::Result<FinetuneReport> {
     }
     bar.finish_and_clear();
     let finished = state.step == total;
-    let mut files = Vec::new();
-    if finished || opts.write_partial {
-        std::fs::create_dir_all(&opts.out)
-            .with_context(|| format!("cannot create {}", opts.out.display()))?;
-        files = match &opts.mode {
-            Mode::Lora { alpha, .. } => write_adapter(
-                &opts.out,
-                AdapterFormat::Peft,
-                &net.lora_weights()?,
-                Some(*alpha),
-                &opts.model,
-                cfg.num_hidden_layers,
-            )?,
-            Mode::Full => write_hf_dir(
-                &opts.out,
-                &cfg,
-                &net.dense_tensors()?,
-                opts.dtype,
-                &TokenizerFiles::for_model(&ckpt.path)?,
-            )?,
-        };
-    }
+    // Finished, or stopped where --max-steps asked: either way the model of
+    // the step reached is what the user asked for.
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("cannot create {}", opts.out.display()))?;
+    let files = match &opts.mode {
+        Mode::Lora { alpha, .. } => write_adapter(
+            &opts.out,
+            AdapterFormat::Peft,
+            &net.lora_weights()?,
+            Some(*alpha),
+            &opts.model,
+            cfg.num_hidden_layers,
+        )?,
+        Mode::Full => write_hf_dir(
+            &opts.out,
+            &cfg,
+            &net.dense_tensors()?,
+            opts.dtype,
+            &TokenizerFiles::for_model(&ckpt.path)?,
+        )?,
+    };
     let last_epoch = steps[state.step.saturating_sub(1)].0;
     let from = steps
         .iter()
@@ -551,10 +556,11 @@ fn progress_bar(show: bool, total: usize, at: usize) -> indicatif::ProgressBar {
     pb
 }
 
-/// Refuses an `--out` that already holds files, unless they are this
-/// run's: a checkpoint or a `training.json` written with the same settings
-/// (a rerun or a resume). Another run's model, or anything else, is never
-/// written over or mixed with.
+/// Refuses an `--out` that already holds files (without `--resume` or
+/// `--overwrite`): an unfinished run's checkpoint (starting over would
+/// throw its progress away), another run's output, or anything else. Only
+/// the finished output of a run with the same settings may be written
+/// again (the same command run twice).
 fn check_out_dir(out: &Path, settings: &RunSettings) -> anyhow::Result<()> {
     let mut entries = match std::fs::read_dir(out) {
         Ok(e) => e,
@@ -572,13 +578,15 @@ fn check_out_dir(out: &Path, settings: &RunSettings) -> anyhow::Result<()> {
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).ok()?).ok()?;
         serde_json::from_value(v.get("settings")?.clone()).ok()
     };
-    let ours = [out.join("checkpoint/state.json"), out.join("training.json")]
-        .into_iter()
-        .filter_map(read)
-        .any(|s| s == *settings);
-    if !ours {
+    if std::fs::symlink_metadata(out.join("checkpoint")).is_ok() {
         bail!(
-            "--out {} already holds files that this run did not write (no checkpoint or training.json with the same settings); choose a new or empty directory",
+            "--out {} holds the checkpoint of an unfinished run; pass --resume to continue it, or --overwrite to start over",
+            out.display()
+        );
+    }
+    if read(out.join("training.json")).as_ref() != Some(settings) {
+        bail!(
+            "--out {} already holds files that this run did not write (no training.json with the same settings); choose a new or empty directory, or pass --overwrite",
             out.display()
         );
     }

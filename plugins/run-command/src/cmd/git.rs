@@ -42,6 +42,7 @@ pub fn git(ctx: &mut Ctx, args: &[String], io: &mut Io) -> io::Result<i32> {
     let repo = match Repo::find(ctx) {
         Ok(r) => r,
         Err(m) => {
+            let m = refusal_behind(ctx).unwrap_or(m);
             io.err.say(format!("fatal: {m}"));
             return Ok(128);
         }
@@ -57,10 +58,58 @@ pub fn git(ctx: &mut Ctx, args: &[String], io: &mut Io) -> io::Result<i32> {
         Ok(code) => Ok(code),
         Err(m) if m == "\u{0}pipe" => Err(io::Error::new(io::ErrorKind::BrokenPipe, "pipe")),
         Err(m) => {
+            let m = refusal_behind(ctx).unwrap_or(m);
             io.err.say(format!("fatal: {m}"));
             Ok(128)
         }
     }
+}
+
+/// When git failed, whether the sandbox refused a file of the repository's
+/// object store: a clone made with `git clone /local/path` hard-links its
+/// pack files, which the filesystem gate does not open (another link may
+/// lie outside the mount), and gitoxide then reports only a missing
+/// object. The refusal is recorded (the call is `denied`, and warden adds
+/// the rule and the policy key that would allow it) and named instead.
+/// Looks at most at a few thousand files, and only after a failure.
+fn refusal_behind(ctx: &mut Ctx) -> Option<String> {
+    let mut dir = ctx.cwd.clone();
+    let git_dir = loop {
+        if std::fs::metadata(format!("{dir}/.git")).is_ok_and(|m| m.is_dir()) {
+            break format!("{dir}/.git");
+        }
+        let i = dir.rfind('/').filter(|i| *i > 0)?;
+        dir.truncate(i);
+    };
+    let objects = format!("{git_dir}/objects");
+    let mut dirs = vec![format!("{objects}/pack")];
+    if let Ok(rd) = std::fs::read_dir(&objects) {
+        dirs.extend(rd.flatten().map(|e| e.path().to_string_lossy().into_owned()).filter(|p| !p.ends_with("/pack")));
+    }
+    let mut looked = 0;
+    for d in dirs {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            looked += 1;
+            if looked > 4096 {
+                return None;
+            }
+            let path = e.path();
+            if !e.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            if let Err(err) = std::fs::File::open(&path) {
+                if crate::ctx::is_refusal(&err) {
+                    let shown = path.to_string_lossy().into_owned();
+                    let why = crate::ctx::describe(&err);
+                    return Some(ctx.refuse(format!(
+                        "cannot read the repository's objects: {shown}: {why} (a clone made with `git clone /local/path` hard-links its object files; clone with --no-hardlinks, or see the rule below)"
+                    )));
+                }
+            }
+        }
+    }
+    None
 }
 
 fn pipe(e: io::Error) -> String {

@@ -20,24 +20,6 @@ pub(super) struct TreeConfig {
     pub modules: Vec<String>,
 }
 
-/// Copies the regular files and directories of `from` into `to` (links
-/// and other special files are left out).
-fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
-    for e in std::fs::read_dir(from).with_context(|| format!("cannot list {}", from.display()))? {
-        let e = e?;
-        let ft = e.file_type()?;
-        let dest = to.join(e.file_name());
-        if ft.is_dir() {
-            copy_tree(&e.path(), &dest)?;
-        } else if ft.is_file() {
-            std::fs::copy(e.path(), &dest)
-                .with_context(|| format!("cannot copy {}", e.path().display()))?;
-        }
-    }
-    Ok(())
-}
-
 /// One generated Python module: a docstring, one or two classes with a
 /// field and a method, and one to three functions.
 fn module(
@@ -105,7 +87,7 @@ pub(super) fn build(
     rng: &mut impl Rng,
     taken: &dyn Fn(&str) -> bool,
 ) -> anyhow::Result<usize> {
-    copy_tree(workspace, to)?;
+    crate::outputs::copy_tree(workspace, to, false)?;
     if words.is_empty() || cfg.modules.is_empty() {
         return Ok(0);
     }
