@@ -389,3 +389,73 @@ fn nothing_printed_for_a_person_can_drive_the_terminal() {
     assert_eq!(err.matches("\nerror: ").count(), 0, "{err:?}");
     assert!(err.contains("error: all good\\x1b[0m"), "{err:?}");
 }
+
+/// Every relative link in the README and `docs/` resolves (to a file, and to
+/// a heading where it names one), and every page of `docs/` is linked from
+/// the README.
+#[test]
+fn every_link_in_the_readme_and_docs_resolves() {
+    let root = repo();
+    let mut pages = vec![root.join("README.md")];
+    let mut docs: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    pages.extend(docs.iter().cloned());
+    let link = regex::Regex::new(r"\[[^\]]*\]\(([^)\s]+)\)").unwrap();
+    let slug = |h: &str| -> String {
+        h.trim_start_matches('#')
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect()
+    };
+    let mut checked = 0;
+    for page in &pages {
+        let text = std::fs::read_to_string(page).unwrap();
+        for cap in link.captures_iter(&text) {
+            let target = &cap[1];
+            if target.starts_with("http://") || target.starts_with("https://") {
+                continue;
+            }
+            let (file, anchor) = target.split_once('#').unwrap_or((target, ""));
+            let path = if file.is_empty() {
+                page.clone()
+            } else {
+                page.parent().unwrap().join(file)
+            };
+            assert!(
+                path.exists(),
+                "{}: {target} does not resolve",
+                page.display()
+            );
+            if !anchor.is_empty() {
+                let headings: Vec<String> = std::fs::read_to_string(&path)
+                    .unwrap()
+                    .lines()
+                    .filter(|l| l.starts_with('#'))
+                    .map(slug)
+                    .collect();
+                assert!(
+                    headings.iter().any(|h| h == anchor),
+                    "{}: {target}: no such heading",
+                    page.display()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "{checked} links");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    for d in &docs {
+        let name = format!("docs/{}", d.file_name().unwrap().to_string_lossy());
+        assert!(
+            readme.contains(&format!("]({name})")),
+            "{name} is not linked from the README"
+        );
+    }
+}

@@ -1,7 +1,7 @@
 //! The tiny agent shipped in `examples/models/tiny-agent` (trained here from
 //! random weights by `reproduce.sh` there) passes its eval gates on the
 //! held-out cases: the base on `code-search.toml`, base + run_command
-//! adapter on `seed-tools.toml`. The gates are the figures the README
+//! adapter on `seed-tools.toml`. The gates are the figures docs/training.md
 //! reports, less a margin of about one case for float differences between
 //! machines; a change that breaks loading, the template, parsing or the
 //! sandbox path fails them.

@@ -9,7 +9,7 @@
 #
 # Takes about 75 minutes on 2 cores: the base's training ~30, the adapter's
 # ~25, the sweep ~15.
-# Every number in the README's results table comes from this script's
+# Every number in docs/training.md's results table comes from this script's
 # output; results depend only on the seeds and the machine's float maths.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."

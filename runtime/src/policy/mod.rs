@@ -1,6 +1,6 @@
 //! Policies: which tools a session may use and what each one is granted.
 //!
-//! A policy is a TOML file (see `policies/` and the README). Everything is
+//! A policy is a TOML file (see `policies/` and `docs/sandbox.md`). Everything is
 //! denied unless the policy grants it: a tool absent from the file does not
 //! exist, a tool sees only the directories it mounts, the hosts it lists and
 //! the environment variables it names. Parsing rejects unknown keys and bad

@@ -10,7 +10,7 @@
 //! only with many dense copy targets. Drills give it those: the tiny
 //! agent's shape learns drills of the shipped form in a few hundred steps,
 //! and trained on the task after them it copies the later tokens of a name
-//! into its calls (README, "The tiny tool-caller", has what was measured).
+//! into its calls (docs/training.md, "The tiny tool-caller", has what was measured).
 
 use rand::Rng;
 use serde::Deserialize;
