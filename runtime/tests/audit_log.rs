@@ -1,6 +1,8 @@
 //! The audit log's chain: tampering is always caught; a crash is told apart
 //! from tampering; only the keyed chain catches a log rewritten whole.
 
+mod common;
+
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use warden::audit::{self, AuditKey, AuditLog, ProblemKind};
@@ -250,4 +252,37 @@ fn invalid_utf8_in_place_of_a_stored_replacement_character_is_an_edit() {
         assert_eq!(problem(&path, None), Some(ProblemKind::Edited));
         assert!(problem(&path, Some(&key)).is_some());
     }
+}
+
+/// `docs/audit-log.schema.json` is generated from the record types
+/// (`WARDEN_WRITE_SCHEMA=1` rewrites it), and the demo's log validates.
+#[test]
+fn the_shipped_schema_is_the_record_types_and_the_demo_log_validates() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let file = root.join("docs/audit-log.schema.json");
+    let schema = serde_json::to_string_pretty(&warden::audit::record::log_schema()).unwrap() + "\n";
+    if std::env::var_os("WARDEN_WRITE_SCHEMA").is_some() {
+        std::fs::write(&file, &schema).unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap_or_default(),
+        schema,
+        "docs/audit-log.schema.json is stale: rerun with WARDEN_WRITE_SCHEMA=1"
+    );
+    common::assert_log_matches_schema(&root.join("examples/sessions/demo.jsonl"));
+    // A log missing a required field does not validate.
+    let v: Value = serde_json::from_str(
+        std::fs::read_to_string(root.join("examples/sessions/demo.jsonl"))
+            .unwrap()
+            .lines()
+            .nth(2)
+            .unwrap(),
+    )
+    .unwrap();
+    let schema: Value = serde_json::from_str(&schema).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    assert!(validator.is_valid(&v));
+    let mut broken = v.clone();
+    broken.as_object_mut().unwrap().remove("seq");
+    assert!(!validator.is_valid(&broken));
 }

@@ -894,3 +894,67 @@ fn no_call_accuracy_counts_refraining_and_answer_accuracy_the_answers() {
     assert_eq!(m["failures"], json!({"wrong_answer": 1}));
     assert!(stdout(&o).contains("answer_accuracy"));
 }
+
+/// A BFCL function with a `password` argument: the eval's log redacts it as
+/// a session's log does, and validates against the shipped schema.
+#[test]
+fn bfcl_logs_are_redacted_and_validate_against_the_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = dir.path().join("BFCL_v4_simple_python.json");
+    let question = json!({
+        "id": "simple_python_0",
+        "question": [[{"role": "user", "content": "Log in as ann with the password from the vault."}]],
+        "function": [{"name": "login", "description": "Logs in.", "parameters": {"type": "dict",
+            "properties": {"user": {"type": "string"}, "password": {"type": "string"}},
+            "required": ["user", "password"]}}]
+    });
+    std::fs::write(&q, format!("{question}\n")).unwrap();
+    let answers = dir.path().join("answers.json");
+    std::fs::write(
+        &answers,
+        format!("{}\n", json!({"id": "simple_python_0", "ground_truth": [{"login": {"user": ["ann"], "password": ["hunter2-secret"]}}]})),
+    )
+    .unwrap();
+    let out = call(
+        "login",
+        json!({"user": "ann", "password": "hunter2-secret"}),
+    );
+    let r = dir.path().join("r.jsonl");
+    std::fs::write(
+        &r,
+        format!("{}\n", json!({"id": "simple_python_0", "outputs": [out]})),
+    )
+    .unwrap();
+    let json_out = dir.path().join("o.json");
+    let o = eval(
+        &[
+            "--bfcl",
+            q.to_str().unwrap(),
+            "--answers",
+            answers.to_str().unwrap(),
+            "--variant",
+            &format!("r=replay:{}", r.display()),
+            "--json",
+            json_out.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Value = serde_json::from_slice(&std::fs::read(&json_out).unwrap()).unwrap();
+    assert_eq!(v["variants"][0]["metrics"]["accuracy"], 1.0);
+    let log = PathBuf::from(v["variants"][0]["log"].as_str().unwrap());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("hunter2-secret"), "{text}");
+    assert!(text.contains("[redacted]"), "{text}");
+    assert!(
+        warden(&["audit", "verify", log.to_str().unwrap()], dir.path())
+            .status
+            .success()
+    );
+    common::assert_log_matches_schema(&log);
+}

@@ -197,6 +197,8 @@ fn verified_records(o: &Output, dir: &Path) -> Vec<warden::audit::Record> {
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let log = v["log"].as_str().unwrap();
     assert!(warden(&["audit", "verify", log], dir).status.success());
+    // Every session log validates against the shipped schema.
+    common::assert_log_matches_schema(Path::new(log));
     warden::audit::read_records(Path::new(log)).unwrap()
 }
 

@@ -74,6 +74,7 @@ pub struct AuditLog {
     seq: u64,
     prev: String,
     key: Option<AuditKey>,
+    redactor: super::Redactor,
 }
 
 impl AuditLog {
@@ -110,7 +111,21 @@ impl AuditLog {
             seq: 0,
             prev: sha256_hex(session_id.as_bytes()),
             key,
+            redactor: super::Redactor::default(),
         })
+    }
+
+    /// Redacts what `redactor` names in every record written from now on.
+    pub fn set_redactor(&mut self, redactor: super::Redactor) {
+        self.redactor = redactor;
+    }
+
+    /// Writes `record`, redacted, chained, fsynced: the one way producers
+    /// (sessions, every path of `eval`) write to a log.
+    pub fn write(&mut self, record: super::record::Record) -> anyhow::Result<()> {
+        let record = record.redacted(&self.redactor);
+        let fields = record.fields()?;
+        self.append(record.kind(), fields)
     }
 
     /// Where the log is.
@@ -124,7 +139,9 @@ impl AuditLog {
     }
 
     /// Appends a record of type `kind` with `fields` (after `seq`, `type`,
-    /// `session_id`, `ts` and `prev`).
+    /// `session_id`, `ts` and `prev`), as given: no schema, no redaction.
+    /// Producers write through [`AuditLog::write`]; this is the chain
+    /// itself, for tools that test it.
     pub fn append(&mut self, kind: &str, fields: Map<String, Value>) -> anyhow::Result<()> {
         let mut rec = Map::new();
         rec.insert("seq".into(), self.seq.into());

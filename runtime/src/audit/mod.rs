@@ -1,9 +1,12 @@
 //! Logs that can be audited: one JSON Lines file per session, written as
 //! the session runs ([`AuditLog`]), checked ([`verify`]), summed
 //! ([`summarize`]), shown as a transcript ([`show`]) and drawn ([`report`]).
+//! [`record`] is the schema: one type per record, written through
+//! [`AuditLog::write`], which redacts them.
 
 mod log;
 mod read;
+pub mod record;
 mod redact;
 mod report;
 mod show;

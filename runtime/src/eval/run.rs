@@ -6,13 +6,15 @@ use super::bfcl::{self, BfclCase};
 use super::spec::{read_replay, Source, Variant};
 use super::suite::Suite;
 use super::{CaseResult, Failure, Metrics, Observed};
+use crate::audit::record::{Record, SessionEnd, SessionStart, Turn};
 use crate::audit::{self, AuditLog};
 use crate::chat::{self, ChatTemplate, Message, ParamTypes, RenderRequest};
 use crate::model::{LoadedModel, SamplingParams};
 use crate::policy::Policy;
 use crate::sandbox::ToolHost;
 use crate::session::{
-    qwen3_template, Backend, CallReport, CandleBackend, Generated, Session, SessionOptions,
+    generation_record, qwen3_template, Backend, CallReport, CandleBackend, Generated, Session,
+    SessionOptions,
 };
 use anyhow::Context as _;
 use candle_core::Device;
@@ -376,18 +378,21 @@ pub fn run_bfcl(
             prepare(v, opts).with_context(|| format!("variant {}", v.name))?;
         let path = log_path(&opts.log_dir, &run_id, &v.name);
         let mut log = AuditLog::create(&path, &audit::new_session_id(), None)?;
-        let mut start = Map::new();
-        start.insert("warden_version".into(), env!("CARGO_PKG_VERSION").into());
-        start.insert("model".into(), backend.describe());
-        start.insert("adapter".into(), backend.adapters());
-        start.insert("bfcl".into(), json!({"questions": questions, "sha256": audit::sha256_file(questions).unwrap_or_default()}));
-        start.insert(
-            "call_format".into(),
-            json!(backend.template().call_format()),
-        );
-        start.insert("thinking".into(), json!(v.think));
-        start.insert("max_tokens".into(), opts.max_tokens.into());
-        log.append("session_start", start)?;
+        log.write(Record::SessionStart(SessionStart {
+            warden_version: env!("CARGO_PKG_VERSION").into(),
+            model: backend.describe(),
+            adapter: backend.adapters(),
+            policy: None,
+            workspace: None,
+            tools: None,
+            bfcl: Some(json!({"questions": questions, "sha256": audit::sha256_file(questions).unwrap_or_default()})),
+            call_format: json!(backend.template().call_format()),
+            template_sha256: Some(audit::sha256_hex(backend.template().source().as_bytes())),
+            thinking: v.think,
+            max_tokens: opts.max_tokens,
+            max_steps: None,
+            max_tool_calls: None,
+        }))?;
         let mut results = Vec::new();
         let mut turn = 0u64;
         for case in cases {
@@ -412,12 +417,12 @@ pub fn run_bfcl(
                 pb.inc(1);
             }
         }
-        let mut end = Map::new();
-        end.insert("reason".into(), "eval".into());
-        end.insert("turns".into(), turn.into());
-        end.insert("generations".into(), turn.into());
-        end.insert("tool_calls".into(), 0.into());
-        log.append("session_end", end)?;
+        log.write(Record::SessionEnd(SessionEnd {
+            reason: "eval".into(),
+            turns: turn,
+            generations: turn,
+            tool_calls: 0,
+        }))?;
         runs.push(VariantRun {
             name: v.name.clone(),
             spec: v.spec.clone(),
@@ -479,30 +484,28 @@ fn bfcl_case(
         .collect();
     let s = bfcl::score(case, &calls);
     let total_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let mut rec = Map::new();
-    rec.insert("turn".into(), turn.into());
-    rec.insert("step".into(), 1.into());
-    rec.insert("output".into(), g.text.clone().into());
-    rec.insert("calls".into(), json!(calls));
-    rec.insert("finish_reason".into(), g.finish_reason.clone().into());
-    rec.insert("timings".into(), json!(g.timings));
-    log.append("generation", rec)?;
-    let mut rec = Map::new();
-    rec.insert("turn".into(), turn.into());
-    rec.insert("case".into(), case.id.clone().into());
-    rec.insert(
-        "user".into(),
-        case.messages
+    // Through the one writer: redacted as a session's records are (a
+    // function's `password` argument never lands in the log in clear).
+    log.write(generation_record(turn, 1, &g, &parsed, total_ms))?;
+    log.write(Record::Turn(Turn {
+        turn,
+        case: Some(case.id.clone()),
+        user: case
+            .messages
             .last()
             .map(|m| m.1.clone())
-            .unwrap_or_default()
-            .into(),
-    );
-    rec.insert("answer".into(), parsed.content.clone().into());
-    rec.insert("passed".into(), s.passed.into());
-    rec.insert("reason".into(), json!(s.reason));
-    rec.insert("total_ms".into(), json!(total_ms));
-    log.append("turn", rec)?;
+            .unwrap_or_default(),
+        answer: parsed.content.clone(),
+        steps: None,
+        end_reason: None,
+        calls: None,
+        passed: Some(s.passed),
+        reason: Some(json!(s.reason)),
+        model_ms: None,
+        tool_ms: None,
+        overhead_ms: None,
+        total_ms,
+    }))?;
     let failure = s.reason.map(|r| match r {
         bfcl::Reason::Malformed => Failure::Malformed,
         bfcl::Reason::IrrelevantCall => Failure::UnexpectedCall,

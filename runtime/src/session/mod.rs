@@ -14,11 +14,14 @@ pub use backend::{
     qwen3_template, sha256_file, Backend, CandleBackend, ForcedBackend, Generated, ReplayBackend,
 };
 
+use crate::audit::record::{
+    Generation, GenerationCall, GenerationTimings, Record, SessionEnd, SessionStart, ToolCall, Turn,
+};
 use crate::audit::{AuditLog, Redactor};
 use crate::chat::{self, CallFormat, Message, ParamTypes, Parsed, RenderRequest, StreamFilter};
 use crate::sandbox::{CallBudget, CallError, ErrorKind, ToolHost};
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -156,7 +159,6 @@ pub struct Session<'h> {
     host: &'h ToolHost,
     backend: Box<dyn Backend + 'h>,
     log: AuditLog,
-    redactor: Redactor,
     format: CallFormat,
     tools: Vec<Value>,
     messages: Vec<Message>,
@@ -188,44 +190,38 @@ impl<'h> Session<'h> {
             .collect();
         let format = backend.template().call_format();
         let policy = host.policy();
-        let mut start = Map::new();
-        start.insert("warden_version".into(), env!("CARGO_PKG_VERSION").into());
-        start.insert("model".into(), backend.describe());
-        start.insert("adapter".into(), backend.adapters());
-        start.insert(
-            "policy".into(),
-            match &opts.policy_file {
+        log.set_redactor(redactor);
+        log.write(Record::SessionStart(SessionStart {
+            warden_version: env!("CARGO_PKG_VERSION").into(),
+            model: backend.describe(),
+            adapter: backend.adapters(),
+            policy: Some(match &opts.policy_file {
                 Some((p, h)) => json!({"path": p, "sha256": h}),
                 None => json!({"path": policy.path}),
-            },
-        );
-        start.insert("workspace".into(), json!(opts.workspace));
-        start.insert(
-            "tools".into(),
-            host.tools()
-                .map(|t| {
-                    json!({
-                        "name": t.spec.name,
-                        "plugin": t.policy.plugin.to_string(),
-                        "sha256": t.sha256,
-                        "env": t.policy.env.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            }),
+            workspace: opts.workspace.clone(),
+            tools: Some(
+                host.tools()
+                    .map(|t| {
+                        json!({
+                            "name": t.spec.name,
+                            "plugin": t.policy.plugin.to_string(),
+                            "sha256": t.sha256,
+                            "env": t.policy.env.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+                        })
                     })
-                })
-                .collect(),
-        );
-        start.insert("call_format".into(), json!(format));
-        start.insert(
-            "template_sha256".into(),
-            crate::audit::sha256_hex(backend.template().source().as_bytes()).into(),
-        );
-        start.insert("thinking".into(), json!(opts.enable_thinking));
-        start.insert("max_tokens".into(), opts.max_tokens.into());
-        start.insert("max_steps".into(), policy.session.max_steps.into());
-        start.insert(
-            "max_tool_calls".into(),
-            policy.session.max_tool_calls.into(),
-        );
-        log.append("session_start", start)?;
+                    .collect(),
+            ),
+            bfcl: None,
+            call_format: json!(format),
+            template_sha256: Some(crate::audit::sha256_hex(
+                backend.template().source().as_bytes(),
+            )),
+            thinking: opts.enable_thinking,
+            max_tokens: opts.max_tokens,
+            max_steps: Some(policy.session.max_steps),
+            max_tool_calls: Some(policy.session.max_tool_calls),
+        }))?;
         let mut messages = Vec::new();
         if let Some(system) = &opts.system {
             messages.push(Message::new("system", system.clone()));
@@ -235,7 +231,6 @@ impl<'h> Session<'h> {
             budget: host.budget(),
             backend,
             log,
-            redactor,
             format,
             tools,
             messages,
@@ -384,18 +379,21 @@ impl<'h> Session<'h> {
         report.timings.total_ms = total_ms;
         report.timings.overhead_ms =
             (total_ms - report.timings.model_ms - report.timings.tool_ms).max(0.0);
-        let mut rec = Map::new();
-        rec.insert("turn".into(), self.turns.into());
-        rec.insert("user".into(), self.redactor.text(user).into());
-        rec.insert("answer".into(), self.redactor.text(&report.answer).into());
-        rec.insert("steps".into(), report.steps.into());
-        rec.insert("end_reason".into(), json!(report.end_reason));
-        rec.insert("calls".into(), report.calls.len().into());
-        rec.insert("model_ms".into(), json!(report.timings.model_ms));
-        rec.insert("tool_ms".into(), json!(report.timings.tool_ms));
-        rec.insert("overhead_ms".into(), json!(report.timings.overhead_ms));
-        rec.insert("total_ms".into(), json!(report.timings.total_ms));
-        self.log.append("turn", rec)?;
+        self.log.write(Record::Turn(Turn {
+            turn: self.turns.into(),
+            case: None,
+            user: user.to_string(),
+            answer: report.answer.clone(),
+            steps: Some(report.steps),
+            end_reason: Some(json!(report.end_reason)),
+            calls: Some(report.calls.len()),
+            passed: None,
+            reason: None,
+            model_ms: Some(report.timings.model_ms),
+            tool_ms: Some(report.timings.tool_ms),
+            overhead_ms: Some(report.timings.overhead_ms),
+            total_ms: report.timings.total_ms,
+        }))?;
         Ok(report)
     }
 
@@ -410,12 +408,12 @@ impl<'h> Session<'h> {
             return Ok(());
         }
         self.ended = true;
-        let mut rec = Map::new();
-        rec.insert("reason".into(), reason.into());
-        rec.insert("turns".into(), self.turns.into());
-        rec.insert("generations".into(), self.generations.into());
-        rec.insert("tool_calls".into(), self.calls.into());
-        self.log.append("session_end", rec)
+        self.log.write(Record::SessionEnd(SessionEnd {
+            reason: reason.into(),
+            turns: self.turns.into(),
+            generations: self.generations,
+            tool_calls: self.calls,
+        }))
     }
 
     fn log_generation(
@@ -425,56 +423,8 @@ impl<'h> Session<'h> {
         total_ms: f64,
         parsed: &Parsed,
     ) -> anyhow::Result<()> {
-        let t = &g.timings;
-        // Values under secret-looking keys, also where they stand in the
-        // raw text.
-        let secrets: Vec<String> = parsed
-            .calls
-            .iter()
-            .filter_map(|c| c.call.as_ref().ok())
-            .flat_map(|c| Redactor::secret_values(&Value::Object(c.arguments.clone())))
-            .collect();
-        let calls: Vec<Value> = parsed
-            .calls
-            .iter()
-            .map(|c| match &c.call {
-                Ok(call) => json!({
-                    "name": call.name,
-                    "arguments": self.redactor.json(&Value::Object(call.arguments.clone())),
-                }),
-                Err(m) => json!({
-                    "name": m.name,
-                    "malformed": m.message,
-                    "raw": self.redactor.text_with(&c.raw, &secrets),
-                }),
-            })
-            .collect();
-        let mut rec = Map::new();
-        rec.insert("turn".into(), self.turns.into());
-        rec.insert("step".into(), step.into());
-        rec.insert(
-            "output".into(),
-            self.redactor.text_with(&g.text, &secrets).into(),
-        );
-        rec.insert("calls".into(), Value::Array(calls));
-        rec.insert("finish_reason".into(), g.finish_reason.clone().into());
-        let mut timings = json!({
-            "tokenize_ms": t.tokenize_ms,
-            "prefill_tokens": t.prefill_tokens,
-            "reused_tokens": t.reused_tokens,
-            "prefill_ms": t.prefill_ms,
-            "ttft_ms": t.ttft_ms,
-            "decode_tokens": t.decode_tokens,
-            "decode_tok_s": t.decode_tok_s,
-            "total_ms": if g.total_ms > 0.0 { g.total_ms } else { total_ms },
-        });
-        // Speculative decoding: what was drafted and what was kept.
-        if t.drafted_tokens > 0 {
-            timings["drafted_tokens"] = t.drafted_tokens.into();
-            timings["accepted_tokens"] = t.accepted_tokens.into();
-        }
-        rec.insert("timings".into(), timings);
-        self.log.append("generation", rec)
+        let rec = generation_record(self.turns.into(), step, g, parsed, total_ms);
+        self.log.write(rec)
     }
 
     /// Checks and makes one call; sets `out_of_calls` when the session's
@@ -578,31 +528,23 @@ impl<'h> Session<'h> {
     }
 
     fn log_call(&mut self, step: u32, r: &CallReport) -> anyhow::Result<()> {
-        let arguments = match &r.arguments {
-            Value::String(raw) => Value::String(self.redactor.text(raw)),
-            v => self.redactor.json(v),
-        };
-        let mut rec = Map::new();
-        rec.insert("turn".into(), self.turns.into());
-        rec.insert("step".into(), step.into());
-        rec.insert("call_id".into(), r.call_id.clone().into());
-        rec.insert("tool".into(), json!(r.tool));
-        rec.insert("arguments".into(), arguments);
-        rec.insert("schema_valid".into(), json!(r.schema_valid));
-        rec.insert("decision".into(), r.decision.into());
-        rec.insert("rule".into(), r.rule.clone().into());
-        rec.insert("outcome".into(), r.outcome.clone().into());
-        if r.outcome != "ok" {
-            rec.insert("error".into(), self.redactor.text(&r.result).into());
-        }
-        rec.insert("output_bytes".into(), r.output_bytes.into());
-        rec.insert(
-            "output_sha256".into(),
-            crate::audit::sha256_hex(r.result.as_bytes()).into(),
-        );
-        rec.insert("truncated".into(), r.truncated.into());
-        rec.insert("elapsed_us".into(), r.elapsed_us.into());
-        self.log.append("tool_call", rec)
+        self.log.write(Record::ToolCall(ToolCall {
+            turn: self.turns.into(),
+            step,
+            call_id: r.call_id.clone(),
+            tool: r.tool.clone(),
+            arguments: r.arguments.clone(),
+            schema_valid: r.schema_valid,
+            decision: r.decision.into(),
+            rule: r.rule.clone(),
+            outcome: r.outcome.clone(),
+            error: (r.outcome != "ok").then(|| r.result.clone()),
+            output_bytes: r.output_bytes,
+            // Of the result as the model got it (before redaction).
+            output_sha256: crate::audit::sha256_hex(r.result.as_bytes()),
+            truncated: r.truncated,
+            elapsed_us: r.elapsed_us,
+        }))
     }
 }
 
@@ -614,6 +556,62 @@ impl Drop for Session<'_> {
             tracing::warn!("cannot end the session log: {e:#}");
         }
     }
+}
+
+/// The `generation` record of `g` (parsed as `parsed`): the one shape
+/// sessions and every path of `eval` log a generation in. The log's writer
+/// redacts it.
+pub fn generation_record(
+    turn: u64,
+    step: u32,
+    g: &Generated,
+    parsed: &Parsed,
+    total_ms: f64,
+) -> Record {
+    let t = &g.timings;
+    let calls = parsed
+        .calls
+        .iter()
+        .map(|c| match &c.call {
+            Ok(call) => GenerationCall {
+                name: Some(call.name.clone()),
+                arguments: Some(call.arguments.clone()),
+                malformed: None,
+                raw: None,
+            },
+            Err(m) => GenerationCall {
+                name: m.name.clone(),
+                arguments: None,
+                malformed: Some(m.message.clone()),
+                raw: Some(c.raw.clone()),
+            },
+        })
+        .collect();
+    // Speculative decoding: what was drafted and what was kept.
+    let drafted = (t.drafted_tokens > 0).then_some(t.drafted_tokens as u64);
+    Record::Generation(Generation {
+        turn,
+        step,
+        output: g.text.clone(),
+        calls,
+        finish_reason: g.finish_reason.clone(),
+        timings: GenerationTimings {
+            tokenize_ms: t.tokenize_ms,
+            prefill_tokens: t.prefill_tokens as u64,
+            reused_tokens: t.reused_tokens as u64,
+            prefill_ms: t.prefill_ms,
+            ttft_ms: t.ttft_ms,
+            decode_tokens: t.decode_tokens as u64,
+            decode_tok_s: t.decode_tok_s,
+            total_ms: if g.total_ms > 0.0 {
+                g.total_ms
+            } else {
+                total_ms
+            },
+            drafted_tokens: drafted,
+            accepted_tokens: drafted.map(|_| t.accepted_tokens as u64),
+        },
+    })
 }
 
 fn budget_rule(e: &CallError) -> String {

@@ -164,3 +164,23 @@ pub fn ok(o: &std::process::Output) -> String {
     );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+/// Asserts every line of the log at `path` validates against the shipped
+/// `docs/audit-log.schema.json`.
+pub fn assert_log_matches_schema(path: &Path) {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("docs/audit-log.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for (i, line) in std::fs::read_to_string(path).unwrap().lines().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+        assert!(
+            errors.is_empty(),
+            "{}:{}: {errors:?}\n{line}",
+            path.display(),
+            i + 1
+        );
+    }
+}
