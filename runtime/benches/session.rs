@@ -27,7 +27,7 @@ fn main() {
                 shape: SynthShape::Small,
                 out: out.clone(),
                 dtype: candle_core::DType::F32,
-                gguf: Some(warden::model::synth::parse_gguf_type("q8_0").unwrap()),
+                gguf: Some(warden::model::ggml_type::parse_gguf_type("q8_0").unwrap()),
                 gguf_only: true,
                 seed: 0,
                 tie_word_embeddings: None,

@@ -459,3 +459,104 @@ fn every_link_in_the_readme_and_docs_resolves() {
         );
     }
 }
+
+/// No module of `runtime/src` imports a module that imports it back, at any
+/// level (top-level modules, files within a module): the layout stays a
+/// tree of dependencies, as `docs/architecture.md` draws it.
+#[test]
+fn no_module_imports_a_module_that_imports_it_back() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let src = repo().join("runtime/src");
+    // Module path of every file.
+    let mut files: BTreeMap<Vec<String>, PathBuf> = BTreeMap::new();
+    let mut stack = vec![src.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let rel = p.strip_prefix(&src).unwrap().with_extension("");
+                let mut m: Vec<String> = rel
+                    .iter()
+                    .map(|c| c.to_string_lossy().into_owned())
+                    .collect();
+                if m.last().is_some_and(|l| l == "mod") {
+                    m.pop();
+                }
+                if m == ["lib"] || m == ["main"] {
+                    m.clear();
+                }
+                files.insert(m, p);
+            }
+        }
+    }
+    let path_re = regex::Regex::new(r"\b((?:crate|super|self)(?:::\w+)+)").unwrap();
+    let mut edges: BTreeMap<Vec<String>, BTreeSet<Vec<String>>> = BTreeMap::new();
+    for (m, p) in &files {
+        let text = std::fs::read_to_string(p).unwrap();
+        // Unit tests may reach anywhere.
+        let text = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+        for cap in path_re.captures_iter(text) {
+            let parts: Vec<&str> = cap[1].split("::").collect();
+            let (mut base, mut rest) = (m.clone(), &parts[..]);
+            match rest[0] {
+                "crate" => {
+                    base.clear();
+                    rest = &rest[1..];
+                }
+                "self" => rest = &rest[1..],
+                _ => {
+                    while rest.first() == Some(&"super") {
+                        base.pop();
+                        rest = &rest[1..];
+                    }
+                }
+            }
+            let target = (0..=rest.len())
+                .rev()
+                .map(|i| {
+                    [
+                        base.clone(),
+                        rest[..i].iter().map(|s| s.to_string()).collect(),
+                    ]
+                    .concat()
+                })
+                .find(|t| files.contains_key(t));
+            if let Some(t) = target {
+                if !t.starts_with(m) && !m.starts_with(&t) {
+                    edges.entry(m.clone()).or_default().insert(t);
+                }
+            }
+        }
+    }
+    // Between siblings at every depth: the ancestors of both ends just
+    // below their common parent.
+    let mut sib: BTreeMap<Vec<String>, BTreeSet<Vec<String>>> = BTreeMap::new();
+    for (a, bs) in &edges {
+        for b in bs {
+            let common = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+            if common < a.len() && common < b.len() {
+                sib.entry(a[..=common].to_vec())
+                    .or_default()
+                    .insert(b[..=common].to_vec());
+            }
+        }
+    }
+    // A cycle among siblings is a path from a node back to itself.
+    for start in sib.keys() {
+        let mut seen = BTreeSet::new();
+        let mut todo: Vec<Vec<String>> = sib[start].iter().cloned().collect();
+        while let Some(n) = todo.pop() {
+            assert!(
+                &n != start,
+                "{} imports a module that imports it back",
+                start.join("::")
+            );
+            if seen.insert(n.clone()) {
+                todo.extend(sib.get(&n).into_iter().flatten().cloned());
+            }
+        }
+    }
+    assert!(files.len() > 100, "{} files", files.len());
+}

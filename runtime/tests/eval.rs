@@ -632,7 +632,7 @@ fn a_short_eval_of_a_real_tiny_model_runs_end_to_end_and_is_logged() {
         shape: SynthShape::Tiny,
         out: m.clone(),
         dtype: candle_core::DType::F32,
-        gguf: Some(warden::model::synth::parse_gguf_type("q8_0").unwrap()),
+        gguf: Some(warden::model::ggml_type::parse_gguf_type("q8_0").unwrap()),
         gguf_only: false,
         seed: 5,
         tie_word_embeddings: None,

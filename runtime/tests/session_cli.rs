@@ -209,7 +209,7 @@ fn tiny(dir: &Path) -> PathBuf {
         shape: SynthShape::Tiny,
         out: dir.to_path_buf(),
         dtype: candle_core::DType::F32,
-        gguf: Some(warden::model::synth::parse_gguf_type("q8_0").unwrap()),
+        gguf: Some(warden::model::ggml_type::parse_gguf_type("q8_0").unwrap()),
         gguf_only: false,
         seed: 3,
         tie_word_embeddings: None,

@@ -2,8 +2,10 @@
 
 use super::model::dtype;
 use crate::model::fuse::{self, FuseOptions};
-use crate::model::quantize::{self, QuantFormat, TokenizerFiles, Written};
+use crate::model::gguf_write::{self, Written};
+use crate::model::quantize::{self, QuantFormat};
 use crate::model::survival::Survival;
+use crate::model::tokenizer_files::TokenizerFiles;
 use crate::model::Checkpoint;
 use candle_core::{DType, Device};
 use clap::Args;
@@ -88,7 +90,7 @@ pub fn fuse(a: FuseArgs) -> anyhow::Result<()> {
         embedding_type: a
             .embedding_type
             .as_deref()
-            .map(crate::model::synth::parse_gguf_type)
+            .map(crate::model::ggml_type::parse_gguf_type)
             .transpose()?,
     };
     let report = fuse::fuse(&opts)?;
@@ -204,8 +206,8 @@ pub fn quantize(a: QuantizeArgs) -> anyhow::Result<()> {
     let tensors = ckpt.dense_tensors()?;
     let written = match (format, &a.embedding_type) {
         (QuantFormat::Gguf(t), Some(e)) => {
-            let e = crate::model::synth::parse_gguf_type(e)?;
-            quantize::write_gguf_with(&a.out, &cfg, &tensors, t, Some(e), &tok)?
+            let e = crate::model::ggml_type::parse_gguf_type(e)?;
+            gguf_write::write_gguf_with(&a.out, &cfg, &tensors, t, Some(e), &tok)?
         }
         (QuantFormat::Mlx(_), Some(_)) => {
             anyhow::bail!("--embedding-type applies to GGUF formats only")

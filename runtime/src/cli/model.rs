@@ -213,7 +213,11 @@ pub fn synth(a: SynthArgs) -> anyhow::Result<()> {
         shape: a.shape,
         out: a.out,
         dtype: dtype(Some(&a.dtype))?.unwrap_or(DType::F32),
-        gguf: a.gguf.as_deref().map(synth::parse_gguf_type).transpose()?,
+        gguf: a
+            .gguf
+            .as_deref()
+            .map(crate::model::ggml_type::parse_gguf_type)
+            .transpose()?,
         gguf_only: a.gguf_only,
         seed: a.seed,
         tie_word_embeddings: a.untied.then_some(false),

@@ -93,7 +93,7 @@ pub fn prompt(a: PromptArgs) -> anyhow::Result<ExitCode> {
             Some(p) => crate::model::tokenize::encode(&crate::model::tokenizer_for(p)?, &text)
                 .with_context(|| format!("the prompt, with the tokenizer of {}", p.display()))?,
             None => crate::model::tokenize::encode(
-                &tokenizers::Tokenizer::from_bytes(crate::model::synth::TOKENIZER_JSON)
+                &tokenizers::Tokenizer::from_bytes(crate::model::tokenizer_files::TOKENIZER_JSON)
                     .map_err(|e| anyhow::anyhow!("{e}"))?,
                 &text,
             )?,

@@ -6,7 +6,7 @@
 //! would take the count past the budget, or any allocation once the thread
 //! is told to stop, never returns: the thread records why, stops counting,
 //! and sleeps for the rest of the process. Whoever waits on it (see
-//! [`super::bounded`]) sees the flag and gives up on it. Parking is the only
+//! `guard::bounded`) sees the flag and gives up on it. Parking is the only
 //! sound way to stop a thread from inside an allocator: it may not unwind,
 //! and returning null aborts the process. The thread keeps at most its
 //! budget, and it holds no lock of warden's at that point (callers run only

@@ -2,7 +2,9 @@
 
 use anyhow::{bail, Context as _};
 use candle_core::quantized::gguf_file;
+use candle_core::DType;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::path::Path;
 
 /// The shape of a dense Qwen3 causal LM.
@@ -205,4 +207,68 @@ impl Qwen3Config {
         }
         Ok(())
     }
+}
+
+/// The tensors of a Qwen3 checkpoint with their shapes, by HF name.
+pub fn tensor_shapes(cfg: &Qwen3Config) -> Vec<(String, Vec<usize>)> {
+    let (h, hd, i) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
+    let mut v = vec![(
+        "model.embed_tokens.weight".to_string(),
+        vec![cfg.vocab_size, h],
+    )];
+    for l in 0..cfg.num_hidden_layers {
+        let p = format!("model.layers.{l}");
+        for (n, s) in [
+            ("input_layernorm", vec![h]),
+            ("post_attention_layernorm", vec![h]),
+            ("self_attn.q_proj", vec![cfg.num_attention_heads * hd, h]),
+            ("self_attn.k_proj", vec![cfg.num_key_value_heads * hd, h]),
+            ("self_attn.v_proj", vec![cfg.num_key_value_heads * hd, h]),
+            ("self_attn.o_proj", vec![h, cfg.num_attention_heads * hd]),
+            ("self_attn.q_norm", vec![hd]),
+            ("self_attn.k_norm", vec![hd]),
+            ("mlp.gate_proj", vec![i, h]),
+            ("mlp.up_proj", vec![i, h]),
+            ("mlp.down_proj", vec![h, i]),
+        ] {
+            v.push((format!("{p}.{n}.weight"), s));
+        }
+    }
+    v.push(("model.norm.weight".to_string(), vec![h]));
+    if !cfg.tie_word_embeddings {
+        v.push(("lm_head.weight".to_string(), vec![cfg.vocab_size, h]));
+    }
+    v
+}
+
+/// The `config.json` of a Qwen3 of shape `cfg` stored in `dtype`.
+pub fn hf_config(cfg: &Qwen3Config, dtype: DType) -> serde_json::Value {
+    json!({
+        "architectures": ["Qwen3ForCausalLM"],
+        "model_type": "qwen3",
+        "attention_bias": cfg.attention_bias,
+        "attention_dropout": 0.0,
+        "bos_token_id": 151643,
+        "eos_token_id": 151645,
+        "head_dim": cfg.head_dim,
+        "hidden_act": "silu",
+        "hidden_size": cfg.hidden_size,
+        "initializer_range": 0.02,
+        "intermediate_size": cfg.intermediate_size,
+        "max_position_embeddings": cfg.max_position_embeddings,
+        "max_window_layers": cfg.num_hidden_layers,
+        "num_attention_heads": cfg.num_attention_heads,
+        "num_hidden_layers": cfg.num_hidden_layers,
+        "num_key_value_heads": cfg.num_key_value_heads,
+        "rms_norm_eps": cfg.rms_norm_eps,
+        "rope_scaling": null,
+        "rope_theta": cfg.rope_theta,
+        "sliding_window": null,
+        "tie_word_embeddings": cfg.tie_word_embeddings,
+        "torch_dtype": match dtype { DType::BF16 => "bfloat16", DType::F16 => "float16", _ => "float32" },
+        "transformers_version": "4.51.0",
+        "use_cache": true,
+        "use_sliding_window": false,
+        "vocab_size": cfg.vocab_size,
+    })
 }

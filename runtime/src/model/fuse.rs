@@ -4,9 +4,11 @@
 //! of each adapter's delta measured on the way.
 
 use super::adapter::Adapter;
+use super::gguf_write::{self, Written};
 use super::load::Checkpoint;
-use super::quantize::{self, QuantFormat, TokenizerFiles, Written};
+use super::quantize::{self, QuantFormat};
 use super::survival::{survival, Survival};
+use super::tokenizer_files::TokenizerFiles;
 use anyhow::{bail, Context as _};
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
@@ -103,7 +105,7 @@ pub fn fuse(opts: &FuseOptions) -> anyhow::Result<FuseReport> {
             tensors[i].1 = (&tensors[i].1 + &d)?;
         }
     }
-    let files = quantize::write_hf_dir(&opts.out, &cfg, &tensors, opts.dtype, &tok)?;
+    let files = super::tokenizer_files::write_hf_dir(&opts.out, &cfg, &tensors, opts.dtype, &tok)?;
     let (quantized, surv) = match opts.quantize {
         None => (None, None),
         Some(format) => {
@@ -114,7 +116,7 @@ pub fn fuse(opts: &FuseOptions) -> anyhow::Result<FuseReport> {
                 .unwrap_or_else(|| default_quantized_out(&opts.out, format));
             let w = match (format, opts.embedding_type) {
                 (QuantFormat::Gguf(t), Some(e)) => {
-                    quantize::write_gguf_with(&target, &cfg, &tensors, t, Some(e), &tok)?
+                    gguf_write::write_gguf_with(&target, &cfg, &tensors, t, Some(e), &tok)?
                 }
                 _ => quantize::write_quantized(format, &cfg, &tensors, &target, &tok)?,
             };

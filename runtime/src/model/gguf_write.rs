@@ -1,13 +1,33 @@
 //! Writing GGUF files as llama.cpp's converter writes them for qwen3.
 
 use super::config::Qwen3Config;
-use super::quantize::Written;
-use super::synth::gguf_type_name;
+use super::ggml_type::gguf_type_name;
 use super::tokenizer_files::TokenizerFiles;
 use anyhow::Context as _;
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::Tensor;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// What a writer did (this GGUF writer, and `quantize`'s MLX writer).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Written {
+    /// Files written.
+    pub files: Vec<PathBuf>,
+    /// Matrices left in a wider type because their rows do not fit the
+    /// format's blocks (as llama.cpp and MLX-LM also do).
+    pub fallbacks: Vec<String>,
+    /// Matrices written in all (fallbacks included).
+    pub matrices: usize,
+}
+
+impl Written {
+    /// Whether most matrices were written wider than the format asked for
+    /// (a model whose rows do not fit its blocks): the file is then mostly
+    /// the fallback type, whatever its name says.
+    pub fn mostly_wider(&self) -> bool {
+        self.fallbacks.len() * 2 > self.matrices
+    }
+}
 
 /// The type a matrix whose rows hold `cols` values is written in when
 /// `want` is asked for: `want` when its rows fit its blocks, else the

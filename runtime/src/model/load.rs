@@ -119,7 +119,7 @@ impl Checkpoint {
     /// Every tensor of the model, dense in f32 on the CPU (dequantized from
     /// GGUF or MLX), by Hugging Face name, in checkpoint order.
     pub fn dense_tensors(&mut self) -> anyhow::Result<Vec<(String, candle_core::Tensor)>> {
-        super::synth::tensor_shapes(&self.config)
+        super::config::tensor_shapes(&self.config)
             .into_iter()
             .map(|(name, shape)| {
                 let t = self.weights.dense(&name, &shape, DType::F32)?;

@@ -4,17 +4,17 @@
 //! (`mlx-8/6/5/4`, as `mlx_lm.convert -q` writes it); and the same
 //! quantizers as a round trip, for measuring what survives them.
 
+use super::config::hf_config;
 use super::config::Qwen3Config;
-pub use super::gguf_write::{write_gguf, write_gguf_with};
+use super::ggml_type::gguf_type_name;
+use super::gguf_write::{write_gguf, Written};
 use super::mlx_quant::{self, MlxQuant};
-use super::synth::{gguf_type_name, hf_config};
-use super::tokenizer_files::write;
-pub use super::tokenizer_files::{write_hf_dir, TokenizerFiles};
+use super::tokenizer_files::{write, TokenizerFiles};
 use anyhow::{bail, Context as _};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// A target format.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -56,7 +56,7 @@ impl QuantFormat {
                 GGUF_FORMATS.join(", ")
             );
         }
-        Ok(QuantFormat::Gguf(super::synth::parse_gguf_type(alias)?))
+        Ok(QuantFormat::Gguf(super::ggml_type::parse_gguf_type(alias)?))
     }
 
     /// `q4_k`, `mlx-4` (group 64 implied), `mlx-4-g32`.
@@ -148,27 +148,6 @@ pub fn in_memory(
         tensors: map,
         device: device.clone(),
     })
-}
-
-/// What `write_quantized` did.
-#[derive(Debug, Default, serde::Serialize)]
-pub struct Written {
-    /// Files written.
-    pub files: Vec<PathBuf>,
-    /// Matrices left in a wider type because their rows do not fit the
-    /// format's blocks (as llama.cpp and MLX-LM also do).
-    pub fallbacks: Vec<String>,
-    /// Matrices written in all (fallbacks included).
-    pub matrices: usize,
-}
-
-impl Written {
-    /// Whether most matrices were written wider than the format asked for
-    /// (a model whose rows do not fit its blocks): the file is then mostly
-    /// the fallback type, whatever its name says.
-    pub fn mostly_wider(&self) -> bool {
-        self.fallbacks.len() * 2 > self.matrices
-    }
 }
 
 /// Writes `tensors` in `format`: a GGUF file at `out`, or an MLX directory.

@@ -3,7 +3,9 @@
 //! with the real Qwen3 tokenizer, for tests and benchmarks without
 //! downloads. Speed does not depend on weight values.
 
-use super::config::Qwen3Config;
+use super::config::{hf_config, tensor_shapes, Qwen3Config};
+use super::ggml_type::gguf_type_name;
+use super::tokenizer_files::{TOKENIZER_CONFIG_JSON, TOKENIZER_JSON};
 use anyhow::{bail, Context as _};
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
@@ -11,12 +13,6 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-
-/// The real Qwen3 tokenizer (Qwen's, Apache-2.0), shipped inside warden.
-pub const TOKENIZER_JSON: &[u8] = include_bytes!("../../assets/qwen3-tokenizer/tokenizer.json");
-/// Its `tokenizer_config.json`, with the chat template.
-pub const TOKENIZER_CONFIG_JSON: &[u8] =
-    include_bytes!("../../assets/qwen3-tokenizer/tokenizer_config.json");
 
 /// Vocabulary rows of released Qwen3 checkpoints (the tokenizer has 151669
 /// tokens; the matrices are padded).
@@ -137,66 +133,6 @@ pub struct SynthReport {
     pub parameters: usize,
 }
 
-/// Parses `q8_0`, `q4_k`, … as written on the command line.
-pub fn parse_gguf_type(s: &str) -> anyhow::Result<GgmlDType> {
-    Ok(match s.to_ascii_lowercase().as_str() {
-        "f32" => GgmlDType::F32,
-        "f16" => GgmlDType::F16,
-        "q4_0" => GgmlDType::Q4_0,
-        "q4_1" => GgmlDType::Q4_1,
-        "q5_0" => GgmlDType::Q5_0,
-        "q5_1" => GgmlDType::Q5_1,
-        "q8_0" => GgmlDType::Q8_0,
-        "q2_k" => GgmlDType::Q2K,
-        "q3_k" => GgmlDType::Q3K,
-        "q4_k" | "q4_k_m" => GgmlDType::Q4K,
-        "q5_k" | "q5_k_m" => GgmlDType::Q5K,
-        "q6_k" => GgmlDType::Q6K,
-        other => bail!("unknown GGUF type {other:?}; use one of f32, f16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k"),
-    })
-}
-
-/// The command-line name of a GGUF tensor type (`q4_k`, `q8_0`, …).
-pub fn gguf_type_name(t: GgmlDType) -> String {
-    let debug = format!("{t:?}").to_ascii_lowercase();
-    match debug.strip_suffix('k') {
-        Some(base) if debug.len() == 3 => format!("{base}_k"),
-        _ => debug,
-    }
-}
-
-/// The tensors of a Qwen3 checkpoint with their shapes, by HF name.
-pub fn tensor_shapes(cfg: &Qwen3Config) -> Vec<(String, Vec<usize>)> {
-    let (h, hd, i) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
-    let mut v = vec![(
-        "model.embed_tokens.weight".to_string(),
-        vec![cfg.vocab_size, h],
-    )];
-    for l in 0..cfg.num_hidden_layers {
-        let p = format!("model.layers.{l}");
-        for (n, s) in [
-            ("input_layernorm", vec![h]),
-            ("post_attention_layernorm", vec![h]),
-            ("self_attn.q_proj", vec![cfg.num_attention_heads * hd, h]),
-            ("self_attn.k_proj", vec![cfg.num_key_value_heads * hd, h]),
-            ("self_attn.v_proj", vec![cfg.num_key_value_heads * hd, h]),
-            ("self_attn.o_proj", vec![h, cfg.num_attention_heads * hd]),
-            ("self_attn.q_norm", vec![hd]),
-            ("self_attn.k_norm", vec![hd]),
-            ("mlp.gate_proj", vec![i, h]),
-            ("mlp.up_proj", vec![i, h]),
-            ("mlp.down_proj", vec![h, i]),
-        ] {
-            v.push((format!("{p}.{n}.weight"), s));
-        }
-    }
-    v.push(("model.norm.weight".to_string(), vec![h]));
-    if !cfg.tie_word_embeddings {
-        v.push(("lm_head.weight".to_string(), vec![cfg.vocab_size, h]));
-    }
-    v
-}
-
 /// Writes the checkpoint.
 pub fn synth(opts: &SynthOptions) -> anyhow::Result<SynthReport> {
     let mut cfg = opts.shape.config();
@@ -263,12 +199,12 @@ pub fn synth(opts: &SynthOptions) -> anyhow::Result<SynthReport> {
                 opts.shape, cfg.hidden_size, qtype.block_size()
             );
         }
-        super::quantize::write_gguf(
+        super::gguf_write::write_gguf(
             &path,
             &cfg,
             &tensors,
             qtype,
-            &super::quantize::TokenizerFiles::builtin(),
+            &super::tokenizer_files::TokenizerFiles::builtin(),
         )?;
         files.push(path);
     }
@@ -283,36 +219,4 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
     let p = dir.join(name);
     crate::outputs::write(&p, bytes)?;
     Ok(p)
-}
-
-/// The `config.json` of a Qwen3 of shape `cfg` stored in `dtype`.
-pub fn hf_config(cfg: &Qwen3Config, dtype: DType) -> serde_json::Value {
-    json!({
-        "architectures": ["Qwen3ForCausalLM"],
-        "model_type": "qwen3",
-        "attention_bias": cfg.attention_bias,
-        "attention_dropout": 0.0,
-        "bos_token_id": 151643,
-        "eos_token_id": 151645,
-        "head_dim": cfg.head_dim,
-        "hidden_act": "silu",
-        "hidden_size": cfg.hidden_size,
-        "initializer_range": 0.02,
-        "intermediate_size": cfg.intermediate_size,
-        "max_position_embeddings": cfg.max_position_embeddings,
-        "max_window_layers": cfg.num_hidden_layers,
-        "num_attention_heads": cfg.num_attention_heads,
-        "num_hidden_layers": cfg.num_hidden_layers,
-        "num_key_value_heads": cfg.num_key_value_heads,
-        "rms_norm_eps": cfg.rms_norm_eps,
-        "rope_scaling": null,
-        "rope_theta": cfg.rope_theta,
-        "sliding_window": null,
-        "tie_word_embeddings": cfg.tie_word_embeddings,
-        "torch_dtype": match dtype { DType::BF16 => "bfloat16", DType::F16 => "float16", _ => "float32" },
-        "transformers_version": "4.51.0",
-        "use_cache": true,
-        "use_sliding_window": false,
-        "vocab_size": cfg.vocab_size,
-    })
 }

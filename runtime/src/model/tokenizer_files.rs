@@ -3,12 +3,18 @@
 //! models `warden fuse` and `warden quantize` write; and the Hugging Face
 //! directory writer.
 
+use super::config::hf_config;
 use super::config::Qwen3Config;
-use super::synth::hf_config;
 use anyhow::Context as _;
 use candle_core::{DType, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+/// The real Qwen3 tokenizer (Qwen's, Apache-2.0), shipped inside warden.
+pub const TOKENIZER_JSON: &[u8] = include_bytes!("../../assets/qwen3-tokenizer/tokenizer.json");
+/// Its `tokenizer_config.json`, with the chat template.
+pub const TOKENIZER_CONFIG_JSON: &[u8] =
+    include_bytes!("../../assets/qwen3-tokenizer/tokenizer_config.json");
 
 /// The tokenizer and template files a written model carries.
 pub struct TokenizerFiles {
@@ -76,8 +82,8 @@ impl TokenizerFiles {
     /// The shipped Qwen3 tokenizer and template.
     pub fn builtin() -> TokenizerFiles {
         TokenizerFiles {
-            tokenizer_json: super::synth::TOKENIZER_JSON.to_vec(),
-            tokenizer_config_json: super::synth::TOKENIZER_CONFIG_JSON.to_vec(),
+            tokenizer_json: super::tokenizer_files::TOKENIZER_JSON.to_vec(),
+            tokenizer_config_json: super::tokenizer_files::TOKENIZER_CONFIG_JSON.to_vec(),
             extra: vec![],
         }
     }

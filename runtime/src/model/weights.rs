@@ -104,7 +104,7 @@ impl Weights {
                     .tensor_infos
                     .values()
                     .filter(|t| t.shape.rank() == 2)
-                    .map(|t| super::synth::gguf_type_name(t.ggml_dtype))
+                    .map(|t| super::ggml_type::gguf_type_name(t.ggml_dtype))
                     .filter(|k| k != "f32" && k != "f16")
                     .collect();
                 kinds.sort();

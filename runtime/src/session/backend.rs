@@ -354,7 +354,7 @@ impl Backend for ForcedBackend {
 
 /// Qwen3's own chat template, as shipped with warden's tokenizer files.
 pub fn qwen3_template() -> anyhow::Result<ChatTemplate> {
-    let cfg: Value = serde_json::from_slice(crate::model::synth::TOKENIZER_CONFIG_JSON)?;
+    let cfg: Value = serde_json::from_slice(crate::model::tokenizer_files::TOKENIZER_CONFIG_JSON)?;
     let source = cfg["chat_template"]
         .as_str()
         .context("the bundled tokenizer_config.json has no chat_template")?;

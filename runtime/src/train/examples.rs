@@ -205,7 +205,7 @@ pub fn read_dataset(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::quantize::TokenizerFiles;
+    use crate::model::tokenizer_files::TokenizerFiles;
 
     fn template() -> ChatTemplate {
         let src = TokenizerFiles::builtin().chat_template().unwrap();
@@ -213,7 +213,7 @@ mod tests {
     }
 
     fn tokenizer() -> Tokenizer {
-        Tokenizer::from_bytes(crate::model::synth::TOKENIZER_JSON).unwrap()
+        Tokenizer::from_bytes(crate::model::tokenizer_files::TOKENIZER_JSON).unwrap()
     }
 
     fn conversation(thinking: Option<bool>) -> Conversation {

@@ -12,7 +12,7 @@ use super::optim::{AdamW, AdamWConfig};
 use crate::chat::ChatTemplate;
 use crate::model::adapter::write::write_adapter;
 use crate::model::adapter::AdapterFormat;
-use crate::model::quantize::{write_hf_dir, TokenizerFiles};
+use crate::model::tokenizer_files::{write_hf_dir, TokenizerFiles};
 use crate::model::{tokenizer_for, Checkpoint};
 use anyhow::{bail, Context as _};
 use candle_core::{DType, Device, Tensor};

@@ -170,7 +170,7 @@ impl TrainNet {
             device: device.clone(),
             output_vocab: None,
         };
-        for (name, shape) in crate::model::synth::tensor_shapes(cfg) {
+        for (name, shape) in crate::model::config::tensor_shapes(cfg) {
             let t = net
                 .weights
                 .get(&name)
@@ -274,7 +274,7 @@ impl TrainNet {
 
     /// Every base tensor (trained or not), f32 on the CPU, in checkpoint order.
     pub fn dense_tensors(&self) -> anyhow::Result<Vec<(String, Tensor)>> {
-        crate::model::synth::tensor_shapes(&self.cfg)
+        crate::model::config::tensor_shapes(&self.cfg)
             .into_iter()
             .map(|(name, _)| Ok((name.clone(), self.dense(&name)?.to_device(&Device::Cpu)?)))
             .collect()

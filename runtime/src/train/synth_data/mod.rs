@@ -286,10 +286,11 @@ pub fn synth_data(opts: &SynthDataOptions) -> anyhow::Result<SynthDataReport> {
     let all_held: BTreeSet<String> = held_out_names.values().flatten().cloned().collect();
     let leaks = |text: &str| all_held.iter().any(|h| mentions(text, h));
     // Words for invented names: none the suite's prompts use.
-    let words: Vec<String> = names::vocabulary_words(crate::model::synth::TOKENIZER_JSON)?
-        .into_iter()
-        .filter(|w| !in_suite(w) && !leaks(w) && !templates.invented.exclude.contains(w))
-        .collect();
+    let words: Vec<String> =
+        names::vocabulary_words(crate::model::tokenizer_files::TOKENIZER_JSON)?
+            .into_iter()
+            .filter(|w| !in_suite(w) && !leaks(w) && !templates.invented.exclude.contains(w))
+            .collect();
 
     // The training workspace.
     let tmp;
