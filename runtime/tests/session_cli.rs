@@ -1088,3 +1088,28 @@ fn chat_on_a_terminal_has_line_editing_and_history() {
     let _ = tmux(&["kill-server"]);
     assert_eq!(turns(), ["hello there", "hello there"]);
 }
+
+#[test]
+fn demo_outside_the_repository_says_where_it_reads_from() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args([
+            "demo",
+            "--log",
+            elsewhere.path().join("d.jsonl").to_str().unwrap(),
+        ])
+        .current_dir(elsewhere.path())
+        .env("WARDEN_STATE_DIR", elsewhere.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let where_from = repo().join("examples").canonicalize().unwrap();
+    assert!(
+        err(&o).contains(&format!(
+            "no examples/ under the current directory; reading the demo's files from {}",
+            where_from.display()
+        )),
+        "{}",
+        err(&o)
+    );
+}
