@@ -58,14 +58,10 @@ pub struct EvalArgs {
     /// cpu, cuda[:N] or metal.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Speculative decoding for model variants: `lookup` (prompt lookup),
-    /// `draft` (with `--draft-model`) or `off`; the greedy output is the same.
-    #[arg(long, default_value = "off")]
-    speculative: String,
-    /// A draft model for `--speculative draft`, used by every model variant
-    /// (the same tokenizer, smaller); given alone it implies draft.
-    #[arg(long)]
-    draft_model: Option<String>,
+    /// For every model variant (which generate greedily: the output is the
+    /// same).
+    #[command(flatten)]
+    speculative: super::sampling::SpeculativeArgs,
 }
 
 /// What the run is over.
@@ -130,11 +126,8 @@ fn prepare(a: &EvalArgs) -> anyhow::Result<Plan> {
         max_tokens: a.max_tokens,
         log_dir,
         device: parse_device(&a.device)?,
-        speculative: crate::model::Speculative::from_flags(
-            &a.speculative,
-            a.draft_model.as_deref(),
-        )?,
-        draft_model: a.draft_model.clone(),
+        speculative: a.speculative.mode()?,
+        draft_model: a.speculative.draft_model.clone(),
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
     Ok(Plan {

@@ -24,12 +24,14 @@ mod eval;
 mod model;
 mod new_tool;
 mod prompt;
+mod sampling;
 mod session;
 mod terminal;
 mod tools;
 mod train;
 
 use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
 /// warden: a runtime for local tool-using agents.
 #[derive(Debug, Parser)]
@@ -84,44 +86,35 @@ pub fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Demo(a) => exit_code(session::demo(a)),
-        Command::Run(a) => exit_code(session::run(a)),
-        Command::Chat(a) => fail_on_error(session::chat(a)),
-        Command::Replay(a) => exit_code(session::replay(a)),
-        Command::Prompt(a) => exit_code(prompt::prompt(a)),
-        Command::Audit(cmd) => exit_code(audit::run(cmd)),
-        Command::Tools(cmd) => tools::run(cmd),
-        Command::Synth(a) => fail_on_error(model::synth(a)),
-        Command::Generate(a) => fail_on_error(model::generate_cmd(a)),
-        Command::Bench(a) => fail_on_error(model::bench(a)),
-        Command::Eval(a) => eval::eval(a),
-        Command::SynthData(a) => fail_on_error(train::synth_data_cmd(a)),
-        Command::Finetune(a) => fail_on_error(train::finetune_cmd(a)),
-        Command::Fuse(a) => fail_on_error(convert::fuse(a)),
-        Command::Quantize(a) => fail_on_error(convert::quantize(a)),
-    }
-}
-
-/// The command's own exit code, or 1 with `error: …` on failure.
-fn exit_code(r: anyhow::Result<std::process::ExitCode>) -> std::process::ExitCode {
-    match r {
+    match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
             terminal::print_error(&format!("{e:#}"));
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }
 
-/// Prints `error: …` with its causes, on one line, and exits 1 on failure.
-fn fail_on_error(r: anyhow::Result<()>) -> std::process::ExitCode {
-    match r {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            terminal::print_error(&format!("{e:#}"));
-            std::process::ExitCode::FAILURE
-        }
+/// Runs one command: its exit code, or the error `main` prints (exit 1).
+/// Commands with exit codes of their own (eval's 2 for a usage error, a
+/// gate's 1, replay's 1 on a difference, run's 130) return them here.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
+    match cli.command {
+        Command::Demo(a) => session::demo(a),
+        Command::Run(a) => session::run(a),
+        Command::Chat(a) => done(session::chat(a)),
+        Command::Replay(a) => session::replay(a),
+        Command::Prompt(a) => prompt::prompt(a),
+        Command::Audit(cmd) => audit::run(cmd),
+        Command::Tools(cmd) => Ok(tools::run(cmd)),
+        Command::Synth(a) => done(model::synth(a)),
+        Command::Generate(a) => done(model::generate_cmd(a)),
+        Command::Bench(a) => done(model::bench(a)),
+        Command::Eval(a) => Ok(eval::eval(a)),
+        Command::SynthData(a) => done(train::synth_data_cmd(a)),
+        Command::Finetune(a) => done(train::finetune_cmd(a)),
+        Command::Fuse(a) => done(convert::fuse(a)),
+        Command::Quantize(a) => done(convert::quantize(a)),
     }
 }

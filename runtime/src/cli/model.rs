@@ -1,5 +1,6 @@
 //! `warden synth`, `warden generate`, `warden bench`.
 
+use super::sampling::{SamplingArgs, SpeculativeArgs, GREEDY};
 use super::terminal::{escape, Lines};
 use crate::model::adapter::write::{random_adapter, write_adapter, RandomAdapter};
 use crate::model::adapter::AdapterFormat;
@@ -123,40 +124,11 @@ pub struct GenerateArgs {
     /// Most tokens to generate.
     #[arg(long, default_value_t = 256)]
     max_tokens: usize,
-    /// 0 for greedy.
-    #[arg(long, default_value_t = 0.0)]
-    temperature: f32,
-    /// Top-k (0: off).
-    #[arg(long, default_value_t = 0)]
-    top_k: usize,
-    /// Top-p (1: off).
-    #[arg(long, default_value_t = 1.0)]
-    top_p: f32,
-    /// Min-p (0: off).
-    #[arg(long, default_value_t = 0.0)]
-    min_p: f32,
-    /// Repetition penalty (1: off).
-    #[arg(long, default_value_t = 1.0)]
-    repetition_penalty: f32,
-    /// Presence penalty (0: off).
-    #[arg(long, default_value_t = 0.0)]
-    presence_penalty: f32,
     /// Extra stop strings.
     #[arg(long)]
     stop: Vec<String>,
-    /// Sampling seed.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Speculative decoding: `lookup` drafts tokens from the context (prompt
-    /// lookup), `draft` from `--draft-model`; drafts are verified in one
-    /// forward pass, and output is the same (greedy) or identically
-    /// distributed (sampling). `off` by default.
-    #[arg(long, default_value = "off")]
-    speculative: String,
-    /// A draft model for `--speculative draft` (the same tokenizer, smaller:
-    /// e.g. Qwen3-0.6B for a larger Qwen3); given alone it implies draft.
-    #[arg(long)]
-    draft_model: Option<String>,
+    #[command(flatten)]
+    sampling: SamplingArgs,
     /// Print one JSON object: text, token ids, finish reason, timings.
     #[arg(long)]
     json: bool,
@@ -176,14 +148,8 @@ pub struct BenchArgs {
     /// Repeats; medians are reported.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
-    /// `lookup` or `draft`: also decode every prompt speculatively,
-    /// interleaved with plain decoding, and report both.
-    #[arg(long, default_value = "off")]
-    speculative: String,
-    /// A draft model for `--speculative draft` (the same tokenizer, smaller:
-    /// e.g. Qwen3-0.6B for a larger Qwen3); given alone it implies draft.
-    #[arg(long)]
-    draft_model: Option<String>,
+    #[command(flatten)]
+    speculative: SpeculativeArgs,
     /// Also run every prompt with candle's quantized kernels instead of
     /// warden's, interleaved, and report both.
     #[arg(long)]
@@ -261,9 +227,9 @@ pub fn synth(a: SynthArgs) -> anyhow::Result<()> {
 
 /// Runs `warden generate`.
 pub fn generate_cmd(a: GenerateArgs) -> anyhow::Result<()> {
-    let speculative = Speculative::from_flags(&a.speculative, a.draft_model.as_deref())?;
+    let params = a.sampling.params(GREEDY)?;
     let mut loaded = a.model.load(!a.json)?;
-    if let Some(d) = &a.draft_model {
+    if let Some(d) = &a.sampling.speculative.draft_model {
         loaded.attach_draft(d, !a.json)?;
     }
     if !a.json {
@@ -281,16 +247,6 @@ pub fn generate_cmd(a: GenerateArgs) -> anyhow::Result<()> {
         )
     } else {
         a.prompt.clone()
-    };
-    let params = SamplingParams {
-        temperature: a.temperature,
-        top_k: a.top_k,
-        top_p: a.top_p,
-        min_p: a.min_p,
-        repetition_penalty: a.repetition_penalty,
-        presence_penalty: a.presence_penalty,
-        seed: a.seed,
-        speculative,
     };
     let json = a.json;
     let g = generate(
@@ -329,9 +285,9 @@ pub fn generate_cmd(a: GenerateArgs) -> anyhow::Result<()> {
 
 /// Runs `warden bench`.
 pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
-    let speculative = Speculative::from_flags(&a.speculative, a.draft_model.as_deref())?;
+    let speculative = a.speculative.mode()?;
     let mut loaded = a.model.load(!a.json)?;
-    if let Some(d) = &a.draft_model {
+    if let Some(d) = &a.speculative.draft_model {
         loaded.attach_draft(d, !a.json)?;
     }
     let vocab = special::ENDOFTEXT.min(loaded.model.config().vocab_size as u32);

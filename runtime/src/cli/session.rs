@@ -1,16 +1,16 @@
 //! `warden run`, `warden chat`, `warden replay`, `warden demo`.
 
 use super::model::ModelArgs;
+use super::sampling::{SamplingArgs, QWEN3};
 use super::terminal::{escape, Lines};
-use crate::audit::{self, AuditKey, AuditLog};
+use crate::audit;
 use crate::guard::interrupt::ctrl_c_flag;
-use crate::model::{SamplingParams, Speculative};
-use crate::paths::WardenPaths;
-use crate::policy::Policy;
-use crate::sandbox::ToolHost;
+use crate::model::SamplingParams;
+use crate::session::replay::Comparison;
+use crate::session::setup::SessionSetup;
 use crate::session::{
-    sha256_file, Backend, CallReport, CandleBackend, EndReason, Event, ReplayBackend, Session,
-    SessionOptions, TurnReport,
+    Backend, CallReport, CandleBackend, EndReason, Event, ReplayBackend, Session, SessionOptions,
+    TurnReport,
 };
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
@@ -60,28 +60,8 @@ pub struct SessionArgs {
     /// Key file for the keyed (HMAC) chain (default: $WARDEN_AUDIT_KEY_FILE).
     #[arg(long)]
     audit_key: Option<PathBuf>,
-    /// Sampling temperature (0: greedy). Qwen3 recommends 0.6 when thinking.
-    #[arg(long, default_value_t = 0.6)]
-    temperature: f32,
-    /// Top-k (0: off).
-    #[arg(long, default_value_t = 20)]
-    top_k: usize,
-    /// Top-p (1: off).
-    #[arg(long, default_value_t = 0.95)]
-    top_p: f32,
-    /// Sampling seed.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Speculative decoding: `lookup` drafts tokens from the context (prompt
-    /// lookup), `draft` from `--draft-model`; drafts are verified in one
-    /// forward pass, and output is the same (greedy) or identically
-    /// distributed (sampling). `off` by default.
-    #[arg(long, default_value = "off")]
-    speculative: String,
-    /// A draft model for `--speculative draft` (the same tokenizer, smaller:
-    /// e.g. Qwen3-0.6B for a larger Qwen3); given alone it implies draft.
-    #[arg(long)]
-    draft_model: Option<String>,
+    #[command(flatten)]
+    sampling: SamplingArgs,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -144,67 +124,14 @@ pub struct DemoArgs {
     policy: Option<PathBuf>,
 }
 
-/// Everything a session needs, ready.
-struct Prepared {
-    host: ToolHost,
-    log: PendingLog,
-    opts: SessionOptions,
-}
-
-/// A session log checked but not yet created: it is created only once the
-/// session can start (the model loaded), so a run that fails to set up
-/// leaves no empty log behind.
-struct PendingLog {
-    path: PathBuf,
-    session_id: String,
-    key: Option<AuditKey>,
-}
-
-impl PendingLog {
-    fn create(self) -> anyhow::Result<AuditLog> {
-        AuditLog::create(&self.path, &self.session_id, self.key)
-    }
-}
-
-/// Loads the policy (keeping warden's own files, the key and the log out of
-/// every mount) and the tools; the log is checked, and created later.
-fn prepare(place: &PolicyArgs, key_file: Option<&Path>) -> anyhow::Result<Prepared> {
-    let (policy, workspace, log) = (&place.policy, &place.workspace, place.log.as_deref());
-    let mut own = WardenPaths::from_env();
-    if let Some(k) = key_file {
-        own.audit_key = Some(k.to_path_buf());
-    }
-    let key = own
-        .audit_key
-        .as_deref()
-        .map(AuditKey::from_file)
-        .transpose()?;
-    let state = own.state_dir.clone();
-    let policy_obj = Policy::load_with(policy, workspace, own)?;
-    let session_id = audit::new_session_id();
-    let log_path = match log {
-        Some(p) => p.to_path_buf(),
-        None => state
-            .context("no state directory: set WARDEN_STATE_DIR or HOME, or pass --log")?
-            .join("sessions")
-            .join(format!("{session_id}.jsonl")),
-    };
-    policy_obj.refuse_log_in_mounts(&log_path, "choose another --log")?;
-    let host = ToolHost::load(&policy_obj).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let log = PendingLog {
-        path: log_path,
-        session_id,
-        key,
-    };
-    let opts = SessionOptions {
-        policy_file: Some((
-            policy.display().to_string(),
-            sha256_file(policy).unwrap_or_default(),
-        )),
-        workspace: Some(workspace.display().to_string()),
-        ..SessionOptions::default()
-    };
-    Ok(Prepared { host, log, opts })
+/// Sets a session up from the command line's policy flags.
+fn prepare(place: &PolicyArgs, key_file: Option<&Path>) -> anyhow::Result<SessionSetup> {
+    SessionSetup::prepare(
+        &place.policy,
+        &place.workspace,
+        place.log.as_deref(),
+        key_file,
+    )
 }
 
 /// The backend `--model` names: `replay:FILE`, or a model to load.
@@ -212,19 +139,11 @@ fn backend(args: &SessionArgs) -> anyhow::Result<Box<dyn Backend>> {
     if let Some(file) = args.model.model.strip_prefix("replay:") {
         return Ok(Box::new(ReplayBackend::open(Path::new(file), None)?));
     }
-    let speculative = Speculative::from_flags(&args.speculative, args.draft_model.as_deref())?;
+    let params = args.sampling.params(QWEN3)?;
     let mut loaded = args.model.load(!args.json)?;
-    if let Some(d) = &args.draft_model {
+    if let Some(d) = &args.sampling.speculative.draft_model {
         loaded.attach_draft(d, !args.json)?;
     }
-    let params = SamplingParams {
-        temperature: args.temperature,
-        top_k: args.top_k,
-        top_p: args.top_p,
-        seed: args.seed,
-        speculative,
-        ..SamplingParams::default()
-    };
     Ok(Box::new(CandleBackend::new(loaded, params)?))
 }
 
@@ -465,28 +384,6 @@ impl Input {
     }
 }
 
-/// A recorded call, for comparing a replay with its recording.
-#[derive(Debug, Clone, PartialEq)]
-struct Recorded {
-    tool: Option<String>,
-    decision: String,
-    outcome: String,
-    output_sha256: String,
-}
-
-fn recorded_calls(log: &Path) -> anyhow::Result<Vec<Recorded>> {
-    Ok(audit::read_records(log)?
-        .into_iter()
-        .filter(|r| r.kind == "tool_call")
-        .map(|r| Recorded {
-            tool: r.value["tool"].as_str().map(String::from),
-            decision: r.value["decision"].as_str().unwrap_or_default().into(),
-            outcome: r.value["outcome"].as_str().unwrap_or_default().into(),
-            output_sha256: r.value["output_sha256"].as_str().unwrap_or_default().into(),
-        })
-        .collect())
-}
-
 /// Replays `recording` under `policy`/`workspace`, printing as it goes;
 /// returns the differences from the recording and the new log.
 fn replay_session(
@@ -503,10 +400,7 @@ fn replay_session(
             recording.display()
         );
     }
-    let thinking = audit::read_records(recording)?
-        .iter()
-        .find(|r| r.kind == "session_start")
-        .and_then(|r| r.value["thinking"].as_bool());
+    let thinking = backend.recorded_thinking();
     let opts = SessionOptions {
         max_tokens: 2048,
         enable_thinking: thinking,
@@ -533,36 +427,7 @@ fn replay_session(
         turns.push(r);
     }
     let new_log = session.end("replay")?;
-    let before = recorded_calls(recording)?;
-    let after = recorded_calls(&new_log)?;
-    let mut diffs = Vec::new();
-    for (i, (b, a)) in before.iter().zip(&after).enumerate() {
-        // A failure is compared by its kind: its message may name paths
-        // that differ between machines.
-        let same_output = b.outcome != "ok" || b.output_sha256 == a.output_sha256;
-        if b.tool != a.tool || b.decision != a.decision || b.outcome != a.outcome || !same_output {
-            let what = if b.decision != a.decision || b.outcome != a.outcome {
-                format!(
-                    "decision/outcome {}/{} → {}/{}",
-                    b.decision, b.outcome, a.decision, a.outcome
-                )
-            } else {
-                "the output differs".into()
-            };
-            diffs.push(format!(
-                "call_{} ({}): {what}",
-                i + 1,
-                a.tool.as_deref().unwrap_or("?")
-            ));
-        }
-    }
-    if before.len() != after.len() {
-        diffs.push(format!(
-            "the recording made {} calls, the replay {}",
-            before.len(),
-            after.len()
-        ));
-    }
+    let diffs = Comparison::of(recording, &new_log)?.differences;
     Ok((diffs, new_log, turns))
 }
 

@@ -3,26 +3,24 @@
 //! BFCL's rules), each variant's run an audited session log.
 
 use super::bfcl::{self, BfclCase};
-use super::spec::{read_replay, Source, Variant};
+use super::spec::{Source, Variant};
 use super::suite::Suite;
 use super::{CaseResult, Failure, Metrics, Observed};
 use crate::audit::record::{Record, SessionEnd, SessionStart, Turn};
 use crate::audit::{self, AuditLog};
-use crate::chat::{self, ChatTemplate, Message, ParamTypes, RenderRequest};
+use crate::chat::{self, Message, ParamTypes, RenderRequest};
 use crate::model::{LoadedModel, SamplingParams};
 use crate::policy::Policy;
 use crate::sandbox::ToolHost;
+use crate::session::replay::{ReplayBackend, ReplayCases};
+use crate::session::setup::PendingLog;
 use crate::session::{
-    generation_record, qwen3_template, Backend, CallReport, CandleBackend, Generated, Session,
-    SessionOptions,
+    generation_record, Backend, CallReport, CandleBackend, Session, SessionOptions,
 };
 use anyhow::Context as _;
 use candle_core::Device;
-use serde_json::{json, Map, Value};
-use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use serde_json::{json, Map};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
@@ -63,80 +61,31 @@ pub struct VariantRun {
     pub log: PathBuf,
 }
 
-/// Outputs queued for the case being run (a replay variant).
-type Queue = Rc<RefCell<VecDeque<String>>>;
-
-/// A replay variant's generations: the current case's recorded outputs.
-struct CaseReplay {
-    path: PathBuf,
-    template: ChatTemplate,
-    queue: Queue,
-}
-
-impl Backend for CaseReplay {
-    fn describe(&self) -> Value {
-        json!({"kind": "replay", "path": self.path})
-    }
-
-    fn template(&self) -> &ChatTemplate {
-        &self.template
-    }
-
-    fn generate(
-        &mut self,
-        _prompt: &str,
-        _max_tokens: usize,
-        _cancel: &AtomicBool,
-        on_text: &mut dyn FnMut(&str),
-    ) -> anyhow::Result<Generated> {
-        let text = self.queue.borrow_mut().pop_front().with_context(|| {
-            format!("{} has no more outputs for this case", self.path.display())
-        })?;
-        on_text(&text);
-        Ok(Generated {
-            text,
-            finish_reason: "replay".into(),
-            timings: Default::default(),
-            total_ms: 0.0,
-        })
-    }
-}
-
-/// A replay variant's outputs by case, and the queue its backend reads.
-struct Replay {
-    queue: Queue,
-    outputs: HashMap<String, Vec<String>>,
-}
-
 /// Queues case `id`'s outputs (replay variants); an error when the replay
 /// has none for it.
-fn start_case(replay: &Option<Replay>, id: &str) -> anyhow::Result<()> {
-    if let Some(r) = replay {
-        let o = r
-            .outputs
-            .get(id)
-            .with_context(|| format!("the replay file has no outputs for case {id:?}"))?;
-        *r.queue.borrow_mut() = o.iter().cloned().collect();
+fn start_case(replay: &Option<ReplayCases>, id: &str) -> anyhow::Result<()> {
+    match replay {
+        Some(r) => r.start(id),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// A variant ready to generate: its backend, and for replay variants the
 /// outputs to queue per case.
-fn prepare(v: &Variant, opts: &EvalOptions) -> anyhow::Result<(Box<dyn Backend>, Option<Replay>)> {
+fn prepare(
+    v: &Variant,
+    opts: &EvalOptions,
+) -> anyhow::Result<(Box<dyn Backend>, Option<ReplayCases>)> {
     let r = match &v.source {
         Source::Replay(path) => {
-            let outputs = read_replay(path)?;
-            let queue: Queue = Rc::default();
-            let backend = CaseReplay {
-                path: path.clone(),
-                template: qwen3_template()?,
-                queue: queue.clone(),
-            };
-            (
-                Box::new(backend) as Box<dyn Backend>,
-                Some(Replay { queue, outputs }),
-            )
+            let backend = ReplayBackend::open(path, None)?;
+            let cases = backend.cases().with_context(|| {
+                format!(
+                    "{} is not a per-case replay: eval reads JSON Lines of {{\"id\": CASE_ID, \"outputs\": [\"…\"]}}",
+                    path.display()
+                )
+            })?;
+            (Box::new(backend) as Box<dyn Backend>, Some(cases))
         }
         Source::Model {
             model,
@@ -267,8 +216,14 @@ pub fn run_suite(
         pb.set_message(v.name.clone());
         let (backend, replay) = prepare(v, opts).with_context(|| format!("variant {}", v.name))?;
         let path = log_path(&opts.log_dir, &run_id, &v.name);
-        policy.refuse_log_in_mounts(&path, "choose another --log-dir")?;
-        let log = AuditLog::create(&path, &audit::new_session_id(), None)?;
+        let log = PendingLog::checked(
+            &policy,
+            path.clone(),
+            audit::new_session_id(),
+            None,
+            "choose another --log-dir",
+        )?
+        .create()?;
         let session_opts = SessionOptions {
             max_tokens: opts.max_tokens,
             enable_thinking: v.think,

@@ -4,8 +4,7 @@
 
 use crate::model::quantize::QuantFormat;
 use anyhow::{bail, Context as _};
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Where a variant's generations come from.
 #[derive(Debug, Clone)]
@@ -115,39 +114,6 @@ fn parse_mlx_group(s: &str) -> anyhow::Result<QuantFormat> {
                 .with_context(|| format!("bad group size in {s:?}"))?,
         ),
     )
-}
-
-/// A replay file: outputs per case id.
-pub fn read_replay(path: &Path) -> anyhow::Result<HashMap<String, Vec<String>>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the replay file {}", path.display()))?;
-    let mut out = HashMap::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let at = || format!("{}:{}", path.display(), i + 1);
-        let v: serde_json::Value =
-            serde_json::from_str(line).with_context(|| format!("{}: not JSON", at()))?;
-        let id = v["id"]
-            .as_str()
-            .with_context(|| format!("{}: no \"id\"", at()))?;
-        let outputs = v["outputs"]
-            .as_array()
-            .with_context(|| format!("{}: \"outputs\" must be a list of strings", at()))?
-            .iter()
-            .map(|o| {
-                o.as_str()
-                    .map(String::from)
-                    .with_context(|| format!("{}: \"outputs\" must be a list of strings", at()))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        if out.insert(id.to_string(), outputs).is_some() {
-            bail!("{}: case {id:?} appears twice", at());
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

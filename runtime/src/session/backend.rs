@@ -1,5 +1,5 @@
-//! Where generations come from: the candle engine, or a replay of recorded
-//! outputs (a warden session log, or JSON Lines of `{"output": …}`).
+//! Where generations come from: the candle engine, or recorded outputs
+//! forced through it (a replay without a model is in `session::replay`).
 
 use crate::chat::ChatTemplate;
 use crate::model::{self, LoadedModel, SamplingParams, Timings};
@@ -145,115 +145,6 @@ impl Backend for CandleBackend {
             },
             timings: g.timings,
             total_ms: start.elapsed().as_secs_f64() * 1e3,
-        })
-    }
-}
-
-/// Recorded outputs played back in order.
-pub struct ReplayBackend {
-    path: PathBuf,
-    outputs: Vec<(String, Option<Timings>)>,
-    users: Vec<String>,
-    next: usize,
-    template: ChatTemplate,
-}
-
-impl ReplayBackend {
-    /// Reads `path`: a warden session log (its `generation` records, and
-    /// its `turn` records' user messages), or JSON Lines with one
-    /// `{"output": "…"}` per generation. Prompts are rendered with
-    /// `template` (the recorded model's, or Qwen3's by default).
-    pub fn open(path: &Path, template: Option<ChatTemplate>) -> anyhow::Result<ReplayBackend> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the replay file {}", path.display()))?;
-        let mut outputs = Vec::new();
-        let mut users = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let v: Value = serde_json::from_str(line)
-                .with_context(|| format!("{}:{}: not a JSON line", path.display(), i + 1))?;
-            match (v["type"].as_str(), &v["output"]) {
-                (Some("generation"), Value::String(o)) | (None, Value::String(o)) => {
-                    let timings = serde_json::from_value(v["timings"].clone()).ok();
-                    outputs.push((o.clone(), timings));
-                }
-                (Some("turn"), _) => {
-                    if let Some(u) = v["user"].as_str() {
-                        users.push(u.to_string());
-                    }
-                }
-                (Some(_), _) => {}
-                (None, _) => anyhow::bail!(
-                    "{}:{}: expected {{\"output\": \"…\"}} or a warden session log record",
-                    path.display(),
-                    i + 1
-                ),
-            }
-        }
-        if outputs.is_empty() {
-            anyhow::bail!("{} holds no generations to replay", path.display());
-        }
-        let template = match template {
-            Some(t) => t,
-            None => qwen3_template()?,
-        };
-        Ok(ReplayBackend {
-            path: path.to_path_buf(),
-            outputs,
-            users,
-            next: 0,
-            template,
-        })
-    }
-
-    /// The user messages of the recorded turns (empty for an outputs file).
-    pub fn users(&self) -> &[String] {
-        &self.users
-    }
-
-    /// Generations not yet played.
-    pub fn remaining(&self) -> usize {
-        self.outputs.len() - self.next
-    }
-}
-
-impl Backend for ReplayBackend {
-    fn describe(&self) -> Value {
-        json!({
-            "kind": "replay",
-            "path": self.path,
-            "files": [{"path": self.path, "sha256": sha256_file(&self.path).unwrap_or_default()}],
-            "generations": self.outputs.len(),
-        })
-    }
-
-    fn template(&self) -> &ChatTemplate {
-        &self.template
-    }
-
-    fn generate(
-        &mut self,
-        _prompt: &str,
-        _max_tokens: usize,
-        _cancel: &AtomicBool,
-        on_text: &mut dyn FnMut(&str),
-    ) -> anyhow::Result<Generated> {
-        let Some((text, timings)) = self.outputs.get(self.next).cloned() else {
-            anyhow::bail!(
-                "the replay {} has no more generations (it recorded {}); the session asked for more than was recorded",
-                self.path.display(),
-                self.outputs.len()
-            );
-        };
-        self.next += 1;
-        on_text(&text);
-        Ok(Generated {
-            text,
-            finish_reason: "replay".into(),
-            timings: timings.unwrap_or_default(),
-            total_ms: 0.0,
         })
     }
 }

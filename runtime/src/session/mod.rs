@@ -9,10 +9,11 @@
 //! the call budget, or Ctrl-C ends the turn with a reason.
 
 mod backend;
+pub mod replay;
+pub mod setup;
 
-pub use backend::{
-    qwen3_template, sha256_file, Backend, CandleBackend, ForcedBackend, Generated, ReplayBackend,
-};
+pub use backend::{qwen3_template, sha256_file, Backend, CandleBackend, ForcedBackend, Generated};
+pub use replay::ReplayBackend;
 
 use crate::audit::record::{
     Generation, GenerationCall, GenerationTimings, Record, SessionEnd, SessionStart, ToolCall, Turn,

@@ -1,0 +1,273 @@
+//! Recorded outputs played back as a model: one backend for the three
+//! forms a recording takes — a warden session log (its `generation` records,
+//! and its `turn` records' user messages), JSON Lines of `{"output": …}`
+//! (one per generation), and eval's `{"id", "outputs": […]}` (per case,
+//! queued with [`ReplayCases::start`]).
+
+use super::backend::{Backend, Generated};
+use crate::chat::ChatTemplate;
+use crate::model::Timings;
+use anyhow::Context as _;
+use serde_json::{json, Value};
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
+
+/// One recorded generation, with its timings when the recording has them.
+type Output = (String, Option<Timings>);
+
+/// Recorded outputs played back in order.
+pub struct ReplayBackend {
+    path: PathBuf,
+    template: ChatTemplate,
+    /// What is left to play (all of it, or the current case's).
+    queue: Rc<RefCell<VecDeque<Output>>>,
+    /// Outputs by case (eval's form).
+    cases: Option<Rc<HashMap<String, Vec<String>>>>,
+    users: Vec<String>,
+    thinking: Option<bool>,
+    recorded: usize,
+}
+
+impl ReplayBackend {
+    /// Reads `path` in any of the three forms (see the module). Prompts are
+    /// rendered with `template` (the recorded model's, or Qwen3's by
+    /// default).
+    pub fn open(path: &Path, template: Option<ChatTemplate>) -> anyhow::Result<ReplayBackend> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the replay file {}", path.display()))?;
+        let mut outputs = Vec::new();
+        let mut users = Vec::new();
+        let mut thinking = None;
+        let mut cases: HashMap<String, Vec<String>> = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let at = || format!("{}:{}", path.display(), i + 1);
+            let v: Value =
+                serde_json::from_str(line).with_context(|| format!("{}: not a JSON line", at()))?;
+            if v.get("outputs").is_some() || (v.get("id").is_some() && v.get("type").is_none()) {
+                let id = v["id"]
+                    .as_str()
+                    .with_context(|| format!("{}: no \"id\"", at()))?;
+                let list = v["outputs"]
+                    .as_array()
+                    .with_context(|| format!("{}: \"outputs\" must be a list of strings", at()))?
+                    .iter()
+                    .map(|o| {
+                        o.as_str().map(String::from).with_context(|| {
+                            format!("{}: \"outputs\" must be a list of strings", at())
+                        })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                if cases.insert(id.to_string(), list).is_some() {
+                    anyhow::bail!("{}: case {id:?} appears twice", at());
+                }
+                continue;
+            }
+            match (v["type"].as_str(), &v["output"]) {
+                (Some("generation"), Value::String(o)) | (None, Value::String(o)) => {
+                    let timings = serde_json::from_value(v["timings"].clone()).ok();
+                    outputs.push((o.clone(), timings));
+                }
+                (Some("session_start"), _) => thinking = v["thinking"].as_bool(),
+                (Some("turn"), _) => {
+                    if let Some(u) = v["user"].as_str() {
+                        users.push(u.to_string());
+                    }
+                }
+                (Some(_), _) => {}
+                (None, _) => anyhow::bail!(
+                    "{}: expected {{\"output\": \"…\"}}, {{\"id\", \"outputs\"}} or a warden session log record",
+                    at()
+                ),
+            }
+        }
+        if !cases.is_empty() && !outputs.is_empty() {
+            anyhow::bail!(
+                "{} mixes per-case {{\"id\", \"outputs\"}} lines with other recordings; keep one form per file",
+                path.display()
+            );
+        }
+        let recorded = outputs.len() + cases.values().map(Vec::len).sum::<usize>();
+        if recorded == 0 && cases.is_empty() {
+            anyhow::bail!("{} holds no generations to replay", path.display());
+        }
+        let template = match template {
+            Some(t) => t,
+            None => super::backend::qwen3_template()?,
+        };
+        Ok(ReplayBackend {
+            path: path.to_path_buf(),
+            template,
+            queue: Rc::new(RefCell::new(outputs.into())),
+            cases: (!cases.is_empty()).then(|| Rc::new(cases)),
+            users,
+            thinking,
+            recorded,
+        })
+    }
+
+    /// The user messages of the recorded turns (empty for an outputs file).
+    pub fn users(&self) -> &[String] {
+        &self.users
+    }
+
+    /// The recorded session's `enable_thinking` (a session log's
+    /// `session_start`), to render its prompts as they were.
+    pub fn recorded_thinking(&self) -> Option<bool> {
+        self.thinking
+    }
+
+    /// Generations not yet played (of the current case, per case).
+    pub fn remaining(&self) -> usize {
+        self.queue.borrow().len()
+    }
+
+    /// A handle that queues one case's outputs at a time, for a recording in
+    /// eval's per-case form (`None` for the other forms).
+    pub fn cases(&self) -> Option<ReplayCases> {
+        self.cases.as_ref().map(|c| ReplayCases {
+            path: self.path.clone(),
+            queue: self.queue.clone(),
+            cases: c.clone(),
+        })
+    }
+}
+
+/// Queues a per-case recording's outputs for the case about to run.
+#[derive(Clone)]
+pub struct ReplayCases {
+    path: PathBuf,
+    queue: Rc<RefCell<VecDeque<Output>>>,
+    cases: Rc<HashMap<String, Vec<String>>>,
+}
+
+impl ReplayCases {
+    /// Queues case `id`'s outputs; an error when the recording has none.
+    pub fn start(&self, id: &str) -> anyhow::Result<()> {
+        let o = self.cases.get(id).with_context(|| {
+            format!(
+                "the replay file {} has no outputs for case {id:?}",
+                self.path.display()
+            )
+        })?;
+        *self.queue.borrow_mut() = o.iter().map(|t| (t.clone(), None)).collect();
+        Ok(())
+    }
+}
+
+impl Backend for ReplayBackend {
+    fn describe(&self) -> Value {
+        json!({
+            "kind": "replay",
+            "path": self.path,
+            "files": [{"path": self.path, "sha256": crate::audit::sha256_file(&self.path).unwrap_or_default()}],
+            "generations": self.recorded,
+        })
+    }
+
+    fn template(&self) -> &ChatTemplate {
+        &self.template
+    }
+
+    fn generate(
+        &mut self,
+        _prompt: &str,
+        _max_tokens: usize,
+        _cancel: &AtomicBool,
+        on_text: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<Generated> {
+        let Some((text, timings)) = self.queue.borrow_mut().pop_front() else {
+            anyhow::bail!(
+                "the replay {} has no more generations{}; the session asked for more than was recorded",
+                self.path.display(),
+                if self.cases.is_some() {
+                    " for this case".to_string()
+                } else {
+                    format!(" (it recorded {})", self.recorded)
+                }
+            );
+        };
+        on_text(&text);
+        Ok(Generated {
+            text,
+            finish_reason: "replay".into(),
+            timings: timings.unwrap_or_default(),
+            total_ms: 0.0,
+        })
+    }
+}
+
+/// How a replayed session's calls differ from its recording's: by tool,
+/// decision, outcome, and (for calls that succeeded) the output's sha256.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Comparison {
+    /// One line per call that differs, and one when the counts differ.
+    pub differences: Vec<String>,
+}
+
+/// A recorded call, as far as comparing goes.
+#[derive(Debug, Clone, PartialEq)]
+struct CallSeen {
+    tool: Option<String>,
+    decision: String,
+    outcome: String,
+    output_sha256: String,
+}
+
+fn calls_of(log: &Path) -> anyhow::Result<Vec<CallSeen>> {
+    Ok(crate::audit::read_records(log)?
+        .into_iter()
+        .filter(|r| r.kind == "tool_call")
+        .map(|r| CallSeen {
+            tool: r.value["tool"].as_str().map(String::from),
+            decision: r.value["decision"].as_str().unwrap_or_default().into(),
+            outcome: r.value["outcome"].as_str().unwrap_or_default().into(),
+            output_sha256: r.value["output_sha256"].as_str().unwrap_or_default().into(),
+        })
+        .collect())
+}
+
+impl Comparison {
+    /// Compares the calls of the log `replayed` with those of `recording`.
+    pub fn of(recording: &Path, replayed: &Path) -> anyhow::Result<Comparison> {
+        let (before, after) = (calls_of(recording)?, calls_of(replayed)?);
+        let mut differences = Vec::new();
+        for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+            // A failure is compared by its kind: its message may name paths
+            // that differ between machines.
+            let same_output = b.outcome != "ok" || b.output_sha256 == a.output_sha256;
+            if b.tool != a.tool
+                || b.decision != a.decision
+                || b.outcome != a.outcome
+                || !same_output
+            {
+                let what = if b.decision != a.decision || b.outcome != a.outcome {
+                    format!(
+                        "decision/outcome {}/{} → {}/{}",
+                        b.decision, b.outcome, a.decision, a.outcome
+                    )
+                } else {
+                    "the output differs".into()
+                };
+                differences.push(format!(
+                    "call_{} ({}): {what}",
+                    i + 1,
+                    a.tool.as_deref().unwrap_or("?")
+                ));
+            }
+        }
+        if before.len() != after.len() {
+            differences.push(format!(
+                "the recording made {} calls, the replay {}",
+                before.len(),
+                after.len()
+            ));
+        }
+        Ok(Comparison { differences })
+    }
+}
