@@ -142,7 +142,12 @@ fn edit_safetensors_header(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
 #[test]
 fn safetensors_entries_are_checked_before_use() {
     type Edit = fn(&mut serde_json::Value);
-    let cases: [(&str, Edit, &[&str]); 4] = [
+    let cases: [(&str, Edit, &[&str]); 5] = [
+        (
+            "a shape whose element count wraps",
+            |h| h["model.norm.weight"]["shape"] = serde_json::json!([4611686018427387904u64, 4]),
+            &["model.safetensors is corrupt: tensor model.norm.weight has a shape", "too large"],
+        ),
         (
             "an entry without byte offsets",
             |h| h["model.norm.weight"]["data_offsets"] = "0-256".into(),

@@ -166,7 +166,18 @@ fn read_header(file: &mut File, path: &Path, index: usize) -> anyhow::Result<Vec
             "U32" => DType::U32,
             other => bail!("{shown}: tensor {name} is stored as {other}; warden reads f32, f16 and bf16 checkpoints, MLX-quantized ones (uint32) and GGUF files"),
         };
-        let want = shape.iter().product::<usize>() as u64 * dtype.size_in_bytes() as u64;
+        // Checked: the header's shape is untrusted, and a product that
+        // wraps would pass as a small tensor.
+        let want = shape
+            .iter()
+            .try_fold(dtype.size_in_bytes() as u64, |a, d| {
+                a.checked_mul(*d as u64)
+            })
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{shown} is corrupt: tensor {name} has a shape {shape:?} too large to exist"
+                )
+            })?;
         if end < begin || end - begin != want {
             bail!("{shown} is corrupt: tensor {name} of shape {shape:?} ({stored}) needs {want} bytes but has {}", end.saturating_sub(begin));
         }
