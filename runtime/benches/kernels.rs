@@ -55,7 +55,7 @@ fn main() {
                     } else {
                         kernels::Choice::Candle
                     });
-                    let lin = warden::model::linear::Linear::quantized_shared(match &mm {
+                    let lin = warden::model::arch::linear::Linear::quantized_shared(match &mm {
                         QMatMul::QTensor(t) => t.clone(),
                         _ => unreachable!(),
                     })

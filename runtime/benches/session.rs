@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use warden::model::synth::{synth, SynthOptions, SynthShape};
+use warden::model::convert::synth::{synth, SynthOptions, SynthShape};
 use warden::session::{ForcedBackend, Session, SessionOptions};
 
 fn main() {
@@ -27,7 +27,7 @@ fn main() {
                 shape: SynthShape::Small,
                 out: out.clone(),
                 dtype: candle_core::DType::F32,
-                gguf: Some(warden::model::ggml_type::parse_gguf_type("q8_0").unwrap()),
+                gguf: Some(warden::model::weights::ggml_type::parse_gguf_type("q8_0").unwrap()),
                 gguf_only: true,
                 seed: 0,
                 tie_word_embeddings: None,

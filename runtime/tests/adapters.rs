@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use warden::model::adapter::write::write_adapter;
 use warden::model::adapter::{Adapter, AdapterFormat};
-use warden::model::quantize::QuantFormat;
+use warden::model::convert::quantize::QuantFormat;
 use warden::model::{Checkpoint, LoadedModel};
 
 fn s(p: &Path) -> &str {

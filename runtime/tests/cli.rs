@@ -494,6 +494,10 @@ fn no_module_imports_a_module_that_imports_it_back() {
     let path_re = regex::Regex::new(r"\b((?:crate|super|self)(?:::\w+)+)").unwrap();
     let mut edges: BTreeMap<Vec<String>, BTreeSet<Vec<String>>> = BTreeMap::new();
     for (m, p) in &files {
+        // Unit tests may reach anywhere.
+        if m.last().is_some_and(|l| l == "tests") {
+            continue;
+        }
         let text = std::fs::read_to_string(p).unwrap();
         // Unit tests may reach anywhere.
         let text = text.split("#[cfg(test)]\nmod tests").next().unwrap();

@@ -625,14 +625,14 @@ fn bfcl_files_run_through_eval_with_replayed_outputs() {
 
 #[test]
 fn a_short_eval_of_a_real_tiny_model_runs_end_to_end_and_is_logged() {
-    use warden::model::synth::{synth, SynthOptions, SynthShape};
+    use warden::model::convert::synth::{synth, SynthOptions, SynthShape};
     let dir = tempfile::tempdir().unwrap();
     let m = dir.path().join("m");
     synth(&SynthOptions {
         shape: SynthShape::Tiny,
         out: m.clone(),
         dtype: candle_core::DType::F32,
-        gguf: Some(warden::model::ggml_type::parse_gguf_type("q8_0").unwrap()),
+        gguf: Some(warden::model::weights::ggml_type::parse_gguf_type("q8_0").unwrap()),
         gguf_only: false,
         seed: 5,
         tie_word_embeddings: None,

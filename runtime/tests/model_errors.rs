@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Device};
 use std::path::Path;
-use warden::model::synth::{synth, SynthOptions, SynthShape};
+use warden::model::convert::synth::{synth, SynthOptions, SynthShape};
 use warden::model::LoadedModel;
 
 fn tiny(dir: &Path) {

@@ -6,8 +6,8 @@ use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor, D};
 use candle_transformers::models::{quantized_qwen3 as ref_quant, qwen3 as ref_qwen3};
 use std::path::Path;
+use warden::model::convert::synth::{synth, SynthOptions, SynthShape};
 use warden::model::kernels;
-use warden::model::synth::{synth, SynthOptions, SynthShape};
 use warden::model::{special, LoadedModel};
 
 const PROMPT: &str =
@@ -18,7 +18,7 @@ fn make(dir: &Path, tied: bool, gguf: Option<&str>) {
         shape: SynthShape::Tiny,
         out: dir.to_path_buf(),
         dtype: DType::F32,
-        gguf: gguf.map(|g| warden::model::ggml_type::parse_gguf_type(g).unwrap()),
+        gguf: gguf.map(|g| warden::model::weights::ggml_type::parse_gguf_type(g).unwrap()),
         gguf_only: false,
         seed: 42,
         tie_word_embeddings: Some(tied),
@@ -271,7 +271,7 @@ fn tokenizer_round_trips_and_maps_special_tokens() {
         assert_eq!(tok.decode(&ids, false).unwrap(), text);
     }
     let cfg: serde_json::Value =
-        serde_json::from_slice(warden::model::tokenizer_files::TOKENIZER_JSON).unwrap();
+        serde_json::from_slice(warden::model::checkpoint::tokenizer_files::TOKENIZER_JSON).unwrap();
     let added = cfg["added_tokens"].as_array().unwrap();
     assert_eq!(added.len(), 26);
     for t in added {
@@ -298,8 +298,10 @@ fn lone_gguf_tokenizer_from_metadata_matches_tokenizer_json() {
         .unwrap()
         .tokenizer
         .unwrap();
-    let real =
-        tokenizers::Tokenizer::from_bytes(warden::model::tokenizer_files::TOKENIZER_JSON).unwrap();
+    let real = tokenizers::Tokenizer::from_bytes(
+        warden::model::checkpoint::tokenizer_files::TOKENIZER_JSON,
+    )
+    .unwrap();
     for text in [
         PROMPT,
         "<tool_call>\n{\"name\": \"read_file\", \"arguments\": {\"path\": \"blog/models.py\"}}\n</tool_call>",
@@ -327,7 +329,7 @@ fn every_gguf_type_matches_the_reference() {
                 shape,
                 out: dir.path().to_path_buf(),
                 dtype: DType::F32,
-                gguf: Some(warden::model::ggml_type::parse_gguf_type(ty).unwrap()),
+                gguf: Some(warden::model::weights::ggml_type::parse_gguf_type(ty).unwrap()),
                 gguf_only: true,
                 seed: 9,
                 tie_word_embeddings: Some(false),

@@ -204,12 +204,12 @@ fn verified_records(o: &Output, dir: &Path) -> Vec<warden::audit::Record> {
 
 /// A tiny synthetic Qwen3 in the real formats.
 fn tiny(dir: &Path) -> PathBuf {
-    use warden::model::synth::{synth, SynthOptions, SynthShape};
+    use warden::model::convert::synth::{synth, SynthOptions, SynthShape};
     synth(&SynthOptions {
         shape: SynthShape::Tiny,
         out: dir.to_path_buf(),
         dtype: candle_core::DType::F32,
-        gguf: Some(warden::model::ggml_type::parse_gguf_type("q8_0").unwrap()),
+        gguf: Some(warden::model::weights::ggml_type::parse_gguf_type("q8_0").unwrap()),
         gguf_only: false,
         seed: 3,
         tie_word_embeddings: None,

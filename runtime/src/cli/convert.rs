@@ -1,11 +1,11 @@
 //! `warden fuse` and `warden quantize`.
 
 use super::model::dtype;
-use crate::model::fuse::{self, FuseOptions};
-use crate::model::gguf_write::{self, Written};
-use crate::model::quantize::{self, QuantFormat};
-use crate::model::survival::Survival;
-use crate::model::tokenizer_files::TokenizerFiles;
+use crate::model::checkpoint::gguf_write::{self, Written};
+use crate::model::checkpoint::tokenizer_files::TokenizerFiles;
+use crate::model::convert::fuse::{self, FuseOptions};
+use crate::model::convert::quantize::{self, QuantFormat};
+use crate::model::convert::survival::Survival;
 use crate::model::Checkpoint;
 use candle_core::{DType, Device};
 use clap::Args;
@@ -90,7 +90,7 @@ pub fn fuse(a: FuseArgs) -> anyhow::Result<()> {
         embedding_type: a
             .embedding_type
             .as_deref()
-            .map(crate::model::ggml_type::parse_gguf_type)
+            .map(crate::model::weights::ggml_type::parse_gguf_type)
             .transpose()?,
     };
     let report = fuse::fuse(&opts)?;
@@ -206,7 +206,7 @@ pub fn quantize(a: QuantizeArgs) -> anyhow::Result<()> {
     let tensors = ckpt.dense_tensors()?;
     let written = match (format, &a.embedding_type) {
         (QuantFormat::Gguf(t), Some(e)) => {
-            let e = crate::model::ggml_type::parse_gguf_type(e)?;
+            let e = crate::model::weights::ggml_type::parse_gguf_type(e)?;
             gguf_write::write_gguf_with(&a.out, &cfg, &tensors, t, Some(e), &tok)?
         }
         (QuantFormat::Mlx(_), Some(_)) => {

@@ -4,8 +4,8 @@ use super::sampling::{SamplingArgs, SpeculativeArgs, GREEDY};
 use super::terminal::{escape, Lines};
 use crate::model::adapter::write::{random_adapter, write_adapter, RandomAdapter};
 use crate::model::adapter::AdapterFormat;
+use crate::model::convert::synth::{self, SynthOptions, SynthShape};
 use crate::model::kernels;
-use crate::model::synth::{self, SynthOptions, SynthShape};
 use crate::model::{
     generate, generate_ids_with, parse_device, special, LoadedModel, SamplingParams, Speculative,
 };
@@ -182,7 +182,7 @@ pub fn synth(a: SynthArgs) -> anyhow::Result<()> {
         gguf: a
             .gguf
             .as_deref()
-            .map(crate::model::ggml_type::parse_gguf_type)
+            .map(crate::model::weights::ggml_type::parse_gguf_type)
             .transpose()?,
         gguf_only: a.gguf_only,
         seed: a.seed,

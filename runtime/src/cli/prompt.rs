@@ -90,11 +90,15 @@ pub fn prompt(a: PromptArgs) -> anyhow::Result<ExitCode> {
     let text = render(&template, &conv, &policy_tools, true)?;
     if a.json {
         let ids: Vec<u32> = match &model_path {
-            Some(p) => crate::model::tokenize::encode(&crate::model::tokenizer_for(p)?, &text)
-                .with_context(|| format!("the prompt, with the tokenizer of {}", p.display()))?,
-            None => crate::model::tokenize::encode(
-                &tokenizers::Tokenizer::from_bytes(crate::model::tokenizer_files::TOKENIZER_JSON)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            Some(p) => {
+                crate::model::checkpoint::tokenize::encode(&crate::model::tokenizer_for(p)?, &text)
+                    .with_context(|| format!("the prompt, with the tokenizer of {}", p.display()))?
+            }
+            None => crate::model::checkpoint::tokenize::encode(
+                &tokenizers::Tokenizer::from_bytes(
+                    crate::model::checkpoint::tokenizer_files::TOKENIZER_JSON,
+                )
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
                 &text,
             )?,
         };

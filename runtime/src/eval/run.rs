@@ -93,7 +93,9 @@ fn prepare(
             quant,
         } => {
             let mut loaded = match quant {
-                Some(q) => LoadedModel::load_quantized(model, &opts.device, None, *q)?,
+                Some(q) => {
+                    crate::model::convert::quantize::load_quantized(model, &opts.device, None, *q)?
+                }
                 None => LoadedModel::load(model, &opts.device, None, opts.progress)?,
             };
             loaded.apply_adapters(adapters)?;

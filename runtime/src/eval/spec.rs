@@ -2,7 +2,7 @@
 //! (`MODEL[+adapter=DIR]…[+quant=FORMAT][+think=on|off]`) or
 //! `replay:FILE` (JSON Lines of `{"id": CASE_ID, "outputs": ["…", …]}`).
 
-use crate::model::quantize::QuantFormat;
+use crate::model::convert::quantize::QuantFormat;
 use anyhow::{bail, Context as _};
 use std::path::PathBuf;
 

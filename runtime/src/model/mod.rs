@@ -1,45 +1,29 @@
-//! Qwen3 inference on candle: loading checkpoints as users have them
-//! (Hugging Face snapshot directories, hub-cache names, GGUF files), the
-//! model itself, sampling and generation, and synthetic checkpoints.
+//! Qwen3 inference on candle, by concern: [`arch`] (the decoder and its
+//! layers), [`weights`] (where tensors come from: safetensors, GGUF, MLX,
+//! memory), [`checkpoint`] (finding and loading a model and its tokenizer,
+//! writing GGUF), [`decode`] (generation, sampling, speculative decoding),
+//! [`convert`] (quantize, fuse, survival, synth), [`adapter`] (LoRA) and
+//! [`kernels`] (warden's quantized CPU kernels).
 
 pub mod adapter;
-mod attention;
-mod block;
-pub mod config;
-pub mod embedding;
-pub mod fuse;
-mod generate;
-pub mod ggml_type;
-mod gguf_tokenizer;
-pub mod gguf_write;
+pub mod arch;
+pub mod checkpoint;
+pub mod convert;
+pub mod decode;
 pub mod kernels;
-mod kv_cache;
-pub mod linear;
-mod load;
-pub mod lookup;
-pub mod mlx_quant;
-pub mod quantize;
-mod qwen3;
-pub(crate) mod rope;
-pub(crate) mod safetensors;
-mod sampler;
-pub mod survival;
-pub mod synth;
-pub mod tokenize;
-pub mod tokenizer_files;
 pub mod weights;
 
-pub use config::Qwen3Config;
-pub use generate::{
-    generate, generate_ids, generate_ids_drafted, generate_ids_with, FinishReason, Generation,
-    Timings, PREFILL_CHUNK,
-};
-pub use load::{
+pub use arch::config::Qwen3Config;
+pub use arch::qwen3::Qwen3;
+pub use checkpoint::load::{
     default_dtype, parse_device, resolve_model_path, tokenizer_for, Checkpoint, LoadedModel,
     ModelFormat,
 };
-pub use qwen3::Qwen3;
-pub use sampler::{Sampler, SamplingParams, Speculative};
+pub use decode::generate::{
+    generate, generate_ids, generate_ids_drafted, generate_ids_with, FinishReason, Generation,
+    Timings, PREFILL_CHUNK,
+};
+pub use decode::sampler::{Sampler, SamplingParams, Speculative};
 
 /// Token ids of Qwen3's special tokens.
 pub mod special {

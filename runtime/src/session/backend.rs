@@ -206,8 +206,8 @@ impl Backend for ForcedBackend {
         let tok = self.model.tokenizer.as_ref().expect("checked in new");
         let start = Instant::now();
         let origin = || format!("the tokenizer of {}", self.model.path.display());
-        let ids = model::tokenize::encode(tok, prompt).with_context(origin)?;
-        let mut out_ids = model::tokenize::encode(tok, &text).with_context(origin)?;
+        let ids = model::checkpoint::tokenize::encode(tok, prompt).with_context(origin)?;
+        let mut out_ids = model::checkpoint::tokenize::encode(tok, &text).with_context(origin)?;
         out_ids.push(model::special::IM_END);
         let mut t = Timings {
             tokenize_ms: start.elapsed().as_secs_f64() * 1e3,
@@ -245,7 +245,8 @@ impl Backend for ForcedBackend {
 
 /// Qwen3's own chat template, as shipped with warden's tokenizer files.
 pub fn qwen3_template() -> anyhow::Result<ChatTemplate> {
-    let cfg: Value = serde_json::from_slice(crate::model::tokenizer_files::TOKENIZER_CONFIG_JSON)?;
+    let cfg: Value =
+        serde_json::from_slice(crate::model::checkpoint::tokenizer_files::TOKENIZER_CONFIG_JSON)?;
     let source = cfg["chat_template"]
         .as_str()
         .context("the bundled tokenizer_config.json has no chat_template")?;

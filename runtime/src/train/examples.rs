@@ -106,7 +106,7 @@ pub fn render_turns(
 
 /// Tokenizes `text` without adding special tokens (the template writes them).
 pub fn encode(tok: &Tokenizer, text: &str) -> anyhow::Result<Vec<u32>> {
-    crate::model::tokenize::encode(tok, text)
+    crate::model::checkpoint::tokenize::encode(tok, text)
 }
 
 /// The examples of one conversation.
@@ -205,7 +205,7 @@ pub fn read_dataset(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::tokenizer_files::TokenizerFiles;
+    use crate::model::checkpoint::tokenizer_files::TokenizerFiles;
 
     fn template() -> ChatTemplate {
         let src = TokenizerFiles::builtin().chat_template().unwrap();
@@ -213,7 +213,7 @@ mod tests {
     }
 
     fn tokenizer() -> Tokenizer {
-        Tokenizer::from_bytes(crate::model::tokenizer_files::TOKENIZER_JSON).unwrap()
+        Tokenizer::from_bytes(crate::model::checkpoint::tokenizer_files::TOKENIZER_JSON).unwrap()
     }
 
     fn conversation(thinking: Option<bool>) -> Conversation {

@@ -12,7 +12,7 @@ use super::optim::{AdamW, AdamWConfig};
 use crate::chat::ChatTemplate;
 use crate::model::adapter::write::write_adapter;
 use crate::model::adapter::AdapterFormat;
-use crate::model::tokenizer_files::{write_hf_dir, TokenizerFiles};
+use crate::model::checkpoint::tokenizer_files::{write_hf_dir, TokenizerFiles};
 use crate::model::{tokenizer_for, Checkpoint};
 use anyhow::{bail, Context as _};
 use candle_core::{DType, Device, Tensor};
@@ -333,7 +333,7 @@ pub fn finetune(opts: &FinetuneOptions) -> anyhow::Result<FinetuneReport> {
         eprintln!("skipped line {}: {}", b.line, b.reason);
     }
     let lens: Vec<usize> = data.examples.iter().map(|e| e.ids.len()).collect();
-    let system_open = crate::model::tokenize::encode(&tok, "<|im_start|>system")
+    let system_open = crate::model::checkpoint::tokenize::encode(&tok, "<|im_start|>system")
         .with_context(|| format!("the tokenizer of {}", ckpt.path.display()))?;
     let groups = prefix_groups(
         data.examples.iter().map(|e| e.ids.as_slice()),

@@ -1,4 +1,4 @@
-//! Qwen3 written for training: the same architecture as `model::qwen3`
+//! Qwen3 written for training: the same architecture as `model::arch::qwen3`
 //! (pre-norm blocks, per-head q/k RMSNorm, rotate-half RoPE, grouped-query
 //! attention, SwiGLU, tied or separate head), built only from candle ops
 //! that have a backward pass, over one whole sequence at a time.
@@ -11,7 +11,7 @@
 //! model with `--full`, else LoRA `A`/`B` pairs on the chosen projections.
 
 use crate::model::adapter::{module_shape, LoraWeights, MODULES};
-use crate::model::config::Qwen3Config;
+use crate::model::arch::config::Qwen3Config;
 use anyhow::{bail, Context as _};
 use candle_core::{DType, Device, Module, Tensor, Var, D};
 use rand::{Rng, SeedableRng};
@@ -152,7 +152,7 @@ impl TrainNet {
                 }
             }
         }
-        let rope = crate::model::rope::Rope::new(
+        let rope = crate::model::arch::rope::Rope::new(
             cfg.head_dim,
             max_len,
             cfg.rope_theta,
@@ -170,7 +170,7 @@ impl TrainNet {
             device: device.clone(),
             output_vocab: None,
         };
-        for (name, shape) in crate::model::config::tensor_shapes(cfg) {
+        for (name, shape) in crate::model::arch::config::tensor_shapes(cfg) {
             let t = net
                 .weights
                 .get(&name)
@@ -274,7 +274,7 @@ impl TrainNet {
 
     /// Every base tensor (trained or not), f32 on the CPU, in checkpoint order.
     pub fn dense_tensors(&self) -> anyhow::Result<Vec<(String, Tensor)>> {
-        crate::model::config::tensor_shapes(&self.cfg)
+        crate::model::arch::config::tensor_shapes(&self.cfg)
             .into_iter()
             .map(|(name, _)| Ok((name.clone(), self.dense(&name)?.to_device(&Device::Cpu)?)))
             .collect()

@@ -5,8 +5,8 @@
 //! it is, not divided by the rank.
 
 use super::{locate, pair, LoraWeights, MODULES};
-use crate::model::config::Qwen3Config;
-use crate::model::safetensors::SafetensorsFiles;
+use crate::model::arch::config::Qwen3Config;
+use crate::model::weights::safetensors::SafetensorsFiles;
 use anyhow::{bail, Context as _};
 use serde_json::Value;
 use std::collections::BTreeSet;

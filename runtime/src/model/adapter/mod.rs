@@ -11,23 +11,15 @@ mod mlx_lm;
 mod peft;
 pub mod write;
 
-use super::config::Qwen3Config;
-use super::safetensors::SafetensorsFiles;
+use crate::model::arch::config::Qwen3Config;
+use crate::model::weights::safetensors::SafetensorsFiles;
 use anyhow::{bail, Context as _};
 use candle_core::{DType, Device, Tensor};
 use std::path::{Path, PathBuf};
 
 /// The projections of a Qwen3 block an adapter may cover, by their names
 /// inside `model.layers.N`.
-pub const MODULES: [&str; 7] = [
-    "self_attn.q_proj",
-    "self_attn.k_proj",
-    "self_attn.v_proj",
-    "self_attn.o_proj",
-    "mlp.gate_proj",
-    "mlp.up_proj",
-    "mlp.down_proj",
-];
+pub const MODULES: [&str; 7] = crate::model::arch::qwen3::PROJECTIONS;
 
 /// The `(out, in)` shape of `module` in a model of `cfg`.
 pub fn module_shape(cfg: &Qwen3Config, module: &str) -> Option<(usize, usize)> {
@@ -140,6 +132,26 @@ pub struct AdapterInfo {
 }
 
 impl Adapter {
+    /// Applies the adapter to `model` unfused: each adapted projection
+    /// computes `W·x + s·B(A·x)` from now on, over whatever its base weight
+    /// is (dense, GGUF- or MLX-quantized). Adapters stack. The model's cache
+    /// is cleared.
+    pub fn attach_to(&self, model: &mut crate::model::arch::qwen3::Qwen3) -> anyhow::Result<()> {
+        let dtype = model.lora_dtype();
+        let device = model.device().clone();
+        for m in &self.modules {
+            let name = m.name();
+            let Some(linear) = model.projection(m.layer, m.module) else {
+                anyhow::bail!("{}: the model has no {name}", self.path.display());
+            };
+            linear
+                .add_lora(&m.a, &m.b, m.scale, dtype, &device)
+                .map_err(|e| anyhow::anyhow!("{}: {name}: {e}", self.path.display()))?;
+        }
+        model.clear_cache();
+        Ok(())
+    }
+
     /// Reads the adapter in `dir` (PEFT or MLX-LM, told apart by its files)
     /// and checks it fits a base of shape `cfg`.
     pub fn load(dir: &Path, cfg: &Qwen3Config) -> anyhow::Result<Adapter> {

@@ -4,8 +4,8 @@
 //! ranks and alphas from `rank_pattern` / `alpha_pattern`.
 
 use super::{locate, pair, LoraWeights, MODULES};
-use crate::model::config::Qwen3Config;
-use crate::model::safetensors::SafetensorsFiles;
+use crate::model::arch::config::Qwen3Config;
+use crate::model::weights::safetensors::SafetensorsFiles;
 use anyhow::{bail, Context as _};
 use regex::Regex;
 use serde_json::Value;

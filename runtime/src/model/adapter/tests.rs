@@ -3,7 +3,7 @@
 
 use super::write::{random_adapter, write_adapter, RandomAdapter};
 use super::*;
-use crate::model::synth::SynthShape;
+use crate::model::convert::synth::SynthShape;
 use serde_json::{json, Value};
 
 fn cfg() -> Qwen3Config {

@@ -2,7 +2,7 @@
 //! --adapter` and for training), and random adapters of a chosen size.
 
 use super::{module_shape, AdapterFormat, LoraWeights, MODULES};
-use crate::model::config::Qwen3Config;
+use crate::model::arch::config::Qwen3Config;
 use anyhow::{bail, Context as _};
 use candle_core::{Device, Tensor};
 use rand::{Rng, SeedableRng};

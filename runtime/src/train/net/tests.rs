@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::synth::{synth, SynthOptions, SynthShape};
+use crate::model::convert::synth::{synth, SynthOptions, SynthShape};
 use crate::model::{Checkpoint, LoadedModel};
 
 const PROMPT: &str = "<|im_start|>user\nWhere is the Post model defined?<|im_end|>\n<|im_start|>assistant\n<tool_call>\n";
@@ -91,7 +91,7 @@ fn logits_match_inference() {
             scale: 2.0,
             modules: net.lora_weights().unwrap(),
         };
-        inf.model.attach_adapter(&adapter).unwrap();
+        adapter.attach_to(&mut inf.model).unwrap();
         let want = inf.model.forward(&ids, true).unwrap();
         assert!(
             max_diff(&got, &want) < 1e-4,

@@ -287,7 +287,7 @@ pub fn synth_data(opts: &SynthDataOptions) -> anyhow::Result<SynthDataReport> {
     let leaks = |text: &str| all_held.iter().any(|h| mentions(text, h));
     // Words for invented names: none the suite's prompts use.
     let words: Vec<String> =
-        names::vocabulary_words(crate::model::tokenizer_files::TOKENIZER_JSON)?
+        names::vocabulary_words(crate::model::checkpoint::tokenizer_files::TOKENIZER_JSON)?
             .into_iter()
             .filter(|w| !in_suite(w) && !leaks(w) && !templates.invented.exclude.contains(w))
             .collect();

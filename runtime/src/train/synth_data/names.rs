@@ -193,7 +193,8 @@ mod tests {
 
     #[test]
     fn vocabulary_gives_thousands_of_plain_words() {
-        let words = vocabulary_words(crate::model::tokenizer_files::TOKENIZER_JSON).unwrap();
+        let words =
+            vocabulary_words(crate::model::checkpoint::tokenizer_files::TOKENIZER_JSON).unwrap();
         assert!(words.len() > 5_000, "{}", words.len());
         assert!(words
             .iter()

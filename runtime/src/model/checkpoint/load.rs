@@ -1,10 +1,10 @@
 //! Finding and loading a checkpoint.
 
-use super::adapter::{Adapter, AdapterInfo};
-use super::config::Qwen3Config;
-use super::mlx_quant::MlxQuantConfig;
-use super::qwen3::Qwen3;
-use super::weights::Weights;
+use crate::model::adapter::{Adapter, AdapterInfo};
+use crate::model::arch::config::Qwen3Config;
+use crate::model::arch::qwen3::Qwen3;
+use crate::model::weights::mlx_quant::MlxQuantConfig;
+use crate::model::weights::Weights;
 use anyhow::{bail, Context as _};
 use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device};
@@ -101,7 +101,7 @@ impl Checkpoint {
             let tokenizer = match path.parent().map(|p| p.join("tokenizer.json")) {
                 Some(t) if t.exists() => Some(load_tokenizer(&t, &cfg)?),
                 _ => Some(
-                    super::gguf_tokenizer::from_gguf(&content)
+                    crate::model::checkpoint::gguf_tokenizer::from_gguf(&content)
                         .with_context(|| format!("{}", path.display()))?,
                 ),
             };
@@ -119,7 +119,7 @@ impl Checkpoint {
     /// Every tensor of the model, dense in f32 on the CPU (dequantized from
     /// GGUF or MLX), by Hugging Face name, in checkpoint order.
     pub fn dense_tensors(&mut self) -> anyhow::Result<Vec<(String, candle_core::Tensor)>> {
-        super::config::tensor_shapes(&self.config)
+        crate::model::arch::config::tensor_shapes(&self.config)
             .into_iter()
             .map(|(name, shape)| {
                 let t = self.weights.dense(&name, &shape, DType::F32)?;
@@ -207,31 +207,6 @@ impl LoadedModel {
         })
     }
 
-    /// Loads `spec` and quantizes it to `format` in memory, without writing
-    /// a file: the model `warden quantize --to FORMAT` would give.
-    pub fn load_quantized(
-        spec: &str,
-        device: &Device,
-        dtype: Option<DType>,
-        format: super::quantize::QuantFormat,
-    ) -> anyhow::Result<LoadedModel> {
-        let start = Instant::now();
-        let mut ck = Checkpoint::open(spec, &Device::Cpu)?;
-        let tensors = ck.dense_tensors()?;
-        let mut weights = super::quantize::in_memory(tensors, format, device)?;
-        let dtype = dtype.unwrap_or_else(|| default_dtype(device));
-        let model = Qwen3::load(&ck.config, &mut weights, dtype, device, |_| {})?;
-        Ok(LoadedModel {
-            model,
-            tokenizer: ck.tokenizer,
-            path: ck.path,
-            format: ck.format,
-            load_time: start.elapsed(),
-            adapters: vec![],
-            draft: None,
-        })
-    }
-
     /// Loads `spec` as the draft model for `--speculative draft`: it must
     /// share this model's vocabulary (the same tokenizer), since its tokens
     /// are checked by this model as they are.
@@ -249,7 +224,7 @@ impl LoadedModel {
         }
         if let (Some(a), Some(b)) = (&self.tokenizer, &d.tokenizer) {
             let probe = "<|im_start|>user\nfn main() { println!(\"héllo\"); }<|im_end|>";
-            let ids = |t: &Tokenizer| super::tokenize::encode(t, probe).ok();
+            let ids = |t: &Tokenizer| crate::model::checkpoint::tokenize::encode(t, probe).ok();
             if ids(a) != ids(b) || a.get_vocab_size(true) != b.get_vocab_size(true) {
                 bail!(
                     "the draft model {} tokenizes differently from this model: a draft model must use the same tokenizer",
@@ -266,7 +241,7 @@ impl LoadedModel {
     pub fn apply_adapters(&mut self, dirs: &[PathBuf]) -> anyhow::Result<()> {
         for dir in dirs {
             let adapter = Adapter::load(dir, self.model.config())?;
-            self.model.attach_adapter(&adapter)?;
+            adapter.attach_to(&mut self.model)?;
             self.adapters.push(adapter.info());
         }
         Ok(())
@@ -444,7 +419,7 @@ pub fn tokenizer_for(path: &Path) -> anyhow::Result<Tokenizer> {
     }
     if path.is_file() {
         let (_, content) = crate::guard::contain::read_gguf(path)?;
-        return super::gguf_tokenizer::from_gguf(&content)
+        return crate::model::checkpoint::gguf_tokenizer::from_gguf(&content)
             .with_context(|| format!("{}", path.display()));
     }
     bail!(

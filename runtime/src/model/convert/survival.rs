@@ -5,7 +5,7 @@
 //! everywhere and the fine-tune is gone before the model runs: this is the
 //! figure that says so.
 
-use super::quantize::QuantFormat;
+use crate::model::convert::quantize::QuantFormat;
 use candle_core::{DType, Tensor};
 
 /// One matrix, or the total.

@@ -3,9 +3,9 @@
 //! with the real Qwen3 tokenizer, for tests and benchmarks without
 //! downloads. Speed does not depend on weight values.
 
-use super::config::{hf_config, tensor_shapes, Qwen3Config};
-use super::ggml_type::gguf_type_name;
-use super::tokenizer_files::{TOKENIZER_CONFIG_JSON, TOKENIZER_JSON};
+use crate::model::arch::config::{hf_config, tensor_shapes, Qwen3Config};
+use crate::model::checkpoint::tokenizer_files::{TOKENIZER_CONFIG_JSON, TOKENIZER_JSON};
+use crate::model::weights::ggml_type::gguf_type_name;
 use anyhow::{bail, Context as _};
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
@@ -199,12 +199,12 @@ pub fn synth(opts: &SynthOptions) -> anyhow::Result<SynthReport> {
                 opts.shape, cfg.hidden_size, qtype.block_size()
             );
         }
-        super::gguf_write::write_gguf(
+        crate::model::checkpoint::gguf_write::write_gguf(
             &path,
             &cfg,
             &tensors,
             qtype,
-            &super::tokenizer_files::TokenizerFiles::builtin(),
+            &crate::model::checkpoint::tokenizer_files::TokenizerFiles::builtin(),
         )?;
         files.push(path);
     }

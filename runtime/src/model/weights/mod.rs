@@ -1,13 +1,15 @@
 //! Where the weights come from: safetensors (dense) or GGUF (quantized),
 //! addressed by their Hugging Face names.
 
-use super::embedding::Embedding;
-use super::linear::Linear;
-use super::mlx_quant::{self, MlxQuantConfig};
-use super::safetensors::SafetensorsFiles;
+pub mod ggml_type;
+pub mod mlx_quant;
+pub(crate) mod safetensors;
+
+use crate::model::weights::safetensors::SafetensorsFiles;
 use anyhow::bail;
 use candle_core::quantized::{gguf_file, QTensor};
 use candle_core::{DType, Device, Tensor};
+use mlx_quant::MlxQuantConfig;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,6 +35,17 @@ pub enum Weights {
         path: PathBuf,
         device: Device,
     },
+}
+
+/// A weight as its source stores it; the layers build themselves from it
+/// (`arch::linear::Linear::load`, `arch::embedding::Embedding::load`).
+pub enum Stored {
+    /// Dense, in the model's dtype.
+    Dense(Tensor),
+    /// Quantized (GGUF).
+    Quantized(QTensor),
+    /// Quantized and shared (in memory, or an embedding a tied head reuses).
+    Shared(Arc<QTensor>),
 }
 
 /// One tensor held in memory.
@@ -104,7 +117,7 @@ impl Weights {
                     .tensor_infos
                     .values()
                     .filter(|t| t.shape.rank() == 2)
-                    .map(|t| super::ggml_type::gguf_type_name(t.ggml_dtype))
+                    .map(|t| crate::model::weights::ggml_type::gguf_type_name(t.ggml_dtype))
                     .filter(|k| k != "f32" && k != "f16")
                     .collect();
                 kinds.sort();
@@ -185,42 +198,28 @@ impl Weights {
         Ok(t)
     }
 
-    /// The token embedding table `(vocab, hidden)`; from GGUF on the CPU it
-    /// stays quantized, and `tied_head` (when asked for) is an LM head over
-    /// the same quantized table.
-    pub fn embedding(
+    /// The token embedding table `(vocab, hidden)`: dense, or (from GGUF,
+    /// or quantized in memory) the quantized table, shared so a tied LM
+    /// head can use the same bytes.
+    pub fn embedding_table(
         &mut self,
         vocab: usize,
         hidden: usize,
         dtype: DType,
-        tied_head: bool,
-    ) -> anyhow::Result<(Embedding, Option<Linear>)> {
+    ) -> anyhow::Result<Stored> {
         const NAME: &str = "model.embed_tokens.weight";
-        if let Weights::Memory { tensors, device } = self {
+        if let Weights::Memory { tensors, .. } = self {
             if let Some(MemTensor::Quantized(table)) = tensors.get(NAME) {
-                let table = table.clone();
-                let head = tied_head
-                    .then(|| Linear::quantized_shared(table.clone()))
-                    .transpose()?;
-                return Ok((Embedding::from_qtensor(table, dtype, device)?, head));
+                return Ok(Stored::Shared(table.clone()));
             }
         }
         match self {
             Weights::Safetensors { .. } | Weights::Memory { .. } => {
-                let table = self.dense(NAME, &[vocab, hidden], dtype)?;
-                let head = tied_head
-                    .then(|| Linear::dense(table.clone(), None))
-                    .transpose()?;
-                Ok((Embedding::Dense(table), head))
+                Ok(Stored::Dense(self.dense(NAME, &[vocab, hidden], dtype)?))
             }
-            Weights::Gguf { device, .. } => {
-                let device = device.clone();
-                let table = Arc::new(self.quantized(NAME, &[vocab, hidden])?);
-                let head = tied_head
-                    .then(|| Linear::quantized_shared(table.clone()))
-                    .transpose()?;
-                Ok((Embedding::from_qtensor(table, dtype, &device)?, head))
-            }
+            Weights::Gguf { .. } => Ok(Stored::Shared(Arc::new(
+                self.quantized(NAME, &[vocab, hidden])?,
+            ))),
         }
     }
 
@@ -244,27 +243,35 @@ impl Weights {
         Ok(q)
     }
 
-    /// A linear layer with weight `(out, in)`, kept quantized if it is.
-    pub fn linear(
+    /// The matrix `hf` of shape `(out, in)` as stored: dense (in `dtype`),
+    /// or quantized (GGUF), or quantized in memory and shared.
+    pub fn matrix(
         &mut self,
         hf: &str,
         out: usize,
         inp: usize,
         dtype: DType,
-    ) -> anyhow::Result<Linear> {
+    ) -> anyhow::Result<Stored> {
         match self {
-            Weights::Safetensors { .. } => {
-                Ok(Linear::dense(self.dense(hf, &[out, inp], dtype)?, None)?)
-            }
-            Weights::Gguf { .. } => Ok(Linear::quantized(self.quantized(hf, &[out, inp])?)?),
+            Weights::Safetensors { .. } => Ok(Stored::Dense(self.dense(hf, &[out, inp], dtype)?)),
+            Weights::Gguf { .. } => Ok(Stored::Quantized(self.quantized(hf, &[out, inp])?)),
             Weights::Memory { tensors, .. } => match tensors.get(hf) {
                 Some(MemTensor::Quantized(q)) => {
                     let q = q.clone();
                     check_shape(&self.origin(), hf, q.shape().dims(), &[out, inp])?;
-                    Ok(Linear::quantized_shared(q)?)
+                    Ok(Stored::Shared(q))
                 }
-                _ => Ok(Linear::dense(self.dense(hf, &[out, inp], dtype)?, None)?),
+                _ => Ok(Stored::Dense(self.dense(hf, &[out, inp], dtype)?)),
             },
+        }
+    }
+
+    /// The device tensors are loaded to.
+    pub fn device(&self) -> &Device {
+        match self {
+            Weights::Safetensors { device, .. }
+            | Weights::Gguf { device, .. }
+            | Weights::Memory { device, .. } => device,
         }
     }
 }

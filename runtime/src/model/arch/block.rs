@@ -1,7 +1,7 @@
 //! A Qwen3 decoder block: pre-norm attention and SwiGLU MLP, each residual.
 
-use super::attention::Attention;
-use super::linear::{forward_shared, Linear};
+use crate::model::arch::attention::Attention;
+use crate::model::arch::linear::{forward_shared, Linear};
 use candle_core::{Module, Result, Tensor};
 
 /// The SwiGLU feed-forward network.

@@ -1,8 +1,8 @@
 //! Writing GGUF files as llama.cpp's converter writes them for qwen3.
 
-use super::config::Qwen3Config;
-use super::ggml_type::gguf_type_name;
-use super::tokenizer_files::TokenizerFiles;
+use crate::model::arch::config::Qwen3Config;
+use crate::model::checkpoint::tokenizer_files::TokenizerFiles;
+use crate::model::weights::ggml_type::gguf_type_name;
 use anyhow::Context as _;
 use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::Tensor;
@@ -86,7 +86,7 @@ pub fn write_gguf_with(
             }
             QTensor::quantize(t, kind)?
         };
-        qtensors.push((super::weights::gguf_name(name), q));
+        qtensors.push((crate::model::weights::gguf_name(name), q));
     }
     let gtok = gguf_tokenizer(&tok.tokenizer_json, cfg.vocab_size)?;
     use gguf_file::Value as V;

@@ -26,6 +26,42 @@ pub enum Embedding {
 }
 
 impl Embedding {
+    /// Loads the token embedding `(vocab, hidden)` from `weights`, and with
+    /// `tied_head` an LM head over the same table (the same bytes when
+    /// quantized).
+    pub fn load(
+        weights: &mut crate::model::weights::Weights,
+        vocab: usize,
+        hidden: usize,
+        dtype: DType,
+        tied_head: bool,
+    ) -> anyhow::Result<(Embedding, Option<super::linear::Linear>)> {
+        use super::linear::Linear;
+        use crate::model::weights::Stored;
+        let device = weights.device().clone();
+        Ok(match weights.embedding_table(vocab, hidden, dtype)? {
+            Stored::Dense(table) => {
+                let head = tied_head
+                    .then(|| Linear::dense(table.clone(), None))
+                    .transpose()?;
+                (Embedding::Dense(table), head)
+            }
+            Stored::Quantized(q) => {
+                let table = Arc::new(q);
+                let head = tied_head
+                    .then(|| Linear::quantized_shared(table.clone()))
+                    .transpose()?;
+                (Embedding::from_qtensor(table, dtype, &device)?, head)
+            }
+            Stored::Shared(table) => {
+                let head = tied_head
+                    .then(|| Linear::quantized_shared(table.clone()))
+                    .transpose()?;
+                (Embedding::from_qtensor(table, dtype, &device)?, head)
+            }
+        })
+    }
+
     /// Keeps `table` quantized when that saves memory (a quantized type on
     /// the CPU); otherwise dequantizes it to `dtype` on `device`.
     pub fn from_qtensor(table: Arc<QTensor>, dtype: DType, device: &Device) -> Result<Embedding> {

@@ -4,7 +4,7 @@
 //! (LoRA adapters applied unfused, per-stage timing) hook in at one place,
 //! whatever the storage of the base weight.
 
-use super::kernels;
+use crate::model::kernels;
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use std::sync::Arc;
@@ -41,6 +41,23 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// Loads the projection `hf` of shape `(out, in)` from `weights`, as it
+    /// is stored there (dense, quantized, or quantized and shared).
+    pub fn load(
+        weights: &mut crate::model::weights::Weights,
+        hf: &str,
+        out: usize,
+        inp: usize,
+        dtype: DType,
+    ) -> anyhow::Result<Linear> {
+        use crate::model::weights::Stored;
+        Ok(match weights.matrix(hf, out, inp, dtype)? {
+            Stored::Dense(t) => Linear::dense(t, None)?,
+            Stored::Quantized(q) => Linear::quantized(q)?,
+            Stored::Shared(q) => Linear::quantized_shared(q)?,
+        })
+    }
+
     /// A layer over a dense `(out, in)` weight.
     pub fn dense(weight: Tensor, bias: Option<Tensor>) -> Result<Linear> {
         let (out_features, _) = weight.dims2()?;

@@ -1,11 +1,11 @@
 //! The generation loop: prefill with prefix reuse, decode, stop, stream,
 //! and time every stage.
 
-use super::load::LoadedModel;
-use super::lookup;
-use super::qwen3::Qwen3;
-use super::sampler::{Sampler, SamplingParams, Speculative};
-use super::special;
+use crate::model::arch::qwen3::Qwen3;
+use crate::model::checkpoint::load::LoadedModel;
+use crate::model::decode::lookup;
+use crate::model::decode::sampler::{Sampler, SamplingParams, Speculative};
+use crate::model::special;
 use anyhow::Context as _;
 use std::time::Instant;
 
@@ -306,12 +306,13 @@ pub fn generate(
         "this model has no tokenizer.json beside it; put the model's tokenizer.json next to the weights",
     )?;
     let t0 = Instant::now();
-    let prompt_ids = super::tokenize::encode(&tokenizer, prompt).with_context(|| {
-        format!(
-            "the prompt, with the tokenizer of {}",
-            loaded.path.display()
-        )
-    })?;
+    let prompt_ids =
+        crate::model::checkpoint::tokenize::encode(&tokenizer, prompt).with_context(|| {
+            format!(
+                "the prompt, with the tokenizer of {}",
+                loaded.path.display()
+            )
+        })?;
     let tokenize_ms = ms(t0.elapsed());
     if prompt_ids.is_empty() {
         anyhow::bail!("the prompt is empty");

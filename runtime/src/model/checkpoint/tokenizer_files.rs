@@ -3,18 +3,18 @@
 //! models `warden fuse` and `warden quantize` write; and the Hugging Face
 //! directory writer.
 
-use super::config::hf_config;
-use super::config::Qwen3Config;
+use crate::model::arch::config::hf_config;
+use crate::model::arch::config::Qwen3Config;
 use anyhow::Context as _;
 use candle_core::{DType, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// The real Qwen3 tokenizer (Qwen's, Apache-2.0), shipped inside warden.
-pub const TOKENIZER_JSON: &[u8] = include_bytes!("../../assets/qwen3-tokenizer/tokenizer.json");
+pub const TOKENIZER_JSON: &[u8] = include_bytes!("../../../assets/qwen3-tokenizer/tokenizer.json");
 /// Its `tokenizer_config.json`, with the chat template.
 pub const TOKENIZER_CONFIG_JSON: &[u8] =
-    include_bytes!("../../assets/qwen3-tokenizer/tokenizer_config.json");
+    include_bytes!("../../../assets/qwen3-tokenizer/tokenizer_config.json");
 
 /// The tokenizer and template files a written model carries.
 pub struct TokenizerFiles {
@@ -41,7 +41,7 @@ impl TokenizerFiles {
         };
         let tokenizer_json = match read("tokenizer.json") {
             Some(b) => b,
-            None => super::tokenizer_for(path)?
+            None => crate::model::tokenizer_for(path)?
                 .to_string(false)
                 .map_err(|e| {
                     anyhow::anyhow!("cannot serialise the tokenizer of {}: {e}", path.display())
@@ -82,8 +82,9 @@ impl TokenizerFiles {
     /// The shipped Qwen3 tokenizer and template.
     pub fn builtin() -> TokenizerFiles {
         TokenizerFiles {
-            tokenizer_json: super::tokenizer_files::TOKENIZER_JSON.to_vec(),
-            tokenizer_config_json: super::tokenizer_files::TOKENIZER_CONFIG_JSON.to_vec(),
+            tokenizer_json: crate::model::checkpoint::tokenizer_files::TOKENIZER_JSON.to_vec(),
+            tokenizer_config_json: crate::model::checkpoint::tokenizer_files::TOKENIZER_CONFIG_JSON
+                .to_vec(),
             extra: vec![],
         }
     }

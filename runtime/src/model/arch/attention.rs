@@ -1,8 +1,8 @@
 //! Grouped-query self-attention with Qwen3's per-head q/k RMS norms.
 
-use super::kv_cache::KvCache;
-use super::linear::{forward_shared, Linear};
-use super::rope::Rope;
+use crate::model::arch::kv_cache::KvCache;
+use crate::model::arch::linear::{forward_shared, Linear};
+use crate::model::arch::rope::Rope;
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::attention::cpu_flash::causal::causal_decode_f32_interleaved;
 use candle_nn::attention::{flash_attn, AttnMask};

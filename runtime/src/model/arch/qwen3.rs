@@ -1,16 +1,28 @@
 //! The Qwen3 causal language model: embedding, decoder blocks, final norm,
 //! LM head; and the token ids behind its KV cache, for prefix reuse.
 
-use super::attention::Attention;
-use super::block::{Block, Mlp};
-use super::config::Qwen3Config;
-use super::embedding::Embedding;
-use super::kv_cache::KvCache;
-use super::linear::Linear;
-use super::rope::Rope;
-use super::weights::Weights;
+use crate::model::arch::attention::Attention;
+use crate::model::arch::block::{Block, Mlp};
+use crate::model::arch::config::Qwen3Config;
+use crate::model::arch::embedding::Embedding;
+use crate::model::arch::kv_cache::KvCache;
+use crate::model::arch::linear::Linear;
+use crate::model::arch::rope::Rope;
+use crate::model::weights::Weights;
 use candle_core::{DType, Device, Module, Tensor, D};
 use std::sync::Arc;
+
+/// The projections of a block, by their Hugging Face names (what LoRA
+/// adapters target).
+pub const PROJECTIONS: [&str; 7] = [
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+];
 
 /// A loaded Qwen3 model with its cache.
 pub struct Qwen3 {
@@ -44,7 +56,7 @@ impl Qwen3 {
         let norm = |i: usize| format!("model.layers.{i}.input_layernorm.weight");
         let n = cfg.num_hidden_layers;
         if !weights.contains(&norm(n - 1)) || weights.contains(&norm(n)) {
-            let found = (0..=super::config::MAX_LAYERS)
+            let found = (0..=crate::model::arch::config::MAX_LAYERS)
                 .take_while(|i| weights.contains(&norm(*i)))
                 .count();
             anyhow::bail!(
@@ -52,8 +64,13 @@ impl Qwen3 {
                 weights.origin()
             );
         }
-        let (embed, tied_head) =
-            weights.embedding(cfg.vocab_size, h, dtype, cfg.tie_word_embeddings)?;
+        let (embed, tied_head) = super::embedding::Embedding::load(
+            weights,
+            cfg.vocab_size,
+            h,
+            dtype,
+            cfg.tie_word_embeddings,
+        )?;
         let rope = Arc::new(Rope::new(
             hd,
             cfg.max_position_embeddings,
@@ -65,7 +82,7 @@ impl Qwen3 {
         for i in 0..cfg.num_hidden_layers {
             let p = format!("model.layers.{i}");
             let mut lin = |n: &str, out: usize, inp: usize| {
-                weights.linear(&format!("{p}.{n}.weight"), out, inp, dtype)
+                Linear::load(weights, &format!("{p}.{n}.weight"), out, inp, dtype)
             };
             let q_proj = lin("self_attn.q_proj", cfg.num_attention_heads * hd, h)?;
             let k_proj = lin("self_attn.k_proj", cfg.num_key_value_heads * hd, h)?;
@@ -105,7 +122,7 @@ impl Qwen3 {
         let norm = weights.dense("model.norm.weight", &[h], dtype)?;
         let lm_head = match tied_head {
             Some(head) => head,
-            None => weights.linear("lm_head.weight", cfg.vocab_size, h, dtype)?,
+            None => Linear::load(weights, "lm_head.weight", cfg.vocab_size, h, dtype)?,
         };
         Ok(Qwen3 {
             cfg: cfg.clone(),
@@ -119,8 +136,8 @@ impl Qwen3 {
         })
     }
 
-    /// The projection `module` (one of `adapter::MODULES`) of block `layer`.
-    fn projection(&mut self, layer: usize, module: &str) -> Option<&mut Linear> {
+    /// The projection `module` (one of [`PROJECTIONS`]) of block `layer`.
+    pub fn projection(&mut self, layer: usize, module: &str) -> Option<&mut Linear> {
         let b = self.blocks.get_mut(layer)?;
         Some(match module {
             "self_attn.q_proj" => &mut b.attention.q_proj,
@@ -134,35 +151,21 @@ impl Qwen3 {
         })
     }
 
-    /// Applies `adapter` unfused: each adapted projection computes
-    /// `W·x + s·B(A·x)` from now on, over whatever its base weight is
-    /// (dense, GGUF- or MLX-quantized). Adapters stack. The cache is cleared.
-    pub fn attach_adapter(&mut self, adapter: &super::adapter::Adapter) -> anyhow::Result<()> {
-        // f32 on the CPU; the activation dtype (bf16) on GPUs.
-        let dtype = if self.device.is_cpu() {
+    /// The dtype LoRA factors compute in: f32 on the CPU, the activation
+    /// dtype (bf16) on GPUs.
+    pub fn lora_dtype(&self) -> DType {
+        if self.device.is_cpu() {
             DType::F32
         } else {
             self.dtype
-        };
-        let device = self.device.clone();
-        for m in &adapter.modules {
-            let name = m.name();
-            let Some(linear) = self.projection(m.layer, m.module) else {
-                anyhow::bail!("{}: the model has no {name}", adapter.path.display());
-            };
-            linear
-                .add_lora(&m.a, &m.b, m.scale, dtype, &device)
-                .map_err(|e| anyhow::anyhow!("{}: {name}: {e}", adapter.path.display()))?;
         }
-        self.clear_cache();
-        Ok(())
     }
 
     /// Switches every unfused adapter off or on (to measure its cost side by
     /// side); the cache is cleared, as its keys and values depend on it.
     pub fn set_adapters_active(&mut self, on: bool) {
         for layer in 0..self.blocks.len() {
-            for module in super::adapter::MODULES {
+            for module in PROJECTIONS {
                 if let Some(l) = self.projection(layer, module) {
                     l.set_lora_active(on);
                 }

@@ -4,12 +4,12 @@
 //! (`mlx-8/6/5/4`, as `mlx_lm.convert -q` writes it); and the same
 //! quantizers as a round trip, for measuring what survives them.
 
-use super::config::hf_config;
-use super::config::Qwen3Config;
-use super::ggml_type::gguf_type_name;
-use super::gguf_write::{write_gguf, Written};
-use super::mlx_quant::{self, MlxQuant};
-use super::tokenizer_files::{write, TokenizerFiles};
+use crate::model::arch::config::hf_config;
+use crate::model::arch::config::Qwen3Config;
+use crate::model::checkpoint::gguf_write::{write_gguf, Written};
+use crate::model::checkpoint::tokenizer_files::{write, TokenizerFiles};
+use crate::model::weights::ggml_type::gguf_type_name;
+use crate::model::weights::mlx_quant::{self, MlxQuant};
 use anyhow::{bail, Context as _};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
@@ -56,7 +56,9 @@ impl QuantFormat {
                 GGUF_FORMATS.join(", ")
             );
         }
-        Ok(QuantFormat::Gguf(super::ggml_type::parse_gguf_type(alias)?))
+        Ok(QuantFormat::Gguf(
+            crate::model::weights::ggml_type::parse_gguf_type(alias)?,
+        ))
     }
 
     /// `q4_k`, `mlx-4` (group 64 implied), `mlx-4-g32`.
@@ -81,9 +83,9 @@ impl QuantFormat {
     /// then f16); `None` for MLX, which keeps such a matrix in bf16.
     pub fn written_as(&self, cols: usize) -> Option<QuantFormat> {
         match self {
-            QuantFormat::Gguf(t) => {
-                Some(QuantFormat::Gguf(super::gguf_write::written_kind(*t, cols)))
-            }
+            QuantFormat::Gguf(t) => Some(QuantFormat::Gguf(
+                crate::model::checkpoint::gguf_write::written_kind(*t, cols),
+            )),
             QuantFormat::Mlx(_) => self.fits(cols).then_some(*self),
         }
     }
@@ -120,14 +122,14 @@ pub fn in_memory(
     tensors: Vec<(String, Tensor)>,
     format: QuantFormat,
     device: &Device,
-) -> anyhow::Result<super::weights::Weights> {
-    use super::weights::MemTensor;
+) -> anyhow::Result<crate::model::weights::Weights> {
+    use crate::model::weights::MemTensor;
     let mut map = HashMap::new();
     for (name, t) in tensors {
         let cols = t.dims().last().copied().unwrap_or(0);
         let m = match format {
             QuantFormat::Gguf(ty) if t.rank() == 2 => {
-                let kind = super::gguf_write::written_kind(ty, cols);
+                let kind = crate::model::checkpoint::gguf_write::written_kind(ty, cols);
                 let q = QTensor::quantize(&t, kind)?;
                 if device.is_cpu() {
                     MemTensor::Quantized(std::sync::Arc::new(q))
@@ -144,7 +146,7 @@ pub fn in_memory(
         };
         map.insert(name, m);
     }
-    Ok(super::weights::Weights::Memory {
+    Ok(crate::model::weights::Weights::Memory {
         tensors: map,
         device: device.clone(),
     })
@@ -220,4 +222,31 @@ fn write_mlx(
     )?);
     written.files.extend(tok.write_to(dir)?);
     Ok(written)
+}
+
+/// Loads `spec` and quantizes it to `format` in memory, without writing
+/// a file: the model `warden quantize --to FORMAT` would give.
+pub fn load_quantized(
+    spec: &str,
+    device: &Device,
+    dtype: Option<DType>,
+    format: QuantFormat,
+) -> anyhow::Result<crate::model::LoadedModel> {
+    use crate::model::checkpoint::load::{default_dtype, Checkpoint, LoadedModel};
+    let start = std::time::Instant::now();
+    let mut ck = Checkpoint::open(spec, &Device::Cpu)?;
+    let tensors = ck.dense_tensors()?;
+    let mut weights = in_memory(tensors, format, device)?;
+    let dtype = dtype.unwrap_or_else(|| default_dtype(device));
+    let model =
+        crate::model::arch::qwen3::Qwen3::load(&ck.config, &mut weights, dtype, device, |_| {})?;
+    Ok(LoadedModel {
+        model,
+        tokenizer: ck.tokenizer,
+        path: ck.path,
+        format: ck.format,
+        load_time: start.elapsed(),
+        adapters: vec![],
+        draft: None,
+    })
 }

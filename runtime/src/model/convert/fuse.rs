@@ -3,12 +3,12 @@
 //! as a Hugging Face directory; optionally quantized too, with the survival
 //! of each adapter's delta measured on the way.
 
-use super::adapter::Adapter;
-use super::gguf_write::{self, Written};
-use super::load::Checkpoint;
-use super::quantize::{self, QuantFormat};
-use super::survival::{survival, Survival};
-use super::tokenizer_files::TokenizerFiles;
+use crate::model::adapter::Adapter;
+use crate::model::checkpoint::gguf_write::{self, Written};
+use crate::model::checkpoint::load::Checkpoint;
+use crate::model::checkpoint::tokenizer_files::TokenizerFiles;
+use crate::model::convert::quantize::{self, QuantFormat};
+use crate::model::convert::survival::{survival, Survival};
 use anyhow::{bail, Context as _};
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
@@ -105,7 +105,9 @@ pub fn fuse(opts: &FuseOptions) -> anyhow::Result<FuseReport> {
             tensors[i].1 = (&tensors[i].1 + &d)?;
         }
     }
-    let files = super::tokenizer_files::write_hf_dir(&opts.out, &cfg, &tensors, opts.dtype, &tok)?;
+    let files = crate::model::checkpoint::tokenizer_files::write_hf_dir(
+        &opts.out, &cfg, &tensors, opts.dtype, &tok,
+    )?;
     let (quantized, surv) = match opts.quantize {
         None => (None, None),
         Some(format) => {
