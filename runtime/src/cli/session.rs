@@ -6,7 +6,7 @@ use super::terminal::{escape, Lines};
 use crate::audit;
 use crate::guard::interrupt::ctrl_c_flag;
 use crate::model::SamplingParams;
-use crate::session::replay::Comparison;
+use crate::session::replay::replay_recording;
 use crate::session::setup::SessionSetup;
 use crate::session::{
     Backend, CallReport, CandleBackend, EndReason, Event, ReplayBackend, Session, SessionOptions,
@@ -391,44 +391,23 @@ fn replay_session(
     place: &PolicyArgs,
     print: bool,
 ) -> anyhow::Result<(Vec<String>, PathBuf, Vec<TurnReport>)> {
-    let p = prepare(place, None)?;
-    let backend = ReplayBackend::open(recording, None)?;
-    let users = backend.users().to_vec();
-    if users.is_empty() {
-        anyhow::bail!(
-            "{} is not a warden session log with turns (an outputs file replays with `warden run --model replay:FILE`)",
-            recording.display()
-        );
-    }
-    let thinking = backend.recorded_thinking();
-    let opts = SessionOptions {
-        max_tokens: 2048,
-        enable_thinking: thinking,
-        ..p.opts
-    };
-    let mut session = Session::start(
-        &p.host,
-        Box::new(backend),
-        p.log.create()?,
-        opts,
-        ctrl_c_flag(),
-    )?;
     let mut printer = Printer { mid_line: false };
-    let mut turns = Vec::new();
-    for (i, user) in users.iter().enumerate() {
-        if print {
-            outln!("\n── turn {} ── {}", i + 1, escape(user, Lines::One));
-        }
-        let r = session.turn(user, &mut |e| {
+    let r = replay_recording(
+        recording,
+        prepare(place, None)?,
+        ctrl_c_flag(),
+        &mut |i, user| {
+            if print {
+                outln!("\n── turn {} ── {}", i + 1, escape(user, Lines::One));
+            }
+        },
+        &mut |e| {
             if print {
                 printer.event(e)
             }
-        })?;
-        turns.push(r);
-    }
-    let new_log = session.end("replay")?;
-    let diffs = Comparison::of(recording, &new_log)?.differences;
-    Ok((diffs, new_log, turns))
+        },
+    )?;
+    Ok((r.comparison.differences, r.log, r.turns))
 }
 
 /// Runs `warden replay`; exit 1 when something differs. Unless

@@ -271,3 +271,59 @@ impl Comparison {
         Ok(Comparison { differences })
     }
 }
+
+/// A recording replayed under a policy: the turns, the new log, and how its
+/// calls differ from the recording's.
+pub struct Replayed {
+    /// Each turn as it ran.
+    pub turns: Vec<super::TurnReport>,
+    /// The replay's own session log.
+    pub log: PathBuf,
+    /// Calls that differ from the recording.
+    pub comparison: Comparison,
+}
+
+/// Replays the session log `recording` (its model outputs, its users'
+/// messages, its thinking setting) through a session set up by `setup`,
+/// calling `on_turn(i, user)` before each turn and `on_event` during it;
+/// then compares the calls with the recording's.
+pub fn replay_recording(
+    recording: &Path,
+    setup: super::setup::SessionSetup,
+    cancel: std::sync::Arc<AtomicBool>,
+    on_turn: &mut dyn FnMut(usize, &str),
+    on_event: &mut dyn FnMut(super::Event<'_>),
+) -> anyhow::Result<Replayed> {
+    let backend = ReplayBackend::open(recording, None)?;
+    let users = backend.users().to_vec();
+    if users.is_empty() {
+        anyhow::bail!(
+            "{} is not a warden session log with turns (an outputs file replays with `warden run --model replay:FILE`)",
+            recording.display()
+        );
+    }
+    let opts = super::SessionOptions {
+        max_tokens: 2048,
+        enable_thinking: backend.recorded_thinking(),
+        ..setup.opts
+    };
+    let mut session = super::Session::start(
+        &setup.host,
+        Box::new(backend),
+        setup.log.create()?,
+        opts,
+        cancel,
+    )?;
+    let mut turns = Vec::new();
+    for (i, user) in users.iter().enumerate() {
+        on_turn(i, user);
+        turns.push(session.turn(user, on_event)?);
+    }
+    let log = session.end("replay")?;
+    let comparison = Comparison::of(recording, &log)?;
+    Ok(Replayed {
+        turns,
+        log,
+        comparison,
+    })
+}
