@@ -140,31 +140,23 @@ fn read_header(file: &mut File, path: &Path, index: usize) -> anyhow::Result<Vec
     for (name, info) in obj.iter().filter(|(k, _)| *k != "__metadata__") {
         let corrupt =
             || anyhow::anyhow!("{shown} has a corrupt safetensors header: bad entry for {name}");
-        let offsets: Vec<u64> = info["data_offsets"]
-            .as_array()
-            .ok_or_else(corrupt)?
-            .iter()
-            .map(|v| v.as_u64().ok_or_else(corrupt))
-            .collect::<anyhow::Result<_>>()?;
-        let shape: Vec<usize> = info["shape"]
-            .as_array()
-            .ok_or_else(corrupt)?
-            .iter()
-            .map(|v| v.as_u64().map(|d| d as usize).ok_or_else(corrupt))
-            .collect::<anyhow::Result<_>>()?;
-        let [begin, end] = offsets[..] else {
-            return Err(corrupt());
-        };
+        // The entry in the `safetensors` crate's own type; the checks that
+        // follow are warden's (each error names the file and the tensor,
+        // and a shard need not hold every tensor contiguously).
+        let info: safetensors::tensor::TensorInfo =
+            serde_json::from_value(info.clone()).map_err(|_| corrupt())?;
+        let shape = info.shape;
+        let (begin, end) = (info.data_offsets.0 as u64, info.data_offsets.1 as u64);
         if end > data_len {
             bail!("{shown} is truncated: tensor {name} ends at byte {end} of the data, which has only {data_len} bytes; download it again");
         }
-        let stored = info["dtype"].as_str().ok_or_else(corrupt)?;
-        let dtype = match stored {
-            "F32" => DType::F32,
-            "F16" => DType::F16,
-            "BF16" => DType::BF16,
-            "U32" => DType::U32,
-            other => bail!("{shown}: tensor {name} is stored as {other}; warden reads f32, f16 and bf16 checkpoints, MLX-quantized ones (uint32) and GGUF files"),
+        let stored = format!("{:?}", info.dtype);
+        let dtype = match info.dtype {
+            safetensors::Dtype::F32 => DType::F32,
+            safetensors::Dtype::F16 => DType::F16,
+            safetensors::Dtype::BF16 => DType::BF16,
+            safetensors::Dtype::U32 => DType::U32,
+            _ => bail!("{shown}: tensor {name} is stored as {stored}; warden reads f32, f16 and bf16 checkpoints, MLX-quantized ones (uint32) and GGUF files"),
         };
         // Checked: the header's shape is untrusted, and a product that
         // wraps would pass as a small tensor.
