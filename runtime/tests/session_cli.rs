@@ -1113,3 +1113,22 @@ fn demo_outside_the_repository_says_where_it_reads_from() {
         err(&o)
     );
 }
+
+#[test]
+fn audit_summary_reads_records_as_the_schema_types() {
+    let state = tempfile::tempdir().unwrap();
+    let log = state.path().join("odd.jsonl");
+    let text = std::fs::read_to_string(repo().join("examples/sessions/demo.jsonl")).unwrap();
+    // A generation whose timings are not the schema's.
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let at = lines.iter().position(|l| l.contains("\"type\":\"generation\"")).unwrap();
+    let mut v: Value = serde_json::from_str(&lines[at]).unwrap();
+    v["timings"] = json!("fast");
+    lines[at] = v.to_string();
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    let o = warden(&["audit", "summary", log.to_str().unwrap()], state.path());
+    assert_eq!(o.status.code(), Some(1));
+    let e = err(&o);
+    assert!(e.contains(&format!("odd.jsonl:{}", at + 1)), "{e}");
+    assert!(e.contains("does not fit the log's schema"), "{e}");
+}

@@ -38,3 +38,18 @@ pub fn read_records(path: &Path) -> anyhow::Result<Vec<Record>> {
     }
     Ok(out)
 }
+
+impl Record {
+    /// The record as its type in [`super::record`] (the log's schema);
+    /// an error naming what does not fit.
+    pub fn typed(&self) -> anyhow::Result<super::record::Record> {
+        serde_json::from_value::<super::record::LogLine>(self.value.clone())
+            .map(|l| l.record)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "a {} record does not fit the log's schema (docs/audit-log.schema.json): {e}",
+                    self.kind
+                )
+            })
+    }
+}

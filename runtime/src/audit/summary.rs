@@ -1,6 +1,8 @@
 //! `warden audit summary`: what a set of session logs add up to.
 
 use super::read::read_records;
+use super::record::Record;
+use anyhow::Context as _;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -70,63 +72,65 @@ pub fn summarize(paths: &[impl AsRef<Path>]) -> anyhow::Result<Summary> {
     let mut decode = Vec::new();
     let (mut overhead, mut total) = (0.0, 0.0);
     for path in paths {
-        for rec in read_records(path.as_ref())? {
-            let v = &rec.value;
-            let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
-            match rec.kind.as_str() {
-                "session_start" => {
+        let path = path.as_ref();
+        for (i, rec) in read_records(path)?.into_iter().enumerate() {
+            // Read back as the types the log was written from.
+            let record = rec
+                .typed()
+                .with_context(|| format!("{}:{}", path.display(), i + 1))?;
+            match record {
+                Record::SessionStart(r) => {
                     s.sessions += 1;
-                    if v["model"]["kind"] == "replay" {
+                    if r.model["kind"] == "replay" {
                         s.replayed_sessions += 1;
                     }
                 }
-                "generation" => {
+                Record::Generation(g) => {
                     s.generations += 1;
-                    let t = &v["timings"];
-                    let g = |k: &str| t[k].as_f64().unwrap_or(0.0);
-                    for (stage, key) in [
-                        ("tokenize", "tokenize_ms"),
-                        ("prefill", "prefill_ms"),
-                        ("ttft", "ttft_ms"),
-                        ("generation", "total_ms"),
+                    let t = &g.timings;
+                    for (stage, ms) in [
+                        ("tokenize", t.tokenize_ms),
+                        ("prefill", t.prefill_ms),
+                        ("ttft", t.ttft_ms),
+                        ("generation", t.total_ms),
                     ] {
-                        stages.entry(stage).or_default().push(g(key));
+                        stages.entry(stage).or_default().push(ms);
                     }
-                    let decode_ms = if g("decode_tok_s") > 0.0 {
-                        g("decode_tokens") / g("decode_tok_s") * 1e3
+                    let decode_ms = if t.decode_tok_s > 0.0 {
+                        t.decode_tokens as f64 / t.decode_tok_s * 1e3
                     } else {
                         0.0
                     };
                     stages.entry("decode").or_default().push(decode_ms);
-                    if g("decode_tok_s") > 0.0 {
-                        decode.push(g("decode_tok_s"));
+                    if t.decode_tok_s > 0.0 {
+                        decode.push(t.decode_tok_s);
                     }
-                    s.reused_tokens += t["reused_tokens"].as_u64().unwrap_or(0);
-                    s.prefill_tokens += t["prefill_tokens"].as_u64().unwrap_or(0);
+                    s.reused_tokens += t.reused_tokens;
+                    s.prefill_tokens += t.prefill_tokens;
                 }
-                "tool_call" => {
-                    let tool = v["tool"].as_str().unwrap_or("(unreadable)").to_string();
-                    let outcome = v["outcome"].as_str().unwrap_or("?").to_string();
+                Record::ToolCall(c) => {
+                    let tool = c.tool.unwrap_or_else(|| "(unreadable)".into());
                     *s.calls
                         .entry(tool)
                         .or_default()
-                        .entry(outcome.clone())
+                        .entry(c.outcome.clone())
                         .or_default() += 1;
-                    if outcome == "malformed" {
+                    if c.outcome == "malformed" {
                         s.format_errors += 1;
-                    } else if v["decision"] == "denied" || outcome == "denied" {
+                    } else if c.decision == "denied" || c.outcome == "denied" {
                         s.denials += 1;
                     }
                 }
-                "turn" => {
+                Record::Turn(t) => {
                     s.turns += 1;
-                    stages.entry("tools").or_default().push(f("tool_ms"));
-                    stages.entry("overhead").or_default().push(f("overhead_ms"));
-                    stages.entry("turn").or_default().push(f("total_ms"));
-                    overhead += f("overhead_ms");
-                    total += f("total_ms");
+                    let (tool, over) = (t.tool_ms.unwrap_or(0.0), t.overhead_ms.unwrap_or(0.0));
+                    stages.entry("tools").or_default().push(tool);
+                    stages.entry("overhead").or_default().push(over);
+                    stages.entry("turn").or_default().push(t.total_ms);
+                    overhead += over;
+                    total += t.total_ms;
                 }
-                _ => {}
+                Record::SessionEnd(_) => {}
             }
         }
     }
