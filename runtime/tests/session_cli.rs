@@ -1121,7 +1121,10 @@ fn audit_summary_reads_records_as_the_schema_types() {
     let text = std::fs::read_to_string(repo().join("examples/sessions/demo.jsonl")).unwrap();
     // A generation whose timings are not the schema's.
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
-    let at = lines.iter().position(|l| l.contains("\"type\":\"generation\"")).unwrap();
+    let at = lines
+        .iter()
+        .position(|l| l.contains("\"type\":\"generation\""))
+        .unwrap();
     let mut v: Value = serde_json::from_str(&lines[at]).unwrap();
     v["timings"] = json!("fast");
     lines[at] = v.to_string();

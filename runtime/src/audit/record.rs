@@ -216,6 +216,17 @@ pub struct GenerationTimings {
     pub accepted_tokens: Option<u64>,
 }
 
+impl GenerationTimings {
+    /// Time spent decoding, from the tokens and the speed.
+    pub fn decode_ms(&self) -> f64 {
+        if self.decode_tok_s > 0.0 {
+            self.decode_tokens as f64 / self.decode_tok_s * 1e3
+        } else {
+            0.0
+        }
+    }
+}
+
 /// `tool_call`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ToolCall {

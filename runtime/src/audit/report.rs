@@ -3,7 +3,9 @@
 //! calls turned out.
 
 use super::read::read_records;
+use super::record::Record;
 use super::summary::summarize;
+use anyhow::Context as _;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -36,40 +38,40 @@ pub fn report(paths: &[impl AsRef<Path>]) -> anyhow::Result<String> {
     let mut turns: Vec<(String, [f64; 5])> = Vec::new();
     for path in paths {
         let records = read_records(path.as_ref())?;
-        let mut per: BTreeMap<u64, [f64; 3]> = BTreeMap::new(); // prefill, decode, model total
-        for r in &records {
-            let v = &r.value;
-            let Some(t) = v["turn"].as_u64() else {
-                continue;
-            };
-            match r.kind.as_str() {
-                "generation" => {
-                    let tm = &v["timings"];
-                    let g = |k: &str| tm[k].as_f64().unwrap_or(0.0);
-                    let decode = if g("decode_tok_s") > 0.0 {
-                        g("decode_tokens") / g("decode_tok_s") * 1e3
-                    } else {
-                        0.0
-                    };
-                    let e = per.entry(t).or_default();
-                    e[0] += g("prefill_ms");
-                    e[1] += decode;
+        let mut per: BTreeMap<u64, [f64; 2]> = BTreeMap::new(); // prefill, decode
+        for (i, r) in records.iter().enumerate() {
+            let record = r
+                .typed()
+                .with_context(|| format!("{}:{}", path.as_ref().display(), i + 1))?;
+            match record {
+                Record::Generation(g) => {
+                    let e = per.entry(g.turn).or_default();
+                    e[0] += g.timings.prefill_ms;
+                    e[1] += g.timings.decode_ms();
                 }
-                "turn" => {
-                    let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
-                    let m = per.get(&t).copied().unwrap_or_default();
-                    let other = (f("model_ms") - m[0] - m[1]).max(0.0);
+                Record::Turn(t) => {
+                    let m = per.get(&t.turn).copied().unwrap_or_default();
+                    let other = (t.model_ms.unwrap_or(0.0) - m[0] - m[1]).max(0.0);
                     let name = path
                         .as_ref()
                         .file_stem()
                         .map(|s| s.to_string_lossy().into_owned())
                         .unwrap_or_default();
                     let label = if paths.len() > 1 {
-                        format!("{name} #{t}")
+                        format!("{name} #{}", t.turn)
                     } else {
-                        format!("turn {t}")
+                        format!("turn {}", t.turn)
                     };
-                    turns.push((label, [m[0], m[1], other, f("tool_ms"), f("overhead_ms")]));
+                    turns.push((
+                        label,
+                        [
+                            m[0],
+                            m[1],
+                            other,
+                            t.tool_ms.unwrap_or(0.0),
+                            t.overhead_ms.unwrap_or(0.0),
+                        ],
+                    ));
                 }
                 _ => {}
             }

@@ -96,12 +96,7 @@ pub fn summarize(paths: &[impl AsRef<Path>]) -> anyhow::Result<Summary> {
                     ] {
                         stages.entry(stage).or_default().push(ms);
                     }
-                    let decode_ms = if t.decode_tok_s > 0.0 {
-                        t.decode_tokens as f64 / t.decode_tok_s * 1e3
-                    } else {
-                        0.0
-                    };
-                    stages.entry("decode").or_default().push(decode_ms);
+                    stages.entry("decode").or_default().push(t.decode_ms());
                     if t.decode_tok_s > 0.0 {
                         decode.push(t.decode_tok_s);
                     }
