@@ -23,6 +23,7 @@
 //! - [`paths`] — where warden keeps its own files; paths as the kernel
 //!   resolves them.
 //! - [`outputs`] — files written for the user, never through a symlink.
+//! - [`progress`] — progress bars on stderr.
 //! - [`cli`] — the `warden` command: parses, calls, prints.
 
 pub mod audit;
@@ -34,6 +35,7 @@ pub mod model;
 pub mod outputs;
 pub mod paths;
 pub mod policy;
+pub mod progress;
 pub mod sandbox;
 pub mod session;
 pub mod train;

@@ -321,15 +321,10 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
         .collect();
     // A bench runs for minutes: show its progress on a terminal.
     let runs = variants.len() * (1 + a.repeat.max(1));
-    let pb = if !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        indicatif::ProgressBar::new(runs as u64)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    pb.set_style(
-        indicatif::ProgressStyle::with_template("bench [{bar:30}] {pos}/{len} runs · {msg}")
-            .expect("static template")
-            .progress_chars("=> "),
+    let pb = crate::progress::bar(
+        !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        runs as u64,
+        "bench [{bar:30}] {pos}/{len} runs · {msg}",
     );
     pb.set_message("warming up");
     for &variant in &variants {

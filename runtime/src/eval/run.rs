@@ -133,19 +133,11 @@ fn log_path(dir: &Path, run_id: &str, variant: &str) -> PathBuf {
 }
 
 fn progress(total: usize, on: bool) -> indicatif::ProgressBar {
-    let pb = if on {
-        indicatif::ProgressBar::new(total as u64)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg:>16} [{bar:30}] {pos}/{len} cases, {elapsed}",
-        )
-        .expect("static template")
-        .progress_chars("=> "),
-    );
-    pb
+    crate::progress::bar(
+        on,
+        total as u64,
+        "{msg:>16} [{bar:30}] {pos}/{len} cases, {elapsed}",
+    )
 }
 
 fn observed(c: &CallReport) -> Observed {

@@ -539,17 +539,10 @@ pub fn finetune(opts: &FinetuneOptions) -> anyhow::Result<FinetuneReport> {
 }
 
 fn progress_bar(show: bool, total: usize, at: usize) -> indicatif::ProgressBar {
-    let pb = if show {
-        indicatif::ProgressBar::new(total as u64)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "training [{bar:30}] {pos}/{len} steps · {msg} · {elapsed_precise} (ETA {eta})",
-        )
-        .expect("static template")
-        .progress_chars("=> "),
+    let pb = crate::progress::bar(
+        show,
+        total as u64,
+        "training [{bar:30}] {pos}/{len} steps · {msg} · {elapsed_precise} (ETA {eta})",
     );
     pb.set_position(at as u64);
     pb.reset_eta();

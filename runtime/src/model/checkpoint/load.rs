@@ -178,17 +178,10 @@ impl LoadedModel {
         } = Checkpoint::open(spec, device)?;
         let dtype = dtype.unwrap_or_else(|| default_dtype(device));
         let bar = |layers: usize| {
-            let pb = if progress {
-                indicatif::ProgressBar::new(layers as u64)
-            } else {
-                indicatif::ProgressBar::hidden()
-            };
-            pb.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "loading {msg} [{bar:30}] {pos}/{len} layers",
-                )
-                .expect("static template")
-                .progress_chars("=> "),
+            let pb = crate::progress::bar(
+                progress,
+                layers as u64,
+                "loading {msg} [{bar:30}] {pos}/{len} layers",
             );
             pb.set_message(path.display().to_string());
             pb
