@@ -109,6 +109,10 @@ fn lora_learns_reproduces_resumes_and_changes_generation() {
         la[5] < la[0] - 0.5,
         "the loss must fall on the assistant tokens: {la:?}"
     );
+    // The same finished command again into its own --out is accepted,
+    // though its epochs' checkpoints are still there.
+    assert!(dir.join("a/checkpoint").exists());
+    ok(&finetune(dir, &model, &data, "a", LORA));
     // The same seed gives the same run, bit for bit; another seed another.
     ok(&finetune(dir, &model, &data, "b", LORA));
     assert_eq!(la, losses(&report(dir, "b")));

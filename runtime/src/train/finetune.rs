@@ -563,21 +563,30 @@ fn check_out_dir(out: &Path, settings: &RunSettings) -> anyhow::Result<()> {
     if entries.next().is_none() {
         return Ok(());
     }
-    let read = |p: PathBuf| -> Option<RunSettings> {
-        let meta = std::fs::symlink_metadata(&p).ok()?;
-        if !meta.is_file() {
+    // The settings of the run whose training.json is there, and whether it
+    // finished (a regular file only: never read through a planted link).
+    let report = || -> Option<(RunSettings, bool)> {
+        let p = out.join("training.json");
+        if !std::fs::symlink_metadata(&p).ok()?.is_file() {
             return None;
         }
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).ok()?).ok()?;
-        serde_json::from_value(v.get("settings")?.clone()).ok()
+        let s = serde_json::from_value(v.get("settings")?.clone()).ok()?;
+        Some((s, v["finished"].as_bool().unwrap_or(false)))
     };
+    let report = report();
+    // The same command, finished: writing it again gives the same files
+    // (its epochs' checkpoints may still be there).
+    if report.as_ref() == Some(&(settings.clone(), true)) {
+        return Ok(());
+    }
     if std::fs::symlink_metadata(out.join("checkpoint")).is_ok() {
         bail!(
             "--out {} holds the checkpoint of an unfinished run; pass --resume to continue it, or --overwrite to start over",
             out.display()
         );
     }
-    if read(out.join("training.json")).as_ref() != Some(settings) {
+    if report.map(|(s, _)| s).as_ref() != Some(settings) {
         bail!(
             "--out {} already holds files that this run did not write (no training.json with the same settings); choose a new or empty directory, or pass --overwrite",
             out.display()
