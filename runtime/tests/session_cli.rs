@@ -907,6 +907,12 @@ fn audit_reads_the_logs_of_a_directory() {
         std::fs::copy(repo().join("examples/sessions/demo.jsonl"), dir.join(n)).unwrap();
     }
     std::fs::write(dir.join("notes.txt"), "not a log").unwrap();
+    // A replay's outputs file is JSON Lines but not a session log: skipped.
+    std::fs::copy(
+        repo().join("examples/sessions/demo-outputs.jsonl"),
+        dir.join("outputs.jsonl"),
+    )
+    .unwrap();
     let d = format!("{}/", dir.display());
     let text = ok_out(&warden(&["audit", "summary", &d], state.path()));
     assert!(text.starts_with("2 session(s)"), "{text}");

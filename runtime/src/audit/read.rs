@@ -45,11 +45,13 @@ impl Record {
     pub fn typed(&self) -> anyhow::Result<super::record::Record> {
         serde_json::from_value::<super::record::LogLine>(self.value.clone())
             .map(|l| l.record)
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "a {} record does not fit the log's schema (docs/audit-log.schema.json): {e}",
-                    self.kind
-                )
+            .map_err(|e| match self.kind.as_str() {
+                "" => anyhow::anyhow!(
+                    "not a session log record (no \"type\"); is this a warden session log?"
+                ),
+                kind => anyhow::anyhow!(
+                    "a {kind} record does not fit the log's schema (docs/audit-log.schema.json): {e}"
+                ),
             })
     }
 }

@@ -4,7 +4,8 @@ use super::terminal::{escape, Lines};
 use crate::audit::{self, AuditKey};
 use clap::Subcommand;
 use serde_json::json;
-use std::path::PathBuf;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
@@ -131,8 +132,9 @@ pub(super) fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The logs named: a directory stands for the `*.jsonl` files in it
-/// (sorted; a state directory's `sessions/` for example).
+/// The logs named: a directory stands for the session logs in it (its
+/// `*.jsonl` files that open with a `session_start` record, sorted; a
+/// state directory's `sessions/` for example).
 fn with_dirs_read(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
@@ -141,6 +143,7 @@ fn with_dirs_read(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
                 .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", p.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|f| f.is_file() && f.extension().is_some_and(|x| x == "jsonl"))
+                .filter(|f| opens_a_session(f))
                 .collect();
             if logs.is_empty() {
                 anyhow::bail!("{} holds no session logs (*.jsonl)", p.display());
@@ -152,4 +155,18 @@ fn with_dirs_read(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
+}
+
+/// Whether the file's first line is a `session_start` record.
+fn opens_a_session(path: &Path) -> bool {
+    use std::io::BufRead as _;
+    let Ok(f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut first = String::new();
+    let mut reader = std::io::BufReader::new(f).take(1 << 20);
+    if reader.read_line(&mut first).is_err() {
+        return false;
+    }
+    serde_json::from_str::<serde_json::Value>(&first).is_ok_and(|v| v["type"] == "session_start")
 }
