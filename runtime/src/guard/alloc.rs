@@ -96,11 +96,6 @@ impl Drop for Tracking {
     }
 }
 
-/// Bytes the calling thread holds since it started tracking.
-pub fn held() -> isize {
-    HELD.with(|h| h.get())
-}
-
 /// Counts `grow` more bytes on a tracking thread, or stops the thread.
 #[inline]
 fn account(grow: isize) {
