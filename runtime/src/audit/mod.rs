@@ -14,7 +14,7 @@ mod summary;
 mod verify;
 
 pub use log::{new_session_id, now_rfc3339, sha256_file, sha256_hex, AuditKey, AuditLog};
-pub use read::{read_records, Record};
+pub use read::{read_records, read_typed, session_logs, Record, TypedRecord};
 pub use redact::{Redactor, REDACTED};
 pub use report::{esc, report};
 pub use show::show;

@@ -3,7 +3,8 @@
 
 use anyhow::Context as _;
 use serde_json::Value;
-use std::path::Path;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 
 /// One record.
 #[derive(Debug, Clone)]
@@ -54,4 +55,70 @@ impl Record {
                 ),
             })
     }
+}
+
+/// A record as written (`value`) and as its schema type (`record`).
+#[derive(Debug, Clone)]
+pub struct TypedRecord {
+    /// The whole line, chain fields included.
+    pub value: Value,
+    /// The record read as its type in [`super::record`].
+    pub record: super::record::Record,
+}
+
+/// The records of the log at `path` read as the log's schema types; a line
+/// that does not fit is an error naming the file and the line.
+pub fn read_typed(path: &Path) -> anyhow::Result<Vec<TypedRecord>> {
+    read_records(path)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let record = r
+                .typed()
+                .with_context(|| format!("{}:{}", path.display(), i + 1))?;
+            Ok(TypedRecord {
+                value: r.value,
+                record,
+            })
+        })
+        .collect()
+}
+
+/// The logs named: a directory stands for the session logs in it (its
+/// `*.jsonl` files that open with a `session_start` record, sorted; a
+/// state directory's `sessions/` for example).
+pub fn session_logs(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut logs: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file() && f.extension().is_some_and(|x| x == "jsonl"))
+                .filter(|f| opens_a_session(f))
+                .collect();
+            if logs.is_empty() {
+                anyhow::bail!("{} holds no session logs (*.jsonl)", p.display());
+            }
+            logs.sort();
+            out.extend(logs);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the file's first line is a `session_start` record.
+fn opens_a_session(path: &Path) -> bool {
+    use std::io::BufRead as _;
+    let Ok(f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut first = String::new();
+    let mut reader = std::io::BufReader::new(f).take(1 << 20);
+    if reader.read_line(&mut first).is_err() {
+        return false;
+    }
+    serde_json::from_str::<serde_json::Value>(&first).is_ok_and(|v| v["type"] == "session_start")
 }

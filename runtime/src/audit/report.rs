@@ -2,10 +2,9 @@
 //! scripts, nothing fetched) with where each turn's time went and how tool
 //! calls turned out.
 
-use super::read::read_records;
+use super::read::read_typed;
 use super::record::Record;
 use super::summary::summarize;
-use anyhow::Context as _;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -37,13 +36,9 @@ pub fn report(paths: &[impl AsRef<Path>]) -> anyhow::Result<String> {
     // Per turn: label and milliseconds per stage.
     let mut turns: Vec<(String, [f64; 5])> = Vec::new();
     for path in paths {
-        let records = read_records(path.as_ref())?;
         let mut per: BTreeMap<u64, [f64; 2]> = BTreeMap::new(); // prefill, decode
-        for (i, r) in records.iter().enumerate() {
-            let record = r
-                .typed()
-                .with_context(|| format!("{}:{}", path.as_ref().display(), i + 1))?;
-            match record {
+        for r in read_typed(path.as_ref())? {
+            match r.record {
                 Record::Generation(g) => {
                     let e = per.entry(g.turn).or_default();
                     e[0] += g.timings.prefill_ms;

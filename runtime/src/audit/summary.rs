@@ -1,8 +1,7 @@
 //! `warden audit summary`: what a set of session logs add up to.
 
-use super::read::read_records;
+use super::read::read_typed;
 use super::record::Record;
-use anyhow::Context as _;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -73,12 +72,9 @@ pub fn summarize(paths: &[impl AsRef<Path>]) -> anyhow::Result<Summary> {
     let (mut overhead, mut total) = (0.0, 0.0);
     for path in paths {
         let path = path.as_ref();
-        for (i, rec) in read_records(path)?.into_iter().enumerate() {
-            // Read back as the types the log was written from.
-            let record = rec
-                .typed()
-                .with_context(|| format!("{}:{}", path.display(), i + 1))?;
-            match record {
+        // Read back as the types the log was written from.
+        for rec in read_typed(path)? {
+            match rec.record {
                 Record::SessionStart(r) => {
                     s.sessions += 1;
                     if r.model["kind"] == "replay" {

@@ -1,6 +1,7 @@
 //! Between the model and the session: rendering a conversation with the
 //! model's own chat template, and taking apart what the model writes.
 
+pub mod check;
 mod message;
 pub mod parse;
 pub mod pyjson;

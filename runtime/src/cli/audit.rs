@@ -4,8 +4,7 @@ use super::terminal::{escape, Lines};
 use crate::audit::{self, AuditKey};
 use clap::Subcommand;
 use serde_json::json;
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Subcommand)]
@@ -68,7 +67,7 @@ pub(super) fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             let key = key_file.as_deref().map(AuditKey::from_file).transpose()?;
             let mut all_ok = true;
             let mut results = Vec::new();
-            for log in &with_dirs_read(&logs)? {
+            for log in &audit::session_logs(&logs)? {
                 let v = audit::verify(log, key.as_ref())?;
                 all_ok &= v.problem.is_none();
                 if !json {
@@ -106,7 +105,7 @@ pub(super) fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             })
         }
         AuditCommand::Summary { logs, json } => {
-            let s = audit::summarize(&with_dirs_read(&logs)?)?;
+            let s = audit::summarize(&audit::session_logs(&logs)?)?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&s)?);
             } else {
@@ -124,49 +123,10 @@ pub(super) fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Report { logs, out } => {
-            let html = audit::report(&with_dirs_read(&logs)?)?;
+            let html = audit::report(&audit::session_logs(&logs)?)?;
             crate::outputs::write(&out, html.as_bytes())?;
             outln!("wrote {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// The logs named: a directory stands for the session logs in it (its
-/// `*.jsonl` files that open with a `session_start` record, sorted; a
-/// state directory's `sessions/` for example).
-fn with_dirs_read(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let mut logs: Vec<PathBuf> = std::fs::read_dir(p)
-                .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", p.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.is_file() && f.extension().is_some_and(|x| x == "jsonl"))
-                .filter(|f| opens_a_session(f))
-                .collect();
-            if logs.is_empty() {
-                anyhow::bail!("{} holds no session logs (*.jsonl)", p.display());
-            }
-            logs.sort();
-            out.extend(logs);
-        } else {
-            out.push(p.clone());
-        }
-    }
-    Ok(out)
-}
-
-/// Whether the file's first line is a `session_start` record.
-fn opens_a_session(path: &Path) -> bool {
-    use std::io::BufRead as _;
-    let Ok(f) = std::fs::File::open(path) else {
-        return false;
-    };
-    let mut first = String::new();
-    let mut reader = std::io::BufReader::new(f).take(1 << 20);
-    if reader.read_line(&mut first).is_err() {
-        return false;
-    }
-    serde_json::from_str::<serde_json::Value>(&first).is_ok_and(|v| v["type"] == "session_start")
 }

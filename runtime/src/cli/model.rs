@@ -5,14 +5,14 @@ use super::terminal::{escape, Lines};
 use crate::model::adapter::write::{random_adapter, write_adapter, RandomAdapter};
 use crate::model::adapter::AdapterFormat;
 use crate::model::convert::synth::{self, SynthOptions, SynthShape};
-use crate::model::kernels;
-use crate::model::{
-    generate, generate_ids_with, parse_device, special, LoadedModel, SamplingParams, Speculative,
+use crate::model::decode::{
+    self,
+    bench::{Bandwidth, BaseFigures, BenchOptions, Speculated},
 };
-use anyhow::Context as _;
+use crate::model::kernels;
+use crate::model::{generate, parse_device, LoadedModel, Speculative};
 use candle_core::DType;
 use clap::Args;
-use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -290,102 +290,20 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     if let Some(d) = &a.speculative.draft_model {
         loaded.attach_draft(d, !a.json)?;
     }
-    let vocab = special::ENDOFTEXT.min(loaded.model.config().vocab_size as u32);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    // With adapters, every repeat runs the same prompt without and with
-    // them, interleaved, so that the cost is measured side by side.
     let chosen = kernels::choice();
-    let mut variants: Vec<(bool, Speculative, kernels::Choice)> = if loaded.adapters.is_empty() {
-        vec![(true, Speculative::Off, chosen)]
-    } else {
-        vec![
-            (false, Speculative::Off, chosen),
-            (true, Speculative::Off, chosen),
-        ]
-    };
-    // With speculation or candle's kernels, the plain run stays the
-    // headline and the others come after it.
-    let plain = variants.len() - 1;
-    if !speculative.is_off() {
-        variants.push((true, speculative, chosen));
-    }
-    let candle_at = variants.len();
-    if a.compare_kernels {
-        variants.push((true, Speculative::Off, kernels::Choice::Candle));
-    }
-    // One untimed run per variant first: candle repacks a weight for its
-    // tiles on first use, and caches and pages warm up, as in any session
-    // after its first turn.
-    let warm: Vec<u32> = (0..a.prompt_tokens.max(1) as u32)
-        .map(|i| i % vocab)
-        .collect();
-    // A bench runs for minutes: show its progress on a terminal.
-    let runs = variants.len() * (1 + a.repeat.max(1));
-    let pb = crate::progress::bar(
-        !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
-        runs as u64,
-        "bench [{bar:30}] {pos}/{len} runs · {msg}",
-    );
-    pb.set_message("warming up");
-    for &variant in &variants {
-        run_variant(&mut loaded, variant, &warm, 2).context("benchmark warm-up failed")?;
-        pb.inc(1);
-    }
-    pb.set_message("timing");
-    let mut prefill = vec![Vec::new(); variants.len()];
-    let mut decode = vec![Vec::new(); variants.len()];
-    let (mut drafted, mut accepted) = (0usize, 0usize);
-    for _ in 0..a.repeat.max(1) {
-        let prompt: Vec<u32> = (0..a.prompt_tokens.max(1))
-            .map(|_| rng.random_range(0..vocab))
-            .collect();
-        for (v, &variant) in variants.iter().enumerate() {
-            let t = run_variant(&mut loaded, variant, &prompt, a.gen_tokens.max(2))
-                .context("benchmark run failed")?;
-            prefill[v].push(t.prefill_tok_s);
-            decode[v].push(t.decode_tok_s);
-            drafted += t.drafted_tokens;
-            accepted += t.accepted_tokens;
-            pb.inc(1);
-        }
-    }
-    pb.finish_and_clear();
-    kernels::set_choice(chosen);
-    let candle = a.compare_kernels.then(|| {
-        let mut p = std::mem::take(&mut prefill[candle_at]);
-        let mut d = std::mem::take(&mut decode[candle_at]);
-        p.sort_by(f64::total_cmp);
-        d.sort_by(f64::total_cmp);
-        (p[p.len() / 2], d[d.len() / 2])
-    });
-    // Weight bytes per token over a read bandwidth measured on a buffer at
-    // least as large as the weights, so caches help it no more than decode.
-    let bandwidth = a.bandwidth.then(|| {
-        let bytes = loaded.model.weight_bytes_per_token();
-        let bw = kernels::bandwidth::read_bandwidth(bytes.max(1 << 30), 3);
-        (bytes, bw, bw / bytes.max(1) as f64)
-    });
-    let speculated = (!speculative.is_off()).then(|| {
-        let d = {
-            let v = &mut decode[plain + 1];
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        (d, drafted, accepted)
-    });
-    loaded.model.set_adapters_active(true);
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let last = plain;
-    let (p, d) = (median(&mut prefill[last]), median(&mut decode[last]));
-    // Base-only figures and the adapters' share of decode time.
-    let base = (last > 0).then(|| {
-        let (bp, bd) = (median(&mut prefill[0]), median(&mut decode[0]));
-        (bp, bd, 100.0 * (1.0 - d / bd))
-    });
-    let rss = peak_rss_mib();
+    let r = decode::bench::bench(
+        &mut loaded,
+        &BenchOptions {
+            prompt_tokens: a.prompt_tokens,
+            gen_tokens: a.gen_tokens,
+            repeat: a.repeat,
+            speculative,
+            compare_kernels: a.compare_kernels,
+            bandwidth: a.bandwidth,
+            progress: !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        },
+    )?;
+    let (p, d, rss) = (r.prefill_tok_s, r.decode_tok_s, r.peak_rss_mib);
     let threads = a
         .model
         .threads
@@ -397,23 +315,38 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
             "pool_threads": candle_core::utils::barrier_pool().n_workers() + 1,
             "prefill_tok_s": p, "decode_tok_s": d, "peak_rss_mib": rss,
         });
-        if let Some((bp, bd, cost)) = base {
+        if let Some(BaseFigures {
+            prefill_tok_s: bp,
+            decode_tok_s: bd,
+            adapter_cost_pct: cost,
+        }) = r.base
+        {
             out["adapters"] = serde_json::json!(loaded.adapters);
             out["base_prefill_tok_s"] = bp.into();
             out["base_decode_tok_s"] = bd.into();
             out["adapter_decode_cost_pct"] = cost.into();
         }
-        if let Some((cp, cd)) = candle {
+        if let Some((cp, cd)) = r.candle {
             out["kernels"] = format!("{chosen:?}").to_lowercase().into();
             out["candle_prefill_tok_s"] = cp.into();
             out["candle_decode_tok_s"] = cd.into();
         }
-        if let Some((bytes, bw, limit)) = bandwidth {
+        if let Some(Bandwidth {
+            weight_bytes_per_token: bytes,
+            read_bytes_s: bw,
+            limit_tok_s: limit,
+        }) = r.bandwidth
+        {
             out["weight_bytes_per_token"] = bytes.into();
             out["read_gb_s"] = (bw / 1e9).into();
             out["bandwidth_limit_tok_s"] = limit.into();
         }
-        if let Some((ld, dr, ac)) = speculated {
+        if let Some(Speculated {
+            decode_tok_s: ld,
+            drafted_tokens: dr,
+            accepted_tokens: ac,
+        }) = r.speculated
+        {
             let mode = mode_name(speculative);
             out["speculative"] = mode.into();
             out[format!("{mode}_decode_tok_s")] = ld.into();
@@ -435,7 +368,12 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
             a.gen_tokens,
             a.repeat
         );
-        if let Some((bp, bd, cost)) = base {
+        if let Some(BaseFigures {
+            prefill_tok_s: bp,
+            decode_tok_s: bd,
+            adapter_cost_pct: cost,
+        }) = r.base
+        {
             for ad in &loaded.adapters {
                 outln!(
                     "adapter:  {} ({:?}, rank {}, {} modules), unfused",
@@ -450,21 +388,31 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
             );
             outln!("adapter cost: {cost:.1} % of decode time");
         }
-        if let Some((ld, dr, ac)) = speculated {
+        if let Some(Speculated {
+            decode_tok_s: ld,
+            drafted_tokens: dr,
+            accepted_tokens: ac,
+        }) = r.speculated
+        {
             outln!(
                 "{:<9} decode {ld:.1} tok/s, {:.2}x plain (same prompts, interleaved); {ac} of {dr} drafted tokens accepted",
                 format!("{}:", mode_name(speculative)),
                 ld / d
             );
         }
-        if let Some((cp, cd)) = candle {
+        if let Some((cp, cd)) = r.candle {
             outln!(
                 "candle:   prefill {cp:.1} tok/s, decode {cd:.1} tok/s with candle's kernels (same prompts, interleaved); warden's: {:.2}x prefill, {:.2}x decode",
                 p / cp,
                 d / cd
             );
         }
-        if let Some((bytes, bw, limit)) = bandwidth {
+        if let Some(Bandwidth {
+            weight_bytes_per_token: bytes,
+            read_bytes_s: bw,
+            limit_tok_s: limit,
+        }) = r.bandwidth
+        {
             outln!(
                 "memory:   {:.0} MB of weights per token, {:.1} GB/s read: at most {limit:.1} tok/s; decode reaches {:.0} %",
                 bytes as f64 / 1e6,
@@ -477,33 +425,6 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One benchmark run of `prompt` and `gen` tokens with adapters on or off,
-/// a speculative mode and a kernel choice, from an empty cache.
-fn run_variant(
-    loaded: &mut LoadedModel,
-    (adapters, speculative, choice): (bool, Speculative, kernels::Choice),
-    prompt: &[u32],
-    gen: usize,
-) -> anyhow::Result<crate::model::Timings> {
-    kernels::set_choice(choice);
-    loaded.model.set_adapters_active(adapters);
-    loaded.model.clear_cache();
-    let params = SamplingParams {
-        speculative,
-        ..SamplingParams::default()
-    };
-    // Greedy on random weights may hit an end token early; never stop.
-    let (_, _, t) = generate_ids_with(
-        &mut loaded.model,
-        loaded.draft.as_mut().map(|(m, _)| m),
-        prompt,
-        gen,
-        &params,
-        |_| true,
-    )?;
-    Ok(t)
-}
-
 /// `lookup` or `draft`, as the flag says it.
 fn mode_name(s: Speculative) -> &'static str {
     match s {
@@ -511,21 +432,4 @@ fn mode_name(s: Speculative) -> &'static str {
         Speculative::Lookup => "lookup",
         Speculative::Draft => "draft",
     }
-}
-
-/// Peak resident memory of this process, from /proc (Linux), in MiB.
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(String::from)
-        })
-        .and_then(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .and_then(|k| k.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
 }

@@ -2,7 +2,8 @@
 //! training data against it.
 
 use super::terminal::{escape, Lines};
-use crate::chat::{ChatTemplate, Conversation, RenderRequest};
+use crate::chat::check::{check_training, LineCheck};
+use crate::chat::{ChatTemplate, Conversation};
 use crate::policy::Policy;
 use crate::sandbox::ToolHost;
 use anyhow::Context as _;
@@ -87,7 +88,7 @@ pub fn prompt(a: PromptArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot read {}", path.display()))?,
     )
     .with_context(|| format!("{} is not a conversation file", path.display()))?;
-    let text = render(&template, &conv, &policy_tools, true)?;
+    let text = conv.render(&template, &policy_tools, true)?;
     if a.json {
         let ids: Vec<u32> = match &model_path {
             Some(p) => {
@@ -112,72 +113,36 @@ pub fn prompt(a: PromptArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn render(
-    template: &ChatTemplate,
-    conv: &Conversation,
-    policy_tools: &[Value],
-    default_gen: bool,
-) -> anyhow::Result<String> {
-    let tools = conv.tools.as_deref().unwrap_or(policy_tools);
-    template.render(&RenderRequest {
-        messages: &conv.messages,
-        tools,
-        add_generation_prompt: conv.add_generation_prompt.unwrap_or(default_gen),
-        enable_thinking: conv.enable_thinking,
-    })
-}
-
 /// Checks every line of `training`; exit 1 when a line differs or fails.
 fn check(
     template: &ChatTemplate,
     training: &Path,
     policy_tools: &[Value],
 ) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(training)
-        .with_context(|| format!("cannot read {}", training.display()))?;
     let (mut ok, mut bad) = (0usize, 0usize);
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let at = format!("{}:{}", training.display(), i + 1);
-        let parsed: Result<(Conversation, Option<String>), String> =
-            serde_json::from_str::<Value>(line)
-                .map_err(|e| format!("not JSON ({e})"))
-                .and_then(|v| {
-                    let given = v["text"].as_str().map(String::from);
-                    serde_json::from_value::<Conversation>(v)
-                        .map(|c| (c, given))
-                        .map_err(|e| format!("not a conversation ({e})"))
-                });
-        let (conv, given) = match parsed {
-            Ok(p) => p,
-            Err(e) => {
+    for (line, result) in check_training(template, training, policy_tools)? {
+        let at = format!("{}:{line}", training.display());
+        match result {
+            LineCheck::Renders => ok += 1,
+            LineCheck::Unreadable(e) => {
                 bad += 1;
                 outln!("{at}: {e}");
-                continue;
             }
-        };
-        // Training text is a whole conversation: no generation prompt
-        // unless the line asks for one.
-        let mine = match render(template, &conv, policy_tools, false) {
-            Ok(t) => t,
-            Err(e) => {
+            LineCheck::RenderFailed(e) => {
                 bad += 1;
-                outln!("{at}: {}", escape(&format!("{e:#}"), Lines::One));
-                continue;
+                outln!("{at}: {}", escape(&e, Lines::One));
             }
-        };
-        match given {
-            None => ok += 1,
-            Some(given) if given == mine => ok += 1,
-            Some(given) => {
+            LineCheck::Differs {
+                line,
+                column,
+                training,
+                warden,
+            } => {
                 bad += 1;
-                let (l, c, theirs, ours) = first_difference(&given, &mine);
                 outln!(
-                    "{at}: the training text differs from warden's rendering at line {l}, column {c}: training {}, warden {}",
-                    escape(&format!("{theirs:?}"), Lines::One),
-                    escape(&format!("{ours:?}"), Lines::One)
+                    "{at}: the training text differs from warden's rendering at line {line}, column {column}: training {}, warden {}",
+                    escape(&format!("{training:?}"), Lines::One),
+                    escape(&format!("{warden:?}"), Lines::One)
                 );
             }
         }
@@ -188,37 +153,4 @@ fn check(
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// Line and column (1-based, in characters) of the first difference, and
-/// a few characters of each side from there.
-fn first_difference(a: &str, b: &str) -> (usize, usize, String, String) {
-    let (mut line, mut col) = (1, 1);
-    let mut ai = a.char_indices();
-    let mut bi = b.char_indices();
-    loop {
-        match (ai.next(), bi.next()) {
-            (Some((i, x)), Some((j, y))) if x == y => {
-                let _ = (i, j);
-                if x == '\n' {
-                    line += 1;
-                    col = 1;
-                } else {
-                    col += 1;
-                }
-            }
-            (pa, pb) => {
-                let snip = |s: &str, at: Option<usize>| {
-                    at.map(|i| s[i..].chars().take(24).collect::<String>())
-                        .unwrap_or_else(|| "(end)".into())
-                };
-                return (
-                    line,
-                    col,
-                    snip(a, pa.map(|p| p.0)),
-                    snip(b, pb.map(|p| p.0)),
-                );
-            }
-        }
-    }
 }

@@ -5,8 +5,8 @@ use super::sampling::{SamplingArgs, QWEN3};
 use super::terminal::{escape, Lines};
 use crate::audit;
 use crate::guard::interrupt::ctrl_c_flag;
-use crate::model::SamplingParams;
-use crate::session::replay::replay_recording;
+use crate::session::demo::{self, Examples, LiveDemo};
+use crate::session::replay::{replay_recording, scratch_copy};
 use crate::session::setup::SessionSetup;
 use crate::session::{
     Backend, CallReport, CandleBackend, EndReason, Event, ReplayBackend, Session, SessionOptions,
@@ -420,18 +420,7 @@ pub fn replay(a: ReplayArgs) -> anyhow::Result<std::process::ExitCode> {
         log: a.place.log.clone(),
     };
     if !a.in_place {
-        let scratch = tempfile::Builder::new()
-            .prefix("warden-replay-")
-            .tempdir()
-            .context("cannot make a scratch directory for the replay")?
-            .keep();
-        let copy = scratch.join("workspace");
-        crate::outputs::copy_tree(&a.place.workspace, &copy, true).with_context(|| {
-            format!(
-                "cannot copy the workspace {} for the replay (pass --in-place to run against it)",
-                a.place.workspace.display()
-            )
-        })?;
+        let copy = scratch_copy(&a.place.workspace)?;
         if !a.json {
             outln!(
                 "replaying in a scratch copy of {}: {} (--in-place runs against the workspace itself)",
@@ -472,29 +461,17 @@ pub fn replay(a: ReplayArgs) -> anyhow::Result<std::process::ExitCode> {
 
 /// The `examples/` folder: under the current directory, else where warden
 /// was built from.
-fn examples_dir() -> anyhow::Result<PathBuf> {
-    let here = PathBuf::from("examples");
-    if here.join("sessions/demo.jsonl").exists() {
-        return Ok(here);
-    }
-    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    if built.join("sessions/demo.jsonl").exists() {
-        let built = built.canonicalize().unwrap_or(built);
+/// The demo's files, saying so when they are the build's.
+fn examples() -> anyhow::Result<Examples> {
+    let e = Examples::find()?;
+    if e.from_build {
         eprintln!(
             "note: no examples/ under the current directory; reading the demo's files from {}, where warden was built",
-            escape(&built.display().to_string(), Lines::One)
+            escape(&e.dir.display().to_string(), Lines::One)
         );
-        return Ok(built);
     }
-    anyhow::bail!(
-        "cannot find examples/sessions/demo.jsonl; run `warden demo` from the warden repository"
-    )
+    Ok(e)
 }
-
-/// The shipped tiny agent: its base model file and its adapter directory.
-pub const TINY_AGENT_BASE: &str = "models/tiny-agent/tiny-agent.gguf";
-/// See [`TINY_AGENT_BASE`].
-pub const TINY_AGENT_ADAPTER: &str = "models/tiny-agent/run-command";
 
 /// Prints the summary of a demo's log and whether `warden audit verify`
 /// accepts it.
@@ -517,74 +494,39 @@ fn demo_footer(log: &Path, note: &str) -> anyhow::Result<()> {
 /// `warden demo --live`: the seed's tasks, one fresh task each, on a real
 /// model with greedy decoding.
 fn demo_live(a: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
-    let examples = examples_dir()?;
-    let root = examples.parent().unwrap_or(Path::new("")).to_path_buf();
-    let (model, adapters) = match &a.model {
-        Some(m) => (m.clone(), a.adapter.clone()),
-        None => {
-            let base = examples.join(TINY_AGENT_BASE);
-            if !base.exists() {
-                anyhow::bail!(
-                    "{} is not there; pass --model, or reproduce it with examples/models/tiny-agent/reproduce.sh",
-                    base.display()
-                );
-            }
-            let adapters = if a.adapter.is_empty() {
-                vec![examples.join(TINY_AGENT_ADAPTER)]
-            } else {
-                a.adapter.clone()
-            };
-            (base.display().to_string(), adapters)
-        }
-    };
-    let place = PolicyArgs {
-        policy: a
-            .policy
-            .clone()
-            .unwrap_or_else(|| root.join("policies/coding-agent.toml")),
-        workspace: examples.join("workspace"),
-        log: a.log.clone(),
-    };
-    let tasks = std::fs::read_to_string(examples.join("sessions/demo-users.txt"))
-        .context("cannot read examples/sessions/demo-users.txt")?;
+    let live = LiveDemo::plan(&examples()?, a.model, a.adapter, a.policy)?;
     outln!(
         "Running the seed's tasks live on {}{} against {} under {} (greedy).",
-        model,
-        adapters
+        live.model,
+        live.adapters
             .iter()
             .map(|d| format!(" + adapter {}", d.display()))
             .collect::<String>(),
-        place.workspace.display(),
-        place.policy.display()
+        live.workspace.display(),
+        live.policy.display()
     );
-    let p = prepare(&place, None)?;
-    let mut loaded =
-        crate::model::LoadedModel::load(&model, &candle_core::Device::Cpu, None, true)?;
-    loaded.apply_adapters(&adapters)?;
-    let params = SamplingParams {
-        temperature: 0.0,
-        ..SamplingParams::default()
+    let place = PolicyArgs {
+        policy: live.policy.clone(),
+        workspace: live.workspace.clone(),
+        log: a.log,
     };
-    let backend = Box::new(CandleBackend::new(loaded, params)?);
-    let opts = SessionOptions {
-        max_tokens: 512,
-        ..p.opts
-    };
-    let mut session = Session::start(&p.host, backend, p.log.create()?, opts, ctrl_c_flag())?;
+    let setup = prepare(&place, None)?;
+    let max_steps = setup.host.policy().session.max_steps;
     let mut printer = Printer { mid_line: false };
-    let max_steps = p.host.policy().session.max_steps;
-    for task in tasks.lines().map(str::trim).filter(|t| !t.is_empty()) {
-        outln!("\n> {task}");
-        session.new_task();
-        let r = session.turn(task, &mut |e| printer.event(e))?;
-        outln!(
-            "({}; {} call(s), {:.1} s)",
-            r.end_reason.describe(max_steps),
-            r.calls.len(),
-            r.timings.total_ms / 1e3
-        );
-    }
-    let log = session.end("demo")?;
+    let log = live.run(
+        setup,
+        ctrl_c_flag(),
+        &mut |task| outln!("\n> {task}"),
+        &mut |e| printer.event(e),
+        &mut |r| {
+            outln!(
+                "({}; {} call(s), {:.1} s)",
+                r.end_reason.describe(max_steps),
+                r.calls.len(),
+                r.timings.total_ms / 1e3
+            )
+        },
+    )?;
     demo_footer(&log, " (a real model ran on this CPU)")?;
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -594,11 +536,10 @@ pub fn demo(a: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
     if a.live {
         return demo_live(a);
     }
-    let examples = examples_dir()?;
-    let recording = examples.join("sessions/demo.jsonl");
-    let root = examples.parent().unwrap_or(Path::new(""));
-    let policy = root.join("policies/default.toml");
-    let workspace = examples.join("workspace");
+    let examples = examples()?;
+    let recording = examples.dir.join(demo::RECORDING);
+    let policy = examples.root().join("policies/default.toml");
+    let workspace = examples.workspace();
     outln!(
         "Replaying the recorded session {} (a model's outputs, no download) against {} under {}.",
         recording.display(),

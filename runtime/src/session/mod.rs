@@ -9,6 +9,7 @@
 //! the call budget, or Ctrl-C ends the turn with a reason.
 
 mod backend;
+pub mod demo;
 pub mod replay;
 pub mod setup;
 

@@ -5,6 +5,7 @@
 //! queued with [`ReplayCases::start`]).
 
 use super::backend::{Backend, Generated};
+use crate::audit::record::Record;
 use crate::chat::ChatTemplate;
 use crate::model::Timings;
 use anyhow::Context as _;
@@ -220,14 +221,16 @@ struct CallSeen {
 }
 
 fn calls_of(log: &Path) -> anyhow::Result<Vec<CallSeen>> {
-    Ok(crate::audit::read_records(log)?
+    Ok(crate::audit::read_typed(log)?
         .into_iter()
-        .filter(|r| r.kind == "tool_call")
-        .map(|r| CallSeen {
-            tool: r.value["tool"].as_str().map(String::from),
-            decision: r.value["decision"].as_str().unwrap_or_default().into(),
-            outcome: r.value["outcome"].as_str().unwrap_or_default().into(),
-            output_sha256: r.value["output_sha256"].as_str().unwrap_or_default().into(),
+        .filter_map(|r| match r.record {
+            Record::ToolCall(c) => Some(CallSeen {
+                tool: c.tool,
+                decision: c.decision,
+                outcome: c.outcome,
+                output_sha256: c.output_sha256,
+            }),
+            _ => None,
         })
         .collect())
 }
@@ -270,6 +273,25 @@ impl Comparison {
         }
         Ok(Comparison { differences })
     }
+}
+
+/// A scratch copy of `workspace` to replay in, so recorded writes never
+/// change the user's files by surprise; kept (not removed) so what the
+/// replayed calls wrote can be looked at. The copy's path.
+pub fn scratch_copy(workspace: &Path) -> anyhow::Result<PathBuf> {
+    let scratch = tempfile::Builder::new()
+        .prefix("warden-replay-")
+        .tempdir()
+        .context("cannot make a scratch directory for the replay")?
+        .keep();
+    let copy = scratch.join("workspace");
+    crate::outputs::copy_tree(workspace, &copy, true).with_context(|| {
+        format!(
+            "cannot copy the workspace {} for the replay (pass --in-place to run against it)",
+            workspace.display()
+        )
+    })?;
+    Ok(copy)
 }
 
 /// A recording replayed under a policy: the turns, the new log, and how its

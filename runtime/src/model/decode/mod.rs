@@ -1,5 +1,6 @@
-//! Generation: the loop over the decoder, sampling, and speculative decoding (prompt lookup and a draft model).
+//! Generation: the loop over the decoder, sampling, speculative decoding (prompt lookup and a draft model), and its benchmark.
 
+pub mod bench;
 pub(crate) mod generate;
 pub mod lookup;
 pub(crate) mod sampler;
