@@ -350,3 +350,134 @@ fn every_gguf_type_matches_the_reference() {
         }
     }
 }
+
+/// A synthetic checkpoint of `shape` (tied, f32), with a GGUF of `gguf`.
+fn make_shape(dir: &Path, shape: SynthShape, gguf: Option<&str>) {
+    synth(&SynthOptions {
+        shape,
+        out: dir.to_path_buf(),
+        dtype: DType::F32,
+        gguf: gguf.map(|g| warden::model::weights::ggml_type::parse_gguf_type(g).unwrap()),
+        gguf_only: false,
+        seed: 7,
+        tie_word_embeddings: None,
+    })
+    .unwrap();
+}
+
+fn safetensors_vb(dir: &Path) -> candle_nn::VarBuilder<'static> {
+    unsafe {
+        candle_nn::VarBuilder::from_mmaped_safetensors(
+            &[dir.join("model.safetensors")],
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap()
+    }
+}
+
+/// The Llama family (no q/k norms, head width from the width) with Llama
+/// 3's RoPE scaling, against candle-transformers' `llama`: the last
+/// position's logits after the whole prompt, then token by token.
+#[test]
+fn llama_logits_match_candle_transformers_llama() {
+    use candle_transformers::models::llama as ref_llama;
+    let dir = tempfile::tempdir().unwrap();
+    make_shape(dir.path(), SynthShape::TinyLlama3, None);
+    let mut ours =
+        LoadedModel::load(dir.path().to_str().unwrap(), &Device::Cpu, None, false).unwrap();
+    let ids = prompt_ids(&ours);
+    let cfg: ref_llama::LlamaConfig =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
+            .unwrap();
+    assert!(cfg.rope_scaling.is_some(), "the shape scales RoPE");
+    let cfg = cfg.into_config(false);
+    let reference = ref_llama::Llama::load(safetensors_vb(dir.path()), &cfg).unwrap();
+    let mut cache = ref_llama::Cache::new(true, DType::F32, &cfg, &Device::Cpu).unwrap();
+    let want = reference.forward(&batch(&ids), 0, &mut cache).unwrap();
+    let got = ours.model.forward(&ids, false).unwrap();
+    let d = max_abs_diff(&got, &want);
+    eprintln!("llama full prompt: max abs diff {d:e}");
+    assert!(d <= 1e-4, "full prompt: max abs diff {d}");
+    for (i, &t) in [11u32, 2000, 77].iter().enumerate() {
+        let want = reference
+            .forward(&batch(&[t]), ids.len() + i, &mut cache)
+            .unwrap();
+        let got = ours.model.step(t).unwrap();
+        let d = max_abs_diff(&got, &want);
+        assert!(d <= 1e-4, "step {i}: max abs diff {d}");
+    }
+}
+
+/// Qwen2 (biases on q/k/v, none on o) against candle-transformers' `qwen2`.
+#[test]
+fn qwen2_logits_match_candle_transformers_qwen2() {
+    use candle_transformers::models::qwen2 as ref_qwen2;
+    let dir = tempfile::tempdir().unwrap();
+    make_shape(dir.path(), SynthShape::TinyQwen2, None);
+    let mut ours =
+        LoadedModel::load(dir.path().to_str().unwrap(), &Device::Cpu, None, false).unwrap();
+    let ids = prompt_ids(&ours);
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
+            .unwrap();
+    // candle's config wants a number where Qwen's says null.
+    v["sliding_window"] = 4096.into();
+    let cfg: ref_qwen2::Config = serde_json::from_value(v).unwrap();
+    let mut reference = ref_qwen2::ModelForCausalLM::new(&cfg, safetensors_vb(dir.path())).unwrap();
+    let want = reference.forward(&batch(&ids), 0).unwrap();
+    let got = ours.model.forward(&ids, false).unwrap();
+    let d = max_abs_diff(&got, &want);
+    eprintln!("qwen2 full prompt: max abs diff {d:e}");
+    assert!(d <= 1e-4, "full prompt: max abs diff {d}");
+    for (i, &t) in [11u32, 2000, 77].iter().enumerate() {
+        let want = reference.forward(&batch(&[t]), ids.len() + i).unwrap();
+        let got = ours.model.step(t).unwrap();
+        let d = max_abs_diff(&got, &want);
+        assert!(d <= 1e-4, "step {i}: max abs diff {d}");
+    }
+}
+
+/// A Llama GGUF as warden writes it (query and key rows in llama.cpp's
+/// interleaved order) against candle-transformers' `quantized_llama`,
+/// which rotates the file's rows in interleaved pairs as llama.cpp does:
+/// agreement means the rows were written and read back in the right order.
+#[test]
+fn llama_gguf_logits_match_candle_transformers_quantized_llama() {
+    use candle_transformers::models::quantized_llama as ref_qllama;
+    let dir = tempfile::tempdir().unwrap();
+    make_shape(dir.path(), SynthShape::TinyLlama, Some("q8_0"));
+    let gguf = dir.path().join("model-q8_0.gguf");
+    let mut ours = LoadedModel::load(gguf.to_str().unwrap(), &Device::Cpu, None, false).unwrap();
+    let ids = prompt_ids(&ours);
+    let mut f = std::fs::File::open(&gguf).unwrap();
+    let ct = gguf_file::Content::read(&mut f).unwrap();
+    assert_eq!(
+        ct.metadata["general.architecture"].to_string().unwrap(),
+        "llama"
+    );
+    let mut reference = ref_qllama::ModelWeights::from_gguf(ct, &mut f, &Device::Cpu).unwrap();
+    let want = reference.forward(&batch(&ids), 0).unwrap();
+    let got = ours.model.forward(&ids, false).unwrap();
+    let d = max_abs_diff(&got, &want);
+    eprintln!("llama q8_0 full prompt: max abs diff {d:e}");
+    assert!(d <= 1e-3, "full prompt: max abs diff {d}");
+    for (i, &t) in [11u32, 2000, 77].iter().enumerate() {
+        let want = reference.forward(&batch(&[t]), ids.len() + i).unwrap();
+        let got = ours.model.step(t).unwrap();
+        let d = max_abs_diff(&got, &want);
+        assert!(d <= 1e-3, "step {i}: max abs diff {d}");
+    }
+    // Read back, the GGUF is the dense model it was written from (rows in
+    // Hugging Face's order again): q8_0 moves the logits only a little.
+    let mut dense =
+        LoadedModel::load(dir.path().to_str().unwrap(), &Device::Cpu, None, false).unwrap();
+    ours.model.clear_cache();
+    let a = dense.model.forward(&ids, false).unwrap();
+    let b = ours.model.forward(&ids, false).unwrap();
+    let d = max_abs_diff(&a, &b);
+    assert!(
+        d < 0.05,
+        "the llama q8_0 GGUF drifted from its f32 source by {d}"
+    );
+}

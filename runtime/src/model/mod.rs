@@ -10,7 +10,9 @@ pub mod arch;
 pub mod checkpoint;
 pub mod convert;
 pub mod decode;
-pub mod kernels;
+/// warden's quantized CPU kernels (the `warden-kernels` crate, a crate of
+/// its own so that debug builds still optimise them).
+pub use warden_kernels as kernels;
 pub mod weights;
 
 pub use arch::config::Qwen3Config;

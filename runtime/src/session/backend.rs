@@ -208,7 +208,7 @@ impl Backend for ForcedBackend {
         let origin = || format!("the tokenizer of {}", self.model.path.display());
         let ids = model::checkpoint::tokenize::encode(tok, prompt).with_context(origin)?;
         let mut out_ids = model::checkpoint::tokenize::encode(tok, &text).with_context(origin)?;
-        out_ids.push(model::special::IM_END);
+        out_ids.push(self.model.model.end_of_turn());
         let mut t = Timings {
             tokenize_ms: start.elapsed().as_secs_f64() * 1e3,
             ..Timings::default()

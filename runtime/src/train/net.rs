@@ -156,6 +156,7 @@ impl TrainNet {
             cfg.head_dim,
             max_len,
             cfg.rope_theta,
+            cfg.rope_divisors().as_deref(),
             DType::F32,
             device,
         )?;
@@ -484,7 +485,11 @@ impl TrainNet {
             let heads = |t: Tensor, n: usize, norm: &str| -> candle_core::Result<Tensor> {
                 // (b·L, n·D) -> (b, n, L, D), per-head RMSNorm, RoPE
                 let t = t.reshape((b, l, n, hd))?;
-                let t = rms_norm(&t, self.w(&format!("{p}.self_attn.{norm}.weight")), eps)?;
+                let t = if cfg.family.qk_norm() {
+                    rms_norm(&t, self.w(&format!("{p}.self_attn.{norm}.weight")), eps)?
+                } else {
+                    t
+                };
                 let t = t.transpose(1, 2)?.contiguous()?;
                 candle_nn::rotary_emb::rope_slow(&t, &cos, &sin)
             };

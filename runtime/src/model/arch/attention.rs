@@ -1,4 +1,5 @@
-//! Grouped-query self-attention with Qwen3's per-head q/k RMS norms.
+//! Grouped-query self-attention, with Qwen3's per-head q/k RMS norms where
+//! the family has them.
 
 use crate::model::arch::kv_cache::KvCache;
 use crate::model::arch::linear::{forward_shared, Linear};
@@ -15,8 +16,8 @@ pub struct Attention {
     pub(crate) k_proj: Linear,
     pub(crate) v_proj: Linear,
     pub(crate) o_proj: Linear,
-    pub(crate) q_norm: Tensor,
-    pub(crate) k_norm: Tensor,
+    /// Per-head RMS norm weights of queries and keys (Qwen3 only).
+    pub(crate) qk_norm: Option<(Tensor, Tensor)>,
     pub(crate) num_heads: usize,
     pub(crate) num_kv_heads: usize,
     pub(crate) head_dim: usize,
@@ -34,9 +35,14 @@ impl Attention {
         let q = q.reshape((b, l, self.num_heads, self.head_dim))?;
         let k = k.reshape((b, l, self.num_kv_heads, self.head_dim))?;
         let v = v.reshape((b, l, self.num_kv_heads, self.head_dim))?;
-        // Per-head RMSNorm over head_dim, then RoPE in (B, H, L, D).
-        let q = candle_nn::ops::rms_norm(&q.contiguous()?, &self.q_norm, self.eps as f32)?;
-        let k = candle_nn::ops::rms_norm(&k.contiguous()?, &self.k_norm, self.eps as f32)?;
+        // Per-head RMSNorm over head_dim (Qwen3), then RoPE in (B, H, L, D).
+        let (q, k) = match &self.qk_norm {
+            Some((qn, kn)) => (
+                candle_nn::ops::rms_norm(&q.contiguous()?, qn, self.eps as f32)?,
+                candle_nn::ops::rms_norm(&k.contiguous()?, kn, self.eps as f32)?,
+            ),
+            None => (q, k),
+        };
         let q = self.rope.apply(&q.transpose(1, 2)?, offset)?;
         let k = self.rope.apply(&k.transpose(1, 2)?, offset)?;
         // Cache and attention in (B, S, H, D).

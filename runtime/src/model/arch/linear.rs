@@ -123,6 +123,21 @@ impl Linear {
         Ok(())
     }
 
+    /// Gives the layer a bias `(out,)`, added after the product.
+    pub fn set_bias(&mut self, bias: Tensor) {
+        self.bias = Some(bias);
+    }
+
+    /// `y + b + Σ s·(x Aᵀ) Bᵀ`: the bias and the active adapters on the
+    /// product `y = x Wᵀ`.
+    fn finish(&self, x: &Tensor, y: Tensor) -> Result<Tensor> {
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
+            None => y,
+        };
+        self.with_lora(x, y)
+    }
+
     /// Turns the unfused adapters off (`false`) or on again, for measuring
     /// their cost side by side.
     pub fn set_lora_active(&mut self, on: bool) {
@@ -177,7 +192,7 @@ impl Linear {
 
 /// `[x W₁ᵀ, x W₂ᵀ, …]` for layers that read the same input (q/k/v, gate/up).
 ///
-/// When every layer is a bias-free quantized CPU weight of one type, candle
+/// When every layer is a quantized CPU weight of one type, candle
 /// runs them as one fused kernel: the input is quantized once and the
 /// threads are started once instead of once per layer (where the CPU has
 /// the kernel; otherwise, and for dense weights, one call per layer).
@@ -186,7 +201,7 @@ pub fn forward_shared<const N: usize>(layers: [&Linear; N], x: &Tensor) -> Resul
         Some(out) => out
             .into_iter()
             .zip(&layers)
-            .map(|(y, l)| l.with_lora(x, y))
+            .map(|(y, l)| l.finish(x, y))
             .collect::<Result<_>>()?,
         None => layers.iter().map(|l| l.forward(x)).collect::<Result<_>>()?,
     };
@@ -202,8 +217,8 @@ fn fused(layers: &[&Linear], x: &Tensor) -> Result<Option<Vec<Tensor>>> {
     }
     let quantized: Option<Vec<&QTensor>> = layers
         .iter()
-        .map(|l| match (&l.weight, &l.bias) {
-            (Weight::Quantized(q), None) => match q.as_ref() {
+        .map(|l| match &l.weight {
+            Weight::Quantized(q) => match q.as_ref() {
                 QMatMul::QTensor(t) => Some(t.as_ref()),
                 _ => None,
             },
@@ -218,7 +233,7 @@ fn fused(layers: &[&Linear], x: &Tensor) -> Result<Option<Vec<Tensor>>> {
     }
 }
 
-/// `x·Wᵀ` for bias-free quantized CPU weights through warden's own kernels
+/// `x·Wᵀ` (no bias) for quantized CPU weights through warden's own kernels
 /// ([`kernels`]), or `None` where they do not apply (dense or GPU weights,
 /// a type they lack, `WARDEN_KERNELS=candle`).
 fn own_kernels(layers: &[&Linear], x: &Tensor) -> Result<Option<Vec<Tensor>>> {
@@ -227,8 +242,8 @@ fn own_kernels(layers: &[&Linear], x: &Tensor) -> Result<Option<Vec<Tensor>>> {
     }
     let mut ts = Vec::with_capacity(layers.len());
     for l in layers {
-        match (&l.weight, &l.bias) {
-            (Weight::Quantized(q), None) => match q.as_ref() {
+        match &l.weight {
+            Weight::Quantized(q) => match q.as_ref() {
                 QMatMul::QTensor(t) if t.device().is_cpu() => ts.push(t.as_ref()),
                 _ => return Ok(None),
             },
@@ -281,7 +296,7 @@ fn own_kernels(layers: &[&Linear], x: &Tensor) -> Result<Option<Vec<Tensor>>> {
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if let Some(mut y) = own_kernels(&[self], x)? {
-            return self.with_lora(x, y.remove(0));
+            return self.finish(x, y.remove(0));
         }
         let y = match &self.weight {
             Weight::Dense(w) => {
@@ -297,11 +312,7 @@ impl Module for Linear {
             }
             Weight::Quantized(q) => q.forward(x)?,
         };
-        let y = match &self.bias {
-            Some(b) => y.broadcast_add(&b.to_dtype(y.dtype())?)?,
-            None => y,
-        };
-        self.with_lora(x, y)
+        self.finish(x, y)
     }
 }
 

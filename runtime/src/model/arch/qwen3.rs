@@ -1,5 +1,6 @@
-//! The Qwen3 causal language model: embedding, decoder blocks, final norm,
-//! LM head; and the token ids behind its KV cache, for prefix reuse.
+//! The decoder-only causal language model (Qwen3, and the Llama and Qwen2
+//! families it generalizes to): embedding, decoder blocks, final norm, LM
+//! head; and the token ids behind its KV cache, for prefix reuse.
 
 use crate::model::arch::attention::Attention;
 use crate::model::arch::block::{Block, Mlp};
@@ -24,7 +25,8 @@ pub const PROJECTIONS: [&str; 7] = [
     "mlp.down_proj",
 ];
 
-/// A loaded Qwen3 model with its cache.
+/// A loaded model (Qwen3, Llama or Qwen2: one decoder, see
+/// [`Qwen3Config`]) with its cache.
 pub struct Qwen3 {
     cfg: Qwen3Config,
     embed: Embedding,
@@ -35,6 +37,8 @@ pub struct Qwen3 {
     dtype: DType,
     /// Token ids whose keys and values are in the cache, in order.
     cached: Vec<u32>,
+    /// Tokens that end a generation, the end of a turn first.
+    stop: Vec<u32>,
 }
 
 impl Qwen3 {
@@ -71,34 +75,55 @@ impl Qwen3 {
             dtype,
             cfg.tie_word_embeddings,
         )?;
-        let rope = Arc::new(Rope::new(
-            hd,
-            cfg.max_position_embeddings,
-            cfg.rope_theta,
-            dtype,
-            device,
-        )?);
+        let divisors = cfg.rope_divisors();
+        let rope = Arc::new(
+            Rope::new(
+                hd,
+                cfg.max_position_embeddings,
+                cfg.rope_theta,
+                divisors.as_deref(),
+                dtype,
+                device,
+            )
+            .map_err(|e| anyhow::anyhow!("{}: {e}", weights.origin()))?,
+        );
         let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
             let p = format!("model.layers.{i}");
             let mut lin = |n: &str, out: usize, inp: usize| {
                 Linear::load(weights, &format!("{p}.{n}.weight"), out, inp, dtype)
             };
-            let q_proj = lin("self_attn.q_proj", cfg.num_attention_heads * hd, h)?;
-            let k_proj = lin("self_attn.k_proj", cfg.num_key_value_heads * hd, h)?;
-            let v_proj = lin("self_attn.v_proj", cfg.num_key_value_heads * hd, h)?;
-            let o_proj = lin("self_attn.o_proj", h, cfg.num_attention_heads * hd)?;
+            let (q, kv) = (cfg.num_attention_heads * hd, cfg.num_key_value_heads * hd);
+            let mut q_proj = lin("self_attn.q_proj", q, h)?;
+            let mut k_proj = lin("self_attn.k_proj", kv, h)?;
+            let mut v_proj = lin("self_attn.v_proj", kv, h)?;
+            let mut o_proj = lin("self_attn.o_proj", h, q)?;
             let gate_proj = lin("mlp.gate_proj", cfg.intermediate_size, h)?;
             let up_proj = lin("mlp.up_proj", cfg.intermediate_size, h)?;
             let down_proj = lin("mlp.down_proj", h, cfg.intermediate_size)?;
+            let mut bias = |n: &str, len: usize| {
+                weights.dense(&format!("{p}.self_attn.{n}.bias"), &[len], dtype)
+            };
+            if cfg.qkv_bias() {
+                q_proj.set_bias(bias("q_proj", q)?);
+                k_proj.set_bias(bias("k_proj", kv)?);
+                v_proj.set_bias(bias("v_proj", kv)?);
+            }
+            if cfg.o_bias() {
+                o_proj.set_bias(bias("o_proj", h)?);
+            }
             let mut vec =
                 |n: &str, len: usize| weights.dense(&format!("{p}.{n}.weight"), &[len], dtype);
+            let qk_norm = if cfg.family.qk_norm() {
+                Some((vec("self_attn.q_norm", hd)?, vec("self_attn.k_norm", hd)?))
+            } else {
+                None
+            };
             blocks.push(Block {
                 input_norm: vec("input_layernorm", h)?,
                 post_attention_norm: vec("post_attention_layernorm", h)?,
                 attention: Attention {
-                    q_norm: vec("self_attn.q_norm", hd)?,
-                    k_norm: vec("self_attn.k_norm", hd)?,
+                    qk_norm,
                     q_proj,
                     k_proj,
                     v_proj,
@@ -133,6 +158,10 @@ impl Qwen3 {
             device: device.clone(),
             dtype,
             cached: vec![],
+            stop: vec![
+                crate::model::special::IM_END,
+                crate::model::special::ENDOFTEXT,
+            ],
         })
     }
 
@@ -195,6 +224,24 @@ impl Qwen3 {
             }
         }
         n
+    }
+
+    /// Sets the tokens that end a generation (the end of a turn first);
+    /// Qwen's `<|im_end|>` and `<|endoftext|>` until a tokenizer says.
+    pub fn set_stop_tokens(&mut self, stop: Vec<u32>) {
+        if !stop.is_empty() {
+            self.stop = stop;
+        }
+    }
+
+    /// Whether `token` ends a generation.
+    pub fn is_stop(&self, token: u32) -> bool {
+        self.stop.contains(&token)
+    }
+
+    /// The token that ends an assistant's turn (`<|im_end|>`, `<|eot_id|>`).
+    pub fn end_of_turn(&self) -> u32 {
+        self.stop[0]
     }
 
     /// The model's hyper-parameters.

@@ -1,4 +1,5 @@
-//! Rotary position embeddings (Qwen3's rotate-half form).
+//! Rotary position embeddings in the rotate-half form (Hugging Face's; a
+//! Llama GGUF's interleaved q/k rows are put back in this order at load).
 
 use candle_core::{DType, Device, Result, Tensor};
 
@@ -16,17 +17,33 @@ pub struct Rope {
 }
 
 impl Rope {
-    /// Tables for `head_dim`, `max_positions` and base `theta`, in `dtype`.
+    /// Tables for `head_dim`, `max_positions` and base `theta`, in `dtype`;
+    /// each frequency divided by its entry of `divisors` when given (Llama
+    /// 3's scaling, llama.cpp's `rope_freqs`).
     pub fn new(
         head_dim: usize,
         max_positions: usize,
         theta: f64,
+        divisors: Option<&[f32]>,
         dtype: DType,
         device: &Device,
     ) -> Result<Rope> {
         let max_positions = max_positions.min(MAX_TABLE_POSITIONS);
+        if let Some(d) = divisors {
+            if d.len() != head_dim / 2 || d.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
+                candle_core::bail!(
+                    "RoPE frequency divisors: {} given, {} positive numbers needed",
+                    d.len(),
+                    head_dim / 2
+                );
+            }
+        }
         let inv_freq: Vec<f32> = (0..head_dim / 2)
-            .map(|i| (1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)) as f32)
+            .map(|i| {
+                let f = 1.0 / theta.powf(2.0 * i as f64 / head_dim as f64);
+                let by = divisors.map_or(1.0, |d| f64::from(d[i]));
+                (f / by) as f32
+            })
             .collect();
         let inv_freq = Tensor::from_vec(inv_freq, (1, head_dim / 2), device)?;
         let positions = Tensor::arange(0u32, max_positions as u32, device)?

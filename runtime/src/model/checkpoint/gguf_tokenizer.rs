@@ -8,14 +8,39 @@ use tokenizers::Tokenizer;
 
 /// Qwen2/Qwen3's pre-tokenizer split (llama.cpp's "qwen2" pre-tokenizer).
 const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Llama 3's split (llama.cpp's "llama-bpe"): numbers in runs of up to 3.
+const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// GPT-2's split, which SmolLM's and StarCoder's also end with.
+const GPT2_SPLIT: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
+/// SmolLM's first split: every digit on its own.
+const DIGIT_SPLIT: &str = r"\p{N}";
+
+/// How llama.cpp's pre-tokenizer `pre` splits text before BPE: the regexes
+/// applied in turn (each re-splitting the pieces of the one before), the
+/// normalizer, and whether a piece already in the vocabulary skips the
+/// merges (Llama 3). `None` for a pre-tokenizer warden does not know.
+fn pre_tokenizer(pre: &str) -> Option<(&'static [&'static str], bool, bool)> {
+    Some(match pre {
+        // Qwen's tokenizer.json normalizes to NFC; the split is the same.
+        "qwen2" | "deepseek-r1-qwen" => (&[QWEN2_SPLIT], true, false),
+        "llama-bpe" | "llama3" | "llama-v3" => (&[LLAMA3_SPLIT], false, true),
+        "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" => {
+            (&[DIGIT_SPLIT, GPT2_SPLIT], false, false)
+        }
+        "gpt-2" | "phi-2" => (&[GPT2_SPLIT], false, false),
+        _ => return None,
+    })
+}
 
 /// llama.cpp token types.
 const NORMAL: i32 = 1;
 const CONTROL: i32 = 3;
 const USER_DEFINED: i32 = 4;
 
-/// Builds the tokenizer described by `ct`'s metadata (gpt2-style byte-level
-/// BPE with the "qwen2" pre-tokenizer, as llama.cpp writes for Qwen3).
+/// Builds the tokenizer described by `ct`'s metadata: gpt2-style byte-level
+/// BPE (`tokenizer.ggml.model` "gpt2") with one of the pre-tokenizers in
+/// use — `qwen2` (Qwen2/2.5/3), `llama-bpe` (Llama 3.x), `smollm`
+/// (SmolLM/SmolLM2, StarCoder), `gpt-2` — splitting as llama.cpp does.
 pub fn from_gguf(ct: &Content) -> anyhow::Result<Tokenizer> {
     let get = |k: &str| {
         ct.metadata
@@ -28,9 +53,11 @@ pub fn from_gguf(ct: &Content) -> anyhow::Result<Tokenizer> {
         .get("tokenizer.ggml.pre")
         .and_then(|v| v.to_string().ok().cloned())
         .unwrap_or_default();
-    if model != "gpt2" || pre != "qwen2" {
-        bail!("cannot rebuild a tokenizer of model {model:?} / pre-tokenizer {pre:?} from GGUF metadata (only gpt2/qwen2, Qwen's); put the model's tokenizer.json beside the .gguf file");
-    }
+    let splits = match (model.as_str(), pre_tokenizer(&pre)) {
+        ("gpt2", Some(p)) => p,
+        _ => bail!("cannot rebuild a tokenizer of model {model:?} / pre-tokenizer {pre:?} from GGUF metadata (warden knows gpt2 with qwen2, llama-bpe, smollm or gpt-2); put the model's tokenizer.json beside the .gguf file"),
+    };
+    let (regexes, nfc, ignore_merges) = splits;
     let tokens = get("tokenizer.ggml.tokens")?.to_vec()?;
     let types: Vec<i32> = match ct.metadata.get("tokenizer.ggml.token_type") {
         Some(v) => v
@@ -64,21 +91,23 @@ pub fn from_gguf(ct: &Content) -> anyhow::Result<Tokenizer> {
         }
     }
     let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false});
+    let mut pretokenizers: Vec<serde_json::Value> = regexes
+        .iter()
+        .map(|r| json!({"type": "Split", "pattern": {"Regex": r}, "behavior": "Isolated", "invert": false}))
+        .collect();
+    pretokenizers.push(byte_level.clone());
     let spec = json!({
         "version": "1.0",
         "truncation": null,
         "padding": null,
         "added_tokens": added,
-        "normalizer": {"type": "NFC"},
-        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-            {"type": "Split", "pattern": {"Regex": QWEN2_SPLIT}, "behavior": "Isolated", "invert": false},
-            byte_level,
-        ]},
+        "normalizer": if nfc { json!({"type": "NFC"}) } else { json!(null) },
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": pretokenizers},
         "post_processor": byte_level,
         "decoder": byte_level,
         "model": {
             "type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": "",
-            "end_of_word_suffix": "", "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+            "end_of_word_suffix": "", "fuse_unk": false, "byte_fallback": false, "ignore_merges": ignore_merges,
             "vocab": vocab, "merges": merges,
         },
     });

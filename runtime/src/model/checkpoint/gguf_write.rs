@@ -1,6 +1,7 @@
-//! Writing GGUF files as llama.cpp's converter writes them for qwen3.
+//! Writing GGUF files as llama.cpp's converter writes them for qwen3,
+//! llama and qwen2.
 
-use crate::model::arch::config::Qwen3Config;
+use crate::model::arch::config::{Family, Qwen3Config};
 use crate::model::checkpoint::tokenizer_files::TokenizerFiles;
 use crate::model::weights::ggml_type::gguf_type_name;
 use anyhow::Context as _;
@@ -69,6 +70,25 @@ pub fn write_gguf_with(
     let mut written = Written::default();
     let mut qtensors = Vec::new();
     for (name, t) in tensors {
+        // llama.cpp rotates a Llama's queries and keys in interleaved pairs:
+        // its rows go in the order its converter writes.
+        let heads = (cfg.family == Family::Llama)
+            .then(|| {
+                crate::model::weights::interleaved_heads(
+                    name,
+                    cfg.num_attention_heads,
+                    cfg.num_key_value_heads,
+                )
+            })
+            .flatten();
+        let interleaved;
+        let t = match heads {
+            Some(h) => {
+                interleaved = to_interleaved(t, h)?;
+                &interleaved
+            }
+            None => t,
+        };
         let q = if t.rank() == 1 {
             QTensor::quantize(t, GgmlDType::F32)?
         } else {
@@ -89,6 +109,8 @@ pub fn write_gguf_with(
         qtensors.push((crate::model::weights::gguf_name(name), q));
     }
     let gtok = gguf_tokenizer(&tok.tokenizer_json, cfg.vocab_size)?;
+    let arch = cfg.family.name();
+    let special = special_ids(cfg, tok, &gtok)?;
     use gguf_file::Value as V;
     let u = |x: usize| V::U32(x as u32);
     let file_type = match qtype {
@@ -106,45 +128,70 @@ pub fn write_gguf_with(
         GgmlDType::Q6K => 18,
         _ => 0,
     };
-    let md: Vec<(&str, V)> = vec![
-        ("general.architecture", V::String("qwen3".into())),
-        ("general.name", V::String("warden qwen3".into())),
-        ("general.file_type", V::U32(file_type)),
-        ("general.quantization_version", V::U32(2)),
-        ("qwen3.context_length", u(cfg.max_position_embeddings)),
-        ("qwen3.embedding_length", u(cfg.hidden_size)),
-        ("qwen3.block_count", u(cfg.num_hidden_layers)),
-        ("qwen3.feed_forward_length", u(cfg.intermediate_size)),
-        ("qwen3.attention.head_count", u(cfg.num_attention_heads)),
-        ("qwen3.attention.head_count_kv", u(cfg.num_key_value_heads)),
-        ("qwen3.attention.key_length", u(cfg.head_dim)),
-        ("qwen3.attention.value_length", u(cfg.head_dim)),
-        ("qwen3.rope.freq_base", V::F32(cfg.rope_theta as f32)),
+    let key = |k: &str| format!("{arch}.{k}");
+    let mut md: Vec<(String, V)> = vec![
+        ("general.architecture".into(), V::String(arch.into())),
+        ("general.name".into(), V::String(format!("warden {arch}"))),
+        ("general.file_type".into(), V::U32(file_type)),
+        ("general.quantization_version".into(), V::U32(2)),
+        (key("context_length"), u(cfg.max_position_embeddings)),
+        (key("embedding_length"), u(cfg.hidden_size)),
+        (key("block_count"), u(cfg.num_hidden_layers)),
+        (key("feed_forward_length"), u(cfg.intermediate_size)),
+        (key("attention.head_count"), u(cfg.num_attention_heads)),
+        (key("attention.head_count_kv"), u(cfg.num_key_value_heads)),
+        (key("attention.key_length"), u(cfg.head_dim)),
+        (key("attention.value_length"), u(cfg.head_dim)),
+        (key("rope.dimension_count"), u(cfg.head_dim)),
+        (key("rope.freq_base"), V::F32(cfg.rope_theta as f32)),
         (
-            "qwen3.attention.layer_norm_rms_epsilon",
+            key("attention.layer_norm_rms_epsilon"),
             V::F32(cfg.rms_norm_eps as f32),
         ),
-        ("tokenizer.ggml.model", V::String("gpt2".into())),
-        ("tokenizer.ggml.pre", V::String("qwen2".into())),
+        ("tokenizer.ggml.model".into(), V::String("gpt2".into())),
+        ("tokenizer.ggml.pre".into(), V::String(special.pre)),
         (
-            "tokenizer.ggml.tokens",
+            "tokenizer.ggml.tokens".into(),
             V::Array(gtok.tokens.into_iter().map(V::String).collect()),
         ),
         (
-            "tokenizer.ggml.token_type",
+            "tokenizer.ggml.token_type".into(),
             V::Array(gtok.types.into_iter().map(V::I32).collect()),
         ),
         (
-            "tokenizer.ggml.merges",
+            "tokenizer.ggml.merges".into(),
             V::Array(gtok.merges.into_iter().map(V::String).collect()),
         ),
-        ("tokenizer.ggml.eos_token_id", V::U32(151645)),
-        ("tokenizer.ggml.padding_token_id", V::U32(151643)),
-        ("tokenizer.ggml.bos_token_id", V::U32(151643)),
-        ("tokenizer.ggml.add_bos_token", V::Bool(false)),
-        ("tokenizer.chat_template", V::String(tok.chat_template()?)),
+        ("tokenizer.ggml.eos_token_id".into(), V::U32(special.eos)),
+        (
+            "tokenizer.ggml.padding_token_id".into(),
+            V::U32(special.pad),
+        ),
+        ("tokenizer.ggml.bos_token_id".into(), V::U32(special.bos)),
+        (
+            "tokenizer.ggml.add_bos_token".into(),
+            V::Bool(special.add_bos),
+        ),
+        (
+            "tokenizer.chat_template".into(),
+            V::String(tok.chat_template()?),
+        ),
     ];
-    let md_refs: Vec<(&str, &V)> = md.iter().map(|(k, v)| (*k, v)).collect();
+    if let Some(unk) = special.unk {
+        md.push(("tokenizer.ggml.unknown_token_id".into(), V::U32(unk)));
+    }
+    // Llama 3's RoPE scaling, as llama.cpp's converter stores it.
+    if let (Family::Llama, Some(d)) = (cfg.family, cfg.rope_divisors()) {
+        let n = d.len();
+        qtensors.push((
+            "rope_freqs.weight".to_string(),
+            QTensor::quantize(
+                &Tensor::from_vec(d, n, &candle_core::Device::Cpu)?,
+                GgmlDType::F32,
+            )?,
+        ));
+    }
+    let md_refs: Vec<(&str, &V)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let t_refs: Vec<(&str, &QTensor)> = qtensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     crate::outputs::write_with(path, |tmp| {
         let mut f = std::io::BufWriter::new(std::fs::OpenOptions::new().write(true).open(tmp)?);
@@ -155,6 +202,93 @@ pub fn write_gguf_with(
     })?;
     written.files.push(path.to_path_buf());
     Ok(written)
+}
+
+/// A Hugging Face `(rows, …)` query or key projection (or bias) with its
+/// rows in llama.cpp's interleaved order, head by head.
+fn to_interleaved(t: &Tensor, heads: usize) -> anyhow::Result<Tensor> {
+    let dims = t.dims().to_vec();
+    let rows = dims[0];
+    if heads == 0 || rows % (2 * heads) != 0 {
+        anyhow::bail!("cannot put {rows} rows of a projection into {heads} heads");
+    }
+    let half = rows / heads / 2;
+    let mut split = vec![heads, 2, half];
+    split.extend_from_slice(&dims[1..]);
+    Ok(t.reshape(split)?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape(dims)?)
+}
+
+/// The special token ids and pre-tokenizer a written GGUF declares.
+struct Special {
+    pre: String,
+    bos: u32,
+    eos: u32,
+    pad: u32,
+    unk: Option<u32>,
+    add_bos: bool,
+}
+
+/// From the source GGUF when there was one; else Qwen's own for the Qwen
+/// families, and for others the tokenizer's end-of-turn and
+/// beginning-of-text tokens by their text.
+fn special_ids(
+    cfg: &Qwen3Config,
+    tok: &TokenizerFiles,
+    gtok: &GgufTokenizer,
+) -> anyhow::Result<Special> {
+    let id = |text: &str| gtok.tokens.iter().position(|t| t == text).map(|i| i as u32);
+    let src = tok.gguf.clone().unwrap_or_default();
+    let pre = match (&src.pre, cfg.family) {
+        (Some(p), _) => p.clone(),
+        (None, Family::Qwen3 | Family::Qwen2) => "qwen2".to_string(),
+        (None, Family::Llama) => pre_of(&tok.tokenizer_json)?,
+    };
+    let qwen = cfg.family != Family::Llama;
+    let eos = src
+        .eos
+        .or_else(|| id("<|im_end|>"))
+        .or_else(|| id("<|eot_id|>"))
+        .or_else(|| id("<|endoftext|>"))
+        .or_else(|| id("<|end_of_text|>"))
+        .unwrap_or(0);
+    let bos = src
+        .bos
+        .or_else(|| id("<|begin_of_text|>"))
+        .or_else(|| id("<|endoftext|>"))
+        .unwrap_or(eos);
+    Ok(Special {
+        pad: src.pad.or_else(|| id("<|endoftext|>")).unwrap_or(eos),
+        unk: src.unk,
+        add_bos: src
+            .add_bos
+            .unwrap_or(!qwen && id("<|begin_of_text|>").is_some()),
+        pre,
+        bos,
+        eos,
+    })
+}
+
+/// llama.cpp's name for the pre-tokenizer of a Llama-family
+/// `tokenizer.json`: `qwen2` (Qwen's split), `smollm` (digits split one by
+/// one, then GPT-2's split), `llama-bpe` (Llama 3's split), or `gpt-2`.
+fn pre_of(tokenizer_json: &[u8]) -> anyhow::Result<String> {
+    let t: serde_json::Value = serde_json::from_slice(tokenizer_json)?;
+    let text = t["pre_tokenizer"].to_string();
+    Ok(if text.contains(r"\\p{L}+|\\p{N}|") {
+        "qwen2"
+    } else if text.contains("\"individual_digits\":true") || text.contains(r#""\\p{N}""#) {
+        "smollm"
+    } else if text.contains(r"\\p{N}{1,3}") {
+        "llama-bpe"
+    } else if text.contains("ByteLevel") {
+        "gpt-2"
+    } else {
+        anyhow::bail!("cannot tell which llama.cpp pre-tokenizer this tokenizer.json's pre_tokenizer is (known: smollm, llama-bpe, gpt-2); write the GGUF from a GGUF source, which names it")
+    }
+    .to_string())
 }
 
 struct GgufTokenizer {

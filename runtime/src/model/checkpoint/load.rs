@@ -1,7 +1,7 @@
 //! Finding and loading a checkpoint.
 
 use crate::model::adapter::{Adapter, AdapterInfo};
-use crate::model::arch::config::Qwen3Config;
+use crate::model::arch::config::{Family, Qwen3Config};
 use crate::model::arch::qwen3::Qwen3;
 use crate::model::weights::mlx_quant::MlxQuantConfig;
 use crate::model::weights::Weights;
@@ -42,6 +42,9 @@ pub struct LoadedModel {
     /// `--speculative draft`, and where it came from.
     pub draft: Option<(Qwen3, PathBuf)>,
 }
+
+/// Llama 3's RoPE frequency divisors in a GGUF (llama.cpp's name).
+pub const ROPE_FREQS: &str = "rope_freqs.weight";
 
 /// A checkpoint opened for reading: its shape, its tensors, its tokenizer.
 pub struct Checkpoint {
@@ -94,7 +97,7 @@ impl Checkpoint {
             // The file's own integrity first: nothing below reads a tensor
             // whose extent was not checked.
             check_gguf_extent(&content, &file, &path)?;
-            let cfg =
+            let mut cfg =
                 Qwen3Config::from_gguf(&content).with_context(|| format!("{}", path.display()))?;
             // tokenizer.json beside the file wins; otherwise the GGUF's own
             // tokenizer.ggml.* metadata.
@@ -105,7 +108,16 @@ impl Checkpoint {
                         .with_context(|| format!("{}", path.display()))?,
                 ),
             };
-            let weights = Weights::gguf(content, file, &path, device);
+            let llama = (cfg.family == Family::Llama)
+                .then_some((cfg.num_attention_heads, cfg.num_key_value_heads));
+            let mut weights = Weights::gguf(content, file, &path, device, llama);
+            // Llama 3's RoPE scaling, as the converter stores it.
+            if weights.contains(ROPE_FREQS) {
+                let d = weights
+                    .dense(ROPE_FREQS, &[cfg.head_dim / 2], DType::F32)?
+                    .to_vec1::<f32>()?;
+                cfg.rope_freqs = Some(d);
+            }
             Ok(Checkpoint {
                 path,
                 config: cfg,
@@ -187,8 +199,11 @@ impl LoadedModel {
             pb
         };
         let pb = bar(cfg.num_hidden_layers);
-        let model = Qwen3::load(&cfg, &mut weights, dtype, device, |_| pb.inc(1))?;
+        let mut model = Qwen3::load(&cfg, &mut weights, dtype, device, |_| pb.inc(1))?;
         pb.finish_and_clear();
+        if let Some(t) = &tokenizer {
+            model.set_stop_tokens(stop_tokens(t));
+        }
         Ok(LoadedModel {
             model,
             tokenizer,
@@ -239,6 +254,20 @@ impl LoadedModel {
         }
         Ok(())
     }
+}
+
+/// The end-of-turn and end-of-text tokens a tokenizer has, the end of a
+/// turn first (ChatML's `<|im_end|>`, Llama 3's `<|eot_id|>`).
+pub fn stop_tokens(tok: &Tokenizer) -> Vec<u32> {
+    const ENDS: [&str; 6] = [
+        "<|im_end|>",
+        "<|eot_id|>",
+        "<|end|>",
+        "<|endoftext|>",
+        "<|end_of_text|>",
+        "<|eom_id|>",
+    ];
+    ENDS.iter().filter_map(|t| tok.token_to_id(t)).collect()
 }
 
 /// Loads `tokenizer.json` and checks it fits the model's vocabulary.

@@ -24,6 +24,46 @@ pub struct TokenizerFiles {
     pub tokenizer_config_json: Vec<u8>,
     /// Other files copied as they are (`generation_config.json`, …).
     pub extra: Vec<(String, Vec<u8>)>,
+    /// What a GGUF says of the tokenizer beyond `tokenizer.json`, when the
+    /// source model was one (written again into GGUFs made from it).
+    pub gguf: Option<GgufSpecial>,
+}
+
+/// A GGUF's `tokenizer.ggml.*` facts that `tokenizer.json` does not carry.
+#[derive(Debug, Clone, Default)]
+pub struct GgufSpecial {
+    /// `tokenizer.ggml.pre`.
+    pub pre: Option<String>,
+    /// `tokenizer.ggml.bos_token_id`.
+    pub bos: Option<u32>,
+    /// `tokenizer.ggml.eos_token_id`.
+    pub eos: Option<u32>,
+    /// `tokenizer.ggml.padding_token_id`.
+    pub pad: Option<u32>,
+    /// `tokenizer.ggml.unknown_token_id`.
+    pub unk: Option<u32>,
+    /// `tokenizer.ggml.add_bos_token`.
+    pub add_bos: Option<bool>,
+}
+
+impl GgufSpecial {
+    /// Reads them from a GGUF's metadata.
+    pub fn read(ct: &candle_core::quantized::gguf_file::Content) -> GgufSpecial {
+        let md = &ct.metadata;
+        let id = |k: &str| md.get(k).and_then(|v| v.to_u32().ok());
+        GgufSpecial {
+            pre: md
+                .get("tokenizer.ggml.pre")
+                .and_then(|v| v.to_string().ok().cloned()),
+            bos: id("tokenizer.ggml.bos_token_id"),
+            eos: id("tokenizer.ggml.eos_token_id"),
+            pad: id("tokenizer.ggml.padding_token_id"),
+            unk: id("tokenizer.ggml.unknown_token_id"),
+            add_bos: md
+                .get("tokenizer.ggml.add_bos_token")
+                .and_then(|v| v.to_bool().ok()),
+        }
+    }
 }
 
 impl TokenizerFiles {
@@ -72,10 +112,17 @@ impl TokenizerFiles {
         .iter()
         .filter_map(|n| read(n).map(|b| (n.to_string(), b)))
         .collect();
+        let gguf = if path.is_file() {
+            let (_, content) = crate::guard::contain::read_gguf(path)?;
+            Some(GgufSpecial::read(&content))
+        } else {
+            None
+        };
         Ok(TokenizerFiles {
             tokenizer_json,
             tokenizer_config_json,
             extra,
+            gguf,
         })
     }
 
@@ -86,6 +133,7 @@ impl TokenizerFiles {
             tokenizer_config_json: crate::model::checkpoint::tokenizer_files::TOKENIZER_CONFIG_JSON
                 .to_vec(),
             extra: vec![],
+            gguf: None,
         }
     }
 

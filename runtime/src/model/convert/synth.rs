@@ -3,7 +3,7 @@
 //! with the real Qwen3 tokenizer, for tests and benchmarks without
 //! downloads. Speed does not depend on weight values.
 
-use crate::model::arch::config::{hf_config, tensor_shapes, Qwen3Config};
+use crate::model::arch::config::{hf_config, tensor_shapes, Family, Llama3Scaling, Qwen3Config};
 use crate::model::checkpoint::tokenizer_files::{TOKENIZER_CONFIG_JSON, TOKENIZER_JSON};
 use crate::model::weights::ggml_type::gguf_type_name;
 use anyhow::{bail, Context as _};
@@ -36,6 +36,16 @@ pub enum SynthShape {
     /// the fused-model experiment applies to it.
     #[value(name = "tiny-agent")]
     TinyAgent,
+    /// Tiny's size as a Llama (no q/k norms, head width from the width);
+    /// for tests.
+    #[value(name = "tiny-llama")]
+    TinyLlama,
+    /// TinyLlama with Llama 3's RoPE scaling; for tests.
+    #[value(name = "tiny-llama3")]
+    TinyLlama3,
+    /// Tiny's size as a Qwen2 (biases on q/k/v); for tests.
+    #[value(name = "tiny-qwen2")]
+    TinyQwen2,
     /// The shape of Qwen/Qwen3-0.6B.
     #[value(name = "qwen3-0.6b")]
     Qwen3_0_6b,
@@ -60,6 +70,9 @@ impl SynthShape {
             rms_norm_eps: 1e-6,
             tie_word_embeddings: true,
             attention_bias: false,
+            family: Family::Qwen3,
+            llama3_scaling: None,
+            rope_freqs: None,
         };
         match self {
             // head_dim 32 != 64 / 4 on purpose: Qwen3 sets it explicitly.
@@ -91,6 +104,29 @@ impl SynthShape {
                 num_key_value_heads: 2,
                 head_dim: 64,
                 max_position_embeddings: 8192,
+                ..base
+            },
+            SynthShape::TinyLlama | SynthShape::TinyLlama3 | SynthShape::TinyQwen2 => Qwen3Config {
+                family: if self == SynthShape::TinyQwen2 {
+                    Family::Qwen2
+                } else {
+                    Family::Llama
+                },
+                hidden_size: 64,
+                intermediate_size: 128,
+                num_hidden_layers: 2,
+                num_attention_heads: 4,
+                num_key_value_heads: 2,
+                head_dim: 16,
+                max_position_embeddings: 4096,
+                rope_theta: 100_000.0,
+                rms_norm_eps: 1e-5,
+                llama3_scaling: (self == SynthShape::TinyLlama3).then_some(Llama3Scaling {
+                    factor: 8.0,
+                    low_freq_factor: 1.0,
+                    high_freq_factor: 4.0,
+                    original_max_position_embeddings: 256,
+                }),
                 ..base
             },
             SynthShape::Qwen3_0_6b => base,
@@ -147,7 +183,9 @@ pub fn synth(opts: &SynthOptions) -> anyhow::Result<SynthReport> {
     for (name, shape) in tensor_shapes(&cfg) {
         let n: usize = shape.iter().product();
         parameters += n;
-        let data: Vec<f32> = if shape.len() == 1 {
+        let data: Vec<f32> = if name.ends_with(".bias") {
+            (0..n).map(|_| rng.random_range(-0.1f32..0.1)).collect()
+        } else if shape.len() == 1 {
             // Norm weights near 1, so that they matter but do not blow up.
             (0..n)
                 .map(|_| 1.0 + rng.random_range(-0.1f32..0.1))

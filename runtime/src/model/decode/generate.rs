@@ -5,7 +5,6 @@ use crate::model::arch::qwen3::Qwen3;
 use crate::model::checkpoint::load::LoadedModel;
 use crate::model::decode::lookup;
 use crate::model::decode::sampler::{Sampler, SamplingParams, Speculative};
-use crate::model::special;
 use anyhow::Context as _;
 use std::time::Instant;
 
@@ -239,7 +238,7 @@ fn run(
             } else {
                 t.decode_tokens += 1;
             }
-            if next == special::IM_END || next == special::ENDOFTEXT {
+            if model.is_stop(next) {
                 finish = FinishReason::Stop;
                 break 'decode;
             }

@@ -2,6 +2,7 @@
 //! addressed by their Hugging Face names.
 
 pub mod ggml_type;
+pub mod llama_rows;
 pub mod mlx_quant;
 pub(crate) mod safetensors;
 
@@ -34,6 +35,9 @@ pub enum Weights {
         file: std::fs::File,
         path: PathBuf,
         device: Device,
+        /// A Llama GGUF's query and key heads, whose rows are put back in
+        /// Hugging Face's order as they are read ([`llama_rows`]).
+        llama_heads: Option<(usize, usize)>,
     },
 }
 
@@ -56,7 +60,8 @@ pub enum MemTensor {
     Quantized(Arc<QTensor>),
 }
 
-/// The GGUF (llama.cpp) name of a Hugging Face Qwen3 tensor name.
+/// The GGUF (llama.cpp) name of a Hugging Face tensor name (the same for
+/// Qwen3, Llama and Qwen2).
 pub fn gguf_name(hf: &str) -> String {
     let fixed = [
         ("model.embed_tokens.weight", "token_embd.weight"),
@@ -70,21 +75,35 @@ pub fn gguf_name(hf: &str) -> String {
         return hf.to_string();
     };
     let (layer, name) = rest.split_once('.').unwrap_or((rest, ""));
-    let mapped = match name {
-        "self_attn.q_proj.weight" => "attn_q.weight",
-        "self_attn.k_proj.weight" => "attn_k.weight",
-        "self_attn.v_proj.weight" => "attn_v.weight",
-        "self_attn.o_proj.weight" => "attn_output.weight",
-        "self_attn.q_norm.weight" => "attn_q_norm.weight",
-        "self_attn.k_norm.weight" => "attn_k_norm.weight",
-        "input_layernorm.weight" => "attn_norm.weight",
-        "post_attention_layernorm.weight" => "ffn_norm.weight",
-        "mlp.gate_proj.weight" => "ffn_gate.weight",
-        "mlp.up_proj.weight" => "ffn_up.weight",
-        "mlp.down_proj.weight" => "ffn_down.weight",
-        other => other,
+    let (module, suffix) = name.rsplit_once('.').unwrap_or((name, ""));
+    let mapped = match module {
+        "self_attn.q_proj" => "attn_q",
+        "self_attn.k_proj" => "attn_k",
+        "self_attn.v_proj" => "attn_v",
+        "self_attn.o_proj" => "attn_output",
+        "self_attn.q_norm" => "attn_q_norm",
+        "self_attn.k_norm" => "attn_k_norm",
+        "input_layernorm" => "attn_norm",
+        "post_attention_layernorm" => "ffn_norm",
+        "mlp.gate_proj" => "ffn_gate",
+        "mlp.up_proj" => "ffn_up",
+        "mlp.down_proj" => "ffn_down",
+        _ => return format!("blk.{layer}.{name}"),
     };
-    format!("blk.{layer}.{mapped}")
+    format!("blk.{layer}.{mapped}.{suffix}")
+}
+
+/// The heads whose rows a Llama GGUF stores interleaved: `hf`'s query or
+/// key heads, when `hf` is a query or key projection (weight or bias).
+pub fn interleaved_heads(hf: &str, heads: usize, kv_heads: usize) -> Option<usize> {
+    let module = hf.rsplit_once('.').map_or(hf, |(m, _)| m);
+    if module.ends_with("self_attn.q_proj") {
+        Some(heads)
+    } else if module.ends_with("self_attn.k_proj") {
+        Some(kv_heads)
+    } else {
+        None
+    }
 }
 
 impl Weights {
@@ -127,18 +146,21 @@ impl Weights {
         }
     }
 
-    /// Opens a GGUF file whose header was read into `content`.
+    /// Opens a GGUF file whose header was read into `content`;
+    /// `llama_heads` (query, key/value heads) for a Llama file.
     pub fn gguf(
         content: gguf_file::Content,
         file: std::fs::File,
         path: &Path,
         device: &Device,
+        llama_heads: Option<(usize, usize)>,
     ) -> Weights {
         Weights::Gguf {
             content,
             file,
             path: path.to_path_buf(),
             device: device.clone(),
+            llama_heads,
         }
     }
 
@@ -230,6 +252,7 @@ impl Weights {
             content,
             file,
             device,
+            llama_heads,
             ..
         } = self
         else {
@@ -240,7 +263,21 @@ impl Weights {
             .tensor(file, &name, device)
             .map_err(|e| tensor_error(&origin, &name, e))?;
         check_shape(&origin, &name, q.shape().dims(), shape)?;
-        Ok(q)
+        match llama_heads.and_then(|(h, kv)| interleaved_heads(hf, h, kv)) {
+            None => Ok(q),
+            Some(heads) => {
+                let rows = shape.first().copied().unwrap_or(0);
+                let data =
+                    llama_rows::reorder(&q.data()?, rows, heads, llama_rows::Direction::ToHf)
+                        .map_err(|e| anyhow::anyhow!("{origin}: tensor {name}: {e}"))?;
+                let storage = candle_core::quantized::QStorage::from_data(
+                    std::borrow::Cow::Owned(data),
+                    device,
+                    q.dtype(),
+                )?;
+                Ok(QTensor::new(storage, shape)?)
+            }
+        }
     }
 
     /// The matrix `hf` of shape `(out, in)` as stored: dense (in `dtype`),

@@ -20,9 +20,12 @@ const PREFETCH: usize = 8192;
 /// The CPU must support AVX2, FMA and F16C; the slices must be whole
 /// blocks of the same count (as [`super::scalar::dot`] requires).
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn dot(kind: Kind, w: &[u8], d: &[f32], qs: &[i8], bsums: &[i16]) -> f32 {
+pub unsafe fn dot(kind: Kind, w: &[u8], d: &[f32], qs: &[i8], bsums: &[i16], s: &[f32]) -> f32 {
     match kind {
         Kind::Q4_0 => q4_0(w, d, qs),
+        Kind::Q4_1 => q4_1(w, d, qs, s),
+        Kind::Q5_0 => q5(w, d, qs, s, false),
+        Kind::Q5_1 => q5(w, d, qs, s, true),
         Kind::Q8_0 => q8_0(w, d, qs),
         Kind::Q4K => q4k(w, d, qs, bsums, false),
         Kind::Q5K => q4k(w, d, qs, bsums, true),
@@ -86,6 +89,91 @@ unsafe fn q8_0(w: &[u8], d: &[f32], qs: &[i8]) -> f32 {
         acc0 = _mm256_fmadd_ps(_mm256_set1_ps(s0), _mm256_cvtepi32_ps(p0), acc0);
     }
     hsum(_mm256_add_ps(acc0, acc1))
+}
+
+/// The 32 nibbles of 16 bytes at `p` as bytes 0..15, low nibbles first
+/// (values 0..15 of a block), then high nibbles (values 16..31).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn nibbles(p: *const u8) -> __m256i {
+    let raw = _mm_loadu_si128(p as *const __m128i);
+    let v = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
+    _mm256_and_si256(v, _mm256_set1_epi8(0xF))
+}
+
+/// Byte `i` is 0xFF where bit `i` of the little-endian u32 at `p` is set.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn bits_to_bytes(p: *const u8) -> __m256i {
+    let x = u32::from_le_bytes([*p, *p.add(1), *p.add(2), *p.add(3)]);
+    // Byte i holds byte i/8 of x; or-ing every bit but bit i%8 makes it
+    // all ones exactly when that bit is set.
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(x as i32),
+        _mm256_set_epi64x(
+            0x0303030303030303,
+            0x0202020202020202,
+            0x0101010101010101,
+            0,
+        ),
+    );
+    let others = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe_u64 as i64);
+    _mm256_cmpeq_epi8(_mm256_or_si256(spread, others), _mm256_set1_epi8(-1))
+}
+
+/// Eight i32 sums of pairs of products of unsigned bytes `u` (< 128) with
+/// signed bytes `y`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_u8(u: __m256i, y: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(u, y), _mm256_set1_epi16(1))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_1(w: &[u8], d: &[f32], qs: &[i8], s: &[f32]) -> f32 {
+    let (wp, ap) = (w.as_ptr(), qs.as_ptr() as *const u8);
+    let mut acc = _mm256_setzero_ps();
+    let mut mins = 0f32;
+    for (i, (&da, &sa)) in d.iter().zip(s).enumerate() {
+        let b = wp.add(i * 20);
+        if i % 4 == 0 {
+            _mm_prefetch(b.wrapping_add(PREFETCH) as *const i8, _MM_HINT_T1);
+        }
+        let p = dot_u8(nibbles(b.add(4)), load(ap.add(i * 32)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(b) * da), _mm256_cvtepi32_ps(p), acc);
+        mins += f16(b.add(2)) * sa;
+    }
+    hsum(acc) + mins
+}
+
+/// Q5_0 and, with `min`, Q5_1.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5(w: &[u8], d: &[f32], qs: &[i8], s: &[f32], min: bool) -> f32 {
+    let (bb, at) = if min { (24, 4) } else { (22, 2) };
+    let (wp, ap) = (w.as_ptr(), qs.as_ptr() as *const u8);
+    let fifth = _mm256_set1_epi8(0x10);
+    let sixteen = _mm256_set1_epi8(16);
+    let mut acc = _mm256_setzero_ps();
+    let mut mins = 0f32;
+    for (i, &da) in d.iter().enumerate() {
+        let b = wp.add(i * bb);
+        if i % 4 == 0 {
+            _mm_prefetch(b.wrapping_add(PREFETCH) as *const i8, _MM_HINT_T1);
+        }
+        let v = _mm256_or_si256(
+            nibbles(b.add(at + 4)),
+            _mm256_and_si256(bits_to_bytes(b.add(at)), fifth),
+        );
+        let a = load(ap.add(i * 32));
+        let p = if min {
+            mins += f16(b.add(2)) * s[i];
+            dot_u8(v, a)
+        } else {
+            dot_i8(_mm256_sub_epi8(v, sixteen), a)
+        };
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(b) * da), _mm256_cvtepi32_ps(p), acc);
+    }
+    hsum(acc) + mins
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]

@@ -5,10 +5,13 @@
 use super::{f16_at, scale_min_k4, Kind};
 
 /// `Σ w·x` for a weight row of `kind` and an activation row quantized for
-/// it (scales `d`, values `qs`, Q8_K sums `bsums`).
-pub fn dot(kind: Kind, w: &[u8], d: &[f32], qs: &[i8], bsums: &[i16]) -> f32 {
+/// it (scales `d`, values `qs`, Q8_K sums `bsums`, Q8_0 block sums `s`).
+pub fn dot(kind: Kind, w: &[u8], d: &[f32], qs: &[i8], bsums: &[i16], s: &[f32]) -> f32 {
     match kind {
         Kind::Q4_0 => q4_0(w, d, qs),
+        Kind::Q4_1 => q4_1(w, d, qs, s),
+        Kind::Q5_0 => q5(w, d, qs, s, false),
+        Kind::Q5_1 => q5(w, d, qs, s, true),
         Kind::Q8_0 => q8_0(w, d, qs),
         Kind::Q4K => q4k(w, d, qs, bsums, false),
         Kind::Q5K => q4k(w, d, qs, bsums, true),
@@ -39,6 +42,49 @@ fn q4_0(w: &[u8], d: &[f32], qs: &[i8]) -> f32 {
             s += ((q >> 4) as i32 - 8) * a[j + 16] as i32;
         }
         acc += f16_at(b) * da * s as f32;
+    }
+    acc
+}
+
+/// Q4_1: `d·q + m` per value; the minimum meets the activations' sum.
+fn q4_1(w: &[u8], d: &[f32], qs: &[i8], s: &[f32]) -> f32 {
+    let mut acc = 0f32;
+    for (((b, &da), a), &sa) in w.chunks_exact(20).zip(d).zip(qs.chunks_exact(32)).zip(s) {
+        let mut si = 0i32;
+        for j in 0..16 {
+            let q = b[4 + j];
+            si += (q & 0xF) as i32 * a[j] as i32;
+            si += (q >> 4) as i32 * a[j + 16] as i32;
+        }
+        acc += f16_at(b) * da * si as f32 + f16_at(&b[2..]) * sa;
+    }
+    acc
+}
+
+/// Q5_0 (`d·(q − 16)`) and, with `min`, Q5_1 (`d·q + m`): bit `j` of the
+/// 32-bit `qh` is the fifth bit of value `j`.
+fn q5(w: &[u8], d: &[f32], qs: &[i8], s: &[f32], min: bool) -> f32 {
+    let (bb, at) = if min { (24, 4) } else { (22, 2) };
+    let offset = if min { 0 } else { 16 };
+    let mut acc = 0f32;
+    for (i, ((b, &da), a)) in w
+        .chunks_exact(bb)
+        .zip(d)
+        .zip(qs.chunks_exact(32))
+        .enumerate()
+    {
+        let qh = u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        let q = &b[at + 4..at + 20];
+        let mut si = 0i32;
+        for j in 0..16 {
+            let lo = (q[j] & 0xF) as i32 | (((qh >> j) & 1) << 4) as i32;
+            let hi = (q[j] >> 4) as i32 | (((qh >> (j + 16)) & 1) << 4) as i32;
+            si += (lo - offset) * a[j] as i32 + (hi - offset) * a[j + 16] as i32;
+        }
+        acc += f16_at(b) * da * si as f32;
+        if min {
+            acc += f16_at(&b[2..]) * s[i];
+        }
     }
     acc
 }

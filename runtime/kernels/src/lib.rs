@@ -1,4 +1,5 @@
-//! warden's own CPU kernels for quantized matrix products.
+//! warden's own CPU kernels for quantized matrix products (the crate
+//! `warden-kernels`; warden reaches it as `warden::model::kernels`).
 //!
 //! candle stores a GGUF weight as its blocks, unchanged; these kernels
 //! multiply by those bytes directly, without a repacked copy:
@@ -44,6 +45,12 @@ use candle_core::quantized::GgmlDType;
 pub enum Kind {
     /// 32 values: an f16 scale and 4-bit values offset by 8.
     Q4_0,
+    /// 32 values: an f16 scale, an f16 minimum and 4-bit values.
+    Q4_1,
+    /// 32 values: an f16 scale and 5-bit values offset by 16.
+    Q5_0,
+    /// 32 values: an f16 scale, an f16 minimum and 5-bit values.
+    Q5_1,
     /// 32 values: an f16 scale and 8-bit values.
     Q8_0,
     /// 256 values in 8 sub-blocks with 6-bit scales and minimums, 4 bits.
@@ -59,6 +66,9 @@ impl Kind {
     pub fn of(t: GgmlDType) -> Option<Kind> {
         Some(match t {
             GgmlDType::Q4_0 => Kind::Q4_0,
+            GgmlDType::Q4_1 => Kind::Q4_1,
+            GgmlDType::Q5_0 => Kind::Q5_0,
+            GgmlDType::Q5_1 => Kind::Q5_1,
             GgmlDType::Q8_0 => Kind::Q8_0,
             GgmlDType::Q4K => Kind::Q4K,
             GgmlDType::Q5K => Kind::Q5K,
@@ -70,7 +80,7 @@ impl Kind {
     /// Values per block.
     pub fn block_values(self) -> usize {
         match self {
-            Kind::Q4_0 | Kind::Q8_0 => 32,
+            Kind::Q4_0 | Kind::Q4_1 | Kind::Q5_0 | Kind::Q5_1 | Kind::Q8_0 => 32,
             Kind::Q4K | Kind::Q5K | Kind::Q6K => 256,
         }
     }
@@ -79,6 +89,9 @@ impl Kind {
     pub fn block_bytes(self) -> usize {
         match self {
             Kind::Q4_0 => 18,
+            Kind::Q4_1 => 20,
+            Kind::Q5_0 => 22,
+            Kind::Q5_1 => 24,
             Kind::Q8_0 => 34,
             Kind::Q4K => 144,
             Kind::Q5K => 176,

@@ -237,7 +237,7 @@ pub fn matmul_many(ws: &[QMat], x: &[f32], m: usize) -> Option<Vec<Vec<f32>>> {
                 let wr = &w.data[r * rb..(r + 1) * rb];
                 for i in 0..m {
                     let (d, qs, sums) = acts.row(i);
-                    let y = dot(lvl, w.kind, wr, d, qs, sums);
+                    let y = dot(lvl, w.kind, wr, d, qs, sums, acts.sums(i));
                     // SAFETY: each (row i, output r) is written by exactly
                     // one work item, inside `outs[l]` (m × n).
                     unsafe { *out.add(i * w.n + r) = y };
@@ -278,13 +278,13 @@ fn packed_tiles(_: &Packed, _: std::ops::Range<usize>, _: &Acts, _: *mut f32) {
 }
 
 #[inline]
-fn dot(lvl: Level, kind: Kind, w: &[u8], d: &[f32], qs: &[i8], sums: &[i16]) -> f32 {
+fn dot(lvl: Level, kind: Kind, w: &[u8], d: &[f32], qs: &[i8], sums: &[i16], s: &[f32]) -> f32 {
     match lvl {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `level()` found AVX2, FMA and F16C; the slices are whole
         // blocks of one row (checked by `well_formed`).
-        Level::Avx2 => unsafe { super::x86::dot(kind, w, d, qs, sums) },
-        _ => scalar::dot(kind, w, d, qs, sums),
+        Level::Avx2 => unsafe { super::x86::dot(kind, w, d, qs, sums, s) },
+        _ => scalar::dot(kind, w, d, qs, sums, s),
     }
 }
 
@@ -296,8 +296,11 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use std::borrow::Cow;
 
-    const KINDS: [(Kind, GgmlDType); 5] = [
+    const KINDS: [(Kind, GgmlDType); 8] = [
         (Kind::Q4_0, GgmlDType::Q4_0),
+        (Kind::Q4_1, GgmlDType::Q4_1),
+        (Kind::Q5_0, GgmlDType::Q5_0),
+        (Kind::Q5_1, GgmlDType::Q5_1),
         (Kind::Q8_0, GgmlDType::Q8_0),
         (Kind::Q4K, GgmlDType::Q4K),
         (Kind::Q5K, GgmlDType::Q5K),
@@ -387,7 +390,14 @@ mod tests {
                             .iter()
                             .map(|v| v.abs() as f64)
                             .sum();
-                        wsum * d[b].abs() as f64 * 0.57
+                        // Q4_1/Q5_1: the block sum d·Σq is kept at f16
+                        // precision (as ggml's Q8_1), off by up to 2⁻¹¹ of
+                        // itself, times the minimum (≤ max |w|).
+                        let wmax = wr[b * blk..(b + 1) * blk]
+                            .iter()
+                            .fold(0f64, |a, v| a.max(v.abs() as f64));
+                        let s = acts.sums(i).get(b).map_or(0.0, |s| s.abs() as f64);
+                        wsum * d[b].abs() as f64 * 0.57 + wmax * s / 2048.0
                     })
                     .sum();
                 let tol = step + 1e-5 * mag + 1e-6;
@@ -402,7 +412,8 @@ mod tests {
                     (y - p).abs() <= 1e-5 * mag + 1e-6,
                     "{kind:?} n={n} k={k}: packed {y} vs rows {p}"
                 );
-                let s = scalar::dot(kind, &data[r * rb..(r + 1) * rb], d, qs, sums) as f64;
+                let s = scalar::dot(kind, &data[r * rb..(r + 1) * rb], d, qs, sums, acts.sums(i))
+                    as f64;
                 assert!(
                     (y - s).abs() <= 1e-5 * mag + 1e-6,
                     "{kind:?} n={n} k={k}: SIMD {y} vs portable {s}"
@@ -456,8 +467,8 @@ mod tests {
             };
             for b in data.chunks_exact_mut(bb) {
                 let at: &[usize] = match kind {
-                    Kind::Q4_0 | Kind::Q8_0 => &[0],
-                    Kind::Q4K | Kind::Q5K => &[0, 2],
+                    Kind::Q4_0 | Kind::Q5_0 | Kind::Q8_0 => &[0],
+                    Kind::Q4_1 | Kind::Q5_1 | Kind::Q4K | Kind::Q5K => &[0, 2],
                     Kind::Q6K => &[208],
                 };
                 for &o in at {

@@ -20,12 +20,26 @@ pub struct Acts {
     pub qs: Vec<i8>,
     /// Q8_K only: the sum of each 16 values, 16 per block.
     pub bsums: Vec<i16>,
+    /// Q8_0 only: each block's `d·Σq` at f16 precision, as ggml's Q8_1
+    /// keeps it (the minimum's term of Q4_1 and Q5_1).
+    pub s: Vec<f32>,
 }
 
 impl Acts {
     /// Blocks per row.
     pub fn blocks(&self) -> usize {
         self.k / self.block
+    }
+
+    /// Row `i`'s block sums `d·Σq` (Q8_0 only).
+    #[inline]
+    pub fn sums(&self, i: usize) -> &[f32] {
+        let nb = self.blocks();
+        if self.s.is_empty() {
+            &self.s[..]
+        } else {
+            &self.s[i * nb..(i + 1) * nb]
+        }
     }
 
     /// Row `i`'s scales, values and (Q8_K) sums.
@@ -46,7 +60,9 @@ impl Acts {
 }
 
 /// Quantizes `x` (`m` rows of `k`, `k` a multiple of 32) to Q8_0: per
-/// block `d = max|x| / 127` (kept at f16 precision), `q = round(x / d)`.
+/// block `d = max|x| / 127` (kept at f16 precision), `q = round(x / d)`;
+/// and each block's `d·Σq` as ggml's Q8_1 computes it (unrounded `d`, the
+/// product at f16 precision).
 pub fn q8_0(x: &[f32], m: usize, k: usize) -> Acts {
     debug_assert_eq!(x.len(), m * k);
     let mut a = Acts {
@@ -56,15 +72,19 @@ pub fn q8_0(x: &[f32], m: usize, k: usize) -> Acts {
         d: Vec::with_capacity(m * k / 32),
         qs: vec![0; m * k],
         bsums: vec![],
+        s: Vec::with_capacity(m * k / 32),
     };
     for (xs, qs) in x.chunks_exact(32).zip(a.qs.chunks_exact_mut(32)) {
         let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
         let d = amax / 127.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let mut sum = 0i32;
         for (q, &v) in qs.iter_mut().zip(xs) {
             *q = (v * id).round() as i8;
+            sum += *q as i32;
         }
         a.d.push(half::f16::from_f32(d).to_f32());
+        a.s.push(half::f16::from_f32(d * sum as f32).to_f32());
     }
     a
 }
@@ -82,6 +102,7 @@ pub fn q8k(x: &[f32], m: usize, k: usize) -> Acts {
         d: Vec::with_capacity(m * k / 256),
         qs: vec![0; m * k],
         bsums: vec![0; m * k / 16],
+        s: vec![],
     };
     for ((xs, qs), sums) in x
         .chunks_exact(256)
