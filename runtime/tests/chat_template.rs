@@ -6,13 +6,10 @@
 use std::path::Path;
 use warden::chat::{ChatTemplate, Conversation, RenderRequest};
 
-#[test]
-fn renderings_equal_transformers_apply_chat_template() {
+/// Renders every conversation with `template` and compares it with
+/// `refs/{dir}NAME.txt`; how many were compared.
+fn compare_with_references(template: &ChatTemplate, dir: &str) -> usize {
     let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/chat_refs");
-    let template = ChatTemplate::from_tokenizer_config(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/qwen3-tokenizer/tokenizer_config.json"),
-    )
-    .unwrap();
     let mut checked = 0;
     for entry in std::fs::read_dir(here.join("conversations")).unwrap() {
         let path = entry.unwrap().path();
@@ -27,7 +24,8 @@ fn renderings_equal_transformers_apply_chat_template() {
                 enable_thinking: conv.enable_thinking,
             })
             .unwrap_or_else(|e| panic!("{name}: {e:#}"));
-        let want = std::fs::read_to_string(here.join("refs").join(format!("{name}.txt"))).unwrap();
+        let want =
+            std::fs::read_to_string(here.join("refs").join(format!("{dir}{name}.txt"))).unwrap();
         if got != want {
             let at = got
                 .bytes()
@@ -35,14 +33,36 @@ fn renderings_equal_transformers_apply_chat_template() {
                 .position(|(a, b)| a != b)
                 .unwrap_or(got.len().min(want.len()));
             panic!(
-                "{name}: differs at byte {at}:\n warden: {:?}\n    ref: {:?}",
+                "{dir}{name}: differs at byte {at}:\n warden: {:?}\n    ref: {:?}",
                 &got[at.saturating_sub(40)..(at + 60).min(got.len())],
                 &want[at.saturating_sub(40)..(at + 60).min(want.len())]
             );
         }
         checked += 1;
     }
+    checked
+}
+
+#[test]
+fn renderings_equal_transformers_apply_chat_template() {
+    let template = ChatTemplate::from_tokenizer_config(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/qwen3-tokenizer/tokenizer_config.json"),
+    )
+    .unwrap();
+    let checked = compare_with_references(&template, "");
     assert!(checked >= 12, "only {checked} conversations");
+}
+
+/// warden's built-in templates (`--chat-template NAME`) render as
+/// transformers renders them.
+#[test]
+fn builtin_templates_equal_transformers_apply_chat_template() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/qwen3-tokenizer");
+    for (name, _) in warden::chat::BUILTIN_TEMPLATES {
+        let template = ChatTemplate::from_spec(name, &model).unwrap();
+        let checked = compare_with_references(&template, &format!("{name}/"));
+        assert!(checked >= 12, "{name}: only {checked} conversations");
+    }
 }
 
 mod bounds {

@@ -9,4 +9,6 @@ mod template;
 
 pub use message::{tool_json, Conversation, FunctionCall, Message, ToolCall};
 pub use parse::{parse, Call, CallFormat, Malformed, ParamTypes, Parsed, ParsedCall, StreamFilter};
-pub use template::{ChatTemplate, RenderLimits, RenderRequest, RENDER_LIMITS};
+pub use template::{
+    ChatTemplate, RenderLimits, RenderRequest, BUILTIN_TEMPLATES, RENDER_LIMITS, TEMPLATE_FILE,
+};

@@ -79,16 +79,30 @@ impl std::fmt::Debug for ChatTemplate {
     }
 }
 
+/// Templates shipped inside warden, by the name `--chat-template` takes.
+pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[(
+    "chatml-tools",
+    include_str!("../../assets/templates/chatml-tools.jinja"),
+)];
+
+/// The Hugging Face convention for a raw template file in a model (or, in
+/// warden, an adapter) directory; it wins over `tokenizer_config.json`.
+pub const TEMPLATE_FILE: &str = "chat_template.jinja";
+
 impl ChatTemplate {
-    /// The template of a model: `chat_template` in `tokenizer_config.json`
-    /// beside the weights (a directory, or a `.gguf` with the file beside
-    /// it), else the GGUF's `tokenizer.chat_template`.
+    /// The template of a model: `chat_template.jinja` beside the weights (a
+    /// directory, or a `.gguf` with the file beside it), else
+    /// `chat_template` in `tokenizer_config.json` there, else the GGUF's
+    /// `tokenizer.chat_template`.
     pub fn for_model(path: &Path) -> anyhow::Result<ChatTemplate> {
         let dir = if path.is_dir() {
             Some(path)
         } else {
             path.parent()
         };
+        if let Some(file) = dir.map(|d| d.join(TEMPLATE_FILE)).filter(|f| f.is_file()) {
+            return Self::from_file(&file, path);
+        }
         if let Some(cfg) = dir.map(|d| d.join("tokenizer_config.json")) {
             if cfg.exists() {
                 return Self::from_tokenizer_config(&cfg);
@@ -98,9 +112,52 @@ impl ChatTemplate {
             return Self::from_gguf(path);
         }
         anyhow::bail!(
-            "{} has no tokenizer_config.json with a chat_template; warden renders prompts with the model's own template, so put the model's tokenizer_config.json beside its weights",
+            "{} has no tokenizer_config.json with a chat_template; warden renders prompts with the model's own template, so put the model's tokenizer_config.json beside its weights (or give one with --chat-template)",
             path.display()
         )
+    }
+
+    /// The template a run uses: `chosen` (a file, or the name of one of
+    /// [`BUILTIN_TEMPLATES`]) when given, else the model's own
+    /// ([`ChatTemplate::for_model`]).
+    pub fn for_run(model: &Path, chosen: Option<&str>) -> anyhow::Result<ChatTemplate> {
+        match chosen {
+            None => Self::for_model(model),
+            Some(spec) => Self::from_spec(spec, model),
+        }
+    }
+
+    /// `spec` as `--chat-template` takes it: an existing file, else a
+    /// builtin's name; its `bos_token`/`eos_token` are the model's.
+    pub fn from_spec(spec: &str, model: &Path) -> anyhow::Result<ChatTemplate> {
+        let file = Path::new(spec);
+        if file.is_file() {
+            return Self::from_file(file, model);
+        }
+        if let Some((name, source)) = BUILTIN_TEMPLATES.iter().find(|(n, _)| *n == spec) {
+            let (bos, eos) = special_tokens(model);
+            let origin = format!("warden's built-in template {name}");
+            return Ok(Self::new(source.to_string(), bos, eos)
+                .with_context(|| origin.clone())?
+                .with_origin(origin));
+        }
+        let names: Vec<&str> = BUILTIN_TEMPLATES.iter().map(|(n, _)| *n).collect();
+        anyhow::bail!(
+            "--chat-template {spec}: no such file, and not a built-in template ({})",
+            names.join(", ")
+        )
+    }
+
+    /// A raw Jinja template file (`chat_template.jinja`) for the model at
+    /// `model`, whose tokenizer files name its special tokens.
+    pub fn from_file(file: &Path, model: &Path) -> anyhow::Result<ChatTemplate> {
+        let source = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the chat template {}", file.display()))?;
+        let (bos, eos) = special_tokens(model);
+        let origin = format!("the chat template {}", file.display());
+        Ok(Self::new(source, bos, eos)
+            .with_context(|| origin.clone())?
+            .with_origin(origin))
     }
 
     /// The `chat_template` of a `tokenizer_config.json` (a string, or a list
@@ -153,7 +210,8 @@ impl ChatTemplate {
             ),
         };
         let origin = format!("the tokenizer.chat_template of {}", path.display());
-        Ok(Self::new(source, None, Some("<|im_end|>".into()))
+        let (bos, eos) = gguf_special_tokens(&content);
+        Ok(Self::new(source, bos, eos)
             .with_context(|| origin.clone())?
             .with_origin(origin))
     }
@@ -313,4 +371,52 @@ fn raise_exception(message: String) -> Result<Value, minijinja::Error> {
         ErrorKind::InvalidOperation,
         format!("the template refuses this conversation: {message}"),
     ))
+}
+
+/// The `bos_token` and `eos_token` texts of the model at `path`: from its
+/// `tokenizer_config.json`, else its GGUF metadata.
+fn special_tokens(path: &Path) -> (Option<String>, Option<String>) {
+    let dir = if path.is_dir() {
+        Some(path)
+    } else {
+        path.parent()
+    };
+    if let Some(cfg) = dir
+        .map(|d| d.join("tokenizer_config.json"))
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .and_then(|t| serde_json::from_str::<Json>(&t).ok())
+    {
+        let token = |k: &str| match &cfg[k] {
+            Json::String(s) => Some(s.clone()),
+            Json::Object(o) => o.get("content").and_then(Json::as_str).map(String::from),
+            _ => None,
+        };
+        return (token("bos_token"), token("eos_token"));
+    }
+    if path.is_file() {
+        if let Ok((_, content)) = crate::guard::contain::read_gguf(path) {
+            return gguf_special_tokens(&content);
+        }
+    }
+    (None, None)
+}
+
+/// The texts of a GGUF's `tokenizer.ggml.bos_token_id` and `eos_token_id`
+/// (`<|im_end|>` for the end when the file does not say).
+fn gguf_special_tokens(
+    content: &candle_core::quantized::gguf_file::Content,
+) -> (Option<String>, Option<String>) {
+    let text = |k: &str| {
+        let id = content.metadata.get(k)?.to_u32().ok()? as usize;
+        let tokens = content
+            .metadata
+            .get("tokenizer.ggml.tokens")?
+            .to_vec()
+            .ok()?;
+        tokens.get(id)?.to_string().ok().cloned()
+    };
+    (
+        text("tokenizer.ggml.bos_token_id"),
+        text("tokenizer.ggml.eos_token_id").or(Some("<|im_end|>".into())),
+    )
 }

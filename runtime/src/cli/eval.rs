@@ -25,6 +25,11 @@ pub struct EvalArgs {
     /// Run the suite on this workspace instead of the one it names.
     #[arg(long, requires = "suite")]
     workspace: Option<PathBuf>,
+    /// The chat template for every model variant instead of its own: a
+    /// Jinja file, or a built-in (chatml-tools). An adapter's
+    /// chat_template.jinja is used without it.
+    #[arg(long, value_name = "FILE|NAME")]
+    chat_template: Option<String>,
     /// A BFCL question file (JSON Lines).
     #[arg(long)]
     bfcl: Option<PathBuf>,
@@ -129,6 +134,7 @@ fn prepare(a: &EvalArgs) -> anyhow::Result<Plan> {
         speculative: a.speculative.mode()?,
         draft_model: a.speculative.draft_model.clone(),
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        chat_template: a.chat_template.clone(),
     };
     Ok(Plan {
         task,

@@ -84,6 +84,10 @@ pub struct ModelArgs {
     /// CPU threads for the forward pass (default: all cores).
     #[arg(long)]
     pub(super) threads: Option<usize>,
+    /// The chat template instead of the model's own: a Jinja file, or a
+    /// built-in (chatml-tools: Hermes-style tools for ChatML models).
+    #[arg(long, value_name = "FILE|NAME")]
+    pub(super) chat_template: Option<String>,
 }
 
 impl ModelArgs {
@@ -106,6 +110,9 @@ impl ModelArgs {
             progress,
         )?;
         loaded.apply_adapters(&self.adapter)?;
+        if let Some(t) = &self.chat_template {
+            loaded.chat_template = Some(t.clone());
+        }
         Ok(loaded)
     }
 }

@@ -39,6 +39,11 @@ pub struct PromptArgs {
     /// own template serves the fine-tune).
     #[arg(long)]
     adapter: Vec<PathBuf>,
+    /// Render with this chat template instead of the model's own: a Jinja
+    /// file, or a built-in (chatml-tools). Without it, the last adapter's
+    /// chat_template.jinja is used where one has it.
+    #[arg(long, value_name = "FILE|NAME")]
+    chat_template: Option<String>,
 }
 
 /// Runs `warden prompt`.
@@ -49,9 +54,18 @@ pub fn prompt(a: PromptArgs) -> anyhow::Result<ExitCode> {
     } else {
         Some(crate::model::resolve_model_path(&a.model)?)
     };
-    let template = match &model_path {
-        Some(p) => ChatTemplate::for_model(p)?,
-        None => crate::session::qwen3_template()?,
+    let chosen = a.chat_template.clone().or_else(|| {
+        a.adapter
+            .iter()
+            .rev()
+            .map(|d| d.join(crate::chat::TEMPLATE_FILE))
+            .find(|f| f.is_file())
+            .map(|f| f.display().to_string())
+    });
+    let template = match (&model_path, &chosen) {
+        (Some(p), c) => ChatTemplate::for_run(p, c.as_deref())?,
+        (None, Some(c)) => ChatTemplate::from_spec(c, Path::new(""))?,
+        (None, None) => crate::session::qwen3_template()?,
     };
     let adapters = match (&model_path, a.adapter.is_empty()) {
         (_, true) => vec![],

@@ -157,6 +157,11 @@ pub struct FinetuneArgs {
     /// model over Qwen3's 151,936 tokens).
     #[arg(long, value_enum, default_value = "full")]
     output_vocab: crate::train::finetune::OutputVocab,
+    /// Render the data with this chat template instead of the model's own
+    /// (a Jinja file, or a built-in: chatml-tools); written into --out as
+    /// chat_template.jinja.
+    #[arg(long, value_name = "FILE|NAME")]
+    chat_template: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -207,6 +212,7 @@ pub fn finetune_cmd(a: FinetuneArgs) -> anyhow::Result<()> {
         dtype: super::model::dtype(Some(&a.dtype))?.unwrap_or(candle_core::DType::F32),
         progress: !a.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         output_vocab: a.output_vocab,
+        chat_template: a.chat_template,
     })?;
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&report)?);

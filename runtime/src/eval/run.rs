@@ -44,6 +44,9 @@ pub struct EvalOptions {
     pub draft_model: Option<String>,
     /// Show a progress bar.
     pub progress: bool,
+    /// The chat template for every model variant instead of its own (an
+    /// adapter's `chat_template.jinja` otherwise wins over the base's).
+    pub chat_template: Option<String>,
 }
 
 /// One variant's run.
@@ -99,6 +102,9 @@ fn prepare(
                 None => LoadedModel::load(model, &opts.device, None, opts.progress)?,
             };
             loaded.apply_adapters(adapters)?;
+            if let Some(t) = &opts.chat_template {
+                loaded.chat_template = Some(t.clone());
+            }
             if let Some(d) = &opts.draft_model {
                 loaded.attach_draft(d, opts.progress)?;
             }

@@ -56,9 +56,10 @@ pub struct CandleBackend {
 }
 
 impl CandleBackend {
-    /// Wraps `model` (its template is read from beside its weights).
+    /// Wraps `model` (its template is the one chosen for it, else read
+    /// from beside its weights).
     pub fn new(model: LoadedModel, params: SamplingParams) -> anyhow::Result<CandleBackend> {
-        let template = ChatTemplate::for_model(&model.path)?;
+        let template = ChatTemplate::for_run(&model.path, model.chat_template.as_deref())?;
         if model.tokenizer.is_none() {
             anyhow::bail!(
                 "{} has no tokenizer; put the model's tokenizer.json beside its weights",
@@ -169,7 +170,7 @@ impl ForcedBackend {
             anyhow::bail!("{} has no tokenizer", model.path.display());
         }
         Ok(ForcedBackend {
-            template: ChatTemplate::for_model(&model.path)?,
+            template: ChatTemplate::for_run(&model.path, model.chat_template.as_deref())?,
             model,
             outputs,
             next: 0,

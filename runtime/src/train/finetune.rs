@@ -132,6 +132,11 @@ pub struct FinetuneOptions {
     pub progress: bool,
     /// Tokens the loss's softmax runs over.
     pub output_vocab: OutputVocab,
+    /// The chat template the data is rendered with, instead of the model's
+    /// own (a file, or a built-in's name); it is written into the output
+    /// as `chat_template.jinja`, so the fine-tune runs in the format it
+    /// learned.
+    pub chat_template: Option<String>,
 }
 
 /// What a run did; also written as `<out>/training.json`.
@@ -326,7 +331,7 @@ pub fn finetune(opts: &FinetuneOptions) -> anyhow::Result<FinetuneReport> {
         );
     }
     let cfg = ckpt.config.clone();
-    let template = ChatTemplate::for_model(&ckpt.path)?;
+    let template = ChatTemplate::for_run(&ckpt.path, opts.chat_template.as_deref())?;
     let tok = tokenizer_for(&ckpt.path)?;
     let data = load_data(opts, &template, &tok)?;
     for b in &data.bad {
@@ -507,6 +512,12 @@ pub fn finetune(opts: &FinetuneOptions) -> anyhow::Result<FinetuneReport> {
             &TokenizerFiles::for_model(&ckpt.path)?,
         )?,
     };
+    let mut files = files;
+    if opts.chat_template.is_some() {
+        let t = opts.out.join(crate::chat::TEMPLATE_FILE);
+        crate::outputs::write(&t, template.source().as_bytes())?;
+        files.push(t);
+    }
     let last_epoch = steps[state.step.saturating_sub(1)].0;
     let from = steps
         .iter()

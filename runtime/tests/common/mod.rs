@@ -184,3 +184,35 @@ pub fn assert_log_matches_schema(path: &Path) {
         );
     }
 }
+
+/// The real pretrained model of the tests (SmolLM2-135M-Instruct, Q4_1
+/// GGUF), as `runtime/tests/models/fetch.sh` leaves it in the test-model
+/// cache (`$WARDEN_TEST_MODELS`, else `~/.cache/warden/test-models`).
+/// Missing: `None`, saying why, so a test can skip — unless
+/// `WARDEN_REQUIRE_TEST_MODELS` is set (CI sets it), where it panics.
+#[allow(dead_code)]
+pub fn real_model() -> Option<PathBuf> {
+    const NAME: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+    let cache = std::env::var_os("WARDEN_TEST_MODELS")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .map(|c| c.join("warden/test-models"))
+        });
+    let path = cache.map(|c| c.join(NAME));
+    match path {
+        Some(p) if p.is_file() => Some(p),
+        _ => {
+            let why = format!(
+                "the real test model {NAME} is not in the test-model cache; run runtime/tests/models/fetch.sh"
+            );
+            if std::env::var_os("WARDEN_REQUIRE_TEST_MODELS").is_some() {
+                panic!("{why} (WARDEN_REQUIRE_TEST_MODELS is set)");
+            }
+            eprintln!("skipped: {why}");
+            None
+        }
+    }
+}

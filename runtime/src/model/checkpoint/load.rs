@@ -41,6 +41,10 @@ pub struct LoadedModel {
     /// A smaller model with the same tokenizer that drafts tokens for
     /// `--speculative draft`, and where it came from.
     pub draft: Option<(Qwen3, PathBuf)>,
+    /// The chat template chosen over the model's own: `--chat-template`
+    /// (a file or a built-in's name), or the `chat_template.jinja` of the
+    /// last adapter that has one.
+    pub chat_template: Option<String>,
 }
 
 /// Llama 3's RoPE frequency divisors in a GGUF (llama.cpp's name).
@@ -212,6 +216,7 @@ impl LoadedModel {
             load_time: start.elapsed(),
             adapters: vec![],
             draft: None,
+            chat_template: None,
         })
     }
 
@@ -245,12 +250,18 @@ impl LoadedModel {
     }
 
     /// Reads each adapter directory (PEFT or MLX-LM), checks it fits this
-    /// model, and applies it unfused; they stack in order.
+    /// model, and applies it unfused; they stack in order. An adapter's
+    /// `chat_template.jinja` becomes the run's template.
     pub fn apply_adapters(&mut self, dirs: &[PathBuf]) -> anyhow::Result<()> {
         for dir in dirs {
             let adapter = Adapter::load(dir, self.model.config())?;
             adapter.attach_to(&mut self.model)?;
             self.adapters.push(adapter.info());
+            // A fine-tune carries the format it was trained in.
+            let template = dir.join(crate::chat::TEMPLATE_FILE);
+            if template.is_file() {
+                self.chat_template = Some(template.display().to_string());
+            }
         }
         Ok(())
     }

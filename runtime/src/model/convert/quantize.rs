@@ -238,8 +238,11 @@ pub fn load_quantized(
     let tensors = ck.dense_tensors()?;
     let mut weights = in_memory(tensors, format, device)?;
     let dtype = dtype.unwrap_or_else(|| default_dtype(device));
-    let model =
+    let mut model =
         crate::model::arch::qwen3::Qwen3::load(&ck.config, &mut weights, dtype, device, |_| {})?;
+    if let Some(t) = &ck.tokenizer {
+        model.set_stop_tokens(crate::model::checkpoint::load::stop_tokens(t));
+    }
     Ok(LoadedModel {
         model,
         tokenizer: ck.tokenizer,
@@ -248,5 +251,6 @@ pub fn load_quantized(
         load_time: start.elapsed(),
         adapters: vec![],
         draft: None,
+        chat_template: None,
     })
 }
