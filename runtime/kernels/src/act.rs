@@ -2,8 +2,13 @@
 //! weight type: Q8_0 (32 values, one scale) for Q4_0/Q8_0 weights, Q8_K
 //! (256 values, one f32 scale, sums of every 16) for the K-quants.
 //!
-//! The rounding follows ggml's reference quantizers (and candle's), so the
-//! integer dot products equal theirs exactly.
+//! The rounding follows ggml's x86 quantizers, the ones llama.cpp runs:
+//! the inverse scale `127 / max|x|` and round-half-to-even
+//! (`_mm256_round_ps` with `_MM_ROUND_NEAREST`; `nearest_int` for Q8_K),
+//! so the integer dot products equal llama.cpp's. On a real 4-bit model a
+//! different rounding of the activations alone moves log-probabilities by
+//! ~0.06 nats on average (measured against candle's quantizer, which
+//! rounds half away from zero).
 
 /// `m` rows of `k` activations, quantized.
 #[derive(Debug, Clone, Default)]
@@ -60,7 +65,8 @@ impl Acts {
 }
 
 /// Quantizes `x` (`m` rows of `k`, `k` a multiple of 32) to Q8_0: per
-/// block `d = max|x| / 127` (kept at f16 precision), `q = round(x / d)`;
+/// block `d = max|x| / 127` (kept at f16 precision), `q = round(x·127 /
+/// max|x|)`, ties to even;
 /// and each block's `d·Σq` as ggml's Q8_1 computes it (unrounded `d`, the
 /// product at f16 precision).
 pub fn q8_0(x: &[f32], m: usize, k: usize) -> Acts {
@@ -77,10 +83,10 @@ pub fn q8_0(x: &[f32], m: usize, k: usize) -> Acts {
     for (xs, qs) in x.chunks_exact(32).zip(a.qs.chunks_exact_mut(32)) {
         let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
         let d = amax / 127.0;
-        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         let mut sum = 0i32;
         for (q, &v) in qs.iter_mut().zip(xs) {
-            *q = (v * id).round() as i8;
+            *q = (v * id).round_ties_even() as i8;
             sum += *q as i32;
         }
         a.d.push(half::f16::from_f32(d).to_f32());
@@ -122,7 +128,7 @@ pub fn q8k(x: &[f32], m: usize, k: usize) -> Acts {
         }
         let iscale = -127.0 / max;
         for (q, &v) in qs.iter_mut().zip(xs) {
-            *q = (iscale * v).round().clamp(-128.0, 127.0) as i8;
+            *q = (iscale * v).round_ties_even().clamp(-128.0, 127.0) as i8;
         }
         for (s, q) in sums.iter_mut().zip(qs.chunks_exact(16)) {
             *s = q.iter().map(|&v| v as i16).sum();

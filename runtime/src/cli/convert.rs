@@ -125,11 +125,20 @@ fn print_written(w: &Written, format: &str) {
         outln!("  {}", f.display());
     }
     if !w.fallbacks.is_empty() {
+        // A model whose width does not fit the blocks falls back on every
+        // layer: name a few, count the rest (`--json` lists them all).
+        const NAMED: usize = 6;
+        let more = w.fallbacks.len().saturating_sub(NAMED);
         outln!(
-            "  ({} of {} matrices kept wider, their rows do not fit the format's blocks: {})",
+            "  ({} of {} matrices kept wider, their rows do not fit the format's blocks: {}{})",
             w.fallbacks.len(),
             w.matrices,
-            w.fallbacks.join(", ")
+            w.fallbacks[..w.fallbacks.len().min(NAMED)].join(", "),
+            if more > 0 {
+                format!(", and {more} more")
+            } else {
+                String::new()
+            }
         );
     }
     if w.mostly_wider() {

@@ -84,6 +84,12 @@ PROMPTS = [
     "def fibonacci(n):\n    ",
     "Once upon a time, in a small village by the sea,",
     "1, 1, 2, 3, 5, 8, 13,",
+    chat("What is 12 times 12?"),
+    chat("Name the largest planet in the solar system."),
+    chat("Give me a one-line Python expression that reverses a string s."),
+    chat("Who wrote 'Romeo and Juliet'?"),
+    "import numpy as np\n\ndef mean(xs):\n    return",
+    "The three primary colors are",
 ]
 
 # A fixed text for log-probabilities (prose, code and numbers).
@@ -95,7 +101,26 @@ TEXT = (
     "    with open(path, encoding='utf-8') as f:\n"
     "        return f.read()\n\n"
     "In 2024 the model was trained on 2 trillion tokens; it has 135 million "
-    "parameters, 30 layers and a vocabulary of 49,152 tokens."
+    "parameters, 30 layers and a vocabulary of 49,152 tokens.\n\n"
+    "Photosynthesis is the process by which green plants use sunlight to turn water "
+    "and carbon dioxide into glucose and oxygen. It takes place in the chloroplasts, "
+    "whose chlorophyll absorbs mostly red and blue light and reflects green, which is "
+    "why leaves look green. The oxygen we breathe is a by-product of this reaction.\n\n"
+    "The French Revolution began in 1789 and ended in the late 1790s with the rise of "
+    "Napoleon Bonaparte. It overthrew the monarchy, established a republic, and led to "
+    "a period of political turmoil that shaped the history of Europe for a century.\n\n"
+    "class Stack:\n"
+    "    def __init__(self):\n"
+    "        self.items = []\n\n"
+    "    def push(self, item):\n"
+    "        self.items.append(item)\n\n"
+    "    def pop(self):\n"
+    "        return self.items.pop()\n\n"
+    "    def is_empty(self):\n"
+    "        return len(self.items) == 0\n\n"
+    "To make a cup of tea, boil fresh water, pour it over the tea leaves or a tea bag, "
+    "and let it steep for three to five minutes before removing the leaves. Add milk, "
+    "sugar or lemon to taste."
 )
 
 

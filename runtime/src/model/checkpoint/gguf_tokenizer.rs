@@ -82,10 +82,15 @@ pub fn from_gguf(ct: &Content) -> anyhow::Result<Tokenizer> {
             NORMAL => {
                 vocab.insert(tok.clone(), json!(id));
             }
-            t @ (CONTROL | USER_DEFINED) => added.push(json!({
-                "id": id, "content": tok, "single_word": false, "lstrip": false, "rstrip": false,
-                "normalized": false, "special": t == CONTROL,
-            })),
+            t @ (CONTROL | USER_DEFINED) => {
+                // In the vocabulary too, as Hugging Face's files have them
+                // (matched whole as added tokens before any merge).
+                vocab.insert(tok.clone(), json!(id));
+                added.push(json!({
+                    "id": id, "content": tok, "single_word": false, "lstrip": false, "rstrip": false,
+                    "normalized": false, "special": t == CONTROL,
+                }))
+            }
             // Unused padding rows have no text.
             _ => {}
         }

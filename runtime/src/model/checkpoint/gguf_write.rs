@@ -32,10 +32,19 @@ impl Written {
 
 /// The type a matrix whose rows hold `cols` values is written in when
 /// `want` is asked for: `want` when its rows fit its blocks, else the
-/// widest fallback that fits (q8_0, then f16), as llama.cpp also does.
+/// fallback llama.cpp's quantizer picks for that type (a K-quant's rows
+/// need 256-value blocks: Q4_K falls back to Q5_0, Q5_K to Q5_1, Q6_K to
+/// Q8_0, Q2_K/Q3_K to Q4_0), else q8_0, else f16.
 pub fn written_kind(want: GgmlDType, cols: usize) -> GgmlDType {
-    [want, GgmlDType::Q8_0, GgmlDType::F16]
-        .into_iter()
+    let like_llama_cpp = match want {
+        GgmlDType::Q4K => Some(GgmlDType::Q5_0),
+        GgmlDType::Q5K => Some(GgmlDType::Q5_1),
+        GgmlDType::Q2K | GgmlDType::Q3K => Some(GgmlDType::Q4_0),
+        _ => None,
+    };
+    std::iter::once(want)
+        .chain(like_llama_cpp)
+        .chain([GgmlDType::Q8_0, GgmlDType::F16])
         .find(|k| cols % k.block_size() == 0)
         .unwrap_or(GgmlDType::F32)
 }
