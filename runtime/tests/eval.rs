@@ -958,3 +958,41 @@ fn bfcl_logs_are_redacted_and_validate_against_the_schema() {
     );
     common::assert_log_matches_schema(&log);
 }
+
+/// The second example workspace (an Express shop API no training data comes
+/// from) and its suite hold together: every expected call of the perfect
+/// recording runs against real files there and scores 1.0.
+#[test]
+fn the_shop_suite_scores_its_perfect_recording_fully() {
+    let dir = tempfile::tempdir().unwrap();
+    let json_out = dir.path().join("out.json");
+    let o = eval(
+        &[
+            "--suite",
+            "examples/evals/shop-search.toml",
+            "--variant",
+            "perfect=replay:examples/evals/shop-search.perfect.jsonl",
+            "--json",
+            json_out.to_str().unwrap(),
+            "--gate",
+            "accuracy>=1.0",
+        ],
+        dir.path(),
+    );
+    assert!(
+        o.status.success(),
+        "{}{}",
+        stdout(&o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Value = serde_json::from_slice(&std::fs::read(&json_out).unwrap()).unwrap();
+    let m = &v["variants"][0]["metrics"];
+    assert_eq!(m["cases"], 18, "{m}");
+    assert_eq!(m["accuracy"], 1.0, "{m}");
+    assert_eq!(m["no_call_accuracy"], 1.0, "{m}");
+    // The calls ran on the shop's files: the log holds their results.
+    let log = v["variants"][0]["log"].as_str().unwrap();
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(text.contains("\"outcome\":\"ok\""), "{text}");
+    assert!(!text.contains("\"outcome\":\"not_found\""), "{text}");
+}
