@@ -27,7 +27,7 @@ pub struct FuseArgs {
     /// Dtype of the written weights: f32, bf16 or f16.
     #[arg(long, default_value = "f32")]
     dtype: String,
-    /// Also quantize the fused model (q8_0, q6_k, q5_k, q5_0, q4_k, q4_0,
+    /// Also quantize the fused model (q8_0, q6_k, q5_k, q5_1, q5_0, q4_k, q4_1, q4_0,
     /// mlx-8, mlx-6, mlx-5, mlx-4) and report how much of each delta survives.
     #[arg(long)]
     quantize: Option<String>,
@@ -56,7 +56,7 @@ pub struct QuantizeArgs {
     /// A .gguf file for GGUF formats; a directory for mlx-N.
     #[arg(long)]
     out: PathBuf,
-    /// q8_0, q6_k, q5_k, q5_0, q4_k, q4_0, mlx-8, mlx-6, mlx-5 or mlx-4.
+    /// q8_0, q6_k, q5_k, q5_1, q5_0, q4_k, q4_1, q4_0, mlx-8, mlx-6, mlx-5 or mlx-4.
     #[arg(long)]
     to: String,
     /// MLX group size: 32, 64 or 128 (default 64).

@@ -105,7 +105,7 @@ impl Variant {
 fn parse_mlx_group(s: &str) -> anyhow::Result<QuantFormat> {
     let (base, group) = s
         .rsplit_once("-g")
-        .with_context(|| format!("unknown format {s:?}; use q8_0, q6_k, q5_k, q5_0, q4_k, q4_0 or mlx-8/6/5/4 (mlx-4-g32 for another group size)"))?;
+        .with_context(|| format!("unknown format {s:?}; use q8_0, q6_k, q5_k, q5_1, q5_0, q4_k, q4_1, q4_0 or mlx-8/6/5/4 (mlx-4-g32 for another group size)"))?;
     QuantFormat::parse(
         base,
         Some(

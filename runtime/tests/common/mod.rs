@@ -201,8 +201,7 @@ pub fn real_model() -> Option<PathBuf> {
                 .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
                 .map(|c| c.join("warden/test-models"))
         });
-    let path = cache.map(|c| c.join(NAME));
-    match path {
+    match cache.map(|c| c.join(NAME)) {
         Some(p) if p.is_file() => Some(p),
         _ => {
             let why = format!(

@@ -1,5 +1,5 @@
 //! `warden quantize`: a checkpoint written as a GGUF file (q8_0, q6_k, q5_k,
-//! q5_0, q4_k, q4_0, with tokenizer metadata and the chat template, as
+//! q5_1, q5_0, q4_k, q4_1, q4_0, with tokenizer metadata and the chat template, as
 //! llama.cpp's converter writes it) or as an MLX-quantized directory
 //! (`mlx-8/6/5/4`, as `mlx_lm.convert -q` writes it); and the same
 //! quantizers as a round trip, for measuring what survives them.
@@ -26,7 +26,9 @@ pub enum QuantFormat {
 }
 
 /// The GGUF types `--to` accepts.
-pub const GGUF_FORMATS: [&str; 6] = ["q8_0", "q6_k", "q5_k", "q5_0", "q4_k", "q4_0"];
+pub const GGUF_FORMATS: [&str; 8] = [
+    "q8_0", "q6_k", "q5_k", "q5_1", "q5_0", "q4_k", "q4_1", "q4_0",
+];
 
 impl QuantFormat {
     /// Parses `q8_0`…`q4_0` or `mlx-8`/`mlx-6`/`mlx-5`/`mlx-4` (also
