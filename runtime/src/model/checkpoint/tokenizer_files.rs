@@ -103,6 +103,7 @@ impl TokenizerFiles {
             }
         };
         let extra = [
+            crate::chat::TEMPLATE_FILE,
             "generation_config.json",
             "special_tokens_map.json",
             "vocab.json",
@@ -149,8 +150,17 @@ impl TokenizerFiles {
         Ok(files)
     }
 
-    /// The chat template text (`tool_use` or `default` of a named list).
+    /// The chat template text: a `chat_template.jinja` among the files,
+    /// else `tokenizer_config.json`'s (`tool_use` or `default` of a named
+    /// list).
     pub fn chat_template(&self) -> anyhow::Result<String> {
+        if let Some((_, b)) = self
+            .extra
+            .iter()
+            .find(|(n, _)| n == crate::chat::TEMPLATE_FILE)
+        {
+            return Ok(String::from_utf8_lossy(b).into_owned());
+        }
         let v: serde_json::Value = serde_json::from_slice(&self.tokenizer_config_json)?;
         Ok(match &v["chat_template"] {
             serde_json::Value::String(s) => s.clone(),

@@ -76,7 +76,21 @@ pub fn fuse(opts: &FuseOptions) -> anyhow::Result<FuseReport> {
         );
     }
     let dequantized_base = ckpt.weights.quantized_format();
-    let tok = TokenizerFiles::for_model(&ckpt.path)?;
+    let mut tok = TokenizerFiles::for_model(&ckpt.path)?;
+    // The fused model runs in the format its fine-tune learned: the last
+    // adapter's chat_template.jinja goes with it.
+    if let Some(t) = opts
+        .adapters
+        .iter()
+        .rev()
+        .map(|d| d.join(crate::chat::TEMPLATE_FILE))
+        .find(|f| f.is_file())
+    {
+        let bytes = std::fs::read(&t).with_context(|| format!("cannot read {}", t.display()))?;
+        tok.extra.retain(|(n, _)| n != crate::chat::TEMPLATE_FILE);
+        tok.extra
+            .push((crate::chat::TEMPLATE_FILE.to_string(), bytes));
+    }
     let cfg = ckpt.config.clone();
     let adapters = opts
         .adapters

@@ -180,10 +180,11 @@ mod tests {
 
     #[test]
     fn matrices_that_do_not_fit_are_measured_as_written_and_never_make_a_verdict_alone() {
-        // Rows of 64 do not fit q4_k's blocks of 256: written as q8_0.
+        // Rows of 64 do not fit q6_k's blocks of 256: written as q8_0, as
+        // llama.cpp's quantizer falls back (q4_k to q5_0, q5_k to q5_1).
         let (w, d) = pair(0.02, 5);
         let (w, d) = (w.narrow(1, 0, 64).unwrap(), d.narrow(1, 0, 64).unwrap());
-        let f = QuantFormat::parse("q4_k", None).unwrap();
+        let f = QuantFormat::parse("q6_k", None).unwrap();
         let s = survival(&[("m".into(), w.clone(), d.clone())], f).unwrap();
         assert_eq!(s.matrices.len(), 1);
         assert_eq!(
@@ -191,11 +192,17 @@ mod tests {
             (1, "q8_0")
         );
         let q8 = survival(
-            &[("m".into(), w, d)],
+            &[("m".into(), w.clone(), d.clone())],
             QuantFormat::parse("q8_0", None).unwrap(),
         )
         .unwrap();
         assert_eq!(s.total.cosine, q8.total.cosine);
+        let q4k = survival(
+            &[("m".into(), w, d)],
+            QuantFormat::parse("q4_k", None).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(q4k.matrices[0].written_as, "q5_0");
         assert!(!s.lost, "{:?}", s.total);
         // No matrices, or no delta: no verdict.
         assert!(!survival(&[], f).unwrap().lost);
