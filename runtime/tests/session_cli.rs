@@ -219,7 +219,7 @@ fn tiny(dir: &Path) -> PathBuf {
 }
 
 #[test]
-fn prompt_prints_the_templates_text_and_checks_training_data() {
+fn prompt_prints_the_templates_text_and_ids() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny(&dir.path().join("m"));
     let conv = repo().join("runtime/tests/chat_refs/conversations/one_call_with_result.json");
@@ -246,6 +246,12 @@ fn prompt_prints_the_templates_text_and_checks_training_data() {
         let ids = v["ids"].as_array().unwrap();
         assert_eq!(ids[0], 151644, "<|im_start|>");
     }
+}
+
+#[test]
+fn prompt_offers_the_policys_tools_when_the_conversation_has_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny(&dir.path().join("m"));
     // With a policy and no tools in the file, the policy's tools.
     let bare = dir.path().join("bare.json");
     std::fs::write(
@@ -268,6 +274,17 @@ fn prompt_prints_the_templates_text_and_checks_training_data() {
         dir.path(),
     );
     assert!(out(&o).contains("\"name\": \"search_code\""), "{}", out(&o));
+}
+
+#[test]
+fn prompt_check_names_the_lines_whose_training_text_differs() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny(&dir.path().join("m"));
+    let conv = repo().join("runtime/tests/chat_refs/conversations/one_call_with_result.json");
+    let want = std::fs::read_to_string(
+        repo().join("runtime/tests/chat_refs/refs/one_call_with_result.txt"),
+    )
+    .unwrap();
     // --check: one line as trained, one whose text drifted.
     let c: Value = serde_json::from_str(&std::fs::read_to_string(&conv).unwrap()).unwrap();
     let mut trained = c.clone();
@@ -299,6 +316,13 @@ fn prompt_prints_the_templates_text_and_checks_training_data() {
         text.contains("1 conversation(s) render as trained, 2 do not"),
         "{text}"
     );
+}
+
+#[test]
+fn prompt_reads_a_lone_ggufs_own_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny(&dir.path().join("m"));
+    let conv = repo().join("runtime/tests/chat_refs/conversations/one_call_with_result.json");
     // A model without a template says so.
     let bad = dir.path().join("nt");
     std::fs::create_dir(&bad).unwrap();
@@ -641,7 +665,7 @@ fn malformed_and_unknown_calls_spend_the_budget_and_end_the_turn() {
 }
 
 #[test]
-fn a_hostile_template_is_refused_by_prompt_and_a_slow_one_stops_run_at_ctrl_c() {
+fn a_template_that_runs_for_ever_or_fills_memory_is_refused_by_prompt() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny(&dir.path().join("m"));
     let cfg_path = model.join("tokenizer_config.json");
@@ -676,6 +700,18 @@ fn a_hostile_template_is_refused_by_prompt_and_a_slow_one_stops_run_at_ctrl_c() 
         assert!(err(&o).contains(says), "{}", err(&o));
         assert!(err(&o).contains(&cfg_path.display().to_string()), "{}", err(&o));
     }
+}
+
+#[test]
+fn a_slow_template_stops_run_at_ctrl_c_with_exit_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny(&dir.path().join("m"));
+    let cfg_path = model.join("tokenizer_config.json");
+    let set_template = |t: &str| {
+        let mut cfg: Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+        cfg["chat_template"] = json!(t);
+        std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    };
     // Slow but within fuel: each step replaces a mebibyte. `run` installs
     // its Ctrl-C handler, so the render must watch for it.
     set_template("{% set s = 'x' * 1000000 %}{% for a in range(100000) %}{% for b in range(100000) %}{% set y = s.replace('x', 'yy') %}{% endfor %}{% endfor %}");
