@@ -350,3 +350,37 @@ fn tokens_for(dir: &Path) -> serde_json::Value {
     ));
     serde_json::from_str::<serde_json::Value>(&out).unwrap()["tokens"].clone()
 }
+
+/// `generate --chat` renders the one user turn with the run's template:
+/// `--chat-template`'s when given.
+#[test]
+fn generate_chat_renders_with_the_chosen_template() {
+    let dir = tempfile::tempdir().unwrap();
+    synth_tiny(dir.path(), &[]);
+    let template = dir.path().join("t.jinja");
+    std::fs::write(&template, "<<{{ messages[0]['content'] }}>>").unwrap();
+    let ids = |extra: &[&str], prompt: &str| {
+        let m = dir.path().to_str().unwrap();
+        let args = [
+            &[
+                "generate",
+                "--model",
+                m,
+                "--prompt",
+                prompt,
+                "--max-tokens",
+                "1",
+                "--json",
+            ][..],
+            extra,
+        ]
+        .concat();
+        let v: serde_json::Value = serde_json::from_str(&ok(&warden(&args, &[]))).unwrap();
+        v["prompt_tokens"].clone()
+    };
+    let t = template.to_str().unwrap();
+    assert_eq!(
+        ids(&["--chat", "--chat-template", t], "Hello"),
+        ids(&[], "<<Hello>>")
+    );
+}

@@ -125,7 +125,8 @@ pub struct GenerateArgs {
     /// Prompt text.
     #[arg(long)]
     prompt: String,
-    /// Wrap the prompt as one user turn of Qwen's chat format.
+    /// Wrap the prompt as one user turn in the model's chat template (or
+    /// --chat-template's; ChatML where it has none).
     #[arg(long)]
     chat: bool,
     /// Most tokens to generate.
@@ -248,10 +249,23 @@ pub fn generate_cmd(a: GenerateArgs) -> anyhow::Result<()> {
         );
     }
     let prompt = if a.chat {
-        format!(
-            "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n",
-            a.prompt
-        )
+        // One user turn in the run's template (the model's own, or
+        // --chat-template); ChatML where the model has none.
+        match crate::chat::ChatTemplate::for_run(&loaded.path, loaded.chat_template.as_deref()) {
+            Ok(t) => t.render(&crate::chat::RenderRequest {
+                messages: &[crate::chat::Message::new("user", a.prompt.clone())],
+                tools: &[],
+                add_generation_prompt: true,
+                enable_thinking: None,
+            })?,
+            Err(e) => {
+                eprintln!("note: {e:#}; wrapping the prompt as ChatML");
+                format!(
+                    "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n",
+                    a.prompt
+                )
+            }
+        }
     } else {
         a.prompt.clone()
     };
