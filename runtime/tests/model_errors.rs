@@ -328,6 +328,16 @@ mod hostile_files {
                 gguf_file::Value::F32(f32::NAN),
                 "rms_norm_eps = NaN must be a positive number",
             ),
+            (
+                "qwen3.rope.dimension_count",
+                gguf_file::Value::U32(8),
+                "partial rotary embeddings are not supported",
+            ),
+            (
+                "qwen3.rope.scaling.type",
+                gguf_file::Value::String("yarn".into()),
+                "qwen3.rope.scaling.type = \"yarn\" is not supported",
+            ),
         ];
         for (i, (key, value, want)) in cases.into_iter().enumerate() {
             let dst = dir.path().join(format!("bad{i}.gguf"));

@@ -337,6 +337,15 @@ impl Qwen3Config {
             rope_freqs: None,
         };
         cfg.validate()?;
+        if let Some(rot) = u_opt("rope.dimension_count")? {
+            if rot != cfg.head_dim {
+                bail!(
+                    "{} = {rot} rotates part of each head of {}: partial rotary embeddings are not supported",
+                    key("rope.dimension_count"),
+                    cfg.head_dim
+                );
+            }
+        }
         Ok(cfg)
     }
 
