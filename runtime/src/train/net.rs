@@ -1,6 +1,7 @@
-//! Qwen3 written for training: the same architecture as `model::arch::qwen3`
-//! (pre-norm blocks, per-head q/k RMSNorm, rotate-half RoPE, grouped-query
-//! attention, SwiGLU, tied or separate head), built only from candle ops
+//! The decoder written for training: the same architecture as
+//! `model::arch::qwen3` (pre-norm blocks, per-head q/k RMSNorm for Qwen3,
+//! q/k/v biases for Qwen2, rotate-half RoPE with Llama 3's scaling,
+//! grouped-query attention, SwiGLU, tied or separate head), built only from candle ops
 //! that have a backward pass, over one whole sequence at a time.
 //!
 //! Inference keeps its fused kernels (candle's RMSNorm and RoPE ops, flash
@@ -318,9 +319,14 @@ impl TrainNet {
         &self.weights[name]
     }
 
-    /// `x · Wᵀ (+ s·(x·Aᵀ)·Bᵀ)` for projection `name` (`model.layers.N.<module>`).
+    /// `x · Wᵀ (+ b) (+ s·(x·Aᵀ)·Bᵀ)` for projection `name`
+    /// (`model.layers.N.<module>`; Qwen2's q/k/v have biases).
     fn linear(&self, name: &str, x: &Tensor) -> candle_core::Result<Tensor> {
         let y = x.matmul(&self.w(&format!("{name}.weight")).t()?)?;
+        let y = match self.weights.get(&format!("{name}.bias")) {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
         match self.lora.get(name) {
             None => Ok(y),
             Some(p) => {

@@ -5,8 +5,16 @@ use crate::model::{Checkpoint, LoadedModel};
 const PROMPT: &str = "<|im_start|>user\nWhere is the Post model defined?<|im_end|>\n<|im_start|>assistant\n<tool_call>\n";
 
 fn model(dir: &std::path::Path, tied: bool) -> (Vec<u32>, Vec<(String, Tensor)>, Qwen3Config) {
+    model_of(dir, SynthShape::Tiny, tied)
+}
+
+fn model_of(
+    dir: &std::path::Path,
+    shape: SynthShape,
+    tied: bool,
+) -> (Vec<u32>, Vec<(String, Tensor)>, Qwen3Config) {
     synth(&SynthOptions {
-        shape: SynthShape::Tiny,
+        shape,
         out: dir.to_path_buf(),
         dtype: DType::F32,
         gguf: None,
@@ -39,13 +47,19 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
 }
 
 /// The training net is the inference model: same logits at every position,
-/// tied and untied, without and with LoRA (the inference side applying the
-/// same pairs unfused).
+/// tied and untied, for each family (Qwen3, Llama with Llama 3 RoPE
+/// scaling, Qwen2 with its biases), without and with LoRA (the inference
+/// side applying the same pairs unfused).
 #[test]
 fn logits_match_inference() {
-    for tied in [true, false] {
+    for (shape, tied) in [
+        (SynthShape::Tiny, true),
+        (SynthShape::Tiny, false),
+        (SynthShape::TinyLlama3, true),
+        (SynthShape::TinyQwen2, true),
+    ] {
         let dir = tempfile::tempdir().unwrap();
-        let (ids, tensors, cfg) = model(dir.path(), tied);
+        let (ids, tensors, cfg) = model_of(dir.path(), shape, tied);
         let mut inf = LoadedModel::load(
             dir.path().to_str().unwrap(),
             &Device::Cpu,
@@ -66,7 +80,7 @@ fn logits_match_inference() {
         let got = net.forward(&ids, &pos).unwrap();
         assert!(
             max_diff(&got, &want) < 1e-4,
-            "tied={tied}: {}",
+            "{shape:?} tied={tied}: {}",
             max_diff(&got, &want)
         );
         // Random B: the same as inference with the pairs attached.
@@ -95,7 +109,7 @@ fn logits_match_inference() {
         let want = inf.model.forward(&ids, true).unwrap();
         assert!(
             max_diff(&got, &want) < 1e-4,
-            "tied={tied} with LoRA: {}",
+            "{shape:?} tied={tied} with LoRA: {}",
             max_diff(&got, &want)
         );
     }
