@@ -358,52 +358,127 @@ impl TrainNet {
     /// examples meet there. All target positions share one pass through the
     /// LM head, so the `(vocab, hidden)` matrices get one gradient per step.
     pub fn loss_sum(&self, batch: &[(&[u32], usize)]) -> candle_core::Result<Tensor> {
-        let mut targets = Vec::new();
-        for (ids, prompt_len) in batch {
-            if *prompt_len == 0 || *prompt_len >= ids.len() {
-                candle_core::bail!("an example needs a prompt and at least one target token");
-            }
-            targets.extend_from_slice(&ids[*prompt_len..]);
-        }
-        // The shared prefix stops before the first position whose hidden
-        // state predicts a target.
-        let first = batch[0].0;
-        let mut shared = batch.iter().map(|(_, p)| p - 1).min().unwrap_or(0);
-        for (ids, _) in &batch[1..] {
-            shared = shared.min(ids.iter().zip(first).take_while(|(a, b)| a == b).count());
-        }
-        let prefix = if shared > 0 {
-            Some(self.body(&self.embed(&first[..shared])?, 0, None)?.1)
+        let plan = Plan::of(batch)?;
+        let prefix = if plan.shared > 0 {
+            Some(
+                self.body(&self.embed(&batch[0].0[..plan.shared])?, 0, None)?
+                    .1,
+            )
         } else {
             None
         };
-        // The rests run as one batch, each padded at its end to the longest
-        // (a causal mask keeps padding out of every real position), so a
-        // step's ops do not multiply with its examples.
-        let longest = batch
-            .iter()
-            .map(|(ids, _)| ids.len() - shared)
-            .max()
-            .unwrap_or(0);
-        let mut rests = Vec::with_capacity(batch.len() * longest);
-        let mut rows = Vec::with_capacity(targets.len());
-        for (j, (ids, prompt_len)) in batch.iter().enumerate() {
-            rests.extend_from_slice(&ids[shared..]);
-            rests.resize((j + 1) * longest, ids[0]);
-            let from = j * longest + prompt_len - 1 - shared;
-            rows.extend((from..from + ids.len() - prompt_len).map(|r| r as u32));
-        }
-        let x = self.embed(&rests)?;
-        let (x, _) = self.body_batch(&x, batch.len(), shared, prefix.as_deref())?;
-        let x = x.index_select(&Tensor::new(rows, &self.device)?, 0)?;
-        let logits = match &self.output_vocab {
-            None => self.head(&x)?,
-            Some(o) => {
-                targets = o.rows(&targets)?;
-                self.head_rows(&x, Some(&o.ids))?
-            }
+        let x = self.embed(&plan.rests)?;
+        let (x, _) = self.body_batch(&x, batch.len(), plan.shared, prefix.as_deref())?;
+        self.loss_of(&x, &plan)
+    }
+
+    /// The summed loss of the hidden states `x` of a plan's rests.
+    fn loss_of(&self, x: &Tensor, plan: &Plan) -> candle_core::Result<Tensor> {
+        let x = x.index_select(&Tensor::new(plan.rows.as_slice(), &self.device)?, 0)?;
+        let (logits, targets) = match &self.output_vocab {
+            None => (self.head(&x)?, plan.targets.clone()),
+            Some(o) => (self.head_rows(&x, Some(&o.ids))?, o.rows(&plan.targets)?),
         };
         super::loss::cross_entropy_rows(&logits, &targets)?.sum_all()
+    }
+
+    /// `loss_sum(batch) / divisor` and its gradients for every trained
+    /// parameter, as `loss_sum(…).backward()` gives them, holding one
+    /// block's intermediates at a time instead of all of them: the forward
+    /// pass keeps only each block's input, and the backward pass runs each
+    /// block again, last to first, to carry the gradient through it
+    /// (activation checkpointing). Memory falls from every block's
+    /// activations to one block's plus each block's input; the price is a
+    /// second forward pass.
+    pub fn loss_and_grads(
+        &self,
+        batch: &[(&[u32], usize)],
+        divisor: f64,
+    ) -> candle_core::Result<(f64, candle_core::backprop::GradStore)> {
+        let n = self.cfg.num_hidden_layers;
+        let plan = Plan::of(batch)?;
+        let b = batch.len();
+        // Forward, keeping each block's input (detached: no graph is held).
+        let (mut xp, mut xb) = (Vec::with_capacity(n + 1), Vec::with_capacity(n + 1));
+        let prefix_at = if plan.shared > 0 {
+            let x = self.embed(&batch[0].0[..plan.shared])?.detach();
+            let at = self.positions(&x, 1, 0)?;
+            xp.push(x);
+            Some(at)
+        } else {
+            None
+        };
+        xb.push(self.embed(&plan.rests)?.detach());
+        let at = self.positions(&xb[0], b, plan.shared)?;
+        for i in 0..n {
+            let kv = match &prefix_at {
+                Some(pat) => {
+                    let (y, kv) = self.layer(i, &xp[i], pat, None)?;
+                    xp.push(y.detach());
+                    Some((kv.0.detach(), kv.1.detach()))
+                }
+                None => None,
+            };
+            let (y, _) = self.layer(i, &xb[i], &at, kv.as_ref())?;
+            xb.push(y.detach());
+        }
+        // The head and the loss, from the last hidden states as a leaf.
+        let last = Var::from_tensor(&xb[n])?;
+        let loss = (self.loss_of(last.as_tensor(), &plan)? / divisor)?;
+        let value = loss.to_scalar::<f32>()? as f64;
+        let mut grads = loss.backward()?;
+        let mut gb = grads
+            .remove(last.as_tensor())
+            .ok_or_else(|| candle_core::Error::Msg("no gradient reached the last block".into()))?;
+        let mut gp: Option<Tensor> = None;
+        let trained = self.trainable();
+        // Backward, block by block: each block again, with a graph, and the
+        // gradient of Σ output·(gradient of output) carried to its input.
+        for i in (0..n).rev() {
+            let ib = Var::from_tensor(&xb[i])?;
+            let mut surrogate;
+            let ip = match &prefix_at {
+                Some(pat) => {
+                    let ip = Var::from_tensor(&xp[i])?;
+                    let (yp, kv) = self.layer(i, ip.as_tensor(), pat, None)?;
+                    let (yb, _) = self.layer(i, ib.as_tensor(), &at, Some(&kv))?;
+                    surrogate = (yb * &gb)?.sum_all()?;
+                    if let Some(g) = &gp {
+                        surrogate = (surrogate + (yp * g)?.sum_all()?)?;
+                    }
+                    Some(ip)
+                }
+                None => {
+                    let (yb, _) = self.layer(i, ib.as_tensor(), &at, None)?;
+                    surrogate = (yb * &gb)?.sum_all()?;
+                    None
+                }
+            };
+            let mut g = surrogate.backward()?;
+            add_into(&mut grads, &mut g, &trained)?;
+            gb = g
+                .remove(ib.as_tensor())
+                .ok_or_else(|| candle_core::Error::Msg(format!("no gradient reached block {i}")))?;
+            gp = match &ip {
+                Some(ip) => g.remove(ip.as_tensor()),
+                None => None,
+            };
+        }
+        // The embeddings, when they are trained.
+        if self
+            .full
+            .iter()
+            .any(|(n, _)| n == "model.embed_tokens.weight")
+        {
+            let mut surrogate = (self.embed(&plan.rests)? * &gb)?.sum_all()?;
+            if let (Some(g), true) = (&gp, plan.shared > 0) {
+                let e = self.embed(&batch[0].0[..plan.shared])?;
+                surrogate = (surrogate + (e * g)?.sum_all()?)?;
+            }
+            let mut g = surrogate.backward()?;
+            add_into(&mut grads, &mut g, &trained)?;
+        }
+        Ok((value, grads))
     }
 
     fn embed(&self, ids: &[u32]) -> candle_core::Result<Tensor> {
@@ -466,83 +541,191 @@ impl TrainNet {
         offset: usize,
         prefix: Option<&[(Tensor, Tensor)]>,
     ) -> candle_core::Result<(Tensor, Vec<(Tensor, Tensor)>)> {
-        let cfg = &self.cfg;
+        let at = self.positions(x, b, offset)?;
+        let mut x = x.clone();
+        let mut kvs = Vec::with_capacity(self.cfg.num_hidden_layers);
+        for i in 0..self.cfg.num_hidden_layers {
+            let (y, kv) = self.layer(i, &x, &at, prefix.map(|p| &p[i]))?;
+            x = y;
+            kvs.push(kv);
+        }
+        Ok((x, kvs))
+    }
+
+    /// Where `x` (`b` sequences after `offset` positions) sits: its length,
+    /// RoPE tables and causal mask, shared by every layer.
+    fn positions(&self, x: &Tensor, b: usize, offset: usize) -> candle_core::Result<Positions> {
         if b == 0 || x.dim(0)? % b != 0 {
             candle_core::bail!("{} rows are not {b} sequences of one length", x.dim(0)?);
         }
-        let (l, hd) = (x.dim(0)? / b, cfg.head_dim);
-        let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
-        let eps = cfg.rms_norm_eps;
+        let l = x.dim(0)? / b;
         if offset + l > self.cos.dim(0)? {
             candle_core::bail!(
                 "a sequence of {} tokens is longer than the RoPE tables",
                 offset + l
             );
         }
-        let mut x = x.clone();
-        let mut kvs = Vec::with_capacity(cfg.num_hidden_layers);
-        let cos = self.cos.narrow(0, offset, l)?;
-        let sin = self.sin.narrow(0, offset, l)?;
-        let mask = causal_mask(l, offset, &self.device)?;
-        let scale = 1.0 / (hd as f64).sqrt();
-        for i in 0..cfg.num_hidden_layers {
-            let p = format!("model.layers.{i}");
-            let h = rms_norm(&x, self.w(&format!("{p}.input_layernorm.weight")), eps)?;
-            let heads = |t: Tensor, n: usize, norm: &str| -> candle_core::Result<Tensor> {
-                // (b·L, n·D) -> (b, n, L, D), per-head RMSNorm, RoPE
-                let t = t.reshape((b, l, n, hd))?;
-                let t = if cfg.family.qk_norm() {
-                    rms_norm(&t, self.w(&format!("{p}.self_attn.{norm}.weight")), eps)?
-                } else {
-                    t
-                };
-                let t = t.transpose(1, 2)?.contiguous()?;
-                candle_nn::rotary_emb::rope_slow(&t, &cos, &sin)
-            };
-            let q = heads(
-                self.linear(&format!("{p}.self_attn.q_proj"), &h)?,
-                nh,
-                "q_norm",
-            )?;
-            let k = heads(
-                self.linear(&format!("{p}.self_attn.k_proj"), &h)?,
-                nkv,
-                "k_norm",
-            )?;
-            let v = self
-                .linear(&format!("{p}.self_attn.v_proj"), &h)?
-                .reshape((b, l, nkv, hd))?
-                .transpose(1, 2)?;
-            kvs.push((k.clone(), v.clone()));
-            let (k, v) = match prefix {
-                Some(p) => {
-                    let (pk, pv) = (&p[i].0, &p[i].1);
-                    let (_, n, o, d) = pk.dims4()?;
-                    let (pk, pv) = (
-                        pk.broadcast_as((b, n, o, d))?,
-                        pv.broadcast_as((b, n, o, d))?,
-                    );
-                    (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?)
-                }
-                None => (k, v),
-            };
-            let (k, v) = (repeat_kv(&k, nh / nkv)?, repeat_kv(&v, nh / nkv)?);
-            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
-            let ctx = candle_nn::ops::softmax(&scores, D::Minus1)?.matmul(&v)?;
-            let ctx = ctx.transpose(1, 2)?.reshape((b * l, nh * hd))?;
-            x = (x + self.linear(&format!("{p}.self_attn.o_proj"), &ctx)?)?;
-            let h = rms_norm(
-                &x,
-                self.w(&format!("{p}.post_attention_layernorm.weight")),
-                eps,
-            )?;
-            let gate = self.linear(&format!("{p}.mlp.gate_proj"), &h)?;
-            let up = self.linear(&format!("{p}.mlp.up_proj"), &h)?;
-            let act = (candle_nn::Activation::Silu.forward(&gate)? * up)?;
-            x = (x + self.linear(&format!("{p}.mlp.down_proj"), &act)?)?;
-        }
-        Ok((x, kvs))
+        Ok(Positions {
+            b,
+            l,
+            cos: self.cos.narrow(0, offset, l)?,
+            sin: self.sin.narrow(0, offset, l)?,
+            mask: causal_mask(l, offset, &self.device)?,
+        })
     }
+
+    /// Block `i` over `x` at `at`, after `prefix` (this layer's keys and
+    /// values of the positions before, `(1, kv_heads, offset, D)`): the
+    /// block's output and its keys and values of these positions.
+    fn layer(
+        &self,
+        i: usize,
+        x: &Tensor,
+        at: &Positions,
+        prefix: Option<&(Tensor, Tensor)>,
+    ) -> candle_core::Result<(Tensor, (Tensor, Tensor))> {
+        let cfg = &self.cfg;
+        let (b, l, hd) = (at.b, at.l, cfg.head_dim);
+        let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        let eps = cfg.rms_norm_eps;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let p = format!("model.layers.{i}");
+        let h = rms_norm(x, self.w(&format!("{p}.input_layernorm.weight")), eps)?;
+        let heads = |t: Tensor, n: usize, norm: &str| -> candle_core::Result<Tensor> {
+            // (b·L, n·D) -> (b, n, L, D), per-head RMSNorm, RoPE
+            let t = t.reshape((b, l, n, hd))?;
+            let t = if cfg.family.qk_norm() {
+                rms_norm(&t, self.w(&format!("{p}.self_attn.{norm}.weight")), eps)?
+            } else {
+                t
+            };
+            let t = t.transpose(1, 2)?.contiguous()?;
+            candle_nn::rotary_emb::rope_slow(&t, &at.cos, &at.sin)
+        };
+        let q = heads(
+            self.linear(&format!("{p}.self_attn.q_proj"), &h)?,
+            nh,
+            "q_norm",
+        )?;
+        let k = heads(
+            self.linear(&format!("{p}.self_attn.k_proj"), &h)?,
+            nkv,
+            "k_norm",
+        )?;
+        let v = self
+            .linear(&format!("{p}.self_attn.v_proj"), &h)?
+            .reshape((b, l, nkv, hd))?
+            .transpose(1, 2)?;
+        let kv = (k.clone(), v.clone());
+        let (k, v) = match prefix {
+            Some((pk, pv)) => {
+                let (_, n, o, d) = pk.dims4()?;
+                let (pk, pv) = (
+                    pk.broadcast_as((b, n, o, d))?,
+                    pv.broadcast_as((b, n, o, d))?,
+                );
+                (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?)
+            }
+            None => (k, v),
+        };
+        let (k, v) = (repeat_kv(&k, nh / nkv)?, repeat_kv(&v, nh / nkv)?);
+        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&at.mask)?;
+        let ctx = candle_nn::ops::softmax(&scores, D::Minus1)?.matmul(&v)?;
+        let ctx = ctx.transpose(1, 2)?.reshape((b * l, nh * hd))?;
+        let x = (x + self.linear(&format!("{p}.self_attn.o_proj"), &ctx)?)?;
+        let h = rms_norm(
+            &x,
+            self.w(&format!("{p}.post_attention_layernorm.weight")),
+            eps,
+        )?;
+        let gate = self.linear(&format!("{p}.mlp.gate_proj"), &h)?;
+        let up = self.linear(&format!("{p}.mlp.up_proj"), &h)?;
+        let act = (candle_nn::Activation::Silu.forward(&gate)? * up)?;
+        let x = (&x + self.linear(&format!("{p}.mlp.down_proj"), &act)?)?;
+        Ok((x, kv))
+    }
+}
+
+/// How a batch of examples runs: their longest common prefix once, then
+/// the rests side by side, padded at their ends to the longest.
+struct Plan {
+    /// Every example's target tokens, in order.
+    targets: Vec<u32>,
+    /// Length of the shared prefix.
+    shared: usize,
+    /// The rests, each padded to the longest.
+    rests: Vec<u32>,
+    /// The rows of the rests whose hidden states predict a target.
+    rows: Vec<u32>,
+}
+
+impl Plan {
+    fn of(batch: &[(&[u32], usize)]) -> candle_core::Result<Plan> {
+        let mut targets = Vec::new();
+        for (ids, prompt_len) in batch {
+            if *prompt_len == 0 || *prompt_len >= ids.len() {
+                candle_core::bail!("an example needs a prompt and at least one target token");
+            }
+            targets.extend_from_slice(&ids[*prompt_len..]);
+        }
+        // The shared prefix stops before the first position whose hidden
+        // state predicts a target.
+        let first = batch[0].0;
+        let mut shared = batch.iter().map(|(_, p)| p - 1).min().unwrap_or(0);
+        for (ids, _) in &batch[1..] {
+            shared = shared.min(ids.iter().zip(first).take_while(|(a, b)| a == b).count());
+        }
+        // The rests run as one batch, each padded at its end to the longest
+        // (a causal mask keeps padding out of every real position), so a
+        // step's ops do not multiply with its examples.
+        let longest = batch
+            .iter()
+            .map(|(ids, _)| ids.len() - shared)
+            .max()
+            .unwrap_or(0);
+        let mut rests = Vec::with_capacity(batch.len() * longest);
+        let mut rows = Vec::with_capacity(targets.len());
+        for (j, (ids, prompt_len)) in batch.iter().enumerate() {
+            rests.extend_from_slice(&ids[shared..]);
+            rests.resize((j + 1) * longest, ids[0]);
+            let from = j * longest + prompt_len - 1 - shared;
+            rows.extend((from..from + ids.len() - prompt_len).map(|r| r as u32));
+        }
+        Ok(Plan {
+            targets,
+            shared,
+            rests,
+            rows,
+        })
+    }
+}
+
+/// Adds the gradients `from` holds for the trained parameters into `into`.
+fn add_into(
+    into: &mut candle_core::backprop::GradStore,
+    from: &mut candle_core::backprop::GradStore,
+    trained: &[(String, Var)],
+) -> candle_core::Result<()> {
+    for (_, v) in trained {
+        if let Some(g) = from.remove(v.as_tensor()) {
+            let sum = match into.get(v.as_tensor()) {
+                Some(a) => (a + g)?,
+                None => g,
+            };
+            into.insert(v.as_tensor(), sum);
+        }
+    }
+    Ok(())
+}
+
+/// A batch's length, RoPE tables and causal mask (see
+/// [`TrainNet::positions`]).
+struct Positions {
+    b: usize,
+    l: usize,
+    cos: Tensor,
+    sin: Tensor,
+    mask: Tensor,
 }
 
 /// `x / rms(x) · w` over the last dimension, from differentiable ops.
