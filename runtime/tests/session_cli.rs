@@ -218,8 +218,9 @@ fn tiny(dir: &Path) -> PathBuf {
     dir.to_path_buf()
 }
 
-#[test]
-fn prompt_prints_the_templates_text_and_ids() {
+/// A tiny model, the reference conversation with one call, and its
+/// rendering by transformers.
+fn prompt_fixture() -> (tempfile::TempDir, PathBuf, PathBuf, String) {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny(&dir.path().join("m"));
     let conv = repo().join("runtime/tests/chat_refs/conversations/one_call_with_result.json");
@@ -227,6 +228,12 @@ fn prompt_prints_the_templates_text_and_ids() {
         repo().join("runtime/tests/chat_refs/refs/one_call_with_result.txt"),
     )
     .unwrap();
+    (dir, model, conv, want)
+}
+
+#[test]
+fn prompt_prints_the_templates_text_and_ids() {
+    let (dir, model, conv, want) = prompt_fixture();
     for m in [model.clone(), model.join("model-q8_0.gguf")] {
         let o = warden(
             &[
@@ -250,8 +257,7 @@ fn prompt_prints_the_templates_text_and_ids() {
 
 #[test]
 fn prompt_offers_the_policys_tools_when_the_conversation_has_none() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = tiny(&dir.path().join("m"));
+    let (dir, model, _, _) = prompt_fixture();
     // With a policy and no tools in the file, the policy's tools.
     let bare = dir.path().join("bare.json");
     std::fs::write(
@@ -278,13 +284,7 @@ fn prompt_offers_the_policys_tools_when_the_conversation_has_none() {
 
 #[test]
 fn prompt_check_names_the_lines_whose_training_text_differs() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = tiny(&dir.path().join("m"));
-    let conv = repo().join("runtime/tests/chat_refs/conversations/one_call_with_result.json");
-    let want = std::fs::read_to_string(
-        repo().join("runtime/tests/chat_refs/refs/one_call_with_result.txt"),
-    )
-    .unwrap();
+    let (dir, model, conv, want) = prompt_fixture();
     // --check: one line as trained, one whose text drifted.
     let c: Value = serde_json::from_str(&std::fs::read_to_string(&conv).unwrap()).unwrap();
     let mut trained = c.clone();
@@ -320,9 +320,7 @@ fn prompt_check_names_the_lines_whose_training_text_differs() {
 
 #[test]
 fn prompt_reads_a_lone_ggufs_own_template() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = tiny(&dir.path().join("m"));
-    let conv = repo().join("runtime/tests/chat_refs/conversations/one_call_with_result.json");
+    let (dir, model, conv, _) = prompt_fixture();
     // A model without a template says so.
     let bad = dir.path().join("nt");
     std::fs::create_dir(&bad).unwrap();

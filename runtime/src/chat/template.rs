@@ -187,11 +187,7 @@ impl ChatTemplate {
                 path.display()
             ),
         };
-        let token = |k: &str| match &cfg[k] {
-            Json::String(s) => Some(s.clone()),
-            Json::Object(o) => o.get("content").and_then(Json::as_str).map(String::from),
-            _ => None,
-        };
+        let token = |k: &str| config_token(&cfg, k);
         let origin = format!("the chat_template of {}", path.display());
         Ok(Self::new(source, token("bos_token"), token("eos_token"))
             .with_context(|| origin.clone())?
@@ -386,11 +382,7 @@ fn special_tokens(path: &Path) -> (Option<String>, Option<String>) {
         .and_then(|f| std::fs::read_to_string(f).ok())
         .and_then(|t| serde_json::from_str::<Json>(&t).ok())
     {
-        let token = |k: &str| match &cfg[k] {
-            Json::String(s) => Some(s.clone()),
-            Json::Object(o) => o.get("content").and_then(Json::as_str).map(String::from),
-            _ => None,
-        };
+        let token = |k: &str| config_token(&cfg, k);
         return (token("bos_token"), token("eos_token"));
     }
     if path.is_file() {
@@ -419,4 +411,14 @@ fn gguf_special_tokens(
         text("tokenizer.ggml.bos_token_id"),
         text("tokenizer.ggml.eos_token_id").or(Some("<|im_end|>".into())),
     )
+}
+
+/// A special token of a `tokenizer_config.json` (`bos_token`, …): a string,
+/// or an object with its `content`.
+fn config_token(cfg: &Json, key: &str) -> Option<String> {
+    match &cfg[key] {
+        Json::String(s) => Some(s.clone()),
+        Json::Object(o) => o.get("content").and_then(Json::as_str).map(String::from),
+        _ => None,
+    }
 }
