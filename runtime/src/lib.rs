@@ -19,6 +19,7 @@
 //! - [`sandbox`] — wasmtime, the filesystem and network gates, budgets.
 //! - [`eval`] — suites, BFCL, metrics, gates, HTML.
 //! - [`train`] — synthetic data, fine-tuning.
+//! - [`serve`] — the OpenAI-compatible HTTP server.
 //! - [`guard`] — bounds on untrusted work in warden's own process.
 //! - [`paths`] — where warden keeps its own files; paths as the kernel
 //!   resolves them.
@@ -37,5 +38,6 @@ pub mod paths;
 pub mod policy;
 pub mod progress;
 pub mod sandbox;
+pub mod serve;
 pub mod session;
 pub mod train;

@@ -67,11 +67,14 @@ const GATE_ADAPTER: &str =
     "format_validity>=0.9,tool_accuracy>=0.75,tool_accuracy[run_command]>=0.9";
 
 #[test]
-fn demo_live_runs_the_seeds_tasks_on_the_shipped_model() {
+fn demo_live_runs_the_seeds_tasks_on_the_tiny_agent_without_the_smollm2_base() {
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("live.jsonl");
+    // An empty test-model cache: no SmolLM2 base, so the tiny agent runs.
+    let empty = tempfile::tempdir().unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_warden"))
         .current_dir(repo())
+        .env("WARDEN_TEST_MODELS", empty.path())
         .args(["demo", "--live", "--log"])
         .arg(&log)
         .output()
@@ -82,6 +85,15 @@ fn demo_live_runs_the_seeds_tasks_on_the_shipped_model() {
         "{out}\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    let missing = empty.path().join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        out.contains(&format!(
+            "Model: {} is not there (runtime/tests/models/fetch.sh fetches it); using the tiny agent.",
+            missing.display()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("tiny-agent.gguf + adapter"), "{out}");
     let tasks = std::fs::read_to_string(repo().join("examples/sessions/demo-users.txt")).unwrap();
     for t in tasks.lines().filter(|t| !t.trim().is_empty()) {
         assert!(out.contains(&format!("> {t}")), "{t} not run:\n{out}");

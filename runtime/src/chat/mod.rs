@@ -8,7 +8,10 @@ pub mod pyjson;
 mod template;
 
 pub use message::{tool_json, Conversation, FunctionCall, Message, ToolCall};
-pub use parse::{parse, Call, CallFormat, Malformed, ParamTypes, Parsed, ParsedCall, StreamFilter};
+pub use parse::{
+    parse, split_reasoning, Call, CallFormat, Malformed, ParamTypes, Parsed, ParsedCall,
+    StreamFilter, ToolList,
+};
 pub use template::{
     ChatTemplate, RenderLimits, RenderRequest, BUILTIN_TEMPLATES, RENDER_LIMITS, TEMPLATE_FILE,
 };

@@ -81,6 +81,24 @@ impl ParamTypes for () {
     }
 }
 
+/// Parameter types from tools in the OpenAI shape
+/// (`{"type": "function", "function": {"name", "parameters"}}`).
+pub struct ToolList<'a>(pub &'a [Value]);
+
+impl ParamTypes for ToolList<'_> {
+    fn param_type(&self, tool: &str, param: &str) -> Option<String> {
+        let t = self
+            .0
+            .iter()
+            .find(|t| t.pointer("/function/name").and_then(Value::as_str) == Some(tool))?;
+        t.pointer("/function/parameters/properties")?
+            .get(param)?
+            .get("type")?
+            .as_str()
+            .map(String::from)
+    }
+}
+
 /// Takes `text` apart as `format` says.
 pub fn parse(text: &str, format: CallFormat, types: &dyn ParamTypes) -> Parsed {
     let (reasoning, rest) = split_reasoning(text);
@@ -121,7 +139,9 @@ pub fn parse(text: &str, format: CallFormat, types: &dyn ParamTypes) -> Parsed {
 /// span the template opened in the prompt, a span opened after text or
 /// after an earlier span counts as well, and a span left open (cut off)
 /// runs to the end. A `<tool_call>` inside any of them is never a call.
-fn split_reasoning(text: &str) -> (Option<String>, String) {
+/// The reasoning (every `<think>` span, joined; also a span the prompt
+/// opened) and the rest of `text`.
+pub fn split_reasoning(text: &str) -> (Option<String>, String) {
     let mut spans: Vec<&str> = Vec::new();
     let mut content = String::new();
     let mut rest = text;
@@ -358,9 +378,22 @@ pub struct StreamFilter {
     in_call: bool,
     in_think: bool,
     started: bool,
+    /// Reasoning passed over since the last [`StreamFilter::take_reasoning`].
+    reasoning: String,
+    /// Call blocks are text here (no tools were offered).
+    keep_calls: bool,
 }
 
 impl StreamFilter {
+    /// A filter that hides reasoning only, for output where call blocks are
+    /// plain text (no tools were offered).
+    pub fn reasoning_only() -> StreamFilter {
+        StreamFilter {
+            keep_calls: true,
+            ..StreamFilter::default()
+        }
+    }
+
     /// Feeds `piece`; returns what may be shown now (leading blank lines
     /// dropped).
     pub fn push(&mut self, piece: &str) -> String {
@@ -380,12 +413,17 @@ impl StreamFilter {
                 (None, Some(CALL_CLOSE))
             } else if self.in_think {
                 (None, Some(THINK_CLOSE))
+            } else if self.keep_calls {
+                (Some(&[THINK_OPEN][..]), None)
             } else {
-                (Some([CALL_OPEN, THINK_OPEN]), None)
+                (Some(&[CALL_OPEN, THINK_OPEN][..]), None)
             };
             if let Some(close) = close {
                 match self.pending.find(close) {
                     Some(i) => {
+                        if self.in_think {
+                            self.reasoning.push_str(&self.pending[..i]);
+                        }
                         self.pending.drain(..i + close.len());
                         self.in_call = false;
                         self.in_think = false;
@@ -394,12 +432,15 @@ impl StreamFilter {
                     None => {
                         let keep = partial_suffix(&self.pending, &[close]);
                         let cut = self.pending.len() - keep;
+                        if self.in_think {
+                            self.reasoning.push_str(&self.pending[..cut]);
+                        }
                         self.pending.drain(..cut);
                         return shown;
                     }
                 }
             }
-            let tags = open.unwrap_or_default();
+            let tags: &[&str] = open.unwrap_or_default();
             let first = tags
                 .iter()
                 .filter_map(|t| self.pending.find(t).map(|i| (i, *t)))
@@ -415,7 +456,7 @@ impl StreamFilter {
                     }
                 }
                 None => {
-                    let keep = partial_suffix(&self.pending, &tags);
+                    let keep = partial_suffix(&self.pending, tags);
                     let cut = self.pending.len() - keep;
                     shown.push_str(&self.pending[..cut]);
                     self.pending.drain(..cut);
@@ -427,10 +468,19 @@ impl StreamFilter {
 
     /// What is left at the end of the output (never part of a tag).
     pub fn finish(&mut self) -> String {
+        if self.in_think {
+            self.reasoning.push_str(&self.pending);
+        }
         if self.in_call || self.in_think {
             self.pending.clear();
         }
         std::mem::take(&mut self.pending)
+    }
+
+    /// The reasoning (`<think>` text) passed over since the last call, for
+    /// a client that shows it apart (`delta.reasoning_content`).
+    pub fn take_reasoning(&mut self) -> String {
+        std::mem::take(&mut self.reasoning)
     }
 }
 
@@ -601,7 +651,23 @@ mod tests {
             "_call> done <",
             "b>",
         ];
-        let shown: String = pieces.iter().map(|p| f.push(p)).collect::<String>() + &f.finish();
+        let mut reasoning = String::new();
+        let mut shown = String::new();
+        for p in pieces {
+            shown += &f.push(p);
+            reasoning += &f.take_reasoning();
+        }
+        shown += &f.finish();
         assert_eq!(shown, "Here it is  done <b>");
+        assert_eq!(reasoning, "\nhmm\n");
+    }
+
+    #[test]
+    fn stream_filter_gives_unfinished_reasoning_at_the_end() {
+        let mut f = StreamFilter::default();
+        assert_eq!(f.push("<think>a</thi"), "");
+        assert_eq!(f.take_reasoning(), "a");
+        assert_eq!(f.finish(), "");
+        assert_eq!(f.take_reasoning(), "</thi");
     }
 }

@@ -25,6 +25,7 @@ mod model;
 mod new_tool;
 mod prompt;
 mod sampling;
+mod serve;
 mod session;
 mod terminal;
 mod tools;
@@ -75,6 +76,8 @@ enum Command {
     Fuse(convert::FuseArgs),
     /// Write a model as a quantized GGUF file or MLX directory.
     Quantize(convert::QuantizeArgs),
+    /// An OpenAI-compatible HTTP server (/v1/chat/completions with tools, streaming).
+    Serve(serve::ServeArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -116,5 +119,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Finetune(a) => done(train::finetune_cmd(a)),
         Command::Fuse(a) => done(convert::fuse(a)),
         Command::Quantize(a) => done(convert::quantize(a)),
+        Command::Serve(a) => done(serve::serve(a)),
     }
 }

@@ -495,6 +495,9 @@ fn demo_footer(log: &Path, note: &str) -> anyhow::Result<()> {
 /// model with greedy decoding.
 fn demo_live(a: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
     let live = LiveDemo::plan(&examples()?, a.model, a.adapter, a.policy)?;
+    if !live.why.is_empty() {
+        outln!("Model: {}.", live.why);
+    }
     outln!(
         "Running the seed's tasks live on {}{} against {} under {} (greedy).",
         live.model,

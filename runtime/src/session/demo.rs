@@ -15,6 +15,14 @@ use std::sync::Arc;
 pub const TINY_AGENT_BASE: &str = "models/tiny-agent/tiny-agent.gguf";
 /// See [`TINY_AGENT_BASE`].
 pub const TINY_AGENT_ADAPTER: &str = "models/tiny-agent/run-command";
+/// The SmolLM2 tool-caller's adapter (and its template), under `examples/`.
+pub const SMOLLM2_AGENT_ADAPTER: &str = "models/smollm2-agent/adapter";
+/// The base the SmolLM2 tool-caller was trained on: the file
+/// `runtime/tests/models/fetch.sh` puts in the test-model cache.
+pub const SMOLLM2_BASE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+/// That file's sha256.
+pub const SMOLLM2_BASE_SHA256: &str =
+    "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 /// The recorded demo session, under `examples/`.
 pub const RECORDING: &str = "sessions/demo.jsonl";
 /// The seed's tasks, one per line, under `examples/`.
@@ -77,34 +85,95 @@ pub struct LiveDemo {
     pub workspace: PathBuf,
     /// The seed's tasks.
     pub tasks: Vec<String>,
+    /// Why this model: where the SmolLM2 base was looked for and what was
+    /// found (empty when `--model` chose it).
+    pub why: String,
+}
+
+/// The test-model cache: `$WARDEN_TEST_MODELS`, else
+/// `$XDG_CACHE_HOME/warden/test-models`, else `~/.cache/warden/test-models`
+/// (where `runtime/tests/models/fetch.sh` puts files; warden never
+/// downloads).
+pub fn test_model_cache() -> Option<PathBuf> {
+    std::env::var_os("WARDEN_TEST_MODELS")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .map(|c| c.join("warden/test-models"))
+        })
+}
+
+/// The SmolLM2 base in the test-model cache, if it is there with the right
+/// sha256; else why not (naming where it looked).
+fn smollm2_base() -> Result<PathBuf, String> {
+    let Some(cache) = test_model_cache() else {
+        return Err("no test-model cache (neither WARDEN_TEST_MODELS nor HOME is set)".into());
+    };
+    let path = cache.join(SMOLLM2_BASE);
+    if !path.is_file() {
+        return Err(format!(
+            "{} is not there (runtime/tests/models/fetch.sh fetches it)",
+            path.display()
+        ));
+    }
+    let sum = crate::audit::sha256_file(&path).map_err(|e| format!("{e:#}"))?;
+    if sum != SMOLLM2_BASE_SHA256 {
+        return Err(format!(
+            "{} is not the file the adapter was trained on (sha256 {sum}); runtime/tests/models/fetch.sh replaces it",
+            path.display()
+        ));
+    }
+    Ok(path)
 }
 
 impl LiveDemo {
-    /// The live demo with the given overrides: by default the shipped tiny
-    /// agent (base and adapter) under `policies/coding-agent.toml`.
+    /// The live demo with the given overrides. By default the SmolLM2
+    /// tool-caller (its base from the test-model cache, its adapter from
+    /// `examples/`) when the base is there, else the shipped tiny agent
+    /// (base and adapter); under `policies/coding-agent.toml`.
     pub fn plan(
         examples: &Examples,
         model: Option<String>,
         adapters: Vec<PathBuf>,
         policy: Option<PathBuf>,
     ) -> anyhow::Result<LiveDemo> {
-        let (model, adapters) = match model {
-            Some(m) => (m, adapters),
-            None => {
-                let base = examples.dir.join(TINY_AGENT_BASE);
-                if !base.exists() {
-                    anyhow::bail!(
+        let smollm2 = examples.dir.join(SMOLLM2_AGENT_ADAPTER);
+        let (model, adapters, why) = match model {
+            Some(m) => (m, adapters, String::new()),
+            None => match smollm2_base() {
+                Ok(base) if smollm2.is_dir() => {
+                    let why = format!("the SmolLM2 base was found at {}", base.display());
+                    let adapters = if adapters.is_empty() {
+                        vec![smollm2]
+                    } else {
+                        adapters
+                    };
+                    (base.display().to_string(), adapters, why)
+                }
+                found => {
+                    let why = match found {
+                        Err(why) => format!("{why}; using the tiny agent"),
+                        Ok(_) => {
+                            format!("{} is not there; using the tiny agent", smollm2.display())
+                        }
+                    };
+                    let base = examples.dir.join(TINY_AGENT_BASE);
+                    if !base.exists() {
+                        anyhow::bail!(
                         "{} is not there; pass --model, or reproduce it with examples/models/tiny-agent/reproduce.sh",
                         base.display()
                     );
+                    }
+                    let adapters = if adapters.is_empty() {
+                        vec![examples.dir.join(TINY_AGENT_ADAPTER)]
+                    } else {
+                        adapters
+                    };
+                    (base.display().to_string(), adapters, why)
                 }
-                let adapters = if adapters.is_empty() {
-                    vec![examples.dir.join(TINY_AGENT_ADAPTER)]
-                } else {
-                    adapters
-                };
-                (base.display().to_string(), adapters)
-            }
+            },
         };
         let tasks = std::fs::read_to_string(examples.dir.join(TASKS))
             .with_context(|| format!("cannot read examples/{TASKS}"))?
@@ -119,6 +188,7 @@ impl LiveDemo {
             policy: policy.unwrap_or_else(|| examples.root().join("policies/coding-agent.toml")),
             workspace: examples.workspace(),
             tasks,
+            why,
         })
     }
 

@@ -19,7 +19,6 @@ use candle_core::{DType, Device, Tensor};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -266,11 +265,6 @@ pub fn prefix_groups<'a>(
         .collect()
 }
 
-fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(format!("{:x}", Sha256::digest(bytes)))
-}
-
 /// Loads the data, refusing it (with every bad line) unless `skip_bad`.
 fn load_data(
     opts: &FinetuneOptions,
@@ -355,7 +349,7 @@ pub fn finetune(opts: &FinetuneOptions) -> anyhow::Result<FinetuneReport> {
     let total = steps.len();
     let settings = RunSettings {
         model: opts.model.clone(),
-        data_sha256: sha256_file(&opts.data)?,
+        data_sha256: crate::audit::sha256_file(&opts.data)?,
         mode: opts.mode.clone(),
         epochs: opts.epochs,
         batch_tokens: opts.batch_tokens,
@@ -487,6 +481,13 @@ pub fn finetune(opts: &FinetuneOptions) -> anyhow::Result<FinetuneReport> {
         let every = opts.checkpoint_every > 0 && state.step % opts.checkpoint_every == 0;
         if (every || epoch_end || state.step == stop) && state.step < total {
             write_checkpoint(&ckpt_dir, &state, &opt)?;
+            // Without a bar (a log file, --json), a line per checkpoint.
+            if bar.is_hidden() {
+                eprintln!(
+                    "step {} of {stop}: loss {loss:.4}, {rate:.0} tok/s, {:.0} s; checkpoint written",
+                    state.step, state.seconds
+                );
+            }
         }
     }
     bar.finish_and_clear();

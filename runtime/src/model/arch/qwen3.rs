@@ -27,6 +27,7 @@ pub const PROJECTIONS: [&str; 7] = [
 
 /// A loaded model (Qwen3, Llama or Qwen2: one decoder, see
 /// [`Qwen3Config`]) with its cache.
+#[derive(Clone)]
 pub struct Qwen3 {
     cfg: Qwen3Config,
     embed: Embedding,
@@ -275,6 +276,14 @@ impl Qwen3 {
     /// Empties the cache.
     pub fn clear_cache(&mut self) {
         self.truncate_cache(0);
+    }
+
+    /// Another handle on the same weights (tensors are shared, not copied)
+    /// with an empty cache of its own: one per sequence run at once.
+    pub fn share(&self) -> Qwen3 {
+        let mut m = self.clone();
+        m.clear_cache();
+        m
     }
 
     /// Runs `ids` after the cached tokens and returns logits `(L, vocab)` in

@@ -176,6 +176,22 @@ pub fn default_dtype(device: &Device) -> DType {
 }
 
 impl LoadedModel {
+    /// Another handle on the same weights, tokenizer and adapters with an
+    /// empty KV cache (and draft cache) of its own: one per sequence that
+    /// runs at once (`warden serve --parallel`).
+    pub fn share(&self) -> LoadedModel {
+        LoadedModel {
+            model: self.model.share(),
+            tokenizer: self.tokenizer.clone(),
+            path: self.path.clone(),
+            format: self.format.clone(),
+            load_time: self.load_time,
+            adapters: self.adapters.clone(),
+            draft: self.draft.as_ref().map(|(m, p)| (m.share(), p.clone())),
+            chat_template: self.chat_template.clone(),
+        }
+    }
+
     /// Loads `spec`: a snapshot directory, a `.gguf` file, or a hub-cache
     /// name such as `Qwen/Qwen3-0.6B` (never downloaded).
     pub fn load(

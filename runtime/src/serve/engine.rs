@@ -1,0 +1,312 @@
+//! The engine behind the routes: a request checked, rendered by the model's
+//! template, tokenized against the context, then generated on a slot with
+//! its text streamed out as content and reasoning deltas and its tool calls
+//! taken apart at the end.
+
+use super::api::{Checked, ToolChoice};
+use super::error::ApiError;
+use super::pool::{Pool, Slot};
+use crate::chat::{self, ChatTemplate, RenderRequest, StreamFilter, ToolList};
+use crate::model::{self, SamplingParams, Speculative};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokenizers::Tokenizer;
+
+/// What the routes share: the slots, the template, the tokenizer.
+pub struct Engine {
+    /// The slots and queue.
+    pub pool: Arc<Pool>,
+    /// The chat template prompts are rendered with.
+    pub template: ChatTemplate,
+    /// The model's tokenizer.
+    pub tokenizer: Tokenizer,
+    /// The name `/v1/models` lists and responses carry.
+    pub model_name: String,
+    /// Most tokens of prompt and completion together.
+    pub ctx: usize,
+    /// Speculative decoding for every request.
+    pub speculative: Speculative,
+}
+
+/// A request ready to run: its prompt, token ids and settings.
+pub struct Prepared {
+    /// The rendered prompt.
+    pub prompt: String,
+    /// Its token ids.
+    pub prompt_ids: Vec<u32>,
+    /// The checked request.
+    pub req: Checked,
+    /// Sampling.
+    pub params: SamplingParams,
+    /// Most tokens to generate.
+    pub max_tokens: usize,
+    /// Whether tools were shown (calls are parsed only then).
+    pub tools_shown: bool,
+    /// Whether several calls may be returned.
+    pub parallel_calls: bool,
+}
+
+/// What a running generation reports.
+#[derive(Debug)]
+pub enum Event {
+    /// Text to show now (content) and reasoning passed over.
+    Delta {
+        /// Visible text.
+        content: String,
+        /// `<think>` text.
+        reasoning: String,
+    },
+    /// The end, with everything taken apart.
+    Done(Box<Outcome>),
+    /// The engine failed.
+    Failed(String),
+}
+
+/// A finished generation in OpenAI's terms.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The message's content.
+    pub content: String,
+    /// Its reasoning, if any.
+    pub reasoning: Option<String>,
+    /// Its calls, as OpenAI `tool_calls` objects.
+    pub tool_calls: Vec<Value>,
+    /// `stop`, `length` or `tool_calls`.
+    pub finish_reason: &'static str,
+    /// Prompt tokens.
+    pub prompt_tokens: usize,
+    /// Prompt tokens whose cache was reused.
+    pub cached_tokens: usize,
+    /// Generated tokens.
+    pub completion_tokens: usize,
+    /// Whether the client went away first.
+    pub cancelled: bool,
+    /// Time to the first token, milliseconds.
+    pub ttft_ms: f64,
+    /// llama-server's `timings` object.
+    pub timings: Value,
+}
+
+impl Outcome {
+    /// The `usage` object.
+    pub fn usage(&self) -> Value {
+        json!({
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+        })
+    }
+}
+
+/// Sampling as the request asks, over warden's defaults (greedy where the
+/// request says nothing of temperature is *not* OpenAI's default: OpenAI
+/// samples at 1, and so does this server).
+pub struct Sampling {
+    /// Temperature (default 1).
+    pub temperature: Option<f32>,
+    /// Nucleus.
+    pub top_p: Option<f32>,
+    /// Top-k.
+    pub top_k: Option<usize>,
+    /// Min-p.
+    pub min_p: Option<f32>,
+    /// Presence penalty.
+    pub presence_penalty: Option<f32>,
+    /// Repetition penalty.
+    pub repetition_penalty: Option<f32>,
+    /// Seed (default: fresh per request).
+    pub seed: Option<u64>,
+}
+
+impl Engine {
+    /// Renders and tokenizes `req` (CPU work: run it off the async
+    /// threads) and sizes its generation to the context.
+    pub fn prepare(
+        &self,
+        req: Checked,
+        sampling: Sampling,
+        parallel_calls: bool,
+    ) -> Result<Prepared, ApiError> {
+        let tools_shown = req.tool_choice != ToolChoice::None && !req.tools.is_empty();
+        let no_tools: [Value; 0] = [];
+        let prompt = self
+            .template
+            .render(&RenderRequest {
+                messages: &req.messages,
+                tools: if tools_shown { &req.tools } else { &no_tools },
+                add_generation_prompt: true,
+                enable_thinking: req.enable_thinking,
+            })
+            .map_err(|e| {
+                ApiError::invalid(
+                    format!("the chat template refused these messages: {e:#}"),
+                    "messages",
+                )
+            })?;
+        let prompt_ids = model::checkpoint::tokenize::encode(&self.tokenizer, &prompt)
+            .map_err(|e| ApiError::internal(&e))?;
+        if prompt_ids.len() >= self.ctx {
+            return Err(ApiError::context_length(format!(
+                "the prompt is {} tokens; this server's context (--ctx) is {}",
+                prompt_ids.len(),
+                self.ctx
+            )));
+        }
+        let room = self.ctx - prompt_ids.len();
+        let max_tokens = match req.max_tokens {
+            Some(n) if n as usize > room => {
+                return Err(ApiError::context_length(format!(
+                    "the prompt ({} tokens) and max_tokens ({n}) exceed this server's context (--ctx) of {}",
+                    prompt_ids.len(),
+                    self.ctx
+                )))
+            }
+            Some(n) => n as usize,
+            None => room,
+        };
+        let params = SamplingParams {
+            temperature: sampling.temperature.unwrap_or(1.0),
+            top_p: sampling.top_p.unwrap_or(1.0),
+            top_k: sampling.top_k.unwrap_or(0),
+            min_p: sampling.min_p.unwrap_or(0.0),
+            presence_penalty: sampling.presence_penalty.unwrap_or(0.0),
+            repetition_penalty: sampling.repetition_penalty.unwrap_or(1.0),
+            seed: sampling.seed.unwrap_or_else(rand::random),
+            speculative: self.speculative,
+        };
+        Ok(Prepared {
+            prompt,
+            prompt_ids,
+            req,
+            params,
+            max_tokens,
+            tools_shown,
+            parallel_calls,
+        })
+    }
+}
+
+/// Generates `p` on `slot` (blocking), sending deltas and then the outcome
+/// to `tx`; stops early when `cancel` is set.
+pub fn run(
+    slot: &mut Slot,
+    p: &Prepared,
+    cancel: &AtomicBool,
+    tx: &tokio::sync::mpsc::UnboundedSender<Event>,
+    format: chat::CallFormat,
+) {
+    let mut filter = if p.tools_shown {
+        StreamFilter::default()
+    } else {
+        StreamFilter::reasoning_only()
+    };
+    let r = model::generate(
+        slot.model(),
+        &p.prompt,
+        p.max_tokens,
+        &p.params,
+        &p.req.stop,
+        |piece| {
+            let content = filter.push(piece);
+            let reasoning = filter.take_reasoning();
+            if !content.is_empty() || !reasoning.is_empty() {
+                // A closed receiver is a client that went away.
+                if tx.send(Event::Delta { content, reasoning }).is_err() {
+                    cancel.store(true, Ordering::Relaxed);
+                }
+            }
+            !cancel.load(Ordering::Relaxed)
+        },
+    );
+    let g = match r {
+        Ok(g) => g,
+        Err(e) => {
+            let _ = tx.send(Event::Failed(format!("{e:#}")));
+            return;
+        }
+    };
+    let content = filter.finish();
+    let reasoning = filter.take_reasoning();
+    if !content.is_empty() || !reasoning.is_empty() {
+        let _ = tx.send(Event::Delta { content, reasoning });
+    }
+    let _ = tx.send(Event::Done(Box::new(outcome(&g, p, format))));
+}
+
+/// Takes a finished generation apart.
+fn outcome(g: &model::Generation, p: &Prepared, format: chat::CallFormat) -> Outcome {
+    let (reasoning, content, mut tool_calls) = if p.tools_shown {
+        let parsed = chat::parse(&g.text, format, &ToolList(&p.req.tools));
+        let mut content = parsed.content;
+        let mut calls = Vec::new();
+        for c in parsed.calls {
+            match c.call {
+                Ok(call) => calls.push(json!({
+                    "id": format!("call_{}", random_id()),
+                    "type": "function",
+                    "function": {
+                        "name": call.name,
+                        "arguments": call.arguments_text.unwrap_or_else(|| Value::Object(call.arguments).to_string()),
+                    },
+                })),
+                // Not a call: the client sees what the model wrote.
+                Err(_) => {
+                    if !content.is_empty() {
+                        content.push('\n');
+                    }
+                    content.push_str(&format!("<tool_call>{}</tool_call>", c.raw));
+                }
+            }
+        }
+        (parsed.reasoning, content, calls)
+    } else {
+        let (reasoning, rest) = chat::split_reasoning(&g.text);
+        (reasoning, rest.trim().to_string(), Vec::new())
+    };
+    if !p.parallel_calls {
+        tool_calls.truncate(1);
+    }
+    let cancelled = g.finish_reason == model::FinishReason::Cancelled;
+    let finish_reason = if !tool_calls.is_empty() {
+        "tool_calls"
+    } else if g.finish_reason == model::FinishReason::Length {
+        "length"
+    } else {
+        "stop"
+    };
+    let t = &g.timings;
+    let per = |ms: f64, n: usize| if n == 0 { 0.0 } else { ms / n as f64 };
+    let timings = json!({
+        "cache_n": t.reused_tokens,
+        "prompt_n": t.prefill_tokens,
+        "prompt_ms": t.prefill_ms,
+        "prompt_per_token_ms": per(t.prefill_ms, t.prefill_tokens),
+        "prompt_per_second": t.prefill_tok_s,
+        "predicted_n": g.tokens.len(),
+        "predicted_ms": t.decode_ms,
+        "predicted_per_token_ms": per(t.decode_ms, t.decode_tokens),
+        "predicted_per_second": t.decode_tok_s,
+        "ttft_ms": t.ttft_ms,
+        "drafted_n": t.drafted_tokens,
+        "draft_accepted_n": t.accepted_tokens,
+    });
+    Outcome {
+        content,
+        reasoning: reasoning.filter(|r| !r.trim().is_empty()),
+        tool_calls,
+        finish_reason,
+        prompt_tokens: g.prompt_tokens.len(),
+        cached_tokens: t.reused_tokens,
+        completion_tokens: g.tokens.len(),
+        cancelled,
+        ttft_ms: t.ttft_ms,
+        timings,
+    }
+}
+
+/// 24 random hex digits, for response and call ids.
+pub fn random_id() -> String {
+    format!("{:024x}", rand::random::<u128>() >> 32)
+}

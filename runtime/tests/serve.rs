@@ -1,0 +1,119 @@
+//! `warden serve` against the official `openai` Python client (test
+//! tooling, `runtime/tests/serve/client.py`): a live server on loopback
+//! with the shipped tiny agent (a real tool-caller), plain and streamed
+//! completions, tools and their round trip, errors in OpenAI's shape, the
+//! API key, concurrency, the queue's bound and cancellation on disconnect.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+const KEY: &str = "test-key-0123456789";
+
+/// A running server, killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(extra: &[&str]) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, format!("{KEY}\n")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["serve", "--model"])
+        .arg(repo().join("examples/models/tiny-agent/tiny-agent.gguf"))
+        .args(["--addr", "127.0.0.1:0", "--api-key-file"])
+        .arg(&key)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    Server {
+        child,
+        base,
+        _dir: dir,
+    }
+}
+
+fn scenario(server: &Server, name: &str) {
+    let check = Command::new("python3")
+        .args(["-c", "import openai"])
+        .output()
+        .expect("python3 is needed for the server's client tests");
+    assert!(
+        check.status.success(),
+        "the openai Python package is needed (pip install openai): {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let o = Command::new("python3")
+        .arg(repo().join("runtime/tests/serve/client.py"))
+        .args([&server.base, KEY, name])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "scenario {name}:\n{out}\n{err}");
+    eprintln!("{out}");
+}
+
+#[test]
+fn openai_client_plain_tools_errors_concurrency_and_disconnect() {
+    let s = start(&[
+        "--parallel",
+        "2",
+        "--queue",
+        "16",
+        "--ctx",
+        "8192",
+        "--max-body",
+        "65536",
+    ]);
+    for name in ["plain", "tools", "errors", "concurrency", "disconnect"] {
+        scenario(&s, name);
+    }
+}
+
+#[test]
+fn a_full_queue_is_refused_with_503() {
+    let s = start(&["--parallel", "1", "--queue", "0"]);
+    scenario(&s, "busy");
+}
+
+#[test]
+fn a_public_address_needs_an_api_key() {
+    let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["serve", "--model"])
+        .arg(repo().join("examples/models/tiny-agent/tiny-agent.gguf"))
+        .args(["--addr", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--api-key-file"), "{err}");
+}
