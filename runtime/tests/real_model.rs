@@ -279,3 +279,87 @@ fn ggufs_warden_quantizes_read_the_same_in_llama_cpp() {
 const MAX_LOGPROB_DIFF: f64 = 0.6;
 /// See [`MAX_LOGPROB_DIFF`].
 const MEAN_LOGPROB_DIFF: f64 = 0.08;
+
+/// The SmolLM2 tool-caller's adapter, shipped (made by
+/// `examples/models/smollm2-agent/reproduce.sh`).
+fn smollm2_adapter() -> std::path::PathBuf {
+    let dir = common::repo().join("examples/models/smollm2-agent/adapter");
+    assert!(
+        dir.join("adapter_model.safetensors").is_file(),
+        "the shipped SmolLM2 adapter is missing; examples/models/smollm2-agent/reproduce.sh makes it"
+    );
+    dir
+}
+
+#[test]
+fn the_smollm2_agent_passes_its_gate_on_a_workspace_it_never_saw() {
+    let Some(base) = common::real_model() else {
+        return;
+    };
+    let adapter = smollm2_adapter();
+    let logs = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["eval", "--suite"])
+        .arg(common::repo().join("examples/evals/shop-search.toml"))
+        .arg("--variant")
+        .arg(format!(
+            "agent={}+adapter={}",
+            base.display(),
+            adapter.display()
+        ))
+        .args(["--gate", SMOLLM2_GATE, "--max-tokens", "128", "--log-dir"])
+        .arg(logs.path())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "shop-search.toml: the SmolLM2 agent misses {SMOLLM2_GATE}:\n{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn demo_live_runs_the_smollm2_agent_when_its_base_is_in_the_cache() {
+    let Some(base) = common::real_model() else {
+        return;
+    };
+    smollm2_adapter();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("live.jsonl");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .current_dir(common::repo())
+        .env("WARDEN_TEST_MODELS", base.parent().unwrap())
+        .args(["demo", "--live", "--log"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains(&format!(
+            "Model: the SmolLM2 base was found at {}.",
+            base.display()
+        )),
+        "{out}"
+    );
+    assert!(out.contains("smollm2-agent/adapter"), "{out}");
+    assert!(out.contains("`warden audit verify` accepts it"), "{out}");
+    // The agent called tools on the seed's tasks.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let calls = text
+        .lines()
+        .filter(|l| l.contains("\"type\":\"tool_call\""))
+        .count();
+    assert!(calls >= SMOLLM2_DEMO_CALLS, "{calls} calls:\n{out}");
+}
+
+/// What the shipped SmolLM2 agent reaches on shop-search.toml (a workspace
+/// and suite it never trained on), less about a case.
+const SMOLLM2_GATE: &str = "format_validity>=0.9,tool_accuracy>=0.8";
+/// Tool calls the live demo's five tasks make at least.
+const SMOLLM2_DEMO_CALLS: usize = 3;

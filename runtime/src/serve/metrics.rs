@@ -81,7 +81,7 @@ impl Metrics {
             "Chat completion time, queueing included",
             request_seconds.clone(),
         );
-        let tool_calls = Histogram::new([0.0, 1.0, 2.0, 4.0, 8.0].into_iter());
+        let tool_calls = Histogram::new([0.0, 1.0, 2.0, 4.0, 8.0]);
         registry.register(
             "tool_calls_per_completion",
             "Tool calls returned per completion",
