@@ -359,7 +359,8 @@ fn demo_live_runs_the_smollm2_agent_when_its_base_is_in_the_cache() {
 }
 
 /// What the shipped SmolLM2 agent reaches on shop-search.toml (a workspace
-/// and suite it never trained on), less about a case.
-const SMOLLM2_GATE: &str = "format_validity>=0.9,tool_accuracy>=0.8";
+/// and suite it never trained on: tool 12/14, arguments 8/14, format all;
+/// docs/training.md), less about a case.
+const SMOLLM2_GATE: &str = "format_validity>=0.9,tool_accuracy>=0.78,argument_accuracy>=0.5";
 /// Tool calls the live demo's five tasks make at least.
 const SMOLLM2_DEMO_CALLS: usize = 3;
