@@ -192,15 +192,8 @@ pub fn assert_log_matches_schema(path: &Path) {
 /// `WARDEN_REQUIRE_TEST_MODELS` is set (CI sets it), where it panics.
 #[allow(dead_code)]
 pub fn real_model() -> Option<PathBuf> {
-    const NAME: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-    let cache = std::env::var_os("WARDEN_TEST_MODELS")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-                .map(|c| c.join("warden/test-models"))
-        });
+    const NAME: &str = warden::session::demo::SMOLLM2_BASE;
+    let cache = warden::session::demo::test_model_cache();
     match cache.map(|c| c.join(NAME)) {
         Some(p) if p.is_file() => Some(p),
         _ => {
