@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Prompt lookup on a turn that quotes its context back: a ~2,400-token
+# Prompt lookup on a turn that quotes its context back: a ~3,000-token
 # source file in the conversation (as a read_file result would put it), then
-# "quote function X". Plain and lookup decoding, greedy, interleaved
+# "quote function X", the assistant's turn opened with the quote's first
+# line (ChatML, as SmolLM2 and Qwen render it). Plain and lookup decoding,
+# greedy, --stop at the closing fence, interleaved
 # (plain, lookup, plain, lookup, …); prints each run's decode speed and
 # whether every run's text is the same.
 #
@@ -22,15 +24,24 @@ FUNC=${QUOTE_FUNCTION:-greedy}
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 
-PROMPT="Here is the file $FILE:
+# SmolLM2's ChatML, rendered here so that the assistant's turn can start
+# the quote (as a model that has decided to quote does): what follows is
+# the model copying from its context, which is where lookup drafts.
+PROMPT="<|im_start|>user
+Here is the file $FILE:
 
 $(cat "$FILE")
 
-Quote the function \`$FUNC\` from this file exactly, in a Python code block, and nothing else."
+Quote the function \`$FUNC\` from this file exactly.<|im_end|>
+<|im_start|>assistant
+Here is \`$FUNC\`, exactly as in the file:
+
+\`\`\`python
+def $FUNC("
 
 for r in $(seq 1 "$REPEATS"); do
   for mode in off lookup; do
-    "$W" generate --model "$MODEL" --chat --prompt "$PROMPT" --max-tokens 256 \
+    "$W" generate --model "$MODEL" --prompt "$PROMPT" --max-tokens 256 --stop '```' \
       --speculative "$mode" --threads "$THREADS" --json "$@" > "$OUT/$mode-$r.json"
   done
 done
