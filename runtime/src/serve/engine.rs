@@ -100,9 +100,9 @@ impl Outcome {
     }
 }
 
-/// Sampling as the request asks, over warden's defaults (greedy where the
-/// request says nothing of temperature is *not* OpenAI's default: OpenAI
-/// samples at 1, and so does this server).
+/// Sampling as the request asks. Where it says nothing, OpenAI's defaults:
+/// temperature 1 (not warden's greedy CLI default), no top-k, min-p or
+/// penalties, a fresh seed.
 pub struct Sampling {
     /// Temperature (default 1).
     pub temperature: Option<f32>,
