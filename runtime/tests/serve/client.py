@@ -166,6 +166,11 @@ def errors(base, key):
     expect(e["param"] == "messages[0].role", e)
     e = error_shape(*raw(base, key, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {}}]}), 400)
     expect(e["param"] == "tools[0].function.name", e)
+    many = [{"type": "function", "function": {"name": f"t{i}"}} for i in range(257)]
+    e = error_shape(*raw(base, key, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "tools": many}), 400)
+    expect(e["param"] == "tools", e)
+    e = error_shape(*raw(base, key, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "stop": ["a", "b", "c", "d", "e"]}), 400)
+    expect(e["param"] == "stop", e)
     e = error_shape(*raw(base, key, "/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "n": 2}), 400)
     expect(e["param"] == "n", e)
     # Too long for the context.
