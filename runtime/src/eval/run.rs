@@ -9,7 +9,7 @@ use super::{CaseResult, Failure, Metrics, Observed};
 use crate::audit::record::{Record, SessionEnd, SessionStart, Turn};
 use crate::audit::{self, AuditLog};
 use crate::chat::{self, Message, ParamTypes, RenderRequest};
-use crate::model::{LoadedModel, SamplingParams};
+use crate::model::SamplingParams;
 use crate::policy::Policy;
 use crate::sandbox::ToolHost;
 use crate::session::replay::{ReplayBackend, ReplayCases};
@@ -95,19 +95,15 @@ fn prepare(
             adapters,
             quant,
         } => {
-            let mut loaded = match quant {
-                Some(q) => {
-                    crate::model::convert::quantize::load_quantized(model, &opts.device, None, *q)?
-                }
-                None => LoadedModel::load(model, &opts.device, None, opts.progress)?,
-            };
-            loaded.apply_adapters(adapters)?;
-            if let Some(t) = &opts.chat_template {
-                loaded.chat_template = Some(t.clone());
-            }
-            if let Some(d) = &opts.draft_model {
-                loaded.attach_draft(d, opts.progress)?;
-            }
+            let loaded = super::spec::load_model(
+                model,
+                adapters,
+                *quant,
+                &opts.device,
+                opts.chat_template.as_deref(),
+                opts.draft_model.as_deref(),
+                opts.progress,
+            )?;
             // Greedy: the same model gives the same figures.
             let params = SamplingParams {
                 temperature: 0.0,

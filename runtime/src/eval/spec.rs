@@ -101,6 +101,32 @@ impl Variant {
     }
 }
 
+/// Loads a `Source::Model`'s parts: the model (quantized in memory first
+/// when `quant` says), its adapters unfused, the chat template chosen over
+/// its own and a draft model — as `eval` and `serve` run a spec.
+pub fn load_model(
+    model: &str,
+    adapters: &[PathBuf],
+    quant: Option<QuantFormat>,
+    device: &candle_core::Device,
+    chat_template: Option<&str>,
+    draft_model: Option<&str>,
+    progress: bool,
+) -> anyhow::Result<crate::model::LoadedModel> {
+    let mut loaded = match quant {
+        Some(q) => crate::model::convert::quantize::load_quantized(model, device, None, q)?,
+        None => crate::model::LoadedModel::load(model, device, None, progress)?,
+    };
+    loaded.apply_adapters(adapters)?;
+    if let Some(t) = chat_template {
+        loaded.chat_template = Some(t.to_string());
+    }
+    if let Some(d) = draft_model {
+        loaded.attach_draft(d, progress)?;
+    }
+    Ok(loaded)
+}
+
 /// `mlx-4-g32` (a group size in the name).
 fn parse_mlx_group(s: &str) -> anyhow::Result<QuantFormat> {
     let (base, group) = s

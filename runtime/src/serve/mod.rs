@@ -13,7 +13,7 @@ pub mod pool;
 mod routes;
 
 use crate::eval::spec::{Source, Variant};
-use crate::model::{LoadedModel, Speculative};
+use crate::model::Speculative;
 use anyhow::{bail, Context as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -82,18 +82,15 @@ impl ServeOptions {
             Source::Replay(_) => bail!("replay: specs are not served yet; give a model"),
         };
         adapters.extend(self.adapters.iter().cloned());
-        let device = candle_core::Device::Cpu;
-        let mut loaded = match quant {
-            Some(q) => crate::model::convert::quantize::load_quantized(&model, &device, None, q)?,
-            None => LoadedModel::load(&model, &device, None, false)?,
-        };
-        loaded.apply_adapters(&adapters)?;
-        if let Some(t) = &self.chat_template {
-            loaded.chat_template = Some(t.clone());
-        }
-        if let Some(d) = &self.draft_model {
-            loaded.attach_draft(d, false)?;
-        }
+        let loaded = crate::eval::spec::load_model(
+            &model,
+            &adapters,
+            quant,
+            &candle_core::Device::Cpu,
+            self.chat_template.as_deref(),
+            self.draft_model.as_deref(),
+            false,
+        )?;
         let template =
             crate::chat::ChatTemplate::for_run(&loaded.path, loaded.chat_template.as_deref())?;
         let tokenizer = loaded.tokenizer.clone().with_context(|| {
