@@ -23,16 +23,16 @@ mkdir -p "$OUT"
 [ -x "$W" ] || cargo build --release -p warden
 BASE=$(runtime/tests/models/fetch.sh)
 
-# 1. Data: 160 conversations over the code-search workspace and policy and 70
+# 1. Data: 220 conversations over the code-search workspace and policy and 80
 #    over the seed's (run_command), every name, topic and phrasing of all
 #    three suites held out (code-search and seed-tools share the workspace;
 #    shop-search is a workspace never trained on), shuffled together
 #    (finetune shuffles again; each step takes one policy's examples).
 $W synth-data --suite $E/code-search.toml --hold-out-suite $E/shop-search.toml \
-  --hold-out-suite $E/seed-tools.toml --out "$OUT/tools.jsonl" --n 160 --seed 1 \
+  --hold-out-suite $E/seed-tools.toml --out "$OUT/tools.jsonl" --n 220 --seed 1 \
   --holdout 0.2 --direct 0.25
 $W synth-data --suite $E/seed-tools.toml --hold-out-suite $E/shop-search.toml \
-  --hold-out-suite $E/code-search.toml --out "$OUT/shell.jsonl" --n 70 --seed 2 \
+  --hold-out-suite $E/code-search.toml --out "$OUT/shell.jsonl" --n 80 --seed 2 \
   --holdout 0.2 --direct 0.15
 cat "$OUT/tools.jsonl" "$OUT/shell.jsonl" | python3 -c "import sys, random; l = sys.stdin.readlines(); random.Random(0).shuffle(l); sys.stdout.writelines(l)" > "$OUT/train.jsonl"
 

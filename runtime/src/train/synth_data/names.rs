@@ -9,15 +9,22 @@ use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// Names found in a workspace, by template kind (`class`, `function`,
-/// `uses`, `file`, `dir`, `ext` for file extensions), each list without
-/// repeats.
+/// Names found in a workspace, by template kind (`class`, `function` for
+/// Python functions, `jsfunction` for JavaScript ones (camelCase), `uses`,
+/// `file`, `dir`, `ext` for file extensions), each list without repeats.
 pub(super) type Found = BTreeMap<&'static str, Vec<String>>;
 
 /// Scans `workspace` for the names templates ask about.
 pub(super) fn scan(workspace: &Path) -> anyhow::Result<Found> {
     let class = Regex::new(r"^\s*class\s+([A-Za-z_]\w*)").expect("static regex");
     let func = Regex::new(r"^\s*(?:async\s+)?def\s+([A-Za-z]\w*)").expect("static regex");
+    // JavaScript: `function f(`, `const f = (…) =>`/`function`/a router,
+    // and methods (`  name(…) {`).
+    let js_class = Regex::new(r"^\s*(?:export\s+)?class\s+([A-Za-z_]\w*)").expect("static regex");
+    let js_func = Regex::new(
+        r"^(?:export\s+)?(?:(?:async\s+)?function\s+([A-Za-z_]\w*)|(?:const|let)\s+([a-z]\w*)\s*=\s*(?:async\s*)?(?:\(|function\b|express\.Router))|^  ([a-z]\w*)\([^)]*\)\s*\{",
+    )
+    .expect("static regex");
     let mut out = Found::new();
     let mut stack = vec![workspace.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -46,6 +53,25 @@ pub(super) fn scan(workspace: &Path) -> anyhow::Result<Found> {
                     out.entry("ext").or_default().push(ext.to_string());
                 }
                 out.entry("file").or_default().push(rel);
+                let js = name.ends_with(".js") || name.ends_with(".ts");
+                if js && e.metadata()?.len() < 1 << 20 {
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    for l in text.lines() {
+                        if let Some(c) = js_class.captures(l) {
+                            out.entry("class").or_default().push(c[1].to_string());
+                        }
+                        if let Some(c) = js_func.captures(l) {
+                            let f = c
+                                .get(1)
+                                .or(c.get(2))
+                                .or(c.get(3))
+                                .map_or("", |m| m.as_str());
+                            if !["constructor", "if", "for", "while", "switch"].contains(&f) {
+                                out.entry("jsfunction").or_default().push(f.to_string());
+                            }
+                        }
+                    }
+                }
                 if name.ends_with(".py") && e.metadata()?.len() < 1 << 20 {
                     let text = std::fs::read_to_string(&path).unwrap_or_default();
                     for l in text.lines() {
@@ -61,7 +87,8 @@ pub(super) fn scan(workspace: &Path) -> anyhow::Result<Found> {
         }
     }
     // `uses` searches for function names.
-    let words = out.get("function").cloned().unwrap_or_default();
+    let mut words = out.get("function").cloned().unwrap_or_default();
+    words.extend(out.get("jsfunction").cloned().unwrap_or_default());
     out.insert("uses", words);
     for v in out.values_mut() {
         let mut seen = BTreeSet::new();
@@ -169,8 +196,10 @@ impl Invented {
                 None => format!("{}{}", capitalised(&w1), capitalised(&w2)),
             },
             "function" => format!("{w1}_{w2}"),
+            "jsfunction" => format!("{w1}{}", capitalised(&w2)),
             "uses" if rng.random_bool(0.7) => w1,
-            "uses" => format!("{w1}_{w2}"),
+            "uses" if rng.random_bool(0.5) => format!("{w1}_{w2}"),
+            "uses" => format!("{w1}{}", capitalised(&w2)),
             "file" => {
                 let ext = pick(&self.exts, rng).map_or("py", |e| e.as_str());
                 let stem = if rng.random_bool(0.5) {
@@ -220,6 +249,11 @@ mod tests {
             assert!(class.is_match(&c), "{c}");
             let f = inv.name("function", &words, &dirs, &mut rng).unwrap();
             assert!(function.is_match(&f), "{f}");
+            let j = inv.name("jsfunction", &words, &dirs, &mut rng).unwrap();
+            assert!(
+                Regex::new(r"^[a-z]+[A-Z][a-z]+$").unwrap().is_match(&j),
+                "{j}"
+            );
             let p = inv.name("file", &words, &dirs, &mut rng).unwrap();
             assert!(file.is_match(&p), "{p}");
         }
