@@ -117,18 +117,7 @@ pub struct ApiMessage {
     pub name: Option<String>,
 }
 
-/// What the client asked of tool calling.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ToolChoice {
-    /// The model decides (the default with tools).
-    Auto,
-    /// No call: tools are not shown to the model.
-    None,
-    /// At least one call.
-    Required,
-    /// A call of this function.
-    Named(String),
-}
+pub use crate::chat::ToolChoice;
 
 /// A request checked and in warden's terms.
 #[derive(Debug)]
