@@ -32,12 +32,19 @@ impl Drop for Server {
 }
 
 fn start(extra: &[&str]) -> Server {
+    start_model(
+        &repo().join("examples/models/tiny-agent/tiny-agent.gguf"),
+        extra,
+    )
+}
+
+fn start_model(model: &Path, extra: &[&str]) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("key");
     std::fs::write(&key, format!("{KEY}\n")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
         .args(["serve", "--model"])
-        .arg(repo().join("examples/models/tiny-agent/tiny-agent.gguf"))
+        .arg(model)
         .args(["--addr", "127.0.0.1:0", "--api-key-file"])
         .arg(&key)
         .args(extra)
@@ -97,6 +104,20 @@ fn openai_client_plain_tools_errors_concurrency_and_disconnect() {
     for name in ["plain", "tools", "errors", "concurrency", "disconnect"] {
         scenario(&s, name);
     }
+}
+
+#[test]
+fn tool_choice_and_json_output_are_enforced_even_on_random_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("random");
+    let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["synth", "--shape", "tiny", "--seed", "5", "--out"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = start_model(&model, &["--ctx", "4096"]);
+    scenario(&s, "constrained");
 }
 
 #[test]

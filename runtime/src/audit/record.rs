@@ -153,6 +153,14 @@ pub struct SessionStart {
     /// Most tool calls per session (sessions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tool_calls: Option<u32>,
+    /// `--tool-choice` (`required`, `none` or a tool's name), when not
+    /// `auto`: the first generation of each turn was held to a call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<String>,
+    /// Whether every generation was constrained by the tools' grammar
+    /// (`+constrained`, `--constrained`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constrained: Option<bool>,
 }
 
 /// `generation`.

@@ -6,6 +6,7 @@
 //! grammar engine (`%json`), never translated here.
 
 use super::parse::CallFormat;
+use super::ChatTemplate;
 use serde_json::{json, Value};
 use std::fmt;
 use std::str::FromStr;
@@ -203,6 +204,26 @@ pub fn json_grammar(schema: Option<&Value>, thinking: Thinking) -> String {
         thinking.prefix(),
         json_style(schema)
     )
+}
+
+impl ChatTemplate {
+    /// [`tool_grammar`] for a prompt this template rendered, in its call
+    /// format, reasoning as the prompt leaves it.
+    pub fn tool_grammar(
+        &self,
+        prompt: &str,
+        tools: &[Value],
+        choice: &ToolChoice,
+        parallel: bool,
+    ) -> Result<Option<String>, GrammarError> {
+        let thinking = Thinking::of(self.source(), prompt);
+        tool_grammar(tools, choice, self.call_format(), parallel, thinking)
+    }
+
+    /// [`json_grammar`] for a prompt this template rendered.
+    pub fn json_grammar(&self, prompt: &str, schema: Option<&Value>) -> String {
+        json_grammar(schema, Thinking::of(self.source(), prompt))
+    }
 }
 
 #[cfg(test)]

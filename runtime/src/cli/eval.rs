@@ -57,6 +57,11 @@ pub struct EvalArgs {
     /// Most tokens per generation.
     #[arg(long, default_value_t = 1024)]
     max_tokens: usize,
+    /// auto, required, none or a tool's name, for every variant without its
+    /// own `+tool-choice=` (`+constrained` holds all of a variant's
+    /// generations to the tools' grammar).
+    #[arg(long, value_name = "CHOICE", default_value = "auto")]
+    tool_choice: crate::chat::ToolChoice,
     /// Where the variants' session logs go (default: <state dir>/evals).
     #[arg(long)]
     log_dir: Option<PathBuf>,
@@ -135,6 +140,7 @@ fn prepare(a: &EvalArgs) -> anyhow::Result<Plan> {
         draft_model: a.speculative.draft_model.clone(),
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         chat_template: a.chat_template.clone(),
+        tool_choice: a.tool_choice.clone(),
     };
     Ok(Plan {
         task,

@@ -57,6 +57,15 @@ pub struct SessionArgs {
     /// Most tokens per generation.
     #[arg(long, default_value_t = 2048)]
     max_tokens: usize,
+    /// auto, required, none or a tool's name: required or a name holds the
+    /// first generation of each turn to a call that fits its schema
+    /// (constrained decoding); none shows the model no tools.
+    #[arg(long, value_name = "CHOICE", default_value = "auto")]
+    tool_choice: crate::chat::ToolChoice,
+    /// Hold every generation to the tools' grammar: text, or calls that fit
+    /// their schemas.
+    #[arg(long)]
+    constrained: bool,
     /// Key file for the keyed (HMAC) chain (default: $WARDEN_AUDIT_KEY_FILE).
     #[arg(long)]
     audit_key: Option<PathBuf>,
@@ -149,6 +158,8 @@ fn backend(args: &SessionArgs) -> anyhow::Result<Box<dyn Backend>> {
 
 fn options(args: &SessionArgs, mut opts: SessionOptions) -> anyhow::Result<SessionOptions> {
     opts.max_tokens = args.max_tokens;
+    opts.tool_choice = args.tool_choice.clone();
+    opts.constrained = args.constrained;
     opts.enable_thinking = args.think.map(|t| matches!(t, OnOff::On));
     opts.system = match args.system.as_deref() {
         Some(s) => Some(match s.strip_prefix('@') {

@@ -47,6 +47,8 @@ pub struct EvalOptions {
     /// The chat template for every model variant instead of its own (an
     /// adapter's `chat_template.jinja` otherwise wins over the base's).
     pub chat_template: Option<String>,
+    /// `--tool-choice` for every variant without its own `+tool-choice=`.
+    pub tool_choice: crate::chat::ToolChoice,
 }
 
 /// One variant's run.
@@ -229,6 +231,8 @@ pub fn run_suite(
                 audit::sha256_file(&suite.policy).unwrap_or_default(),
             )),
             workspace: Some(suite.workspace.display().to_string()),
+            tool_choice: v.tool_choice.clone().unwrap_or(opts.tool_choice.clone()),
+            constrained: v.constrained,
         };
         let mut session = Session::start(
             &host,
@@ -343,6 +347,10 @@ pub fn run_bfcl(
             max_tokens: opts.max_tokens,
             max_steps: None,
             max_tool_calls: None,
+            tool_choice: Some(v.tool_choice.clone().unwrap_or(opts.tool_choice.clone()))
+                .filter(|c| *c != crate::chat::ToolChoice::Auto)
+                .map(|c| c.to_string()),
+            constrained: v.constrained.then_some(true),
         }))?;
         let mut results = Vec::new();
         let mut turn = 0u64;
@@ -405,13 +413,29 @@ fn bfcl_case(
         .collect();
     let template = backend.template();
     let format = template.call_format();
+    let choice = v.tool_choice.clone().unwrap_or(opts.tool_choice.clone());
+    let tools = if choice == crate::chat::ToolChoice::None {
+        vec![]
+    } else {
+        case.tools()
+    };
     let prompt = template.render(&RenderRequest {
         messages: &messages,
-        tools: &case.tools(),
+        tools: &tools,
         add_generation_prompt: true,
         enable_thinking: v.think,
     })?;
-    let g = backend.generate(&prompt, opts.max_tokens, cancel, &mut |_| {})?;
+    let grammar = match choice {
+        crate::chat::ToolChoice::Auto if !v.constrained => None,
+        c => template.tool_grammar(&prompt, &tools, &c, true)?,
+    };
+    let g = backend.generate(
+        &prompt,
+        opts.max_tokens,
+        grammar.as_deref(),
+        cancel,
+        &mut |_| {},
+    )?;
     let parsed = chat::parse(&g.text, format, &BfclTypes(case));
     let calls: Vec<Observed> = parsed
         .calls

@@ -1,7 +1,8 @@
 //! Variants: `NAME=SPEC`, SPEC being a model with options
-//! (`MODEL[+adapter=DIR]…[+quant=FORMAT][+think=on|off]`) or
-//! `replay:FILE` (JSON Lines of `{"id": CASE_ID, "outputs": ["…", …]}`).
+//! (`MODEL[+adapter=DIR]…[+quant=FORMAT][+think=on|off][+tool-choice=CHOICE][+constrained]`)
+//! or `replay:FILE` (JSON Lines of `{"id": CASE_ID, "outputs": ["…", …]}`).
 
+use crate::chat::ToolChoice;
 use crate::model::convert::quantize::QuantFormat;
 use anyhow::{bail, Context as _};
 use std::path::PathBuf;
@@ -34,9 +35,16 @@ pub struct Variant {
     pub source: Source,
     /// `+think=on|off` (default: the template's).
     pub think: Option<bool>,
+    /// `+tool-choice=auto|required|none|NAME` (default: `--tool-choice`).
+    pub tool_choice: Option<ToolChoice>,
+    /// `+constrained`: every generation under the tools' grammar.
+    pub constrained: bool,
 }
 
-const KEYS: [&str; 3] = ["adapter", "quant", "think"];
+const KEYS: [&str; 4] = ["adapter", "quant", "think", "tool-choice"];
+
+/// The flag `+constrained` (no value), at the end or before another option.
+const CONSTRAINED: &str = "+constrained";
 
 impl Variant {
     /// Parses `NAME=SPEC`.
@@ -51,8 +59,21 @@ impl Variant {
                 spec: spec.into(),
                 source: Source::Replay(PathBuf::from(file)),
                 think: None,
+                tool_choice: None,
+                constrained: false,
             });
         }
+        let mut constrained = false;
+        let mut rest = spec.to_string();
+        while let Some(i) = rest.find(CONSTRAINED).filter(|&i| {
+            let after = &rest[i + CONSTRAINED.len()..];
+            after.is_empty() || after.starts_with('+')
+        }) {
+            constrained = true;
+            rest.replace_range(i..i + CONSTRAINED.len(), "");
+        }
+        let spec_all = spec;
+        let spec = rest.as_str();
         // Options start at the first `+adapter=`, `+quant=` or `+think=`, so
         // that a `+` elsewhere in a path stays part of it.
         let mut cuts: Vec<(usize, &str)> = KEYS
@@ -69,7 +90,7 @@ impl Variant {
         if model.is_empty() {
             bail!("--variant {s:?}: the spec names no model");
         }
-        let (mut adapters, mut quant, mut think) = (Vec::new(), None, None);
+        let (mut adapters, mut quant, mut think, mut tool_choice) = (Vec::new(), None, None, None);
         for (n, (at, key)) in cuts.iter().enumerate() {
             let end = cuts.get(n + 1).map_or(spec.len(), |c| c.0);
             let value = &spec[at + key.len() + 2..end];
@@ -78,6 +99,12 @@ impl Variant {
                 "quant" => {
                     quant =
                         Some(QuantFormat::parse(value, None).or_else(|_| parse_mlx_group(value))?)
+                }
+                "tool-choice" => {
+                    if value.is_empty() {
+                        bail!("--variant {s:?}: +tool-choice= needs auto, required, none or a tool's name");
+                    }
+                    tool_choice = Some(value.parse().expect("infallible"));
                 }
                 _ => {
                     think = Some(match value {
@@ -90,13 +117,15 @@ impl Variant {
         }
         Ok(Variant {
             name: name.into(),
-            spec: spec.into(),
+            spec: spec_all.into(),
             source: Source::Model {
                 model: model.into(),
                 adapters,
                 quant,
             },
             think,
+            tool_choice,
+            constrained,
         })
     }
 }
@@ -145,6 +174,26 @@ fn parse_mlx_group(s: &str) -> anyhow::Result<QuantFormat> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tool_choice_and_constrained_are_options() {
+        let v = Variant::parse("c=/m+adapter=/a+constrained+think=off").unwrap();
+        assert!(v.constrained);
+        assert_eq!(v.think, Some(false));
+        assert!(
+            matches!(&v.source, Source::Model { model, adapters, .. } if model == "/m" && adapters.len() == 1)
+        );
+        let v = Variant::parse("r=/m+tool-choice=required+constrained").unwrap();
+        assert!(v.constrained);
+        assert_eq!(v.tool_choice, Some(ToolChoice::Required));
+        let v = Variant::parse("n=/m+tool-choice=read_file").unwrap();
+        assert_eq!(v.tool_choice, Some(ToolChoice::Named("read_file".into())));
+        assert!(!v.constrained);
+        // A path that merely contains the word stays a path.
+        let v = Variant::parse("p=/m/+constrainedness").unwrap();
+        assert!(!v.constrained);
+        assert!(Variant::parse("e=/m+tool-choice=").is_err());
+    }
 
     #[test]
     fn specs_parse_with_options_in_any_order() {

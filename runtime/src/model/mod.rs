@@ -22,8 +22,8 @@ pub use checkpoint::load::{
     ModelFormat,
 };
 pub use decode::generate::{
-    generate, generate_ids, generate_ids_drafted, generate_ids_with, FinishReason, Generation,
-    Timings, PREFILL_CHUNK,
+    generate, generate_ids, generate_ids_drafted, generate_ids_with, generate_with, FinishReason,
+    Generation, Timings, PREFILL_CHUNK,
 };
 pub use decode::sampler::{Sampler, SamplingParams, Speculative};
 

@@ -134,6 +134,44 @@ pub struct Checked {
     pub enable_thinking: Option<bool>,
     /// The most tokens asked for, if any.
     pub max_tokens: Option<u64>,
+    /// The shape of the answer.
+    pub response_format: ResponseFormat,
+}
+
+/// `response_format`: free text, or JSON (any object, or one that fits a
+/// schema) enforced by constrained decoding. With JSON, tools are not shown.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum ResponseFormat {
+    /// `{"type": "text"}` (the default).
+    #[default]
+    Text,
+    /// `{"type": "json_object"}`.
+    JsonObject,
+    /// `{"type": "json_schema", "json_schema": {"name", "schema"}}`.
+    JsonSchema(Value),
+}
+
+fn parse_response_format(v: Option<&Value>) -> Result<ResponseFormat, ApiError> {
+    let Some(rf) = v.filter(|v| !v.is_null()) else {
+        return Ok(ResponseFormat::Text);
+    };
+    match rf.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(ResponseFormat::Text),
+        Some("json_object") => Ok(ResponseFormat::JsonObject),
+        Some("json_schema") => match rf.pointer("/json_schema/schema") {
+            Some(s @ (Value::Object(_) | Value::Bool(true))) => {
+                Ok(ResponseFormat::JsonSchema(s.clone()))
+            }
+            _ => Err(ApiError::invalid(
+                "response_format json_schema needs json_schema.schema, a JSON Schema object",
+                "response_format",
+            )),
+        },
+        _ => Err(ApiError::invalid(
+            "response_format.type must be text, json_object or json_schema",
+            "response_format",
+        )),
+    }
 }
 
 impl ChatRequest {
@@ -186,22 +224,14 @@ impl ChatRequest {
             .collect::<Result<Vec<_>, _>>()?;
         let tools = check_tools(self.tools.as_deref().unwrap_or_default())?;
         let tool_choice = parse_tool_choice(self.tool_choice.as_ref(), &tools)?;
-        if let Some(rf) = &self.response_format {
-            match rf.get("type").and_then(Value::as_str) {
-                Some("text") => {}
-                Some(other @ ("json_object" | "json_schema")) => {
-                    return Err(ApiError::invalid(
-                        format!("response_format {other} needs constrained decoding, which this build of warden serve does not have yet"),
-                        "response_format",
-                    ))
-                }
-                _ => {
-                    return Err(ApiError::invalid(
-                        "response_format.type must be text, json_object or json_schema",
-                        "response_format",
-                    ))
-                }
-            }
+        let response_format = parse_response_format(self.response_format.as_ref())?;
+        if response_format != ResponseFormat::Text
+            && matches!(tool_choice, ToolChoice::Required | ToolChoice::Named(_))
+        {
+            return Err(ApiError::invalid(
+                "response_format json_object/json_schema and a required or named tool_choice ask for two different outputs: send one of them",
+                "response_format",
+            ));
         }
         let enable_thinking = match self
             .chat_template_kwargs
@@ -224,6 +254,7 @@ impl ChatRequest {
             stop: parse_stop(self.stop.as_ref())?,
             enable_thinking,
             max_tokens: self.max_completion_tokens.or(self.max_tokens),
+            response_format,
         })
     }
 }
@@ -399,10 +430,6 @@ fn parse_tool_choice(v: Option<&Value>, tools: &[Value]) -> Result<ToolChoice, A
                 "tool_choice",
             ))
         }
-        ToolChoice::Required | ToolChoice::Named(_) => Err(ApiError::invalid(
-            "tool_choice required or a named function needs constrained decoding, which this build of warden serve does not have yet; use auto",
-            "tool_choice",
-        )),
         _ => Ok(choice),
     }
 }

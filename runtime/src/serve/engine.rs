@@ -3,14 +3,15 @@
 //! its text streamed out as content and reasoning deltas and its tool calls
 //! taken apart at the end.
 
-use super::api::{Checked, ToolChoice};
+use super::api::{Checked, ResponseFormat, ToolChoice};
 use super::error::ApiError;
 use super::pool::{Pool, Slot};
 use crate::chat::{self, ChatTemplate, RenderRequest, StreamFilter, ToolList};
+use crate::model::decode::constraint::{Constraint, Vocabulary};
 use crate::model::{self, SamplingParams, Speculative};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokenizers::Tokenizer;
 
 /// What the routes share: the slots, the template, the tokenizer.
@@ -27,6 +28,41 @@ pub struct Engine {
     pub ctx: usize,
     /// Speculative decoding for every request.
     pub speculative: Speculative,
+    /// The grammar engine's view of the vocabulary.
+    pub vocabulary: Grammars,
+}
+
+/// The vocabulary for constrained decoding, built at the first request
+/// that needs it (a second or so for a 150k-token vocabulary) and shared.
+pub struct Grammars {
+    vocab_size: usize,
+    end_of_turn: u32,
+    built: OnceLock<Result<Vocabulary, String>>,
+}
+
+impl Grammars {
+    /// For a model with `vocab_size` logits whose turn ends with `end_of_turn`.
+    pub fn new(vocab_size: usize, end_of_turn: u32) -> Grammars {
+        Grammars {
+            vocab_size,
+            end_of_turn,
+            built: OnceLock::new(),
+        }
+    }
+
+    /// A constraint for one generation from `grammar`.
+    fn constraint(&self, tokenizer: &Tokenizer, grammar: &str) -> Result<Constraint, ApiError> {
+        let v = self.built.get_or_init(|| {
+            Vocabulary::new(tokenizer, self.vocab_size, self.end_of_turn)
+                .map_err(|e| format!("{e:#}"))
+        });
+        let v = v
+            .as_ref()
+            .map_err(|e| ApiError::internal(&anyhow::anyhow!("{e}")))?;
+        // A schema the grammar engine cannot compile is the request's fault.
+        v.constraint(grammar)
+            .map_err(|e| ApiError::invalid(format!("cannot enforce this schema: {e:#}"), "tools"))
+    }
 }
 
 /// A request ready to run: its prompt, token ids and settings.
@@ -45,6 +81,9 @@ pub struct Prepared {
     pub tools_shown: bool,
     /// Whether several calls may be returned.
     pub parallel_calls: bool,
+    /// The grammar every token must follow (tool_choice required or named,
+    /// response_format json), taken by [`run`].
+    pub constraint: Option<Constraint>,
 }
 
 /// What a running generation reports.
@@ -129,7 +168,9 @@ impl Engine {
         sampling: Sampling,
         parallel_calls: bool,
     ) -> Result<Prepared, ApiError> {
-        let tools_shown = req.tool_choice != ToolChoice::None && !req.tools.is_empty();
+        let tools_shown = req.tool_choice != ToolChoice::None
+            && !req.tools.is_empty()
+            && req.response_format == ResponseFormat::Text;
         let no_tools: [Value; 0] = [];
         let prompt = self
             .template
@@ -166,6 +207,20 @@ impl Engine {
             Some(n) => n as usize,
             None => room,
         };
+        let grammar = match &req.response_format {
+            ResponseFormat::Text if tools_shown => self
+                .template
+                .tool_grammar(&prompt, &req.tools, &req.tool_choice, parallel_calls)
+                .map_err(|e| ApiError::invalid(e.to_string(), "tool_choice"))?
+                .filter(|_| req.tool_choice != ToolChoice::Auto),
+            ResponseFormat::Text => None,
+            ResponseFormat::JsonObject => Some(self.template.json_grammar(&prompt, None)),
+            ResponseFormat::JsonSchema(s) => Some(self.template.json_grammar(&prompt, Some(s))),
+        };
+        let constraint = match grammar {
+            Some(g) => Some(self.vocabulary.constraint(&self.tokenizer, &g)?),
+            None => None,
+        };
         let params = SamplingParams {
             temperature: sampling.temperature.unwrap_or(1.0),
             top_p: sampling.top_p.unwrap_or(1.0),
@@ -184,6 +239,7 @@ impl Engine {
             max_tokens,
             tools_shown,
             parallel_calls,
+            constraint,
         })
     }
 }
@@ -192,7 +248,7 @@ impl Engine {
 /// to `tx`; stops early when `cancel` is set.
 pub fn run(
     slot: &mut Slot,
-    p: &Prepared,
+    p: &mut Prepared,
     cancel: &AtomicBool,
     tx: &tokio::sync::mpsc::UnboundedSender<Event>,
     format: chat::CallFormat,
@@ -202,12 +258,14 @@ pub fn run(
     } else {
         StreamFilter::reasoning_only()
     };
-    let r = model::generate(
+    let mut constraint = p.constraint.take();
+    let r = model::generate_with(
         slot.model(),
         &p.prompt,
         p.max_tokens,
         &p.params,
         &p.req.stop,
+        constraint.as_mut(),
         |piece| {
             let content = filter.push(piece);
             let reasoning = filter.take_reasoning();

@@ -106,6 +106,8 @@ impl ServeOptions {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| model.clone())
         });
+        let (vocab_size, end_of_turn) =
+            (loaded.model.config().vocab_size, loaded.model.end_of_turn());
         Ok(Engine {
             pool: pool::Pool::new(loaded, self.parallel, self.queue),
             template,
@@ -113,6 +115,7 @@ impl ServeOptions {
             model_name,
             ctx: self.ctx,
             speculative: self.speculative,
+            vocabulary: engine::Grammars::new(vocab_size, end_of_turn),
         })
     }
 }

@@ -201,7 +201,7 @@ async fn chat(Shared(s): Shared<S>, body: Body) -> Result<Response, ApiError> {
     let s2 = s.clone();
     let sampling = sampling(&r);
     let parallel = r.parallel_tool_calls.unwrap_or(true);
-    let prepared =
+    let mut prepared =
         tokio::task::spawn_blocking(move || s2.engine.prepare(checked, sampling, parallel))
             .await
             .map_err(|e| ApiError::internal(&e.into()))??;
@@ -211,7 +211,7 @@ async fn chat(Shared(s): Shared<S>, body: Body) -> Result<Response, ApiError> {
     let format = s.engine.template.call_format();
     let flag = cancel.clone();
     tokio::task::spawn_blocking(move || {
-        engine::run(&mut slot, &prepared, &flag, &tx, format);
+        engine::run(&mut slot, &mut prepared, &flag, &tx, format);
         drop(slot);
         drop(admission);
     });

@@ -2,6 +2,7 @@
 //! forced through it (a replay without a model is in `session::replay`).
 
 use crate::chat::ChatTemplate;
+use crate::model::decode::constraint::Vocabulary;
 use crate::model::{self, LoadedModel, SamplingParams, Timings};
 use anyhow::Context as _;
 use serde_json::{json, Value};
@@ -35,11 +36,14 @@ pub trait Backend {
     /// The chat template prompts are rendered with.
     fn template(&self) -> &ChatTemplate;
     /// Generates a continuation of `prompt` (at most `max_tokens` tokens),
-    /// streaming text to `on_text`; stops early when `cancel` is set.
+    /// streaming text to `on_text`; stops early when `cancel` is set. With
+    /// `grammar` (llguidance's Lark), every token follows it; recordings
+    /// replayed ignore it (they are what was written).
     fn generate(
         &mut self,
         prompt: &str,
         max_tokens: usize,
+        grammar: Option<&str>,
         cancel: &AtomicBool,
         on_text: &mut dyn FnMut(&str),
     ) -> anyhow::Result<Generated>;
@@ -53,6 +57,9 @@ pub struct CandleBackend {
     files: Vec<(PathBuf, String)>,
     /// The draft model's path and files with their sha256, when one is attached.
     draft: Option<Value>,
+    /// The grammar engine's vocabulary, built at the first constrained
+    /// generation.
+    vocabulary: Option<Vocabulary>,
 }
 
 impl CandleBackend {
@@ -86,6 +93,7 @@ impl CandleBackend {
             params,
             files,
             draft,
+            vocabulary: None,
         })
     }
 }
@@ -118,16 +126,28 @@ impl Backend for CandleBackend {
         &mut self,
         prompt: &str,
         max_tokens: usize,
+        grammar: Option<&str>,
         cancel: &AtomicBool,
         on_text: &mut dyn FnMut(&str),
     ) -> anyhow::Result<Generated> {
         let start = Instant::now();
-        let g = model::generate(
+        let mut constraint = match grammar {
+            Some(g) => {
+                if self.vocabulary.is_none() {
+                    self.vocabulary = Some(Vocabulary::of(&self.model)?);
+                }
+                let v = self.vocabulary.as_ref().expect("built above");
+                Some(v.constraint(g)?)
+            }
+            None => None,
+        };
+        let g = model::generate_with(
             &mut self.model,
             prompt,
             max_tokens,
             &self.params,
             &[],
+            constraint.as_mut(),
             |piece| {
                 on_text(piece);
                 !cancel.load(Ordering::Relaxed)
@@ -195,6 +215,7 @@ impl Backend for ForcedBackend {
         &mut self,
         prompt: &str,
         _max_tokens: usize,
+        _grammar: Option<&str>,
         _cancel: &AtomicBool,
         on_text: &mut dyn FnMut(&str),
     ) -> anyhow::Result<Generated> {

@@ -41,6 +41,13 @@ pub struct SessionOptions {
     pub policy_file: Option<(String, String)>,
     /// Recorded in `session_start`: the workspace.
     pub workspace: Option<String>,
+    /// `--tool-choice`: `required` or a tool's name holds the first
+    /// generation of each turn to a call (by constrained decoding); `none`
+    /// shows the model no tools.
+    pub tool_choice: chat::ToolChoice,
+    /// Every generation under the tools' grammar: text, or calls that fit
+    /// their schemas.
+    pub constrained: bool,
 }
 
 /// Why a turn ended.
@@ -223,6 +230,9 @@ impl<'h> Session<'h> {
             max_tokens: opts.max_tokens,
             max_steps: Some(policy.session.max_steps),
             max_tool_calls: Some(policy.session.max_tool_calls),
+            tool_choice: (opts.tool_choice != chat::ToolChoice::Auto)
+                .then(|| opts.tool_choice.to_string()),
+            constrained: opts.constrained.then_some(true),
         }))?;
         let mut messages = Vec::new();
         if let Some(system) = &opts.system {
@@ -293,9 +303,14 @@ impl<'h> Session<'h> {
                 break;
             }
             report.steps += 1;
+            let shown: &[Value] = if self.opts.tool_choice == chat::ToolChoice::None {
+                &[]
+            } else {
+                &self.tools
+            };
             let rendered = self.backend.template().render(&RenderRequest {
                 messages: &self.messages,
-                tools: &self.tools,
+                tools: shown,
                 add_generation_prompt: true,
                 enable_thinking: self.opts.enable_thinking,
             });
@@ -309,11 +324,31 @@ impl<'h> Session<'h> {
                 }
                 Err(e) => return Err(e),
             };
+            // The first generation of a turn under `required`/a name must
+            // call; later ones (after results) may answer.
+            let choice = match &self.opts.tool_choice {
+                c @ (chat::ToolChoice::Required | chat::ToolChoice::Named(_))
+                    if report.steps == 1 =>
+                {
+                    Some(c.clone())
+                }
+                chat::ToolChoice::None => None,
+                _ => self.opts.constrained.then_some(chat::ToolChoice::Auto),
+            };
+            let grammar = match choice {
+                Some(c) => self
+                    .backend
+                    .template()
+                    .tool_grammar(&prompt, shown, &c, true)
+                    .map_err(|e| anyhow::anyhow!("--tool-choice {c}: {e}"))?,
+                None => None,
+            };
             let mut filter = StreamFilter::default();
             let g0 = Instant::now();
             let g = self.backend.generate(
                 &prompt,
                 self.opts.max_tokens,
+                grammar.as_deref(),
                 &self.cancel,
                 &mut |piece| {
                     let shown = filter.push(piece);

@@ -179,6 +179,7 @@ impl Backend for ReplayBackend {
         &mut self,
         _prompt: &str,
         _max_tokens: usize,
+        _grammar: Option<&str>,
         _cancel: &AtomicBool,
         on_text: &mut dyn FnMut(&str),
     ) -> anyhow::Result<Generated> {

@@ -260,6 +260,87 @@ def disconnect(base, key):
     print("disconnect ok: slot free after", round(time.time() - started, 2), "s;", toks)
 
 
+# Tools whose arguments are bounded (enums, lengths, ranges, no extra keys),
+# so that even a model with random weights finishes a call well within
+# max_tokens once the grammar holds it to the schema.
+BOUNDED = [
+    {"type": "function", "function": {"name": "read_file", "description": "Read a file", "parameters": {
+        "type": "object", "properties": {"path": {"type": "string", "maxLength": 16}, "start_line": {"type": "integer", "minimum": 1, "maximum": 500}},
+        "required": ["path"], "additionalProperties": False}}},
+    {"type": "function", "function": {"name": "set_mode", "description": "Switch the mode", "parameters": {
+        "type": "object", "properties": {"mode": {"enum": ["fast", "slow", "off"]}, "verbose": {"type": "boolean"}},
+        "required": ["mode", "verbose"], "additionalProperties": False}}},
+]
+
+
+def constrained(base, key):
+    """tool_choice required / named / none and response_format json_schema
+    on a model with random weights: every call parses and fits its schema,
+    a named tool is the one called, none calls nothing, JSON output fits."""
+    import jsonschema
+
+    c = client(base, key, timeout=600)
+    schemas = {t["function"]["name"]: t["function"]["parameters"] for t in BOUNDED}
+    no_think = {"chat_template_kwargs": {"enable_thinking": False}}
+    msgs = [{"role": "user", "content": "Do something with the files."}]
+
+    def check_calls(r, only=None):
+        ch = r.choices[0]
+        expect(ch.finish_reason == "tool_calls", r)
+        expect(ch.message.tool_calls, r)
+        for call in ch.message.tool_calls:
+            expect(call.function.name in schemas, call)
+            expect(only is None or call.function.name == only, (only, call))
+            jsonschema.validate(json.loads(call.function.arguments), schemas[call.function.name])
+        return [(x.function.name, json.loads(x.function.arguments)) for x in ch.message.tool_calls]
+
+    seen = []
+    for seed in range(3):
+        r = c.chat.completions.create(model="m", messages=msgs, tools=BOUNDED, tool_choice="required",
+                                      max_tokens=200, temperature=1, seed=seed, extra_body=no_think)
+        seen.append(check_calls(r))
+        r = c.chat.completions.create(model="m", messages=msgs, tools=BOUNDED, max_tokens=200, temperature=1, seed=seed,
+                                      tool_choice={"type": "function", "function": {"name": "set_mode"}}, extra_body=no_think,
+                                      parallel_tool_calls=False)
+        calls = check_calls(r, only="set_mode")
+        expect(len(calls) == 1, calls)
+    # Greedy too, and streamed: the deltas add up to a valid call.
+    stream = c.chat.completions.create(model="m", messages=msgs, tools=BOUNDED, tool_choice="required", max_tokens=200,
+                                       temperature=0, stream=True, extra_body=no_think)
+    got, finish = {}, None
+    for chunk in stream:
+        for c2 in chunk.choices:
+            for d in c2.delta.tool_calls or []:
+                g = got.setdefault(d.index, {"name": "", "arguments": ""})
+                g["name"] += d.function.name or ""
+                g["arguments"] += d.function.arguments or ""
+            finish = c2.finish_reason or finish
+    expect(finish == "tool_calls" and got, (finish, got))
+    for g in got.values():
+        jsonschema.validate(json.loads(g["arguments"]), schemas[g["name"]])
+    # none: no call, whatever the weights.
+    r = c.chat.completions.create(model="m", messages=msgs, tools=BOUNDED, tool_choice="none", max_tokens=40,
+                                  temperature=1, seed=1, extra_body=no_think)
+    expect(not r.choices[0].message.tool_calls and r.choices[0].finish_reason != "tool_calls", r)
+    # response_format json_schema: the content is JSON that fits.
+    person = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 10}, "age": {"type": "integer", "minimum": 0, "maximum": 120},
+              "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "maxItems": 3}}, "required": ["name", "age", "tags"], "additionalProperties": False}
+    for seed in range(3):
+        r = c.chat.completions.create(model="m", messages=msgs, max_tokens=200, temperature=1, seed=seed, extra_body=no_think,
+                                      response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": person}})
+        expect(r.choices[0].finish_reason == "stop", r)
+        jsonschema.validate(json.loads(r.choices[0].message.content), person)
+    # A schema the grammar engine cannot compile is the request's fault.
+    bad = [{"type": "function", "function": {"name": "x", "parameters": {"type": "object", "properties": {"p": {"type": "string", "pattern": "(unclosed"}}, "required": ["p"]}}}]
+    e = error_shape(*raw(base, key, "/v1/chat/completions", {"messages": msgs, "tools": bad, "tool_choice": "required"}), 400)
+    # A named tool that is not offered, and two shapes asked at once.
+    e = error_shape(*raw(base, key, "/v1/chat/completions", {"messages": msgs, "tools": BOUNDED, "tool_choice": {"type": "function", "function": {"name": "nope"}}}), 400)
+    expect(e["param"] == "tool_choice", e)
+    e = error_shape(*raw(base, key, "/v1/chat/completions", {"messages": msgs, "tools": BOUNDED, "tool_choice": "required", "response_format": {"type": "json_object"}}), 400)
+    expect(e["param"] == "response_format", e)
+    print("constrained ok:", seen[:3])
+
+
 if __name__ == "__main__":
     base, key, scenario = sys.argv[1:4]
     globals()[scenario](base, key)

@@ -77,6 +77,22 @@ impl Vocabulary {
         })
     }
 
+    /// The vocabulary of a loaded model (its tokenizer, its logits' width,
+    /// its end-of-turn token).
+    pub fn of(loaded: &crate::model::LoadedModel) -> anyhow::Result<Self> {
+        let tok = loaded.tokenizer.as_ref().with_context(|| {
+            format!(
+                "{} has no tokenizer; constrained decoding needs one beside the weights",
+                loaded.path.display()
+            )
+        })?;
+        Vocabulary::new(
+            tok,
+            loaded.model.config().vocab_size,
+            loaded.model.end_of_turn(),
+        )
+    }
+
     /// A fresh constraint for one generation from a Lark grammar.
     pub fn constraint(&self, lark: &str) -> anyhow::Result<Constraint> {
         let grammar = TopLevelGrammar::from_lark(lark.to_string());

@@ -3,6 +3,7 @@
 
 use crate::model::arch::qwen3::Qwen3;
 use crate::model::checkpoint::load::LoadedModel;
+use crate::model::decode::constraint::Constraint;
 use crate::model::decode::lookup;
 use crate::model::decode::sampler::{Sampler, SamplingParams, Speculative};
 use anyhow::Context as _;
@@ -103,12 +104,43 @@ pub fn generate_ids(
 /// the target's distribution exactly.
 pub fn generate_ids_with(
     model: &mut Qwen3,
-    mut draft: Option<&mut Qwen3>,
+    draft: Option<&mut Qwen3>,
     prompt: &[u32],
     max_tokens: usize,
     params: &SamplingParams,
     on_token: impl FnMut(u32) -> bool,
 ) -> anyhow::Result<(Vec<u32>, FinishReason, Timings)> {
+    ids_with(model, draft, prompt, max_tokens, params, None, on_token)
+}
+
+/// [`generate_ids_with`] under a grammar when `constraint` is given:
+/// every token is one it allows, and speculation is off (a draft is not
+/// worth checking against the grammar token by token).
+fn ids_with(
+    model: &mut Qwen3,
+    mut draft: Option<&mut Qwen3>,
+    prompt: &[u32],
+    max_tokens: usize,
+    params: &SamplingParams,
+    constraint: Option<&mut Constraint>,
+    on_token: impl FnMut(u32) -> bool,
+) -> anyhow::Result<(Vec<u32>, FinishReason, Timings)> {
+    if constraint.is_some() {
+        let plain = SamplingParams {
+            speculative: Speculative::Off,
+            ..params.clone()
+        };
+        return run(
+            model,
+            prompt,
+            max_tokens,
+            &plain,
+            &mut |_, _| Ok(vec![]),
+            &mut |_, _, _| {},
+            constraint,
+            on_token,
+        );
+    }
     if params.speculative == Speculative::Draft {
         let Some(d) = draft.as_deref_mut() else {
             anyhow::bail!("--speculative draft needs a draft model: add --draft-model PATH");
@@ -149,6 +181,7 @@ pub fn generate_ids_with(
         params,
         &mut drafter,
         &mut record,
+        None,
         on_token,
     )
 }
@@ -185,6 +218,7 @@ pub fn generate_ids_drafted(
         params,
         drafter,
         &mut |_, _, _| {},
+        None,
         on_token,
     )
 }
@@ -198,6 +232,7 @@ fn run(
     params: &SamplingParams,
     drafter: &mut Drafter<'_>,
     record: &mut dyn FnMut(usize, usize, f64),
+    mut constraint: Option<&mut Constraint>,
     mut on_token: impl FnMut(u32) -> bool,
 ) -> anyhow::Result<(Vec<u32>, FinishReason, Timings)> {
     let start = Instant::now();
@@ -228,7 +263,17 @@ fn run(
                     t.accepted_tokens += ok as usize;
                     tok
                 }
-                None => sampler.sample(row, prompt, &out),
+                None => match constraint.as_deref_mut() {
+                    Some(c) => {
+                        c.mask(row)?;
+                        let tok = sampler.sample(row, prompt, &out);
+                        if !model.is_stop(tok) {
+                            c.commit(tok)?;
+                        }
+                        tok
+                    }
+                    None => sampler.sample(row, prompt, &out),
+                },
             };
             out.push(next);
             context.push(next);
@@ -299,6 +344,21 @@ pub fn generate(
     max_tokens: usize,
     params: &SamplingParams,
     stop: &[String],
+    on_text: impl FnMut(&str) -> bool,
+) -> anyhow::Result<Generation> {
+    generate_with(loaded, prompt, max_tokens, params, stop, None, on_text)
+}
+
+/// [`generate`] under a grammar when `constraint` is given (see
+/// [`crate::model::decode::constraint`]): the text is a sentence of the
+/// grammar, or its beginning when `max_tokens` or a stop string ends it.
+pub fn generate_with(
+    loaded: &mut LoadedModel,
+    prompt: &str,
+    max_tokens: usize,
+    params: &SamplingParams,
+    stop: &[String],
+    constraint: Option<&mut Constraint>,
     mut on_text: impl FnMut(&str) -> bool,
 ) -> anyhow::Result<Generation> {
     let tokenizer = loaded.tokenizer.clone().context(
@@ -321,12 +381,13 @@ pub fn generate(
     let mut emitted = 0usize;
     let mut decode_error = None;
     let mut cancelled = false;
-    let (tokens, finish, mut timings) = generate_ids_with(
+    let (tokens, finish, mut timings) = ids_with(
         &mut loaded.model,
         loaded.draft.as_mut().map(|(m, _)| m),
         &prompt_ids,
         max_tokens,
         params,
+        constraint,
         |id| {
             generated.push(id);
             match tokenizer.decode(&generated, true) {
