@@ -1175,3 +1175,82 @@ fn audit_summary_reads_records_as_the_schema_types() {
     assert!(e.contains(&format!("odd.jsonl:{}", at + 1)), "{e}");
     assert!(e.contains("does not fit the log's schema"), "{e}");
 }
+
+#[test]
+fn tool_choice_holds_a_random_model_to_a_valid_call_and_the_log_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny(&dir.path().join("m"));
+    let log = dir.path().join("s.jsonl");
+    let o = warden(
+        &[
+            "run",
+            "--model",
+            model.to_str().unwrap(),
+            "--policy",
+            "policies/default.toml",
+            "--workspace",
+            "examples/workspace",
+            "--log",
+            log.to_str().unwrap(),
+            "--think",
+            "off",
+            "--max-tokens",
+            "100",
+            "--tool-choice",
+            "list_dir",
+            "--json",
+            "Look around.",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    assert!(
+        warden(&["audit", "verify", log.to_str().unwrap()], dir.path())
+            .status
+            .success()
+    );
+    let records: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let start = &records[0];
+    assert_eq!(start["tool_choice"], "list_dir", "{start}");
+    let first = records
+        .iter()
+        .find(|r| r["type"] == "generation")
+        .expect("a generation");
+    let calls = first["calls"].as_array().unwrap();
+    assert!(!calls.is_empty(), "{first}");
+    assert_eq!(calls[0]["name"], "list_dir", "{first}");
+    eprintln!("{}", first["output"]);
+    assert!(
+        calls[0].get("malformed").is_none_or(Value::is_null),
+        "{first}"
+    );
+    // The call ran (or was refused by policy) as any call is.
+    assert!(
+        records.iter().any(|r| r["type"] == "tool_call"),
+        "{records:?}"
+    );
+    // A name that is not a tool is refused before anything runs.
+    let o = warden(
+        &[
+            "run",
+            "--model",
+            model.to_str().unwrap(),
+            "--policy",
+            "policies/default.toml",
+            "--workspace",
+            "examples/workspace",
+            "--log",
+            dir.path().join("t.jsonl").to_str().unwrap(),
+            "--tool-choice",
+            "launch_rockets",
+            "hi",
+        ],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("launch_rockets"), "{}", err(&o));
+}
