@@ -996,3 +996,72 @@ fn the_shop_suite_scores_its_perfect_recording_fully() {
     assert!(text.contains("\"outcome\":\"ok\""), "{text}");
     assert!(!text.contains("\"outcome\":\"not_found\""), "{text}");
 }
+
+#[test]
+fn a_constrained_variant_is_measured_beside_the_free_one_and_logged_as_such() {
+    use warden::model::convert::synth::{synth, SynthOptions, SynthShape};
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m");
+    synth(&SynthOptions {
+        shape: SynthShape::Tiny,
+        out: m.clone(),
+        dtype: candle_core::DType::F32,
+        gguf: None,
+        gguf_only: false,
+        seed: 5,
+        tie_word_embeddings: None,
+    })
+    .unwrap();
+    let out = dir.path().join("o.json");
+    let free = format!("free={}+think=off", m.display());
+    let held = format!("held={}+think=off+tool-choice=required", m.display());
+    let o = eval(
+        &[
+            "--suite",
+            "examples/evals/code-search.toml",
+            "--limit",
+            "2",
+            "--max-tokens",
+            "200",
+            "--variant",
+            &free,
+            "--variant",
+            &held,
+            "--json",
+            out.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let tools = ["search_code", "read_file", "list_dir"];
+    for (i, name) in ["free", "held"].iter().enumerate() {
+        let run = &v["variants"][i];
+        assert_eq!(run["name"], *name);
+        let recs = warden::audit::read_records(Path::new(run["log"].as_str().unwrap())).unwrap();
+        let start = &recs[0].value;
+        let firsts: Vec<&Value> = recs
+            .iter()
+            .filter(|r| r.kind == "generation" && r.value["step"] == 1)
+            .map(|r| &r.value)
+            .collect();
+        assert_eq!(firsts.len(), 2);
+        if *name == "held" {
+            assert_eq!(start["tool_choice"], "required", "{start}");
+            // Random weights, held to a call: each case's first generation
+            // calls an offered tool, well formed.
+            for g in firsts {
+                let c = &g["calls"][0];
+                assert!(tools.contains(&c["name"].as_str().unwrap_or("")), "{g}");
+                assert!(c.get("malformed").is_none_or(Value::is_null), "{g}");
+            }
+        } else {
+            assert!(start.get("tool_choice").is_none(), "{start}");
+        }
+    }
+}

@@ -24,6 +24,20 @@ struct Server {
     _dir: tempfile::TempDir,
 }
 
+impl Server {
+    /// Stops the server as a service manager does (SIGTERM) and waits: it
+    /// ends every conversation's log first.
+    fn stop(mut self) {
+        let st = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let code = self.child.wait().unwrap();
+        assert!(code.success(), "the server exited with {code}");
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -39,12 +53,15 @@ fn start(extra: &[&str]) -> Server {
 }
 
 fn start_model(model: &Path, extra: &[&str]) -> Server {
+    start_spec(model.to_str().unwrap(), extra)
+}
+
+fn start_spec(model: &str, extra: &[&str]) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("key");
     std::fs::write(&key, format!("{KEY}\n")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["serve", "--model"])
-        .arg(model)
+        .args(["serve", "--model", model])
         .args(["--addr", "127.0.0.1:0", "--api-key-file"])
         .arg(&key)
         .args(extra)
@@ -118,6 +135,83 @@ fn tool_choice_and_json_output_are_enforced_even_on_random_weights() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let s = start_model(&model, &["--ctx", "4096"]);
     scenario(&s, "constrained");
+}
+
+/// The logs in `dir`, each verified by `warden audit verify`, and the
+/// summary of each.
+fn verified_logs(dir: &Path) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["audit", "verify"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{}: {}",
+            p.display(),
+            String::from_utf8_lossy(&o.stdout)
+        );
+        let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["audit", "summary", "--json"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        out.push(serde_json::from_slice(&o.stdout).unwrap());
+    }
+    out
+}
+
+#[test]
+fn agent_mode_runs_the_policys_tools_here_and_logs_each_conversation() {
+    let logs = tempfile::tempdir().unwrap();
+    let replay = format!(
+        "replay:{}",
+        repo()
+            .join("runtime/tests/serve/agent-replay.jsonl")
+            .display()
+    );
+    let policy = repo().join("policies/default.toml");
+    let workspace = repo().join("examples/workspace");
+    let s = start_spec(
+        &replay,
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--workspace",
+            workspace.to_str().unwrap(),
+            "--log-dir",
+            logs.path().to_str().unwrap(),
+        ],
+    );
+    scenario(&s, "agent_replay");
+    s.stop();
+    // Two conversations, each in its own log, ended, verified; the first
+    // holds both server-side calls, the denied one among them.
+    let summaries = verified_logs(logs.path());
+    assert_eq!(summaries.len(), 2, "{summaries:?}");
+    let first = summaries
+        .iter()
+        .find(|s| s["turns"] == 2)
+        .unwrap_or_else(|| panic!("{summaries:?}"));
+    assert_eq!(first["calls"]["read_file"]["denied"], 1, "{first}");
+    assert_eq!(first["calls"]["search_code"]["ok"], 1, "{first}");
+
+    // A live model: the tiny agent's call of a policy tool runs here.
+    let logs = tempfile::tempdir().unwrap();
+    let s = start(&[
+        "--policy",
+        policy.to_str().unwrap(),
+        "--workspace",
+        workspace.to_str().unwrap(),
+        "--log-dir",
+        logs.path().to_str().unwrap(),
+    ]);
+    scenario(&s, "agent_live");
+    s.stop();
+    assert_eq!(verified_logs(logs.path()).len(), 1);
 }
 
 #[test]

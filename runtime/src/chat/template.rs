@@ -60,7 +60,8 @@ pub struct RenderRequest<'a> {
     pub enable_thinking: Option<bool>,
 }
 
-/// A loaded chat template.
+/// A loaded chat template (clones share the compiled template).
+#[derive(Clone)]
 pub struct ChatTemplate {
     env: Arc<Environment<'static>>,
     source: String,

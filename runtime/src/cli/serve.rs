@@ -50,6 +50,19 @@ pub struct ServeArgs {
     threads: Option<usize>,
     #[command(flatten)]
     speculative: SpeculativeArgs,
+    /// Agent mode: the policy whose tools run here, in the sandbox, beside
+    /// the client's (their calls are audited, one log per conversation).
+    #[arg(long, requires = "workspace")]
+    policy: Option<PathBuf>,
+    /// The workspace the policy's mounts are relative to (agent mode).
+    #[arg(long, requires = "policy")]
+    workspace: Option<PathBuf>,
+    /// Where agent mode's conversation logs go (default: <state dir>/serve).
+    #[arg(long, requires = "policy")]
+    log_dir: Option<PathBuf>,
+    /// Key file for keyed (HMAC) logs (default: $WARDEN_AUDIT_KEY_FILE).
+    #[arg(long, requires = "policy")]
+    audit_key: Option<PathBuf>,
 }
 
 /// Runs `warden serve`.
@@ -87,6 +100,15 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         speculative: a.speculative.mode()?,
         draft_model: a.speculative.draft_model.clone(),
         model_name: a.model_name,
+        agent: match (a.policy, a.workspace) {
+            (Some(policy), Some(workspace)) => Some(serve::AgentOptions {
+                policy,
+                workspace,
+                log_dir: a.log_dir,
+                audit_key: a.audit_key,
+            }),
+            _ => None,
+        },
     };
     opts.check()?;
     let engine = opts.load()?;
@@ -95,21 +117,48 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // The tools load outside the async runtime (the sandbox has an executor
+    // of its own).
+    let agent = opts.agent.as_ref().map(|a| a.load()).transpose()?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(opts.addr)
             .await
             .with_context(|| format!("cannot listen on {}", opts.addr))?;
         let addr = listener.local_addr()?;
+        let tools = match &agent {
+            Some(a) => format!("; agent mode, tools {}", a.tool_names().join(", ")),
+            None => String::new(),
+        };
         outln!(
-            "warden serve: {} on http://{addr}/v1 ({} slot(s), context {})",
+            "warden serve: {} on http://{addr}/v1 ({} slot(s), context {}{tools})",
             engine.model_name,
             opts.parallel,
             opts.ctx
         );
         super::terminal::flush_out();
-        serve::serve(engine, &opts, listener, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
+        serve::serve(engine, agent, &opts, listener, shutdown_signal()).await
     })
+}
+
+/// Ctrl-C, or SIGTERM where there is one (a service manager's stop).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -78,6 +78,10 @@ pub struct ChatRequest {
     /// `{"type": "text" | "json_object" | "json_schema", …}`.
     #[serde(default)]
     pub response_format: Option<Value>,
+    /// The end user (OpenAI's `user`); in agent mode part of what tells
+    /// conversations apart.
+    #[serde(default)]
+    pub user: Option<String>,
     /// Log-probabilities: not served.
     #[serde(default)]
     pub logprobs: Option<bool>,

@@ -29,7 +29,9 @@ pub struct Engine {
     /// Speculative decoding for every request.
     pub speculative: Speculative,
     /// The grammar engine's view of the vocabulary.
-    pub vocabulary: Grammars,
+    pub vocabulary: Arc<Grammars>,
+    /// A `replay:` model: recorded outputs instead of generations.
+    pub replay: Option<crate::session::ReplayBackend>,
 }
 
 /// The vocabulary for constrained decoding, built at the first request
@@ -51,7 +53,11 @@ impl Grammars {
     }
 
     /// A constraint for one generation from `grammar`.
-    fn constraint(&self, tokenizer: &Tokenizer, grammar: &str) -> Result<Constraint, ApiError> {
+    pub(crate) fn constraint(
+        &self,
+        tokenizer: &Tokenizer,
+        grammar: &str,
+    ) -> Result<Constraint, ApiError> {
         let v = self.built.get_or_init(|| {
             Vocabulary::new(tokenizer, self.vocab_size, self.end_of_turn)
                 .map_err(|e| format!("{e:#}"))
@@ -125,6 +131,8 @@ pub struct Outcome {
     pub ttft_ms: f64,
     /// llama-server's `timings` object.
     pub timings: Value,
+    /// warden's extension (agent mode): the server-side calls and the log.
+    pub warden: Option<Value>,
 }
 
 impl Outcome {
@@ -160,6 +168,20 @@ pub struct Sampling {
 }
 
 impl Engine {
+    /// Sampling as the request asks, OpenAI's defaults elsewhere.
+    pub fn params(&self, sampling: &Sampling) -> SamplingParams {
+        SamplingParams {
+            temperature: sampling.temperature.unwrap_or(1.0),
+            top_p: sampling.top_p.unwrap_or(1.0),
+            top_k: sampling.top_k.unwrap_or(0),
+            min_p: sampling.min_p.unwrap_or(0.0),
+            presence_penalty: sampling.presence_penalty.unwrap_or(0.0),
+            repetition_penalty: sampling.repetition_penalty.unwrap_or(1.0),
+            seed: sampling.seed.unwrap_or_else(rand::random),
+            speculative: self.speculative,
+        }
+    }
+
     /// Renders and tokenizes `req` (CPU work: run it off the async
     /// threads) and sizes its generation to the context.
     pub fn prepare(
@@ -221,16 +243,7 @@ impl Engine {
             Some(g) => Some(self.vocabulary.constraint(&self.tokenizer, &g)?),
             None => None,
         };
-        let params = SamplingParams {
-            temperature: sampling.temperature.unwrap_or(1.0),
-            top_p: sampling.top_p.unwrap_or(1.0),
-            top_k: sampling.top_k.unwrap_or(0),
-            min_p: sampling.min_p.unwrap_or(0.0),
-            presence_penalty: sampling.presence_penalty.unwrap_or(0.0),
-            repetition_penalty: sampling.repetition_penalty.unwrap_or(1.0),
-            seed: sampling.seed.unwrap_or_else(rand::random),
-            speculative: self.speculative,
-        };
+        let params = self.params(&sampling);
         Ok(Prepared {
             prompt,
             prompt_ids,
@@ -291,6 +304,53 @@ pub fn run(
         let _ = tx.send(Event::Delta { content, reasoning });
     }
     let _ = tx.send(Event::Done(Box::new(outcome(&g, p, format))));
+}
+
+/// Plays the next recorded output for `p` (a `replay:` model), sending it
+/// and then the outcome to `tx` as [`run`] does.
+pub fn run_replay(
+    replay: &mut crate::session::ReplayBackend,
+    engine: &Engine,
+    p: &Prepared,
+    tx: &tokio::sync::mpsc::UnboundedSender<Event>,
+) {
+    use crate::session::Backend as _;
+    let never = AtomicBool::new(false);
+    let mut filter = if p.tools_shown {
+        StreamFilter::default()
+    } else {
+        StreamFilter::reasoning_only()
+    };
+    let r = replay.generate(&p.prompt, p.max_tokens, None, &never, &mut |piece| {
+        let content = filter.push(piece);
+        let reasoning = filter.take_reasoning();
+        if !content.is_empty() || !reasoning.is_empty() {
+            let _ = tx.send(Event::Delta { content, reasoning });
+        }
+    });
+    let g = match r {
+        Ok(g) => g,
+        Err(e) => {
+            let _ = tx.send(Event::Failed(format!("{e:#}")));
+            return;
+        }
+    };
+    let content = filter.finish();
+    let reasoning = filter.take_reasoning();
+    if !content.is_empty() || !reasoning.is_empty() {
+        let _ = tx.send(Event::Delta { content, reasoning });
+    }
+    let tokens =
+        model::checkpoint::tokenize::encode(&engine.tokenizer, &g.text).unwrap_or_default();
+    let generation = model::Generation {
+        text: g.text,
+        prompt_tokens: p.prompt_ids.clone(),
+        tokens,
+        finish_reason: model::FinishReason::Stop,
+        timings: g.timings,
+    };
+    let format = engine.template.call_format();
+    let _ = tx.send(Event::Done(Box::new(outcome(&generation, p, format))));
 }
 
 /// Takes a finished generation apart.
@@ -361,6 +421,7 @@ fn outcome(g: &model::Generation, p: &Prepared, format: chat::CallFormat) -> Out
         cancelled,
         ttft_ms: t.ttft_ms,
         timings,
+        warden: None,
     }
 }
 

@@ -5,6 +5,7 @@
 //! share the weights, a bounded queue, an API key for anything but
 //! loopback, and OpenAI-shaped errors for every refusal.
 
+pub mod agent;
 pub mod api;
 pub mod engine;
 pub mod error;
@@ -50,6 +51,45 @@ pub struct ServeOptions {
     pub draft_model: Option<String>,
     /// The name `/v1/models` gives (default: the model file's name).
     pub model_name: Option<String>,
+    /// Agent mode: the policy whose tools run server-side.
+    pub agent: Option<AgentOptions>,
+}
+
+/// Agent mode's settings (`--policy`, `--workspace`, `--log-dir`,
+/// `--audit-key`).
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// The policy file.
+    pub policy: PathBuf,
+    /// The workspace its mounts are relative to.
+    pub workspace: PathBuf,
+    /// Where conversation logs go (default: `<state dir>/serve`).
+    pub log_dir: Option<PathBuf>,
+    /// The key for keyed (HMAC) logs (default: `$WARDEN_AUDIT_KEY_FILE`).
+    pub audit_key: Option<PathBuf>,
+}
+
+impl AgentOptions {
+    /// Loads the policy and its tools, and readies the log directory.
+    pub fn load(&self) -> anyhow::Result<agent::Agent> {
+        let own = crate::paths::WardenPaths::from_env();
+        let log_dir = match &self.log_dir {
+            Some(d) => d.clone(),
+            None => own
+                .state_dir
+                .clone()
+                .context("no state directory: set WARDEN_STATE_DIR or HOME, or pass --log-dir")?
+                .join("serve"),
+        };
+        std::fs::create_dir_all(&log_dir)
+            .with_context(|| format!("cannot create the log directory {}", log_dir.display()))?;
+        let key_file = self.audit_key.clone().or(own.audit_key);
+        let key = key_file
+            .as_deref()
+            .map(crate::audit::AuditKey::from_file)
+            .transpose()?;
+        agent::Agent::load(&self.policy, &self.workspace, log_dir, key)
+    }
 }
 
 impl ServeOptions {
@@ -79,7 +119,7 @@ impl ServeOptions {
                 adapters,
                 quant,
             } => (model, adapters, quant),
-            Source::Replay(_) => bail!("replay: specs are not served yet; give a model"),
+            Source::Replay(file) => return self.load_replay(&file),
         };
         adapters.extend(self.adapters.iter().cloned());
         let loaded = crate::eval::spec::load_model(
@@ -115,7 +155,36 @@ impl ServeOptions {
             model_name,
             ctx: self.ctx,
             speculative: self.speculative,
-            vocabulary: engine::Grammars::new(vocab_size, end_of_turn),
+            vocabulary: Arc::new(engine::Grammars::new(vocab_size, end_of_turn)),
+            replay: None,
+        })
+    }
+
+    /// A `replay:FILE` model: the recording's outputs, one per generation
+    /// in order, rendered and tokenized as Qwen3 (or `--chat-template`).
+    fn load_replay(&self, file: &std::path::Path) -> anyhow::Result<Engine> {
+        let template = match &self.chat_template {
+            Some(t) => crate::chat::ChatTemplate::from_spec(t, file)?,
+            None => crate::session::qwen3_template()?,
+        };
+        let replay = crate::session::ReplayBackend::open(file, Some(template.clone()))?;
+        let tokenizer = tokenizers::Tokenizer::from_bytes(
+            crate::model::checkpoint::tokenizer_files::TOKENIZER_JSON,
+        )
+        .map_err(|e| anyhow::anyhow!("the bundled Qwen3 tokenizer: {e}"))?;
+        let vocab_size = tokenizer.get_vocab_size(true);
+        Ok(Engine {
+            pool: pool::Pool::empty(self.parallel, self.queue),
+            template,
+            tokenizer,
+            model_name: self.model_name.clone().unwrap_or_else(|| "replay".into()),
+            ctx: self.ctx,
+            speculative: Speculative::Off,
+            vocabulary: Arc::new(engine::Grammars::new(
+                vocab_size,
+                crate::model::special::IM_END,
+            )),
+            replay: Some(replay),
         })
     }
 }
@@ -124,6 +193,7 @@ impl ServeOptions {
 /// told the address once listening.
 pub async fn serve(
     engine: Engine,
+    agent: Option<agent::Agent>,
     opts: &ServeOptions,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -133,10 +203,16 @@ pub async fn serve(
         metrics: metrics::Metrics::new(),
         api_key: opts.api_key.clone(),
         max_body: opts.max_body,
+        agent,
     });
-    let app = routes::router(state);
-    axum::serve(listener, app)
+    let app = routes::router(state.clone());
+    let r = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
-        .context("the server stopped")
+        .context("the server stopped");
+    // Every conversation's log ends, however the server stopped.
+    if let Some(a) = &state.agent {
+        a.close();
+    }
+    r
 }

@@ -54,6 +54,19 @@ impl Pool {
         })
     }
 
+    /// No slots (a `replay:` model, which needs none), with the same
+    /// admission bound: `parallel` running and `queue` waiting.
+    pub fn empty(parallel: usize, queue: usize) -> Arc<Pool> {
+        let parallel = parallel.max(1);
+        Arc::new(Pool {
+            free: Mutex::new(Vec::new()),
+            permits: Semaphore::new(parallel),
+            admitted: AtomicUsize::new(0),
+            parallel,
+            queue,
+        })
+    }
+
     /// Admits a request, or refuses it (503) when every slot is busy and
     /// the queue is full.
     pub fn admit(self: &Arc<Self>) -> Result<Admission, ApiError> {

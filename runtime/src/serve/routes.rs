@@ -28,9 +28,15 @@ pub struct State {
     pub api_key: Option<String>,
     /// Largest body, bytes.
     pub max_body: usize,
+    /// Agent mode: the policy's tools run here.
+    pub agent: Option<super::agent::Agent>,
 }
 
 type S = Arc<State>;
+
+/// Most tokens per generation in agent mode when the request names none
+/// (and at most half the context).
+const AGENT_MAX_TOKENS: usize = 2048;
 
 /// Every route, the API key check and the request counter.
 pub fn router(state: S) -> Router {
@@ -198,23 +204,6 @@ async fn chat(Shared(s): Shared<S>, body: Body) -> Result<Response, ApiError> {
     let r: ChatRequest = read_json(&s, body).await?;
     let checked = r.check()?;
     let admission = s.engine.pool.admit()?;
-    let s2 = s.clone();
-    let sampling = sampling(&r);
-    let parallel = r.parallel_tool_calls.unwrap_or(true);
-    let mut prepared =
-        tokio::task::spawn_blocking(move || s2.engine.prepare(checked, sampling, parallel))
-            .await
-            .map_err(|e| ApiError::internal(&e.into()))??;
-    let mut slot = s.engine.pool.take(&prepared.prompt_ids).await;
-    let cancel = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let format = s.engine.template.call_format();
-    let flag = cancel.clone();
-    tokio::task::spawn_blocking(move || {
-        engine::run(&mut slot, &mut prepared, &flag, &tx, format);
-        drop(slot);
-        drop(admission);
-    });
     let meta = Meta {
         id: format!("chatcmpl-{}", engine::random_id()),
         created: now(),
@@ -223,6 +212,80 @@ async fn chat(Shared(s): Shared<S>, body: Body) -> Result<Response, ApiError> {
             .clone()
             .unwrap_or_else(|| s.engine.model_name.clone()),
     };
+    if s.agent.is_some() {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let params = s.engine.params(&sampling(&r));
+        let max_tokens = checked
+            .max_tokens
+            .map_or(AGENT_MAX_TOKENS.min(s.engine.ctx / 2), |n| n as usize);
+        let (s2, flag, user) = (s.clone(), cancel.clone(), r.user.clone());
+        let handle = tokio::runtime::Handle::current();
+        // A thread of its own, outside the async runtime: the sandbox runs
+        // each call on an executor of its own, which cannot start inside
+        // one. Admission bounds how many there are.
+        let spawned = std::thread::Builder::new()
+            .name("warden-agent".into())
+            .spawn(move || {
+                let agent = s2.agent.as_ref().expect("checked above");
+                super::agent::run(
+                    agent,
+                    &s2.engine,
+                    &handle,
+                    checked,
+                    params,
+                    max_tokens,
+                    user.as_deref(),
+                    &flag,
+                    &tx,
+                );
+                drop(admission);
+            });
+        if let Err(e) = spawned {
+            return Err(ApiError::internal(&anyhow::anyhow!(
+                "cannot start a thread for the request: {e}"
+            )));
+        }
+        let guard = CancelOnDrop(cancel);
+        return if r.stream {
+            let include_usage = r.stream_options.as_ref().is_some_and(|o| o.include_usage);
+            Ok(stream(s, rx, guard, meta, include_usage, started).into_response())
+        } else {
+            whole(s, rx, guard, meta, started).await
+        };
+    }
+    let s2 = s.clone();
+    let sampling = sampling(&r);
+    let parallel = r.parallel_tool_calls.unwrap_or(true);
+    let mut prepared =
+        tokio::task::spawn_blocking(move || s2.engine.prepare(checked, sampling, parallel))
+            .await
+            .map_err(|e| ApiError::internal(&e.into()))??;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    if let Some(replay) = &s.engine.replay {
+        let mut replay = replay.clone();
+        let s2 = s.clone();
+        tokio::task::spawn_blocking(move || {
+            engine::run_replay(&mut replay, &s2.engine, &prepared, &tx);
+            drop(admission);
+        });
+        let guard = CancelOnDrop(cancel);
+        return if r.stream {
+            let include_usage = r.stream_options.as_ref().is_some_and(|o| o.include_usage);
+            Ok(stream(s, rx, guard, meta, include_usage, started).into_response())
+        } else {
+            whole(s, rx, guard, meta, started).await
+        };
+    }
+    let mut slot = s.engine.pool.take(&prepared.prompt_ids).await;
+    let format = s.engine.template.call_format();
+    let flag = cancel.clone();
+    tokio::task::spawn_blocking(move || {
+        engine::run(&mut slot, &mut prepared, &flag, &tx, format);
+        drop(slot);
+        drop(admission);
+    });
     let guard = CancelOnDrop(cancel);
     if r.stream {
         let include_usage = r.stream_options.as_ref().is_some_and(|o| o.include_usage);
@@ -276,7 +339,7 @@ async fn whole(
                         message["content"] = Value::Null;
                     }
                 }
-                return Ok(Json(json!({
+                let mut body = json!({
                     "id": meta.id,
                     "object": "chat.completion",
                     "created": meta.created,
@@ -284,8 +347,11 @@ async fn whole(
                     "choices": [{"index": 0, "message": message, "finish_reason": o.finish_reason}],
                     "usage": o.usage(),
                     "timings": o.timings,
-                }))
-                .into_response());
+                });
+                if let Some(w) = &o.warden {
+                    body["warden"] = w.clone();
+                }
+                return Ok(Json(body).into_response());
             }
         }
     }
@@ -363,6 +429,9 @@ fn stream(
                             }
                             let mut end = chunk(&meta, json!({}), Some(o.finish_reason));
                             end["timings"] = o.timings.clone();
+                            if let Some(w) = &o.warden {
+                                end["warden"] = w.clone();
+                            }
                             queued.push(data(&end).unwrap_or_default());
                             if !o.tool_calls.is_empty() {
                                 let calls: Vec<Value> = o

@@ -24,7 +24,7 @@ pub struct Generated {
 }
 
 /// A source of generations.
-pub trait Backend {
+pub trait Backend: Send {
     /// What it is, for the log's `session_start` (`{"kind", "path", …}`).
     fn describe(&self) -> Value;
     /// The adapters applied unfused, for `session_start`'s `adapter`

@@ -64,6 +64,9 @@ pub enum EndReason {
     Length,
     /// Ctrl-C.
     Interrupted,
+    /// The model called a tool the client runs (`warden serve`'s agent
+    /// mode): the calls go back to the client.
+    ClientTools,
 }
 
 impl EndReason {
@@ -79,6 +82,7 @@ impl EndReason {
             }
             EndReason::Length => "stopped: the model hit --max-tokens before finishing".into(),
             EndReason::Interrupted => "interrupted (Ctrl-C)".into(),
+            EndReason::ClientTools => "the model called the client's tools".into(),
         }
     }
 }
@@ -140,6 +144,9 @@ pub struct TurnReport {
     pub prefill: Vec<(usize, usize)>,
     /// Per generation: time to first token and decode speed.
     pub generations: Vec<GenerationStats>,
+    /// Calls of the client's tools, for the client to run (agent mode):
+    /// OpenAI `function` objects (`name`, `arguments` as a JSON string).
+    pub client_calls: Vec<Value>,
 }
 
 /// One generation's latency figures.
@@ -178,6 +185,8 @@ pub struct Session<'h> {
     generations: u64,
     calls: u64,
     ended: bool,
+    /// Tools the client runs (agent mode), offered beside the policy's.
+    client_tools: Vec<Value>,
 }
 
 impl<'h> Session<'h> {
@@ -252,6 +261,7 @@ impl<'h> Session<'h> {
             generations: 0,
             calls: 0,
             ended: false,
+            client_tools: Vec::new(),
         })
     }
 
@@ -277,8 +287,53 @@ impl<'h> Session<'h> {
         self.budget = self.host.budget();
     }
 
+    /// The conversation so far.
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+
+    /// The options, to change between turns (a server's per-request
+    /// `max_tokens`, thinking and tool choice).
+    pub fn options_mut(&mut self) -> &mut SessionOptions {
+        &mut self.opts
+    }
+
+    /// Tools the client runs, offered beside the policy's from the next
+    /// turn on; a call of one ends the turn (its calls come back in
+    /// [`TurnReport::client_calls`]). A policy tool of the same name wins.
+    pub fn set_client_tools(&mut self, tools: Vec<Value>) {
+        self.client_tools = tools;
+    }
+
     /// Runs one turn for `user`.
     pub fn turn(
+        &mut self,
+        user: &str,
+        on: &mut dyn FnMut(Event<'_>),
+    ) -> anyhow::Result<TurnReport> {
+        self.messages.push(Message::new("user", user));
+        self.run_turn(user, on)
+    }
+
+    /// Runs one turn after `messages` (a user message, or results of the
+    /// client's tools), which join the conversation first; `user` is what
+    /// the log's `turn` record shows as the question.
+    pub fn turn_after(
+        &mut self,
+        messages: Vec<Message>,
+        user: &str,
+        on: &mut dyn FnMut(Event<'_>),
+    ) -> anyhow::Result<TurnReport> {
+        self.messages.extend(messages);
+        self.run_turn(user, on)
+    }
+
+    /// Replaces the conversation (system message included) with `messages`.
+    pub fn replace_messages(&mut self, messages: Vec<Message>) {
+        self.messages = messages;
+    }
+
+    fn run_turn(
         &mut self,
         user: &str,
         on: &mut dyn FnMut(Event<'_>),
@@ -286,7 +341,6 @@ impl<'h> Session<'h> {
         let t0 = Instant::now();
         self.cancel.store(false, Ordering::SeqCst);
         self.turns += 1;
-        self.messages.push(Message::new("user", user));
         let max_steps = self.host.policy().session.max_steps;
         let mut report = TurnReport {
             answer: String::new(),
@@ -296,7 +350,22 @@ impl<'h> Session<'h> {
             timings: TurnTimings::default(),
             prefill: Vec::new(),
             generations: Vec::new(),
+            client_calls: Vec::new(),
         };
+        let offered: Vec<Value> = self
+            .tools
+            .iter()
+            .cloned()
+            .chain(
+                self.client_tools
+                    .iter()
+                    .filter(|t| {
+                        let name = t.pointer("/function/name").and_then(Value::as_str);
+                        name.is_some_and(|n| self.host.tool(n).is_none())
+                    })
+                    .cloned(),
+            )
+            .collect();
         while report.steps < max_steps {
             if self.cancel.load(Ordering::SeqCst) {
                 report.end_reason = EndReason::Interrupted;
@@ -306,7 +375,7 @@ impl<'h> Session<'h> {
             let shown: &[Value] = if self.opts.tool_choice == chat::ToolChoice::None {
                 &[]
             } else {
-                &self.tools
+                &offered
             };
             let rendered = self.backend.template().render(&RenderRequest {
                 messages: &self.messages,
@@ -391,7 +460,28 @@ impl<'h> Session<'h> {
                 break;
             }
             let mut out_of_calls = false;
-            for pc in &parsed.calls {
+            let is_client = |pc: &chat::ParsedCall| {
+                pc.call.as_ref().is_ok_and(|c| {
+                    self.host.tool(&c.name).is_none()
+                        && self.client_tools.iter().any(|t| {
+                            t.pointer("/function/name").and_then(Value::as_str)
+                                == Some(c.name.as_str())
+                        })
+                })
+            };
+            let (client, ours): (Vec<&chat::ParsedCall>, Vec<&chat::ParsedCall>) =
+                parsed.calls.iter().partition(|pc| is_client(pc));
+            for pc in client {
+                let call = pc.call.as_ref().expect("a well-formed call");
+                report.client_calls.push(json!({
+                    "name": call.name,
+                    "arguments": call
+                        .arguments_text
+                        .clone()
+                        .unwrap_or_else(|| Value::Object(call.arguments.clone()).to_string()),
+                }));
+            }
+            for pc in ours {
                 // Once the budget is spent the rest of the generation's
                 // calls are neither run nor logged one by one (the
                 // generation record holds the text).
@@ -409,6 +499,11 @@ impl<'h> Session<'h> {
             }
             if out_of_calls {
                 report.end_reason = EndReason::MaxToolCalls;
+                break;
+            }
+            if !report.client_calls.is_empty() {
+                report.answer = parsed.content;
+                report.end_reason = EndReason::ClientTools;
                 break;
             }
         }
@@ -438,6 +533,12 @@ impl<'h> Session<'h> {
     pub fn end(mut self, reason: &str) -> anyhow::Result<std::path::PathBuf> {
         self.write_end(reason)?;
         Ok(self.log.path().to_path_buf())
+    }
+
+    /// Ends the session's log where the session is kept (a server's
+    /// conversations): `session_end` with `reason`, once.
+    pub fn end_in_place(&mut self, reason: &str) -> anyhow::Result<()> {
+        self.write_end(reason)
     }
 
     fn write_end(&mut self, reason: &str) -> anyhow::Result<()> {

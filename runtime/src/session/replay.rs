@@ -10,23 +10,24 @@ use crate::chat::ChatTemplate;
 use crate::model::Timings;
 use anyhow::Context as _;
 use serde_json::{json, Value};
-use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
 /// One recorded generation, with its timings when the recording has them.
 type Output = (String, Option<Timings>);
 
-/// Recorded outputs played back in order.
+/// Recorded outputs played back in order (clones play from the same
+/// queue: one recording served to many sessions).
+#[derive(Clone)]
 pub struct ReplayBackend {
     path: PathBuf,
     template: ChatTemplate,
     /// What is left to play (all of it, or the current case's).
-    queue: Rc<RefCell<VecDeque<Output>>>,
+    queue: Arc<Mutex<VecDeque<Output>>>,
     /// Outputs by case (eval's form).
-    cases: Option<Rc<HashMap<String, Vec<String>>>>,
+    cases: Option<Arc<HashMap<String, Vec<String>>>>,
     users: Vec<String>,
     thinking: Option<bool>,
     recorded: usize,
@@ -104,8 +105,8 @@ impl ReplayBackend {
         Ok(ReplayBackend {
             path: path.to_path_buf(),
             template,
-            queue: Rc::new(RefCell::new(outputs.into())),
-            cases: (!cases.is_empty()).then(|| Rc::new(cases)),
+            queue: Arc::new(Mutex::new(outputs.into())),
+            cases: (!cases.is_empty()).then(|| Arc::new(cases)),
             users,
             thinking,
             recorded,
@@ -125,7 +126,7 @@ impl ReplayBackend {
 
     /// Generations not yet played (of the current case, per case).
     pub fn remaining(&self) -> usize {
-        self.queue.borrow().len()
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// A handle that queues one case's outputs at a time, for a recording in
@@ -143,8 +144,8 @@ impl ReplayBackend {
 #[derive(Clone)]
 pub struct ReplayCases {
     path: PathBuf,
-    queue: Rc<RefCell<VecDeque<Output>>>,
-    cases: Rc<HashMap<String, Vec<String>>>,
+    queue: Arc<Mutex<VecDeque<Output>>>,
+    cases: Arc<HashMap<String, Vec<String>>>,
 }
 
 impl ReplayCases {
@@ -156,7 +157,8 @@ impl ReplayCases {
                 self.path.display()
             )
         })?;
-        *self.queue.borrow_mut() = o.iter().map(|t| (t.clone(), None)).collect();
+        *self.queue.lock().unwrap_or_else(|e| e.into_inner()) =
+            o.iter().map(|t| (t.clone(), None)).collect();
         Ok(())
     }
 }
@@ -183,7 +185,12 @@ impl Backend for ReplayBackend {
         _cancel: &AtomicBool,
         on_text: &mut dyn FnMut(&str),
     ) -> anyhow::Result<Generated> {
-        let Some((text, timings)) = self.queue.borrow_mut().pop_front() else {
+        let Some((text, timings)) = self
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
+        else {
             anyhow::bail!(
                 "the replay {} has no more generations{}; the session asked for more than was recorded",
                 self.path.display(),

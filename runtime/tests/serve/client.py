@@ -338,7 +338,70 @@ def constrained(base, key):
     expect(e["param"] == "tool_choice", e)
     e = error_shape(*raw(base, key, "/v1/chat/completions", {"messages": msgs, "tools": BOUNDED, "tool_choice": "required", "response_format": {"type": "json_object"}}), 400)
     expect(e["param"] == "response_format", e)
+    # The message-count bound, exactly: 4,097 are refused as too many,
+    # 4,096 get as far as the context check.
+    many = [{"role": "user", "content": "x"}] * 4097
+    e = error_shape(*raw(base, key, "/v1/chat/completions", {"messages": many}), 400)
+    expect(e["param"] == "messages" and "4096" in e["message"], e)
+    e = error_shape(*raw(base, key, "/v1/chat/completions", {"messages": many[:4096]}), 400)
+    expect(e["code"] == "context_length_exceeded", e)
     print("constrained ok:", seen[:3])
+
+
+WEATHER = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+
+
+def agent_replay(base, key):
+    """Agent mode on a recording (runtime/tests/serve/agent-replay.jsonl):
+    a denied call and an allowed one run server-side and are reported in
+    warden.tool_calls; the client's own tool comes back as tool_calls; the
+    client's result continues the same conversation and log."""
+    c = client(base, key)
+    messages = [{"role": "user", "content": "Where is the Post model, and what is the weather in Oslo?"}]
+    r = c.chat.completions.create(model="m", messages=messages, tools=WEATHER)
+    w = r.model_extra["warden"]
+    calls = w["tool_calls"]
+    expect([x["name"] for x in calls] == ["read_file", "search_code"], calls)
+    denied, ok = calls
+    # The policy lets read_file run; the sandbox refuses a path outside its mounts.
+    expect(denied["outcome"] == "denied" and denied["result"].startswith("error: denied: "), denied)
+    expect(ok["decision"] == "allowed" and ok["outcome"] == "ok" and "class Post" in ok["result"], ok)
+    ch = r.choices[0]
+    expect(ch.finish_reason == "tool_calls", r)
+    expect([t.function.name for t in ch.message.tool_calls] == ["get_weather"], r)
+    expect(json.loads(ch.message.tool_calls[0].function.arguments) == {"city": "Oslo"}, r)
+    log = w["log"]
+    expect(os.path.exists(log), log)
+    # The client runs its tool and sends the result: same conversation.
+    messages.append(ch.message.model_dump(exclude_none=True))
+    messages.append({"role": "tool", "tool_call_id": ch.message.tool_calls[0].id, "content": "sunny, 12 C"})
+    r2 = c.chat.completions.create(model="m", messages=messages, tools=WEATHER)
+    expect(r2.choices[0].finish_reason == "stop" and "sunny" in r2.choices[0].message.content, r2)
+    expect(r2.model_extra["warden"]["log"] == log and r2.model_extra["warden"]["tool_calls"] == [], r2.model_extra)
+    # Streamed, a new conversation: text deltas, and warden on the last chunk.
+    stream = c.chat.completions.create(model="m", messages=[{"role": "user", "content": "Say hello."}], stream=True)
+    text, extra = "", None
+    for chunk in stream:
+        for ch in chunk.choices:
+            text += ch.delta.content or ""
+        extra = (chunk.model_extra or {}).get("warden") or extra
+    expect(text == "Hello there.", text)
+    expect(extra and extra["log"] != log, extra)
+    print("agent_replay ok:", log, extra["log"])
+
+
+def agent_live(base, key):
+    """Agent mode on the tiny agent: its call of a policy tool runs here."""
+    c = client(base, key, timeout=600)
+    r = c.chat.completions.create(model="m", messages=[{"role": "user", "content": QUESTION}], max_tokens=96, temperature=0)
+    w = r.model_extra["warden"]
+    expect(w["tool_calls"], r)
+    first = w["tool_calls"][0]
+    expect(first["name"] in {"search_code", "read_file", "list_dir"} and first["decision"] == "allowed", first)
+    expect(first["outcome"] == "ok", first)
+    expect(os.path.exists(w["log"]), w)
+    print("agent_live ok:", first["name"], first["arguments"], "->", repr(r.choices[0].message.content)[:60])
 
 
 if __name__ == "__main__":
