@@ -1054,11 +1054,19 @@ fn a_constrained_variant_is_measured_beside_the_free_one_and_logged_as_such() {
         if *name == "held" {
             assert_eq!(start["tool_choice"], "required", "{start}");
             // Random weights, held to a call: each case's first generation
-            // calls an offered tool, well formed.
+            // calls an offered tool, well formed unless max_tokens cut it
+            // (a random model may write a long string).
             for g in firsts {
+                let out = g["output"].as_str().unwrap();
+                assert!(
+                    tools.iter().any(|t| out.starts_with(&format!(
+                        "<tool_call>\n{{\"name\": \"{t}\", \"arguments\": {{"
+                    ))),
+                    "{g}"
+                );
                 let c = &g["calls"][0];
-                assert!(tools.contains(&c["name"].as_str().unwrap_or("")), "{g}");
-                assert!(c.get("malformed").is_none_or(Value::is_null), "{g}");
+                let whole = c.get("malformed").is_none_or(Value::is_null);
+                assert!(whole || g["finish_reason"] == "length", "{g}");
             }
         } else {
             assert!(start.get("tool_choice").is_none(), "{start}");

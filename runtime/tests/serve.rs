@@ -215,6 +215,42 @@ fn agent_mode_runs_the_policys_tools_here_and_logs_each_conversation() {
 }
 
 #[test]
+fn agent_mode_keeps_at_most_64_conversations() {
+    let dir = tempfile::tempdir().unwrap();
+    let replay = dir.path().join("hi.jsonl");
+    std::fs::write(&replay, "{\"output\": \"Hi.\"}\n".repeat(65)).unwrap();
+    let logs = dir.path().join("logs");
+    let s = start_spec(
+        &format!("replay:{}", replay.display()),
+        &[
+            "--policy",
+            repo().join("policies/default.toml").to_str().unwrap(),
+            "--workspace",
+            repo().join("examples/workspace").to_str().unwrap(),
+            "--log-dir",
+            logs.to_str().unwrap(),
+        ],
+    );
+    scenario(&s, "agent_evict");
+    s.stop();
+    let mut reasons = Vec::new();
+    for e in std::fs::read_dir(&logs).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert_eq!(last["type"], "session_end");
+        reasons.push(last["reason"].as_str().unwrap().to_string());
+    }
+    reasons.sort();
+    assert_eq!(reasons.len(), 65);
+    assert_eq!(
+        reasons.iter().filter(|r| *r == "evicted").count(),
+        1,
+        "{reasons:?}"
+    );
+    assert_eq!(reasons.iter().filter(|r| *r == "shutdown").count(), 64);
+}
+
+#[test]
 fn a_full_queue_is_refused_with_503() {
     let s = start(&["--parallel", "1", "--queue", "0"]);
     scenario(&s, "busy");

@@ -97,6 +97,7 @@ WS: /[ \t\r\n]*/
 /// that constrained output reads as the model's own and whitespace cannot
 /// run on without end.
 fn json_style(mut schema: Value) -> Value {
+    bound_integers(&mut schema);
     if let Value::Object(o) = &mut schema {
         o.insert(
             "x-guidance".into(),
@@ -104,6 +105,37 @@ fn json_style(mut schema: Value) -> Value {
         );
     }
     schema
+}
+
+/// JavaScript's safe integer range: integers without bounds get these, so
+/// that a weak model cannot write digits until `max_tokens` (and no client
+/// gets an integer its JSON parser rounds).
+const SAFE_INTEGER: i64 = 9_007_199_254_740_991;
+
+/// `schema` with every unbounded `integer` bounded to the safe range.
+fn bound_integers(schema: &mut Value) {
+    match schema {
+        Value::Object(o) => {
+            let is_int = match o.get("type") {
+                Some(Value::String(t)) => t == "integer",
+                Some(Value::Array(ts)) => ts.iter().any(|t| t == "integer"),
+                _ => false,
+            };
+            if is_int {
+                if !o.contains_key("maximum") && !o.contains_key("exclusiveMaximum") {
+                    o.insert("maximum".into(), json!(SAFE_INTEGER));
+                }
+                if !o.contains_key("minimum") && !o.contains_key("exclusiveMinimum") {
+                    o.insert("minimum".into(), json!(-SAFE_INTEGER));
+                }
+            }
+            for v in o.values_mut() {
+                bound_integers(v);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(bound_integers),
+        _ => {}
+    }
 }
 
 /// The JSON Schema of one call object, `{"name": NAME, "arguments": {…}}`.
@@ -274,6 +306,24 @@ mod tests {
         )
         .unwrap()
         .is_none());
+    }
+
+    #[test]
+    fn unbounded_integers_get_the_safe_range_and_bounds_stay() {
+        let mut s = json!({"type": "object", "properties": {
+            "a": {"type": "integer"},
+            "b": {"type": ["integer", "null"], "maximum": 5},
+            "c": {"type": "array", "items": {"type": "integer", "exclusiveMinimum": 0}},
+            "d": {"type": "string"}}});
+        bound_integers(&mut s);
+        let p = &s["properties"];
+        assert_eq!(p["a"]["maximum"], json!(SAFE_INTEGER));
+        assert_eq!(p["a"]["minimum"], json!(-SAFE_INTEGER));
+        assert_eq!(p["b"]["maximum"], json!(5));
+        assert_eq!(p["b"]["minimum"], json!(-SAFE_INTEGER));
+        assert!(p["c"]["items"].get("minimum").is_none());
+        assert_eq!(p["c"]["items"]["maximum"], json!(SAFE_INTEGER));
+        assert!(p["d"].get("maximum").is_none());
     }
 
     #[test]

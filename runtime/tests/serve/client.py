@@ -404,6 +404,18 @@ def agent_live(base, key):
     print("agent_live ok:", first["name"], first["arguments"], "->", repr(r.choices[0].message.content)[:60])
 
 
+def agent_evict(base, key):
+    """65 conversations: the server keeps 64; the least recently used one
+    ends (its log says evicted)."""
+    c = client(base, key)
+    logs = []
+    for i in range(65):
+        r = c.chat.completions.create(model="m", messages=[{"role": "user", "content": f"Question {i}"}])
+        logs.append(r.model_extra["warden"]["log"])
+    expect(len(set(logs)) == 65, logs)
+    print("agent_evict ok")
+
+
 if __name__ == "__main__":
     base, key, scenario = sys.argv[1:4]
     globals()[scenario](base, key)
