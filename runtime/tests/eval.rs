@@ -623,21 +623,26 @@ fn bfcl_files_run_through_eval_with_replayed_outputs() {
     .success());
 }
 
-#[test]
-fn a_short_eval_of_a_real_tiny_model_runs_end_to_end_and_is_logged() {
+/// A tiny random Qwen3 at `m` (seed 5), with a GGUF of `gguf`'s type too.
+fn tiny_model(m: &Path, gguf: Option<&str>) -> PathBuf {
     use warden::model::convert::synth::{synth, SynthOptions, SynthShape};
-    let dir = tempfile::tempdir().unwrap();
-    let m = dir.path().join("m");
     synth(&SynthOptions {
         shape: SynthShape::Tiny,
-        out: m.clone(),
+        out: m.to_path_buf(),
         dtype: candle_core::DType::F32,
-        gguf: Some(warden::model::weights::ggml_type::parse_gguf_type("q8_0").unwrap()),
+        gguf: gguf.map(|t| warden::model::weights::ggml_type::parse_gguf_type(t).unwrap()),
         gguf_only: false,
         seed: 5,
         tie_word_embeddings: None,
     })
     .unwrap();
+    m.to_path_buf()
+}
+
+#[test]
+fn a_short_eval_of_a_real_tiny_model_runs_end_to_end_and_is_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = tiny_model(&dir.path().join("m"), Some("q8_0"));
     let out = dir.path().join("o.json");
     let base = format!("base={}", m.display());
     let quant = format!("q4={}+quant=q4_0+think=off", m.display());
@@ -999,19 +1004,8 @@ fn the_shop_suite_scores_its_perfect_recording_fully() {
 
 #[test]
 fn a_constrained_variant_is_measured_beside_the_free_one_and_logged_as_such() {
-    use warden::model::convert::synth::{synth, SynthOptions, SynthShape};
     let dir = tempfile::tempdir().unwrap();
-    let m = dir.path().join("m");
-    synth(&SynthOptions {
-        shape: SynthShape::Tiny,
-        out: m.clone(),
-        dtype: candle_core::DType::F32,
-        gguf: None,
-        gguf_only: false,
-        seed: 5,
-        tie_word_embeddings: None,
-    })
-    .unwrap();
+    let m = tiny_model(&dir.path().join("m"), None);
     let out = dir.path().join("o.json");
     let free = format!("free={}+think=off", m.display());
     let held = format!("held={}+think=off+tool-choice=required", m.display());

@@ -137,6 +137,23 @@ fn tool_choice_and_json_output_are_enforced_even_on_random_weights() {
     scenario(&s, "constrained");
 }
 
+/// Agent mode's flags: the default policy on the example workspace, logs
+/// in `logs`.
+fn agent_flags(logs: &Path) -> Vec<String> {
+    vec![
+        "--policy".into(),
+        repo().join("policies/default.toml").display().to_string(),
+        "--workspace".into(),
+        repo().join("examples/workspace").display().to_string(),
+        "--log-dir".into(),
+        logs.display().to_string(),
+    ]
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 /// The logs in `dir`, each verified by `warden audit verify`, and the
 /// summary of each.
 fn verified_logs(dir: &Path) -> Vec<serde_json::Value> {
@@ -173,19 +190,7 @@ fn agent_mode_runs_the_policys_tools_here_and_logs_each_conversation() {
             .join("runtime/tests/serve/agent-replay.jsonl")
             .display()
     );
-    let policy = repo().join("policies/default.toml");
-    let workspace = repo().join("examples/workspace");
-    let s = start_spec(
-        &replay,
-        &[
-            "--policy",
-            policy.to_str().unwrap(),
-            "--workspace",
-            workspace.to_str().unwrap(),
-            "--log-dir",
-            logs.path().to_str().unwrap(),
-        ],
-    );
+    let s = start_spec(&replay, &strs(&agent_flags(logs.path())));
     scenario(&s, "agent_replay");
     s.stop();
     // Two conversations, each in its own log, ended, verified; the first
@@ -201,14 +206,7 @@ fn agent_mode_runs_the_policys_tools_here_and_logs_each_conversation() {
 
     // A live model: the tiny agent's call of a policy tool runs here.
     let logs = tempfile::tempdir().unwrap();
-    let s = start(&[
-        "--policy",
-        policy.to_str().unwrap(),
-        "--workspace",
-        workspace.to_str().unwrap(),
-        "--log-dir",
-        logs.path().to_str().unwrap(),
-    ]);
+    let s = start(&strs(&agent_flags(logs.path())));
     scenario(&s, "agent_live");
     s.stop();
     assert_eq!(verified_logs(logs.path()).len(), 1);
@@ -222,14 +220,7 @@ fn agent_mode_keeps_at_most_64_conversations() {
     let logs = dir.path().join("logs");
     let s = start_spec(
         &format!("replay:{}", replay.display()),
-        &[
-            "--policy",
-            repo().join("policies/default.toml").to_str().unwrap(),
-            "--workspace",
-            repo().join("examples/workspace").to_str().unwrap(),
-            "--log-dir",
-            logs.to_str().unwrap(),
-        ],
+        &strs(&agent_flags(&logs)),
     );
     scenario(&s, "agent_evict");
     s.stop();

@@ -255,19 +255,7 @@ impl Backend for SlotBackend {
                 !cancel.load(Ordering::Relaxed)
             },
         )?;
-        Ok(Generated {
-            text: g.text,
-            finish_reason: if cancel.load(Ordering::Relaxed) {
-                "cancelled".into()
-            } else {
-                serde_json::to_value(&g.finish_reason)?
-                    .as_str()
-                    .unwrap_or("stop")
-                    .into()
-            },
-            timings: g.timings,
-            total_ms: start.elapsed().as_secs_f64() * 1e3,
-        })
+        Generated::of(g, cancel.load(Ordering::Relaxed), start)
     }
 }
 

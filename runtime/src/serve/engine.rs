@@ -257,6 +257,43 @@ impl Engine {
     }
 }
 
+/// A generation's text on its way to the client: content and reasoning
+/// deltas (call blocks held back when tools were shown).
+struct Deltas<'a> {
+    filter: StreamFilter,
+    tx: &'a tokio::sync::mpsc::UnboundedSender<Event>,
+}
+
+impl<'a> Deltas<'a> {
+    fn new(p: &Prepared, tx: &'a tokio::sync::mpsc::UnboundedSender<Event>) -> Self {
+        let filter = if p.tools_shown {
+            StreamFilter::default()
+        } else {
+            StreamFilter::reasoning_only()
+        };
+        Deltas { filter, tx }
+    }
+
+    /// Sends what `piece` makes visible; false when the client went away
+    /// (the receiver is closed).
+    fn push(&mut self, piece: &str) -> bool {
+        let content = self.filter.push(piece);
+        self.send(content)
+    }
+
+    fn send(&mut self, content: String) -> bool {
+        let reasoning = self.filter.take_reasoning();
+        content.is_empty() && reasoning.is_empty()
+            || self.tx.send(Event::Delta { content, reasoning }).is_ok()
+    }
+
+    /// Sends what the filter still holds.
+    fn finish(&mut self) {
+        let content = self.filter.finish();
+        self.send(content);
+    }
+}
+
 /// Generates `p` on `slot` (blocking), sending deltas and then the outcome
 /// to `tx`; stops early when `cancel` is set.
 pub fn run(
@@ -266,11 +303,7 @@ pub fn run(
     tx: &tokio::sync::mpsc::UnboundedSender<Event>,
     format: chat::CallFormat,
 ) {
-    let mut filter = if p.tools_shown {
-        StreamFilter::default()
-    } else {
-        StreamFilter::reasoning_only()
-    };
+    let mut deltas = Deltas::new(p, tx);
     let mut constraint = p.constraint.take();
     let r = model::generate_with(
         slot.model(),
@@ -280,13 +313,8 @@ pub fn run(
         &p.req.stop,
         constraint.as_mut(),
         |piece| {
-            let content = filter.push(piece);
-            let reasoning = filter.take_reasoning();
-            if !content.is_empty() || !reasoning.is_empty() {
-                // A closed receiver is a client that went away.
-                if tx.send(Event::Delta { content, reasoning }).is_err() {
-                    cancel.store(true, Ordering::Relaxed);
-                }
+            if !deltas.push(piece) {
+                cancel.store(true, Ordering::Relaxed);
             }
             !cancel.load(Ordering::Relaxed)
         },
@@ -298,11 +326,7 @@ pub fn run(
             return;
         }
     };
-    let content = filter.finish();
-    let reasoning = filter.take_reasoning();
-    if !content.is_empty() || !reasoning.is_empty() {
-        let _ = tx.send(Event::Delta { content, reasoning });
-    }
+    deltas.finish();
     let _ = tx.send(Event::Done(Box::new(outcome(&g, p, format))));
 }
 
@@ -316,17 +340,9 @@ pub fn run_replay(
 ) {
     use crate::session::Backend as _;
     let never = AtomicBool::new(false);
-    let mut filter = if p.tools_shown {
-        StreamFilter::default()
-    } else {
-        StreamFilter::reasoning_only()
-    };
+    let mut deltas = Deltas::new(p, tx);
     let r = replay.generate(&p.prompt, p.max_tokens, None, &never, &mut |piece| {
-        let content = filter.push(piece);
-        let reasoning = filter.take_reasoning();
-        if !content.is_empty() || !reasoning.is_empty() {
-            let _ = tx.send(Event::Delta { content, reasoning });
-        }
+        deltas.push(piece);
     });
     let g = match r {
         Ok(g) => g,
@@ -335,11 +351,7 @@ pub fn run_replay(
             return;
         }
     };
-    let content = filter.finish();
-    let reasoning = filter.take_reasoning();
-    if !content.is_empty() || !reasoning.is_empty() {
-        let _ = tx.send(Event::Delta { content, reasoning });
-    }
+    deltas.finish();
     let tokens =
         model::checkpoint::tokenize::encode(&engine.tokenizer, &g.text).unwrap_or_default();
     let generation = model::Generation {

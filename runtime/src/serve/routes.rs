@@ -246,13 +246,7 @@ async fn chat(Shared(s): Shared<S>, body: Body) -> Result<Response, ApiError> {
                 "cannot start a thread for the request: {e}"
             )));
         }
-        let guard = CancelOnDrop(cancel);
-        return if r.stream {
-            let include_usage = r.stream_options.as_ref().is_some_and(|o| o.include_usage);
-            Ok(stream(s, rx, guard, meta, include_usage, started).into_response())
-        } else {
-            whole(s, rx, guard, meta, started).await
-        };
+        return respond(s, &r, rx, CancelOnDrop(cancel), meta, started).await;
     }
     let s2 = s.clone();
     let sampling = sampling(&r);
@@ -270,13 +264,7 @@ async fn chat(Shared(s): Shared<S>, body: Body) -> Result<Response, ApiError> {
             engine::run_replay(&mut replay, &s2.engine, &prepared, &tx);
             drop(admission);
         });
-        let guard = CancelOnDrop(cancel);
-        return if r.stream {
-            let include_usage = r.stream_options.as_ref().is_some_and(|o| o.include_usage);
-            Ok(stream(s, rx, guard, meta, include_usage, started).into_response())
-        } else {
-            whole(s, rx, guard, meta, started).await
-        };
+        return respond(s, &r, rx, CancelOnDrop(cancel), meta, started).await;
     }
     let mut slot = s.engine.pool.take(&prepared.prompt_ids).await;
     let format = s.engine.template.call_format();
@@ -286,7 +274,19 @@ async fn chat(Shared(s): Shared<S>, body: Body) -> Result<Response, ApiError> {
         drop(slot);
         drop(admission);
     });
-    let guard = CancelOnDrop(cancel);
+    respond(s, &r, rx, CancelOnDrop(cancel), meta, started).await
+}
+
+/// The answer to `r` from the events on `rx`: a stream of chunks or one
+/// `chat.completion`, as the request asked.
+async fn respond(
+    s: S,
+    r: &ChatRequest,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    guard: CancelOnDrop,
+    meta: Meta,
+    started: Instant,
+) -> Result<Response, ApiError> {
     if r.stream {
         let include_usage = r.stream_options.as_ref().is_some_and(|o| o.include_usage);
         Ok(stream(s, rx, guard, meta, include_usage, started).into_response())

@@ -153,7 +153,14 @@ impl Backend for CandleBackend {
                 !cancel.load(Ordering::Relaxed)
             },
         )?;
-        let cancelled = cancel.load(Ordering::Relaxed);
+        Generated::of(g, cancel.load(Ordering::Relaxed), start)
+    }
+}
+
+impl Generated {
+    /// A finished generation started at `start` (`cancelled`: its caller
+    /// stopped it).
+    pub fn of(g: model::Generation, cancelled: bool, start: Instant) -> anyhow::Result<Self> {
         Ok(Generated {
             text: g.text,
             finish_reason: if cancelled {

@@ -53,6 +53,20 @@ def error_shape(status, body, want_status):
     return err
 
 
+def streamed_calls(stream):
+    """The calls a stream's tool_calls deltas add up to, by index, and its
+    finish_reason."""
+    got, finish = {}, None
+    for chunk in stream:
+        for c2 in chunk.choices:
+            for d in c2.delta.tool_calls or []:
+                g = got.setdefault(d.index, {"name": "", "arguments": ""})
+                g["name"] += d.function.name or ""
+                g["arguments"] += d.function.arguments or ""
+            finish = c2.finish_reason or finish
+    return got, finish
+
+
 def plain(base, key):
     c = client(base, key)
     models = c.models.list()
@@ -121,14 +135,7 @@ def tools(base, key):
     expect(call.id.startswith("call_"), call)
     # Streamed: the same call, as tool_calls deltas.
     stream = c.chat.completions.create(model="m", messages=messages, tools=TOOLS, max_tokens=96, temperature=0, stream=True)
-    got, finish = {}, None
-    for chunk in stream:
-        for c2 in chunk.choices:
-            for d in c2.delta.tool_calls or []:
-                g = got.setdefault(d.index, {"name": "", "arguments": ""})
-                g["name"] += d.function.name or ""
-                g["arguments"] += d.function.arguments or ""
-            finish = c2.finish_reason or finish
+    got, finish = streamed_calls(stream)
     expect(finish == "tool_calls", finish)
     expect(got[0]["name"] == call.function.name and json.loads(got[0]["arguments"]) == args, (got, call))
     # The round trip: the client ran the tool and sends its result back.
@@ -307,14 +314,7 @@ def constrained(base, key):
     # Greedy too, and streamed: the deltas add up to a valid call.
     stream = c.chat.completions.create(model="m", messages=msgs, tools=BOUNDED, tool_choice="required", max_tokens=200,
                                        temperature=0, stream=True, extra_body=no_think)
-    got, finish = {}, None
-    for chunk in stream:
-        for c2 in chunk.choices:
-            for d in c2.delta.tool_calls or []:
-                g = got.setdefault(d.index, {"name": "", "arguments": ""})
-                g["name"] += d.function.name or ""
-                g["arguments"] += d.function.arguments or ""
-            finish = c2.finish_reason or finish
+    got, finish = streamed_calls(stream)
     expect(finish == "tool_calls" and got, (finish, got))
     for g in got.values():
         jsonschema.validate(json.loads(g["arguments"]), schemas[g["name"]])
