@@ -32,6 +32,7 @@ pub mod chat;
 pub mod cli;
 pub mod eval;
 pub mod guard;
+pub mod mcp;
 pub mod model;
 pub mod outputs;
 pub mod paths;

@@ -318,7 +318,12 @@ fn run_command_conversations_for_a_shell_policy_carry_its_real_output() {
         let answer = m[3]["content"].as_str().unwrap();
         if result.contains("[exit status: ") {
             missing += 1;
-            assert!(answer.contains("in the workspace") || answer.contains("Python files"));
+            assert!(
+                answer.contains("in the workspace")
+                    || answer.contains("Python files")
+                    || answer.contains("JavaScript files"),
+                "{answer}"
+            );
         } else if command.starts_with("grep -rn 'class ") || command.starts_with("grep -rn 'def ") {
             // `./path:line:text`, and the answer names that file.
             let file = result.split(':').next().unwrap();

@@ -161,6 +161,10 @@ pub struct SessionStart {
     /// (`+constrained`, `--constrained`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub constrained: Option<bool>,
+    /// An MCP session's client: its `clientInfo` (`name`, `version`) and
+    /// the protocol version negotiated (`warden mcp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<Value>,
 }
 
 /// `generation`.

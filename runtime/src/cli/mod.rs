@@ -21,6 +21,7 @@ macro_rules! out {
 mod audit;
 mod convert;
 mod eval;
+mod mcp;
 mod model;
 mod new_tool;
 mod prompt;
@@ -78,6 +79,8 @@ enum Command {
     Quantize(convert::QuantizeArgs),
     /// An OpenAI-compatible HTTP server (/v1/chat/completions with tools, streaming).
     Serve(serve::ServeArgs),
+    /// The policy's tools as an MCP server (stdio or streamable HTTP), each call sandboxed and audited.
+    Mcp(mcp::McpArgs),
 }
 
 /// Runs the command line; returns the process exit code.
@@ -120,5 +123,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fuse(a) => done(convert::fuse(a)),
         Command::Quantize(a) => done(convert::quantize(a)),
         Command::Serve(a) => done(serve::serve(a)),
+        Command::Mcp(a) => done(mcp::mcp(a)),
     }
 }

@@ -141,7 +141,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Ctrl-C, or SIGTERM where there is one (a service manager's stop).
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         let term = async {

@@ -351,6 +351,7 @@ pub fn run_bfcl(
                 .filter(|c| *c != crate::chat::ToolChoice::Auto)
                 .map(|c| c.to_string()),
             constrained: v.constrained.then_some(true),
+            client: None,
         }))?;
         let mut results = Vec::new();
         let mut turn = 0u64;

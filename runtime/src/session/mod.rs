@@ -9,19 +9,21 @@
 //! the call budget, or Ctrl-C ends the turn with a reason.
 
 mod backend;
+pub mod call;
 pub mod demo;
 pub mod replay;
 pub mod setup;
 
 pub use backend::{qwen3_template, sha256_file, Backend, CandleBackend, ForcedBackend, Generated};
+pub use call::{CallReport, Caller};
 pub use replay::ReplayBackend;
 
 use crate::audit::record::{
-    Generation, GenerationCall, GenerationTimings, Record, SessionEnd, SessionStart, ToolCall, Turn,
+    Generation, GenerationCall, GenerationTimings, Record, SessionEnd, SessionStart, Turn,
 };
 use crate::audit::{AuditLog, Redactor};
 use crate::chat::{self, CallFormat, Message, ParamTypes, Parsed, RenderRequest, StreamFilter};
-use crate::sandbox::{CallBudget, CallError, ErrorKind, ToolHost};
+use crate::sandbox::ToolHost;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,33 +87,6 @@ impl EndReason {
             EndReason::ClientTools => "the model called the client's tools".into(),
         }
     }
-}
-
-/// One tool call as the session made it.
-#[derive(Debug, Clone, Serialize)]
-pub struct CallReport {
-    /// `call_N`, unique in the session.
-    pub call_id: String,
-    /// The tool the model named (`null` when it could not be read).
-    pub tool: Option<String>,
-    /// The arguments (or the raw text of a malformed call).
-    pub arguments: Value,
-    /// Whether the arguments fit the tool's schema (`null`: not checked).
-    pub schema_valid: Option<bool>,
-    /// `allowed` or `denied`.
-    pub decision: &'static str,
-    /// What decided.
-    pub rule: String,
-    /// `ok`, a sandbox error kind, or `malformed`.
-    pub outcome: String,
-    /// What the model was given back.
-    pub result: String,
-    /// Bytes of the tool's output (0 on failure).
-    pub output_bytes: usize,
-    /// Whether the output was cut at `max_output_bytes`.
-    pub truncated: bool,
-    /// Time in the sandbox.
-    pub elapsed_us: u64,
 }
 
 /// Where a turn's time went.
@@ -178,12 +153,11 @@ pub struct Session<'h> {
     format: CallFormat,
     tools: Vec<Value>,
     messages: Vec<Message>,
-    budget: CallBudget,
+    caller: Caller<'h>,
     opts: SessionOptions,
     cancel: Arc<AtomicBool>,
     turns: u32,
     generations: u64,
-    calls: u64,
     ended: bool,
     /// Tools the client runs (agent mode), offered beside the policy's.
     client_tools: Vec<Value>,
@@ -198,10 +172,7 @@ impl<'h> Session<'h> {
         opts: SessionOptions,
         cancel: Arc<AtomicBool>,
     ) -> anyhow::Result<Session<'h>> {
-        let redactor = Redactor::new(
-            host.tools()
-                .flat_map(|t| t.policy.env.iter().map(|(_, v)| v.clone())),
-        );
+        let redactor = redactor(host);
         let tools: Vec<Value> = host
             .tools()
             .map(|t| chat::tool_json(&t.spec.name, &t.spec.description, &t.spec.parameters))
@@ -218,18 +189,7 @@ impl<'h> Session<'h> {
                 None => json!({"path": policy.path}),
             }),
             workspace: opts.workspace.clone(),
-            tools: Some(
-                host.tools()
-                    .map(|t| {
-                        json!({
-                            "name": t.spec.name,
-                            "plugin": t.policy.plugin.to_string(),
-                            "sha256": t.sha256,
-                            "env": t.policy.env.iter().map(|(k, _)| k).collect::<Vec<_>>(),
-                        })
-                    })
-                    .collect(),
-            ),
+            tools: Some(tools_record(host)),
             bfcl: None,
             call_format: json!(format),
             template_sha256: Some(crate::audit::sha256_hex(
@@ -242,6 +202,7 @@ impl<'h> Session<'h> {
             tool_choice: (opts.tool_choice != chat::ToolChoice::Auto)
                 .then(|| opts.tool_choice.to_string()),
             constrained: opts.constrained.then_some(true),
+            client: None,
         }))?;
         let mut messages = Vec::new();
         if let Some(system) = &opts.system {
@@ -249,7 +210,7 @@ impl<'h> Session<'h> {
         }
         Ok(Session {
             host,
-            budget: host.budget(),
+            caller: Caller::new(host),
             backend,
             log,
             format,
@@ -259,7 +220,6 @@ impl<'h> Session<'h> {
             cancel,
             turns: 0,
             generations: 0,
-            calls: 0,
             ended: false,
             client_tools: Vec::new(),
         })
@@ -284,7 +244,7 @@ impl<'h> Session<'h> {
     /// case): forgets the conversation and renews the call budget.
     pub fn new_task(&mut self) {
         self.reset();
-        self.budget = self.host.budget();
+        self.caller.renew_budget();
     }
 
     /// The conversation so far.
@@ -488,7 +448,8 @@ impl<'h> Session<'h> {
                 if out_of_calls {
                     break;
                 }
-                let c = self.run_call(report.steps, pc, &mut out_of_calls)?;
+                let c = self.caller.run(pc, &mut out_of_calls);
+                self.log.write(c.record(self.turns.into(), report.steps))?;
                 report.timings.tool_ms += c.elapsed_us as f64 / 1e3;
                 on(Event::Call(&c));
                 let mut tool_msg = Message::new("tool", c.result.clone());
@@ -550,7 +511,7 @@ impl<'h> Session<'h> {
             reason: reason.into(),
             turns: self.turns.into(),
             generations: self.generations,
-            tool_calls: self.calls,
+            tool_calls: self.caller.count(),
         }))
     }
 
@@ -564,126 +525,6 @@ impl<'h> Session<'h> {
         let rec = generation_record(self.turns.into(), step, g, parsed, total_ms);
         self.log.write(rec)
     }
-
-    /// Checks and makes one call; sets `out_of_calls` when the session's
-    /// budget is spent.
-    fn run_call(
-        &mut self,
-        step: u32,
-        pc: &chat::ParsedCall,
-        out_of_calls: &mut bool,
-    ) -> anyhow::Result<CallReport> {
-        self.calls += 1;
-        let call_id = format!("call_{}", self.calls);
-        let mut r = CallReport {
-            call_id,
-            tool: None,
-            arguments: Value::Null,
-            schema_valid: None,
-            decision: "denied",
-            rule: String::new(),
-            outcome: String::new(),
-            result: String::new(),
-            output_bytes: 0,
-            truncated: false,
-            elapsed_us: 0,
-        };
-        let fail = |r: &mut CallReport, kind: &str, message: &str| {
-            r.outcome = kind.to_string();
-            r.result = format!("error: {kind}: {message}");
-        };
-        // A call that names no enabled tool still spends the budget.
-        let mut attempt =
-            |r: &mut CallReport, out_of_calls: &mut bool| match self.budget.charge_attempt() {
-                Ok(()) => true,
-                Err(e) => {
-                    *out_of_calls = true;
-                    r.rule = budget_rule(&e);
-                    fail(r, e.kind.as_str(), &e.message);
-                    false
-                }
-            };
-        match &pc.call {
-            Err(m) => {
-                r.tool = m.name.clone();
-                r.arguments = Value::String(pc.raw.clone());
-                r.schema_valid = Some(false);
-                if attempt(&mut r, out_of_calls) {
-                    r.rule = "malformed: the call could not be read".into();
-                    fail(&mut r, "malformed", &m.message);
-                }
-            }
-            Ok(call) => {
-                r.tool = Some(call.name.clone());
-                let args = Value::Object(call.arguments.clone());
-                r.arguments = args.clone();
-                match self.host.tool(&call.name) {
-                    None => {
-                        if attempt(&mut r, out_of_calls) {
-                            let e = self.host.unknown_tool(&call.name);
-                            r.rule = "policy: no such tool is enabled".into();
-                            fail(&mut r, e.kind.as_str(), &e.message);
-                        }
-                    }
-                    Some(tool) => match self.budget.charge(tool) {
-                        Err(e) => {
-                            *out_of_calls |= e.message.contains("max_tool_calls");
-                            r.rule = budget_rule(&e);
-                            fail(&mut r, e.kind.as_str(), &e.message);
-                        }
-                        Ok(()) => match tool.check_schema(&args) {
-                            Err(e) => {
-                                r.schema_valid = Some(false);
-                                r.rule =
-                                    "schema: the arguments do not fit the tool's parameters".into();
-                                fail(&mut r, e.kind.as_str(), &e.message);
-                            }
-                            Ok(()) => {
-                                r.schema_valid = Some(true);
-                                r.decision = "allowed";
-                                r.rule = format!("policy: {} is enabled", call.name);
-                                let text = serde_json::to_string(&args)?;
-                                let t = Instant::now();
-                                let result = tool.call(self.host.runtime(), &text);
-                                r.elapsed_us = t.elapsed().as_micros() as u64;
-                                match result {
-                                    Ok(out) => {
-                                        r.outcome = "ok".into();
-                                        r.output_bytes = out.output.len();
-                                        r.truncated = out.truncated;
-                                        r.result = out.output;
-                                    }
-                                    Err(e) => fail(&mut r, e.kind.as_str(), &e.message),
-                                }
-                            }
-                        },
-                    },
-                }
-            }
-        }
-        self.log_call(step, &r)?;
-        Ok(r)
-    }
-
-    fn log_call(&mut self, step: u32, r: &CallReport) -> anyhow::Result<()> {
-        self.log.write(Record::ToolCall(ToolCall {
-            turn: self.turns.into(),
-            step,
-            call_id: r.call_id.clone(),
-            tool: r.tool.clone(),
-            arguments: r.arguments.clone(),
-            schema_valid: r.schema_valid,
-            decision: r.decision.into(),
-            rule: r.rule.clone(),
-            outcome: r.outcome.clone(),
-            error: (r.outcome != "ok").then(|| r.result.clone()),
-            output_bytes: r.output_bytes,
-            // Of the result as the model got it (before redaction).
-            output_sha256: crate::audit::sha256_hex(r.result.as_bytes()),
-            truncated: r.truncated,
-            elapsed_us: r.elapsed_us,
-        }))
-    }
 }
 
 impl Drop for Session<'_> {
@@ -694,6 +535,30 @@ impl Drop for Session<'_> {
             tracing::warn!("cannot end the session log: {e:#}");
         }
     }
+}
+
+/// What redacts a session's log: the values of the env vars the policy
+/// gives its tools.
+pub fn redactor(host: &ToolHost) -> Redactor {
+    Redactor::new(
+        host.tools()
+            .flat_map(|t| t.policy.env.iter().map(|(_, v)| v.clone())),
+    )
+}
+
+/// `session_start`'s `tools`: each tool's name, plugin, sha256 and the
+/// names of the env vars it gets.
+pub fn tools_record(host: &ToolHost) -> Vec<Value> {
+    host.tools()
+        .map(|t| {
+            json!({
+                "name": t.spec.name,
+                "plugin": t.policy.plugin.to_string(),
+                "sha256": t.sha256,
+                "env": t.policy.env.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            })
+        })
+        .collect()
 }
 
 /// The `generation` record of `g` (parsed as `parsed`): the one shape
@@ -750,16 +615,6 @@ pub fn generation_record(
             accepted_tokens: drafted.map(|_| t.accepted_tokens as u64),
         },
     })
-}
-
-fn budget_rule(e: &CallError) -> String {
-    if e.message.contains("max_tool_calls") {
-        "policy: [session] max_tool_calls".into()
-    } else if e.kind == ErrorKind::Denied {
-        "policy: max_calls for this tool".into()
-    } else {
-        format!("policy: {}", e.kind)
-    }
 }
 
 /// The assistant message for the history: content, reasoning, the

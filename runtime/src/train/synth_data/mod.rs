@@ -380,6 +380,12 @@ pub fn synth_data(opts: &SynthDataOptions) -> anyhow::Result<SynthDataReport> {
         pool.fixed
             .extend(train.into_iter().map(|p| (p, d.answer.clone())));
     }
+    // A phrasing held out by one template is held out by all: templates
+    // share phrasings ("Where is the function {name} defined?").
+    for (_, train) in usable.iter_mut() {
+        train.retain(|p| !held_out_phrasings.contains(p));
+    }
+    usable.retain(|(_, train)| !train.is_empty());
     if usable.is_empty() {
         bail!(
             "no template has a tool in {} and a name to train on in {}",

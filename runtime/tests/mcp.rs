@@ -1,0 +1,189 @@
+//! `warden mcp` against the official `mcp` Python SDK client (test tooling,
+//! `runtime/tests/mcp/client.py`) over stdio and streamable HTTP:
+//! initialize, list, calls that succeed, are denied, do not fit the schema,
+//! name no tool, time out, report progress, are cancelled, run out of
+//! budget; a malformed message and a foreign Origin over HTTP; and every
+//! session's log verifies.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn repo() -> PathBuf {
+    common::repo()
+}
+
+/// A workspace with one file and a policy: read_file on it, the test
+/// plugin as `t` (1 s) and `slow` (5 s), eight calls a session.
+fn fixture(dir: &Path) -> (PathBuf, PathBuf) {
+    let ws = dir.join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(ws.join("notes.txt"), "hello from the workspace\n").unwrap();
+    let policy = dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[session]\nmax_tool_calls = 8\n\n[tools.read_file]\nplugin = \"read-file\"\nfiles = [{{ path = \"{{workspace}}\", mount = \"/workspace\", mode = \"ro\" }}]\n\n[tools.t]\nplugin = {tool}\ntimeout_ms = 1000\n\n[tools.slow]\nplugin = {tool}\ntimeout_ms = 5000\n",
+            tool = common::test_tool()
+        ),
+    )
+    .unwrap();
+    (policy, ws)
+}
+
+fn python(args: &[&str]) {
+    let check = Command::new("python3")
+        .args(["-c", "import mcp"])
+        .output()
+        .expect("python3 is needed for the MCP client tests");
+    assert!(
+        check.status.success(),
+        "the mcp Python package is needed (pip install mcp): {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let o = Command::new("python3")
+        .arg(repo().join("runtime/tests/mcp/client.py"))
+        .args(args)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{out}\n{err}");
+    eprintln!("{out}");
+}
+
+fn records(log: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The log verifies, names the client, and holds every call as decided.
+fn check_log(log: &Path) {
+    let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["audit", "verify"])
+        .arg(log)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    common::assert_log_matches_schema(log);
+    let recs = records(log);
+    assert_eq!(recs[0]["type"], "session_start");
+    assert_eq!(recs[0]["client"]["name"], "mcp", "{}", recs[0]);
+    assert!(recs[0]["client"]["protocol_version"].is_string());
+    let calls: Vec<&serde_json::Value> = recs.iter().filter(|r| r["type"] == "tool_call").collect();
+    let outcomes: Vec<&str> = calls
+        .iter()
+        .map(|c| c["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "ok",
+            "denied",
+            "invalid-arguments",
+            "unknown-tool",
+            "timeout",
+            "ok",
+            "failed",
+            "ok",
+            "denied"
+        ],
+        "{calls:?}"
+    );
+    // The cancelled call ended well before its 3.5 s sleep.
+    let cancelled = calls[6];
+    assert!(
+        cancelled["error"].as_str().unwrap().contains("cancelled"),
+        "{cancelled}"
+    );
+    assert!(
+        cancelled["elapsed_us"].as_u64().unwrap() < 2_500_000,
+        "{cancelled}"
+    );
+    let end = recs.last().unwrap();
+    assert_eq!(end["type"], "session_end", "{end}");
+}
+
+/// A child process killed when dropped (a failed test leaves no server).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_python_sdk_over_stdio_and_http_and_every_log_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (policy, ws) = fixture(dir.path());
+    // stdio: the client starts the server, as Claude Desktop does.
+    let log = dir.path().join("stdio.jsonl");
+    python(&[
+        "stdio",
+        env!("CARGO_BIN_EXE_warden"),
+        policy.to_str().unwrap(),
+        ws.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
+    check_log(&log);
+
+    // Streamable HTTP: a session (and a log) per client.
+    let logs = dir.path().join("http-logs");
+    let mut child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["mcp", "--http", "127.0.0.1:0", "--policy"])
+            .arg(&policy)
+            .arg("--workspace")
+            .arg(&ws)
+            .arg("--log")
+            .arg(&logs)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    python(&["http", &url]);
+    let st = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    child.0.wait().unwrap();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
+    assert!(files.len() >= 2, "{files:?}");
+    check_log(&files[0]);
+}
+
+#[test]
+fn a_public_address_needs_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (policy, ws) = fixture(dir.path());
+    let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["mcp", "--http", "0.0.0.0:0", "--policy"])
+        .arg(&policy)
+        .arg("--workspace")
+        .arg(&ws)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--token-file"));
+}
