@@ -226,19 +226,19 @@ def busy(base, key):
     """One slot, no queue: a second request while the first generates is
     refused with 503, and the server serves again afterwards."""
     c = client(base, key, timeout=600)
-
-    def long():
-        return c.chat.completions.create(model="m", messages=[{"role": "user", "content": "Tell a long story."}], max_tokens=400, temperature=0)
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        first = pool.submit(long)
-        time.sleep(0.5)
-        try:
-            c.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}], max_tokens=4)
-            refused = None
-        except openai.APIStatusError as e:
-            refused = e
-        first.result()
+    # Streamed, so that its first chunk says it is admitted and generating
+    # (however short what it writes), then the second request at once.
+    first = c.chat.completions.create(model="m", messages=[{"role": "user", "content": "Tell a long story."}],
+                                      max_tokens=400, temperature=0, stream=True)
+    chunks = iter(first)
+    next(chunks)
+    try:
+        c.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}], max_tokens=4)
+        refused = None
+    except openai.APIStatusError as e:
+        refused = e
+    for _ in chunks:
+        pass
     expect(refused is not None and refused.status_code == 503, refused)
     r = c.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}], max_tokens=4)
     expect(r.choices[0].message is not None, r)
