@@ -212,23 +212,42 @@ fn agent_mode_runs_the_policys_tools_here_and_logs_each_conversation() {
     assert_eq!(verified_logs(logs.path()).len(), 1);
 }
 
+/// Agent mode under load: 8 conversations at once on 2 slots lose no
+/// request and no log record; past 64 conversations the oldest ends.
 #[test]
 fn agent_mode_keeps_at_most_64_conversations() {
     let dir = tempfile::tempdir().unwrap();
     let replay = dir.path().join("hi.jsonl");
     std::fs::write(&replay, "{\"output\": \"Hi.\"}\n".repeat(65)).unwrap();
     let logs = dir.path().join("logs");
-    let s = start_spec(
-        &format!("replay:{}", replay.display()),
-        &strs(&agent_flags(&logs)),
-    );
+    let mut flags = agent_flags(&logs);
+    flags.extend(["--parallel", "2", "--queue", "16"].map(String::from));
+    let s = start_spec(&format!("replay:{}", replay.display()), &strs(&flags));
     scenario(&s, "agent_evict");
     s.stop();
+    let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["audit", "verify"])
+        .arg(&logs)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
     let mut reasons = Vec::new();
     for e in std::fs::read_dir(&logs).unwrap() {
         let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        let types: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["type"].as_str().unwrap().to_string()
+            })
+            .collect();
+        // Every record of the conversation's one turn, in order.
+        assert_eq!(
+            types,
+            ["session_start", "generation", "turn", "session_end"],
+            "{text}"
+        );
         let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
-        assert_eq!(last["type"], "session_end");
         reasons.push(last["reason"].as_str().unwrap().to_string());
     }
     reasons.sort();
