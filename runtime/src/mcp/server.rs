@@ -69,9 +69,9 @@ pub struct McpSession {
 impl McpSession {
     /// A new session over `shared` (its log is created at `initialize`).
     pub fn new(shared: &'static Shared) -> McpSession {
-        let (log_path, _) = match &shared.logs {
-            LogPlace::File(p) => (p.clone(), ()),
-            LogPlace::Dir(d) => (d.join(format!("{}.jsonl", audit::new_session_id())), ()),
+        let log_path = match &shared.logs {
+            LogPlace::File(p) => p.clone(),
+            LogPlace::Dir(d) => d.join(format!("{}.jsonl", audit::new_session_id())),
         };
         McpSession {
             shared,
@@ -131,23 +131,7 @@ impl McpSession {
 
     /// Ends the log (once): `session_end` with `reason`.
     pub fn end(&self, reason: &str) {
-        let mut st = self.lock();
-        if st.ended {
-            return;
-        }
-        st.ended = true;
-        let calls = st.caller.count();
-        if let Some(log) = st.log.as_mut() {
-            let r = log.write(Record::SessionEnd(SessionEnd {
-                reason: reason.into(),
-                turns: 0,
-                generations: 0,
-                tool_calls: calls,
-            }));
-            if let Err(e) = r {
-                tracing::warn!("cannot end the MCP session's log: {e:#}");
-            }
-        }
+        self.lock().end(reason);
     }
 
     fn tools(&self) -> Vec<Tool> {
@@ -229,18 +213,32 @@ impl McpSession {
     }
 }
 
-impl Drop for State {
-    fn drop(&mut self) {
-        if !self.ended {
-            if let Some(log) = self.log.as_mut() {
-                let _ = log.write(Record::SessionEnd(SessionEnd {
-                    reason: "disconnected".into(),
-                    turns: 0,
-                    generations: 0,
-                    tool_calls: self.caller.count(),
-                }));
+impl State {
+    /// Writes `session_end` with `reason`, once.
+    fn end(&mut self, reason: &str) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        let calls = self.caller.count();
+        if let Some(log) = self.log.as_mut() {
+            let r = log.write(Record::SessionEnd(SessionEnd {
+                reason: reason.into(),
+                turns: 0,
+                generations: 0,
+                tool_calls: calls,
+            }));
+            if let Err(e) = r {
+                tracing::warn!("cannot end the MCP session's log: {e:#}");
             }
         }
+    }
+}
+
+impl Drop for State {
+    /// An HTTP session the client deleted or left idle ends here.
+    fn drop(&mut self) {
+        self.end("disconnected");
     }
 }
 

@@ -97,6 +97,9 @@ async def http(url):
         h = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
         r = await c.post(url, content=b"{not json", headers=h)
         expect(r.status_code == 400 and r.json()["error"]["code"] == -32700, (r.status_code, r.text))
+        # A message over the 4 MiB bound.
+        r = await c.post(url, content=b"[" + b"0," * (3 << 20) + b"0]", headers=h)
+        expect(r.status_code == 413, (r.status_code, r.text[:200]))
         r = await c.post(url, content=json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}),
                          headers={**h, "Origin": "https://evil.example"})
         expect(r.status_code == 403, (r.status_code, r.text))
