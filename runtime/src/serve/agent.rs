@@ -49,7 +49,6 @@ pub struct Agent {
 struct Conversation {
     session: Session<'static>,
     settings: Arc<Mutex<Settings>>,
-    cancel: Arc<AtomicBool>,
     /// Client messages the session has seen (the reply it returned after
     /// them is in its history too).
     seen: usize,
@@ -172,13 +171,17 @@ impl Agent {
             workspace: Some(self.workspace.display().to_string()),
             ..SessionOptions::default()
         };
-        let cancel = Arc::new(AtomicBool::new(false));
-        let session = Session::start(self.host, backend, log, opts, cancel.clone())
-            .map_err(|e| ApiError::internal(&e))?;
+        let session = Session::start(
+            self.host,
+            backend,
+            log,
+            opts,
+            Arc::new(AtomicBool::new(false)),
+        )
+        .map_err(|e| ApiError::internal(&e))?;
         let c = Arc::new(Mutex::new(Conversation {
             session,
             settings,
-            cancel,
             seen: 0,
             last_used: Instant::now(),
             log: path,
@@ -272,7 +275,7 @@ pub fn run(
     params: SamplingParams,
     max_tokens: usize,
     user: Option<&str>,
-    cancel: &AtomicBool,
+    cancel: Arc<AtomicBool>,
     tx: &tokio::sync::mpsc::UnboundedSender<Event>,
 ) {
     let r = (|| -> Result<Outcome, ApiError> {
@@ -313,16 +316,17 @@ pub fn run(
             o.tool_choice = req.tool_choice.clone();
         }
         c.session.set_client_tools(req.tools.clone());
-        c.cancel.store(false, Ordering::SeqCst);
-        let flag = c.cancel.clone();
+        // This request's flag: set when its client goes away, it stops the
+        // generation under way.
+        c.session.set_cancel(cancel.clone());
         let mut on = |ev: session::Event<'_>| {
             if let session::Event::Text(t) = ev {
                 let sent = tx.send(Event::Delta {
                     content: t.to_string(),
                     reasoning: String::new(),
                 });
-                if sent.is_err() || cancel.load(Ordering::Relaxed) {
-                    flag.store(true, Ordering::SeqCst);
+                if sent.is_err() {
+                    cancel.store(true, Ordering::SeqCst);
                 }
             }
         };

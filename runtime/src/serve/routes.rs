@@ -236,7 +236,7 @@ async fn chat(Shared(s): Shared<S>, body: Body) -> Result<Response, ApiError> {
                     params,
                     max_tokens,
                     user.as_deref(),
-                    &flag,
+                    flag,
                     &tx,
                 );
                 drop(admission);

@@ -288,6 +288,12 @@ impl<'h> Session<'h> {
         self.run_turn(user, on)
     }
 
+    /// The flag that stops the next turns' generations (a server's
+    /// per-request flag, set when its client goes away).
+    pub fn set_cancel(&mut self, cancel: Arc<AtomicBool>) {
+        self.cancel = cancel;
+    }
+
     /// Replaces the conversation (system message included) with `messages`.
     pub fn replace_messages(&mut self, messages: Vec<Message>) {
         self.messages = messages;
