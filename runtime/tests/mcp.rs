@@ -186,4 +186,49 @@ fn a_public_address_needs_a_token() {
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--token-file"));
+
+    // With a token, a request without it (or with another) gets 401.
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret-token\n").unwrap();
+    let mut child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["mcp", "--http", "127.0.0.1:0", "--policy"])
+            .arg(&policy)
+            .arg("--workspace")
+            .arg(&ws)
+            .arg("--log")
+            .arg(dir.path().join("logs"))
+            .arg("--token-file")
+            .arg(&token)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http://"))
+        .and_then(|w| w.strip_suffix("/mcp"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    let status = |auth: &str| {
+        use std::io::{Read, Write};
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.split_whitespace().nth(1).unwrap_or("").to_string()
+    };
+    assert_eq!(status(""), "401");
+    assert_eq!(status("Authorization: Bearer wrong\r\n"), "401");
+    assert_ne!(status("Authorization: Bearer s3cret-token\r\n"), "401");
 }
