@@ -232,3 +232,76 @@ fn a_public_address_needs_a_token() {
     assert_eq!(status("Authorization: Bearer wrong\r\n"), "401");
     assert_ne!(status("Authorization: Bearer s3cret-token\r\n"), "401");
 }
+
+#[test]
+fn an_idle_http_session_ends_and_its_log_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (policy, ws) = fixture(dir.path());
+    let logs = dir.path().join("logs");
+    let mut child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args([
+                "mcp",
+                "--http",
+                "127.0.0.1:0",
+                "--session-timeout",
+                "1",
+                "--policy",
+            ])
+            .arg(&policy)
+            .arg("--workspace")
+            .arg(&ws)
+            .arg("--log")
+            .arg(&logs)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http://"))
+        .and_then(|w| w.strip_suffix("/mcp"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    {
+        use std::io::{Read, Write};
+        let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#;
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    }
+    // Idle past --session-timeout, with the server still up: the session
+    // is gone and its log ended.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let ended = std::fs::read_dir(&logs)
+            .ok()
+            .and_then(|mut d| d.next())
+            .is_some_and(|e| {
+                let text = std::fs::read_to_string(e.unwrap().path()).unwrap_or_default();
+                text.lines()
+                    .last()
+                    .is_some_and(|l| l.contains("\"type\":\"session_end\""))
+            });
+        if ended {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle session's log did not end"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(child.0.try_wait().unwrap().is_none(), "the server stopped");
+}
