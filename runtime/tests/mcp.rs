@@ -109,6 +109,51 @@ fn check_log(log: &Path) {
     assert_eq!(end["type"], "session_end", "{end}");
 }
 
+/// `warden mcp --http` on a free loopback port with `extra` flags, and
+/// its `host:port`.
+fn start_http(policy: &Path, ws: &Path, logs: &Path, extra: &[&str]) -> (Killed, String) {
+    let mut child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["mcp", "--http", "127.0.0.1:0", "--policy"])
+            .arg(policy)
+            .arg("--workspace")
+            .arg(ws)
+            .arg("--log")
+            .arg(logs)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http://"))
+        .and_then(|w| w.strip_suffix("/mcp"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    (child, addr)
+}
+
+/// A raw `POST /mcp` with `headers` (each ending in CRLF); the whole
+/// response, status line first.
+fn post(addr: &str, headers: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
 /// A child process killed when dropped (a failed test leaves no server).
 struct Killed(std::process::Child);
 
@@ -136,27 +181,8 @@ fn the_python_sdk_over_stdio_and_http_and_every_log_verifies() {
 
     // Streamable HTTP: a session (and a log) per client.
     let logs = dir.path().join("http-logs");
-    let mut child = Killed(
-        Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args(["mcp", "--http", "127.0.0.1:0", "--policy"])
-            .arg(&policy)
-            .arg("--workspace")
-            .arg(&ws)
-            .arg("--log")
-            .arg(&logs)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    BufReader::new(child.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
+    let (mut child, addr) = start_http(&policy, &ws, &logs, &[]);
+    let url = format!("http://{addr}/mcp");
     python(&["http", &url]);
     let st = Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
@@ -190,42 +216,14 @@ fn a_public_address_needs_a_token() {
     // With a token, a request without it (or with another) gets 401.
     let token = dir.path().join("token");
     std::fs::write(&token, "s3cret-token\n").unwrap();
-    let mut child = Killed(
-        Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args(["mcp", "--http", "127.0.0.1:0", "--policy"])
-            .arg(&policy)
-            .arg("--workspace")
-            .arg(&ws)
-            .arg("--log")
-            .arg(dir.path().join("logs"))
-            .arg("--token-file")
-            .arg(&token)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let (_child, addr) = start_http(
+        &policy,
+        &ws,
+        &dir.path().join("logs"),
+        &["--token-file", token.to_str().unwrap()],
     );
-    let mut line = String::new();
-    BufReader::new(child.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http://"))
-        .and_then(|w| w.strip_suffix("/mcp"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
     let status = |auth: &str| {
-        use std::io::{Read, Write};
-        let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        write!(
-            s,
-            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
+        let out = post(&addr, auth, r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
         out.split_whitespace().nth(1).unwrap_or("").to_string()
     };
     assert_eq!(status(""), "401");
@@ -238,49 +236,13 @@ fn an_idle_http_session_ends_and_its_log_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let (policy, ws) = fixture(dir.path());
     let logs = dir.path().join("logs");
-    let mut child = Killed(
-        Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args([
-                "mcp",
-                "--http",
-                "127.0.0.1:0",
-                "--session-timeout",
-                "1",
-                "--policy",
-            ])
-            .arg(&policy)
-            .arg("--workspace")
-            .arg(&ws)
-            .arg("--log")
-            .arg(&logs)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let (mut child, addr) = start_http(&policy, &ws, &logs, &["--session-timeout", "1"]);
+    let out = post(
+        &addr,
+        "",
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#,
     );
-    let mut line = String::new();
-    BufReader::new(child.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http://"))
-        .and_then(|w| w.strip_suffix("/mcp"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    {
-        use std::io::{Read, Write};
-        let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#;
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        write!(
-            s,
-            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    }
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     // Idle past --session-timeout, with the server still up: the session
     // is gone and its log ended.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
