@@ -277,7 +277,7 @@ pub fn run(
     user: Option<&str>,
     cancel: Arc<AtomicBool>,
     tx: &tokio::sync::mpsc::UnboundedSender<Event>,
-) {
+) -> Event {
     let r = (|| -> Result<Outcome, ApiError> {
         let conv = agent.conversation(engine, handle, &req, user)?;
         let mut c = conv
@@ -338,12 +338,8 @@ pub fn run(
         Ok(outcome(&report, &log))
     })();
     match r {
-        Ok(o) => {
-            let _ = tx.send(Event::Done(Box::new(o)));
-        }
-        Err(e) => {
-            let _ = tx.send(Event::Failed(e.message));
-        }
+        Ok(o) => Event::Done(Box::new(o)),
+        Err(e) => Event::Failed(e.message),
     }
 }
 

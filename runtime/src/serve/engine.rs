@@ -294,15 +294,17 @@ impl<'a> Deltas<'a> {
     }
 }
 
-/// Generates `p` on `slot` (blocking), sending deltas and then the outcome
-/// to `tx`; stops early when `cancel` is set.
+/// Generates `p` on `slot` (blocking), sending deltas to `tx`, and returns
+/// the last event (the outcome or the failure); stops early when `cancel`
+/// is set. The caller gives the slot back before it sends that event, so a
+/// client that has read the end finds the slot free.
 pub fn run(
     slot: &mut Slot,
     p: &mut Prepared,
     cancel: &AtomicBool,
     tx: &tokio::sync::mpsc::UnboundedSender<Event>,
     format: chat::CallFormat,
-) {
+) -> Event {
     let mut deltas = Deltas::new(p, tx);
     let mut constraint = p.constraint.take();
     let r = model::generate_with(
@@ -321,23 +323,20 @@ pub fn run(
     );
     let g = match r {
         Ok(g) => g,
-        Err(e) => {
-            let _ = tx.send(Event::Failed(format!("{e:#}")));
-            return;
-        }
+        Err(e) => return Event::Failed(format!("{e:#}")),
     };
     deltas.finish();
-    let _ = tx.send(Event::Done(Box::new(outcome(&g, p, format))));
+    Event::Done(Box::new(outcome(&g, p, format)))
 }
 
 /// Plays the next recorded output for `p` (a `replay:` model), sending it
-/// and then the outcome to `tx` as [`run`] does.
+/// to `tx` and returning the last event, as [`run`] does.
 pub fn run_replay(
     replay: &mut crate::session::ReplayBackend,
     engine: &Engine,
     p: &Prepared,
     tx: &tokio::sync::mpsc::UnboundedSender<Event>,
-) {
+) -> Event {
     use crate::session::Backend as _;
     let never = AtomicBool::new(false);
     let mut deltas = Deltas::new(p, tx);
@@ -346,10 +345,7 @@ pub fn run_replay(
     });
     let g = match r {
         Ok(g) => g,
-        Err(e) => {
-            let _ = tx.send(Event::Failed(format!("{e:#}")));
-            return;
-        }
+        Err(e) => return Event::Failed(format!("{e:#}")),
     };
     deltas.finish();
     let tokens =
@@ -362,7 +358,7 @@ pub fn run_replay(
         timings: g.timings,
     };
     let format = engine.template.call_format();
-    let _ = tx.send(Event::Done(Box::new(outcome(&generation, p, format))));
+    Event::Done(Box::new(outcome(&generation, p, format)))
 }
 
 /// Takes a finished generation apart.

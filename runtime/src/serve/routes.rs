@@ -228,7 +228,7 @@ async fn chat(Shared(s): Shared<S>, body: Body) -> Result<Response, ApiError> {
             .name("warden-agent".into())
             .spawn(move || {
                 let agent = s2.agent.as_ref().expect("checked above");
-                super::agent::run(
+                let last = super::agent::run(
                     agent,
                     &s2.engine,
                     &handle,
@@ -239,7 +239,10 @@ async fn chat(Shared(s): Shared<S>, body: Body) -> Result<Response, ApiError> {
                     flag,
                     &tx,
                 );
+                // Admission ends before the client reads the end, so that
+                // its next request is not refused as busy.
                 drop(admission);
+                let _ = tx.send(last);
             });
         if let Err(e) = spawned {
             return Err(ApiError::internal(&anyhow::anyhow!(
@@ -261,8 +264,9 @@ async fn chat(Shared(s): Shared<S>, body: Body) -> Result<Response, ApiError> {
         let mut replay = replay.clone();
         let s2 = s.clone();
         tokio::task::spawn_blocking(move || {
-            engine::run_replay(&mut replay, &s2.engine, &prepared, &tx);
+            let last = engine::run_replay(&mut replay, &s2.engine, &prepared, &tx);
             drop(admission);
+            let _ = tx.send(last);
         });
         return respond(s, &r, rx, CancelOnDrop(cancel), meta, started).await;
     }
@@ -270,9 +274,11 @@ async fn chat(Shared(s): Shared<S>, body: Body) -> Result<Response, ApiError> {
     let format = s.engine.template.call_format();
     let flag = cancel.clone();
     tokio::task::spawn_blocking(move || {
-        engine::run(&mut slot, &mut prepared, &flag, &tx, format);
+        let last = engine::run(&mut slot, &mut prepared, &flag, &tx, format);
+        // The slot is free before the client reads the end (see `run`).
         drop(slot);
         drop(admission);
+        let _ = tx.send(last);
     });
     respond(s, &r, rx, CancelOnDrop(cancel), meta, started).await
 }
