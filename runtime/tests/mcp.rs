@@ -5,6 +5,8 @@
 //! budget; a malformed message and a foreign Origin over HTTP; and every
 //! session's log verifies.
 
+#[path = "mcp/client_side.rs"]
+mod client_side;
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -33,16 +35,21 @@ fn fixture(dir: &Path) -> (PathBuf, PathBuf) {
     (policy, ws)
 }
 
-fn python(args: &[&str]) {
+/// Fails, saying what to install, unless python3 has the `mcp` SDK.
+fn need_mcp_sdk() {
     let check = Command::new("python3")
         .args(["-c", "import mcp"])
         .output()
-        .expect("python3 is needed for the MCP client tests");
+        .expect("python3 is needed for the MCP tests");
     assert!(
         check.status.success(),
         "the mcp Python package is needed (pip install mcp): {}",
         String::from_utf8_lossy(&check.stderr)
     );
+}
+
+fn python(args: &[&str]) {
+    need_mcp_sdk();
     let o = Command::new("python3")
         .arg(repo().join("runtime/tests/mcp/client.py"))
         .args(args)

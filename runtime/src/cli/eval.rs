@@ -283,6 +283,13 @@ fn announce_grants(suite: &Suite, overridden: bool) -> anyhow::Result<()> {
             eprintln!("{line}");
         }
     }
+    for s in policy.mcp.values() {
+        eprintln!(
+            "  MCP server {}: {}",
+            one(s.name.clone()),
+            one(s.describe())
+        );
+    }
     Ok(())
 }
 

@@ -150,6 +150,25 @@ fn list(policy: &Path, workspace: &Path, json: bool) -> Result<(), CallError> {
             e(&p.plugin.to_string()),
             &t.sha256[..16]
         );
+        if let crate::policy::PluginSource::Mcp { server, .. } = &p.plugin {
+            if let Some(s) = policy.mcp.get(server) {
+                outln!("  server:      {}", e(&s.describe()));
+            }
+            outln!(
+                "  limits:      timeout {} ms, output {} bytes ({}), calls {}",
+                l.timeout.as_millis(),
+                l.max_output_bytes,
+                match l.on_output_overflow {
+                    crate::policy::OutputOverflow::Truncate => "truncate",
+                    crate::policy::OutputOverflow::Error => "error",
+                },
+                p.max_calls.map_or(
+                    format!("up to the session's {}", policy.session.max_tool_calls),
+                    |m| format!("{m} per session")
+                ),
+            );
+            continue;
+        }
         outln!(
             "  limits:      timeout {} ms, memory {} MiB, output {} bytes ({}), fuel {}, calls {}, writes {}{}",
             l.timeout.as_millis(),

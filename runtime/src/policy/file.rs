@@ -48,18 +48,20 @@ struct RawPolicy {
     session: RawSession,
     #[serde(default)]
     tools: BTreeMap<String, Spanned<RawTool>>,
+    #[serde(default)]
+    mcp: BTreeMap<String, Spanned<super::mcp::RawMcp>>,
 }
 
 #[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
-struct RawLimits {
-    timeout_ms: Option<u64>,
-    fuel: Option<u64>,
-    memory_mib: Option<u64>,
-    max_output_bytes: Option<u64>,
-    on_output_overflow: Option<OutputOverflow>,
-    max_write_bytes: Option<u64>,
-    max_http_requests: Option<u32>,
+pub(super) struct RawLimits {
+    pub(super) timeout_ms: Option<u64>,
+    pub(super) fuel: Option<u64>,
+    pub(super) memory_mib: Option<u64>,
+    pub(super) max_output_bytes: Option<u64>,
+    pub(super) on_output_overflow: Option<OutputOverflow>,
+    pub(super) max_write_bytes: Option<u64>,
+    pub(super) max_http_requests: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -113,13 +115,13 @@ struct RawMount {
 }
 
 /// Builds error messages that point into the policy file.
-struct Locator<'a> {
+pub(super) struct Locator<'a> {
     text: &'a str,
     path: &'a Path,
 }
 
 impl Locator<'_> {
-    fn at(&self, span: Range<usize>, msg: impl std::fmt::Display) -> anyhow::Error {
+    pub(super) fn at(&self, span: Range<usize>, msg: impl std::fmt::Display) -> anyhow::Error {
         let before = &self.text[..span.start.min(self.text.len())];
         let line = before.matches('\n').count() + 1;
         let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
@@ -271,6 +273,17 @@ pub(super) fn resolve(
         );
     }
 
+    let mcp = super::mcp::resolve(
+        &raw.mcp,
+        &loc,
+        &super::mcp::Anchors {
+            base_dir: &base_dir,
+            workspace: &workspace,
+        },
+        &defaults,
+        &mut tools,
+    )?;
+
     Ok(Policy {
         path: path.to_path_buf(),
         session: SessionLimits {
@@ -285,12 +298,13 @@ pub(super) fn resolve(
             },
         },
         tools,
+        mcp,
         own_files,
     })
 }
 
 /// Merges `over` on top of `under` on top of the built-in defaults.
-fn limits(over: &RawLimits, under: &RawLimits) -> Result<Limits, String> {
+pub(super) fn limits(over: &RawLimits, under: &RawLimits) -> Result<Limits, String> {
     let timeout_ms = over
         .timeout_ms
         .or(under.timeout_ms)
@@ -338,7 +352,7 @@ fn limits(over: &RawLimits, under: &RawLimits) -> Result<Limits, String> {
     })
 }
 
-fn valid_tool_name(name: &str) -> bool {
+pub(super) fn valid_tool_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name

@@ -8,9 +8,11 @@
 
 mod file;
 pub mod hosts;
+mod mcp;
 
 pub use file::{Mode, OutputOverflow};
 pub use hosts::HostPattern;
+pub use mcp::{BearerToken, McpServer, McpTransport, SEPARATOR as MCP_SEPARATOR};
 
 use crate::paths::WardenPaths;
 use anyhow::Context as _;
@@ -25,8 +27,11 @@ pub struct Policy {
     pub path: PathBuf,
     /// Session-wide limits.
     pub session: SessionLimits,
-    /// Enabled tools by the name the model sees, sorted.
+    /// Enabled tools by the name the model sees, sorted (an MCP server's
+    /// as `NAME__tool`).
     pub tools: BTreeMap<String, ToolPolicy>,
+    /// Enabled MCP servers (`[mcp.NAME]`) by name.
+    pub mcp: BTreeMap<String, McpServer>,
     /// warden's own files, which no mount of this policy reaches; the tool
     /// host keeps its compiled components in `own_files.cache_dir`.
     pub own_files: WardenPaths,
@@ -48,6 +53,14 @@ pub enum PluginSource {
     Builtin(&'static str),
     /// A `.wasm` component file.
     File(PathBuf),
+    /// Tool `tool` of the MCP server `[mcp.server]`: not a component, and
+    /// not sandboxed here (see [`McpTransport`]).
+    Mcp {
+        /// The server's table key.
+        server: String,
+        /// The tool's name on the server.
+        tool: String,
+    },
 }
 
 impl std::fmt::Display for PluginSource {
@@ -55,6 +68,7 @@ impl std::fmt::Display for PluginSource {
         match self {
             PluginSource::Builtin(n) => write!(f, "{n} (built-in)"),
             PluginSource::File(p) => write!(f, "{}", p.display()),
+            PluginSource::Mcp { server, tool } => write!(f, "{tool} of MCP server {server}"),
         }
     }
 }

@@ -16,6 +16,7 @@ mod error;
 mod fs;
 mod inspect;
 mod limiter;
+mod mcp;
 mod net;
 mod notes;
 mod output;
@@ -31,7 +32,7 @@ pub use limiter::{max_resources, HOST_BYTES_PER_RESOURCE};
 pub use net::{Lookup, Resolve, SystemResolver};
 pub use tool::{CallOutput, LoadedTool, ToolSpec, DESCRIBE_TIMEOUT};
 
-use crate::policy::Policy;
+use crate::policy::{PluginSource, Policy};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -75,10 +76,46 @@ impl ToolHost {
         resolver: Arc<dyn Resolve>,
     ) -> Result<ToolHost, CallError> {
         let fuel = policy.tools.values().any(|t| t.limits.fuel.is_some());
-        let runtime = Runtime::with_options(fuel, policy.own_files.cache_dir.clone(), resolver)
-            .map_err(|e| CallError::new(ErrorKind::Policy, format!("{e:#}")))?;
+        let runtime =
+            Runtime::with_options(fuel, policy.own_files.cache_dir.clone(), resolver.clone())
+                .map_err(|e| CallError::new(ErrorKind::Policy, format!("{e:#}")))?;
         let mut tools = BTreeMap::new();
+        let mut servers: BTreeMap<&str, (Arc<mcp::Connection>, Vec<rmcp::model::Tool>)> =
+            BTreeMap::new();
         for (name, tp) in policy.tools.iter().filter(|(n, _)| keep(n)) {
+            if let PluginSource::Mcp { server, tool } = &tp.plugin {
+                if !servers.contains_key(server.as_str()) {
+                    let s = policy.mcp.get(server).ok_or_else(|| {
+                        CallError::new(ErrorKind::Policy, format!("{}: tool {name} names MCP server {server}, which the policy does not define", policy.path.display()))
+                    })?;
+                    let opened = mcp::Connection::open(s, resolver.clone()).map_err(|e| {
+                        CallError::new(
+                            ErrorKind::Policy,
+                            format!("{}: [mcp.{server}]: {e:#}", policy.path.display()),
+                        )
+                    })?;
+                    servers.insert(server, opened);
+                }
+                let (connection, listed) = &servers[server.as_str()];
+                let Some(found) = listed.iter().find(|t| t.name == *tool) else {
+                    return Err(CallError::new(
+                        ErrorKind::Policy,
+                        format!(
+                            "{}: [mcp.{server}] names the tool {tool:?}, which the server does not offer; check its name (`tools/list` of the server)",
+                            policy.path.display()
+                        ),
+                    ));
+                };
+                let loaded =
+                    LoadedTool::mcp(tp.clone(), connection.clone(), found).map_err(|e| {
+                        CallError::new(
+                            ErrorKind::Policy,
+                            format!("{}: tool {name}: {e:#}", policy.path.display()),
+                        )
+                    })?;
+                tools.insert(name.clone(), loaded);
+                continue;
+            }
             let tool = LoadedTool::load(&runtime, tp.clone()).map_err(|e| {
                 CallError::new(
                     ErrorKind::Policy,

@@ -5,6 +5,7 @@ use super::engine::{Runtime, EPOCH_TICK};
 use super::error::{CallError, ErrorKind};
 use super::fs::{FsCall, FsRules, QuotaExceeded, WriteQuota};
 use super::limiter::{max_resources, TotalMemoryLimiter, FIELD_SIZE_LIMIT};
+use super::mcp::Connection;
 use super::net::{NetGrant, PolicyHooks};
 use super::notes::Notes;
 use super::output;
@@ -67,9 +68,22 @@ pub struct LoadedTool {
     /// sha256 of the component bytes, lowercase hex.
     pub sha256: String,
     validator: jsonschema::Validator,
-    pre: ToolPre<CallState>,
-    hosts: Arc<[HostPattern]>,
-    fs: Arc<FsRules>,
+    body: Body,
+}
+
+/// What runs a call.
+enum Body {
+    /// A component, instantiated fresh per call with the tool's grants.
+    Wasm {
+        pre: ToolPre<CallState>,
+        hosts: Arc<[HostPattern]>,
+        fs: Arc<FsRules>,
+    },
+    /// A tool of an MCP server, by its name there.
+    Mcp {
+        connection: Arc<Connection>,
+        remote: String,
+    },
 }
 
 impl LoadedTool {
@@ -84,6 +98,11 @@ impl LoadedTool {
                 std::fs::read(path)
                     .with_context(|| format!("cannot read plugin {}", path.display()))?,
             ),
+            PluginSource::Mcp { .. } => {
+                anyhow::bail!(
+                    "a tool of an MCP server is loaded with its connection (ToolHost does)"
+                )
+            }
         };
         let sha256 = hex::encode(Sha256::digest(&bytes));
         if let Some(want) = &policy.sha256 {
@@ -152,9 +171,43 @@ impl LoadedTool {
             policy,
             sha256,
             validator,
-            pre,
-            hosts,
-            fs,
+            body: Body::Wasm { pre, hosts, fs },
+        })
+    }
+
+    /// Tool `remote` of the MCP server behind `connection`, as `tools/list`
+    /// described it; its sha256 is that of the description (name,
+    /// description, input schema), so a changed tool shows in the log.
+    pub(super) fn mcp(
+        policy: ToolPolicy,
+        connection: Arc<Connection>,
+        listed: &rmcp::model::Tool,
+    ) -> anyhow::Result<LoadedTool> {
+        let PluginSource::Mcp { server, tool } = &policy.plugin else {
+            anyhow::bail!("{} is not a tool of an MCP server", policy.name);
+        };
+        let (description, parameters) = super::mcp::described(server, listed)?;
+        let validator = jsonschema::validator_for(&parameters).map_err(|e| {
+            anyhow::anyhow!(
+                "MCP server {server}: the input schema of {tool} is not a valid JSON Schema: {e}"
+            )
+        })?;
+        let sha256 = hex::encode(Sha256::digest(
+            serde_json::json!({"name": tool, "description": description, "inputSchema": parameters})
+                .to_string(),
+        ));
+        let remote = tool.clone();
+        Ok(LoadedTool {
+            spec: ToolSpec {
+                name: policy.name.clone(),
+                plugin_name: remote.clone(),
+                description,
+                parameters,
+            },
+            policy,
+            sha256,
+            validator,
+            body: Body::Mcp { connection, remote },
         })
     }
 
@@ -177,18 +230,26 @@ impl LoadedTool {
         self.check_schema(&value)?;
 
         let limits = &self.policy.limits;
-        let mut store = new_store(
-            rt,
-            &self.policy,
-            Some((&self.hosts, &self.fs)),
-            limits.timeout,
-        )
-        .map_err(|e| CallError::new(ErrorKind::Failed, format!("{e:#}")))?;
+        let (pre, hosts, fs) = match &self.body {
+            Body::Wasm { pre, hosts, fs } => (pre, hosts, fs),
+            Body::Mcp { connection, remote } => {
+                let serde_json::Value::Object(args) = value else {
+                    return Err(CallError::new(
+                        ErrorKind::InvalidArguments,
+                        "arguments must be a JSON object",
+                    ));
+                };
+                let out = connection.call(remote, args, limits.timeout).await?;
+                return self.capped(out, start);
+            }
+        };
+        let mut store = new_store(rt, &self.policy, Some((hosts, fs)), limits.timeout)
+            .map_err(|e| CallError::new(ErrorKind::Failed, format!("{e:#}")))?;
         // The timeout ends waits in the host (sleeps, polls, slow servers);
         // the epoch deadline ends wasm that spins. Dropping the future on
         // timeout drops everything the call was waiting on.
         let outcome = tokio::time::timeout(limits.timeout, async {
-            let tool = self.pre.instantiate_async(&mut store).await?;
+            let tool = pre.instantiate_async(&mut store).await?;
             tool.call_call(&mut store, arguments).await
         })
         .await;
@@ -206,10 +267,17 @@ impl LoadedTool {
         if start.elapsed() >= limits.timeout {
             return Err(self.timed_out());
         }
-        let mut out = match result {
+        let out = match result {
             Ok(out) => out,
             Err(e) => return Err(self.guest_error(e, &store)),
         };
+        self.capped(out, start)
+    }
+
+    /// `out` cut at `max_output_bytes`, or refused past it when the policy
+    /// says `on_output_overflow = "error"`.
+    fn capped(&self, mut out: String, start: Instant) -> Result<CallOutput, CallError> {
+        let limits = &self.policy.limits;
         let truncated = output::truncate(&mut out, limits.max_output_bytes);
         if truncated && limits.on_output_overflow == OutputOverflow::Error {
             return Err(CallError::new(

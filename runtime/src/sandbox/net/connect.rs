@@ -106,7 +106,7 @@ pub async fn send(
 }
 
 /// One TLS client configuration per process (building it parses the roots).
-fn tls_config() -> Arc<rustls::ClientConfig> {
+pub fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {

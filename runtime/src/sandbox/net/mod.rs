@@ -11,7 +11,7 @@
 //! ([`connect`]), and the call's deadline bounds it.
 
 mod addr;
-mod connect;
+pub(crate) mod connect;
 mod resolve;
 
 pub use addr::internal;
@@ -89,36 +89,22 @@ impl WasiHttpHooks for PolicyHooks {
         let notes = self.notes.clone();
         let deadline = self.deadline;
         Box::new(async move {
-            let addrs = if host == "localhost" {
-                vec![
-                    SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-                    SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
-                ]
-            } else {
-                match tokio::time::timeout_at(deadline, resolver.resolve(&host, port)).await {
-                    Err(_) => return Err(HttpError::DnsTimeout),
-                    Ok(Err(e)) => {
+            let addrs =
+                match checked_addresses(&host, port, allow_private, &*resolver, deadline).await {
+                    Ok(a) => a,
+                    Err(Refused::Timeout) => return Err(HttpError::DnsTimeout),
+                    Err(Refused::Lookup(e)) => {
                         return Err(HttpError::DnsError {
-                            rcode: Some(e.to_string()),
+                            rcode: Some(e),
                             info_code: None,
                         })
                     }
-                    Ok(Ok(a)) if a.is_empty() => return Err(HttpError::DestinationNotFound),
-                    Ok(Ok(a)) => a,
-                }
-            };
-            for a in &addrs {
-                let loopback_by_name = host == "localhost" && a.ip().is_loopback();
-                if let Some(what) = internal(a.ip()) {
-                    if !allow_private && !loopback_by_name {
-                        notes.push(format!(
-                            "host {host} resolves to {}, a {what} address; set allow_private_network = true for this tool in the policy to reach it",
-                            a.ip()
-                        ));
+                    Err(Refused::NotFound) => return Err(HttpError::DestinationNotFound),
+                    Err(Refused::Internal(note)) => {
+                        notes.push(note);
                         return Err(HttpError::HttpRequestDenied);
                     }
-                }
-            }
+                };
             connect::send(request, &host, &addrs, tls, deadline).await
         })
     }
@@ -130,4 +116,55 @@ impl WasiHttpHooks for PolicyHooks {
     fn p2_outgoing_body_chunk_size(&mut self) -> usize {
         BODY_CHUNK
     }
+}
+
+/// Why [`checked_addresses`] gave no addresses.
+#[derive(Debug)]
+pub enum Refused {
+    /// The lookup did not end by the deadline.
+    Timeout,
+    /// The lookup failed.
+    Lookup(String),
+    /// The name has no addresses.
+    NotFound,
+    /// An address is internal and the grant does not allow that; the text
+    /// says which and what to change.
+    Internal(String),
+}
+
+/// The addresses of `host` (already allowed by name), each checked: none
+/// may be internal unless `allow_private`; `localhost` is loopback and
+/// only that. The same check for a tool's requests and an MCP server's.
+pub async fn checked_addresses(
+    host: &str,
+    port: u16,
+    allow_private: bool,
+    resolver: &dyn Resolve,
+    deadline: Instant,
+) -> Result<Vec<SocketAddr>, Refused> {
+    let addrs = if host == "localhost" {
+        vec![
+            SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
+        ]
+    } else {
+        match tokio::time::timeout_at(deadline, resolver.resolve(host, port)).await {
+            Err(_) => return Err(Refused::Timeout),
+            Ok(Err(e)) => return Err(Refused::Lookup(e.to_string())),
+            Ok(Ok(a)) if a.is_empty() => return Err(Refused::NotFound),
+            Ok(Ok(a)) => a,
+        }
+    };
+    for a in &addrs {
+        let loopback_by_name = host == "localhost" && a.ip().is_loopback();
+        if let Some(what) = internal(a.ip()) {
+            if !allow_private && !loopback_by_name {
+                return Err(Refused::Internal(format!(
+                    "host {host} resolves to {}, a {what} address; set allow_private_network = true for it in the policy to reach it",
+                    a.ip()
+                )));
+            }
+        }
+    }
+    Ok(addrs)
 }
