@@ -8,7 +8,7 @@
 //! its host in `hosts`, and its addresses pass the same checks as a tool's
 //! `wasi:http` requests.
 
-use super::file::{limits, valid_tool_name, Locator, RawLimits};
+use super::table::{limits, valid_tool_name, Locator, RawLimits};
 use super::{hosts, HostPattern, OutputOverflow, PluginSource, ToolPolicy};
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -9,6 +9,7 @@
 mod file;
 pub mod hosts;
 mod mcp;
+mod table;
 
 pub use file::{Mode, OutputOverflow};
 pub use hosts::HostPattern;

@@ -66,6 +66,8 @@ pub struct Connection {
     /// The end of a stdio server's stderr, or the last address refusal of
     /// an HTTP server's: what an error message should add.
     said: Arc<Mutex<String>>,
+    /// A stdio server's process group.
+    group: Arc<Mutex<Option<u32>>>,
 }
 
 impl Connection {
@@ -78,9 +80,10 @@ impl Connection {
         let s = server.clone();
         let timeout = server.connect_timeout;
         let said = Arc::new(Mutex::new(String::new()));
-        let tail = said.clone();
+        let group = Arc::new(Mutex::new(None));
+        let (tail, g) = (said.clone(), group.clone());
         let opened = block_on(async move {
-            tokio::time::timeout(timeout, connect(&s, resolver, tail))
+            tokio::time::timeout(timeout, connect(&s, resolver, tail, g))
                 .await
                 .unwrap_or_else(|_| {
                     Err(anyhow::anyhow!(
@@ -90,13 +93,19 @@ impl Connection {
                 })
         })
         .unwrap_or_else(|| Err(anyhow::anyhow!("the MCP client runtime stopped")));
-        let (service, tools) = opened
-            .map_err(|e| anyhow::anyhow!("MCP server {}: {e:#}{}", server.name, also(&said)))?;
+        let (service, tools) = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                terminate(&group);
+                anyhow::bail!("MCP server {}: {e:#}{}", server.name, also(&said))
+            }
+        };
         Ok((
             Arc::new(Connection {
                 name: server.name.clone(),
                 service,
                 said,
+                group,
             }),
             tools,
         ))
@@ -149,8 +158,34 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         // Ends the service task, which drops the transport: a stdio server
-        // is killed (its whole process group), an HTTP session closed.
+        // is killed (its whole process group), an HTTP session closed. That
+        // happens on the MCP runtime, after this returns; the SIGTERM now
+        // reaches the server even when warden exits first.
+        terminate(&self.group);
         self.service.cancellation_token().cancel();
+    }
+}
+
+/// Sends SIGTERM to a stdio server's process group, once, while it is
+/// still this process's child leading its group (never to a group whose id
+/// was reused).
+fn terminate(group: &Mutex<Option<u32>>) {
+    let Some(pid) = group.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        return;
+    };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return;
+    };
+    // After the command's closing parenthesis: state, parent, group.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ours = fields.get(1) == Some(&std::process::id().to_string().as_str())
+        && fields.get(2) == Some(&pid.to_string().as_str());
+    if let (true, Some(p)) = (ours, rustix::process::Pid::from_raw(pid as i32)) {
+        let _ = rustix::process::kill_process_group(p, rustix::process::Signal::TERM);
     }
 }
 
@@ -158,6 +193,7 @@ async fn connect(
     server: &McpServer,
     resolver: Arc<dyn Resolve>,
     said: Arc<Mutex<String>>,
+    group: Arc<Mutex<Option<u32>>>,
 ) -> anyhow::Result<(RunningService<RoleClient, ClientConfig>, Vec<Tool>)> {
     let info = ClientConfig::new(
         ClientCapabilities::default(),
@@ -182,6 +218,8 @@ async fn connect(
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .with_context(|| format!("cannot start {}", program.display()))?;
+            // The leader of its own group: its pid is the group's id.
+            *group.lock().unwrap_or_else(|e| e.into_inner()) = proc.id();
             if let Some(err) = err {
                 tokio::spawn(keep_tail(err, server.name.clone(), said));
             }
