@@ -119,7 +119,7 @@ fn check_log(log: &Path) {
 /// `warden mcp --http` on a free loopback port with `extra` flags, and
 /// its `host:port`.
 fn start_http(policy: &Path, ws: &Path, logs: &Path, extra: &[&str]) -> (Killed, String) {
-    let mut child = Killed(
+    let (child, line) = spawn_and_read_a_line(
         Command::new(env!("CARGO_BIN_EXE_warden"))
             .args(["mcp", "--http", "127.0.0.1:0", "--policy"])
             .arg(policy)
@@ -127,15 +127,8 @@ fn start_http(policy: &Path, ws: &Path, logs: &Path, extra: &[&str]) -> (Killed,
             .arg(ws)
             .arg("--log")
             .arg(logs)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .args(extra),
     );
-    let mut line = String::new();
-    BufReader::new(child.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
     let addr = line
         .split_whitespace()
         .find_map(|w| w.strip_prefix("http://"))
@@ -143,6 +136,16 @@ fn start_http(policy: &Path, ws: &Path, logs: &Path, extra: &[&str]) -> (Killed,
         .unwrap_or_else(|| panic!("no address in {line:?}"))
         .to_string();
     (child, addr)
+}
+
+/// Starts `cmd` with its stdout piped and reads the first line it prints.
+fn spawn_and_read_a_line(cmd: &mut Command) -> (Killed, String) {
+    let mut child = Killed(cmd.stdout(Stdio::piped()).spawn().unwrap());
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line)
 }
 
 /// A raw `POST /mcp` with `headers` (each ending in CRLF); the whole

@@ -7,10 +7,9 @@
 //! with the host.
 
 use super::common::{self, expect_err, expect_ok, Fixture};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use warden::policy::Policy;
@@ -227,20 +226,13 @@ fn a_tool_the_server_does_not_offer_is_an_error_at_loading() {
 /// `token` required; its port.
 fn start_http(dir: &Path, token: &str) -> (super::Killed, u16) {
     super::need_mcp_sdk();
-    let mut child = super::Killed(
+    let (child, line) = super::spawn_and_read_a_line(
         Command::new("python3")
             .arg(server_py())
             .arg("http")
             .arg(dir.join("journal"))
-            .arg(token)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .arg(token),
     );
-    let mut line = String::new();
-    BufReader::new(child.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
     let port = line
         .strip_prefix("port ")
         .and_then(|p| p.trim().parse().ok())
