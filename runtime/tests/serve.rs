@@ -4,6 +4,9 @@
 //! completions, tools and their round trip, errors in OpenAI's shape, the
 //! API key, concurrency, the queue's bound and cancellation on disconnect.
 
+mod common;
+
+use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -277,4 +280,158 @@ fn a_public_address_needs_an_api_key() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("--api-key-file"), "{err}");
+}
+
+/// The `generation` and `tool_call` records of a log: what the model wrote
+/// and what its calls did.
+fn what_happened(log: &Path) -> (Vec<String>, Vec<(String, Value, String)>, Vec<Value>) {
+    let (mut outputs, mut calls, mut timings) = (Vec::new(), Vec::new(), Vec::new());
+    for line in std::fs::read_to_string(log).unwrap().lines() {
+        let r: Value = serde_json::from_str(line).unwrap();
+        match r["type"].as_str() {
+            Some("generation") => {
+                outputs.push(r["output"].as_str().unwrap().to_string());
+                timings.push(r["timings"].clone());
+            }
+            Some("tool_call") => calls.push((
+                r["tool"].as_str().unwrap_or("").to_string(),
+                r["arguments"].clone(),
+                r["outcome"].as_str().unwrap().to_string(),
+            )),
+            _ => {}
+        }
+    }
+    (outputs, calls, timings)
+}
+
+#[test]
+fn a_completion_model_runs_a_session_and_an_eval_as_the_local_one() {
+    let server = start(&[]);
+    let model = repo().join("examples/models/tiny-agent/tiny-agent.gguf");
+    let dir = tempfile::tempdir().unwrap();
+    let run = |spec: &str, log: &Path, key: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_warden"));
+        c.args(["run", "--model", spec, "--policy"])
+            .arg(repo().join("policies/default.toml"))
+            .arg("--workspace")
+            .arg(repo().join("examples/workspace"))
+            .arg("--log")
+            .arg(log)
+            .args(["--max-tokens", "96", "Find all Django view functions"])
+            .env("WARDEN_STATE_DIR", dir.path())
+            .env_remove("OPENAI_API_KEY");
+        if let Some(k) = key {
+            c.env("OPENAI_API_KEY", k);
+        }
+        c.output().unwrap()
+    };
+    let local = dir.path().join("local.jsonl");
+    let o = run(model.to_str().unwrap(), &local, None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // llama-server's /completion (the template from /props), and OpenAI's
+    // /v1/completions: the same generations, calls and outcomes.
+    let (want_out, want_calls, _) = what_happened(&local);
+    assert!(!want_calls.is_empty(), "the tiny agent calls a tool here");
+    // The server prints its OpenAI base URL, `http://ADDR/v1`.
+    let root = server.base.trim_end_matches("/v1").to_string();
+    for spec in [
+        format!("completion:{root}"),
+        format!("completion:{root}/v1/completions#tiny"),
+        format!("completion:{}", server.base),
+    ] {
+        let log = dir.path().join("remote.jsonl");
+        let _ = std::fs::remove_file(&log);
+        let o = run(&spec, &log, Some(KEY));
+        assert!(
+            o.status.success(),
+            "{spec}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let (out, calls, timings) = what_happened(&log);
+        assert_eq!(out, want_out, "{spec}");
+        assert_eq!(calls, want_calls, "{spec}");
+        let v = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["audit", "verify"])
+            .arg(&log)
+            .output()
+            .unwrap();
+        assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+        common::assert_log_matches_schema(&log);
+        let start: Value = serde_json::from_str(
+            std::fs::read_to_string(&log)
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(start["model"]["kind"], "completion", "{start}");
+        // The server's timings in the log: the second generation reuses the
+        // first's prompt from the slot's cache.
+        assert!(
+            timings[0]["prefill_tokens"].as_u64().unwrap() > 0,
+            "{timings:?}"
+        );
+        if !spec.ends_with(&root) {
+            continue;
+        }
+        assert!(
+            timings[1]["reused_tokens"].as_u64().unwrap() > 0,
+            "{timings:?}"
+        );
+    }
+    // Without the key: 401, said so.
+    let o = run(
+        &format!("completion:{root}"),
+        &dir.path().join("x.jsonl"),
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("401") && err.contains("OPENAI_API_KEY"),
+        "{err}"
+    );
+    // Nothing listening: retried, then said so.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let o = run(
+        &format!("completion:http://127.0.0.1:{port}"),
+        &dir.path().join("y.jsonl"),
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("cannot reach") && err.contains("is the server running"),
+        "{err}"
+    );
+
+    // eval: a local and a remote variant side by side score alike.
+    let o = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["eval", "--suite"])
+        .arg(repo().join("examples/evals/code-search.toml"))
+        .arg("--variant")
+        .arg(format!("local={}", model.display()))
+        .arg("--variant")
+        .arg(format!("remote=completion:{root}"))
+        .args(["--limit", "4", "--max-tokens", "96", "--json"])
+        .arg(dir.path().join("eval.json"))
+        .arg("--log-dir")
+        .arg(dir.path().join("eval"))
+        .env("OPENAI_API_KEY", KEY)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("eval.json")).unwrap()).unwrap();
+    let variants = report["variants"].as_array().unwrap();
+    assert_eq!(variants.len(), 2, "{report}");
+    for k in ["tool_accuracy", "argument_accuracy", "no_call_accuracy"] {
+        assert_eq!(
+            variants[0]["metrics"][k], variants[1]["metrics"][k],
+            "{k}: {report}"
+        );
+    }
 }

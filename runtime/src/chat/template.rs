@@ -254,6 +254,16 @@ impl ChatTemplate {
         self
     }
 
+    /// The beginning-of-sequence token the template is given, if any.
+    pub fn bos(&self) -> Option<&str> {
+        self.bos_token.as_deref()
+    }
+
+    /// The end-of-sequence token the template is given, if any.
+    pub fn eos(&self) -> Option<&str> {
+        self.eos_token.as_deref()
+    }
+
     /// The template text.
     pub fn source(&self) -> &str {
         &self.source

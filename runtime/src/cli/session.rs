@@ -143,12 +143,23 @@ fn prepare(place: &PolicyArgs, key_file: Option<&Path>) -> anyhow::Result<Sessio
     )
 }
 
-/// The backend `--model` names: `replay:FILE`, or a model to load.
+/// The backend `--model` names: `replay:FILE`, `completion:URL[#MODEL]`
+/// (a remote engine), or a model to load.
 fn backend(args: &SessionArgs) -> anyhow::Result<Box<dyn Backend>> {
     if let Some(file) = args.model.model.strip_prefix("replay:") {
         return Ok(Box::new(ReplayBackend::open(Path::new(file), None)?));
     }
     let params = args.sampling.params(QWEN3)?;
+    if args.model.model.starts_with(crate::session::remote::PREFIX) {
+        if !args.model.adapter.is_empty() || args.sampling.speculative.draft_model.is_some() {
+            anyhow::bail!("--adapter and --draft-model are for a local model; a completion: model is what its server runs");
+        }
+        return Ok(Box::new(crate::session::CompletionBackend::open(
+            &args.model.model,
+            args.model.chat_template.as_deref(),
+            params,
+        )?));
+    }
     let mut loaded = args.model.load(!args.json)?;
     if let Some(d) = &args.sampling.speculative.draft_model {
         loaded.attach_draft(d, !args.json)?;

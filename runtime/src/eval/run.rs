@@ -96,6 +96,26 @@ fn prepare(
             model,
             adapters,
             quant,
+        } if model.starts_with(crate::session::remote::PREFIX) => {
+            if !adapters.is_empty() || quant.is_some() {
+                anyhow::bail!("+adapter and +quant are for a local model; a completion: model is what its server runs");
+            }
+            // Greedy, as every variant.
+            let params = SamplingParams {
+                temperature: 0.0,
+                ..SamplingParams::default()
+            };
+            let backend = crate::session::CompletionBackend::open(
+                model,
+                opts.chat_template.as_deref(),
+                params,
+            )?;
+            (Box::new(backend) as Box<dyn Backend>, None)
+        }
+        Source::Model {
+            model,
+            adapters,
+            quant,
         } => {
             let loaded = super::spec::load_model(
                 model,

@@ -29,7 +29,9 @@ pub use engine::{Runtime, EPOCH_TICK};
 pub use error::{CallError, ErrorKind};
 pub use inspect::{inspect, Inspection};
 pub use limiter::{max_resources, HOST_BYTES_PER_RESOURCE};
+pub(crate) use net::connect::tls_config;
 pub use net::{Lookup, Resolve, SystemResolver};
+pub(crate) use output::truncate as truncate_output;
 pub use tool::{CallOutput, LoadedTool, ToolSpec, DESCRIBE_TIMEOUT};
 
 use crate::policy::{PluginSource, Policy};

@@ -438,7 +438,8 @@ fn parse_tool_choice(v: Option<&Value>, tools: &[Value]) -> Result<ToolChoice, A
     }
 }
 
-fn parse_stop(v: Option<&Value>) -> Result<Vec<String>, ApiError> {
+/// `stop` as OpenAI takes it: a string or a list, bounded by [`MAX_STOP`].
+pub(super) fn parse_stop(v: Option<&Value>) -> Result<Vec<String>, ApiError> {
     let list: Vec<String> = match v {
         None | Some(Value::Null) => vec![],
         Some(Value::String(s)) => vec![s.clone()],

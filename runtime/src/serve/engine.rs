@@ -150,6 +150,7 @@ impl Outcome {
 /// Sampling as the request asks. Where it says nothing, OpenAI's defaults:
 /// temperature 1 (not warden's greedy CLI default), no top-k, min-p or
 /// penalties, a fresh seed.
+#[derive(Debug, Clone, Default)]
 pub struct Sampling {
     /// Temperature (default 1).
     pub temperature: Option<f32>,

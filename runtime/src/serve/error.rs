@@ -65,7 +65,7 @@ impl ApiError {
     pub fn not_found(path: &str) -> ApiError {
         ApiError {
             status: StatusCode::NOT_FOUND,
-            message: format!("no endpoint {path}; warden serves /v1/chat/completions, /v1/models, /health, /tokenize, /apply-template and /metrics"),
+            message: format!("no endpoint {path}; warden serves /v1/chat/completions, /v1/completions, /completion, /v1/models, /props, /health, /tokenize, /apply-template and /metrics"),
             kind: "not_found_error",
             param: None,
             code: None,

@@ -7,11 +7,13 @@
 
 pub mod agent;
 pub mod api;
+mod completion;
 pub mod engine;
 pub mod error;
 pub mod metrics;
 pub mod pool;
 mod routes;
+mod state;
 
 use crate::eval::spec::{Source, Variant};
 use crate::model::Speculative;
@@ -198,7 +200,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let state = Arc::new(routes::State {
+    let state = Arc::new(state::State {
         engine,
         metrics: metrics::Metrics::new(),
         api_key: opts.api_key.clone(),

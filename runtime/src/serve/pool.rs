@@ -110,6 +110,11 @@ impl Pool {
         self.admitted.load(Ordering::SeqCst)
     }
 
+    /// How many slots there are.
+    pub fn parallel(&self) -> usize {
+        self.parallel
+    }
+
     /// Slots generating now.
     pub fn busy(&self) -> usize {
         self.parallel - self.permits.available_permits()

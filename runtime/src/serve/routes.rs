@@ -2,9 +2,9 @@
 //! turning engine events into OpenAI responses and server-sent events.
 
 use super::api::ChatRequest;
-use super::engine::{self, Engine, Event, Outcome, Sampling};
+use super::engine::{self, Event, Outcome, Sampling};
 use super::error::ApiError;
-use super::metrics::Metrics;
+use super::state::{now, read_json, State};
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State as Shared};
 use axum::http::header;
@@ -16,21 +16,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
-
-/// What every route sees.
-pub struct State {
-    /// The model and slots.
-    pub engine: Engine,
-    /// The counters.
-    pub metrics: Metrics,
-    /// The key clients must send, if any.
-    pub api_key: Option<String>,
-    /// Largest body, bytes.
-    pub max_body: usize,
-    /// Agent mode: the policy's tools run here.
-    pub agent: Option<super::agent::Agent>,
-}
+use std::time::Instant;
 
 type S = Arc<State>;
 
@@ -49,6 +35,10 @@ pub fn router(state: S) -> Router {
         .route("/v1/models", get(models))
         .route("/models", get(models))
         .route("/tokenize", post(tokenize))
+        .route("/completion", post(super::completion::native))
+        .route("/v1/completions", post(super::completion::openai))
+        .route("/completions", post(super::completion::openai))
+        .route("/props", get(super::completion::props))
         .route("/apply-template", post(apply_template))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), api_key));
@@ -93,15 +83,6 @@ async fn count(Shared(s): Shared<S>, req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     s.metrics.request(&endpoint, resp.status().as_u16());
     resp
-}
-
-/// Reads a JSON body of at most `max_body` bytes.
-async fn read_json<T: serde::de::DeserializeOwned>(s: &State, body: Body) -> Result<T, ApiError> {
-    let bytes = axum::body::to_bytes(body, s.max_body)
-        .await
-        .map_err(|_| ApiError::too_large(s.max_body))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_json(format!("the body is not the JSON expected: {e}")))
 }
 
 async fn health() -> Json<Value> {
@@ -468,10 +449,4 @@ fn stream(
             }
         });
     Sse::new(events).keep_alive(KeepAlive::default())
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

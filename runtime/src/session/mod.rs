@@ -11,11 +11,13 @@
 mod backend;
 pub mod call;
 pub mod demo;
+pub mod remote;
 pub mod replay;
 pub mod setup;
 
 pub use backend::{qwen3_template, sha256_file, Backend, CandleBackend, ForcedBackend, Generated};
 pub use call::{CallReport, Caller};
+pub use remote::CompletionBackend;
 pub use replay::ReplayBackend;
 
 use crate::audit::record::{
