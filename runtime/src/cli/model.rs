@@ -69,7 +69,9 @@ pub enum AdapterKind {
 /// Which model to load, where, in which dtype.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// Snapshot directory, .gguf file, or hub-cache name (Qwen/Qwen3-0.6B).
+    /// Snapshot directory, .gguf file, or hub-cache name (Qwen/Qwen3-0.6B);
+    /// for run and chat also replay:FILE, or completion:URL[#MODEL] (a
+    /// llama-server, vLLM or warden serve engine; key in OPENAI_API_KEY).
     #[arg(long)]
     pub(super) model: String,
     /// cpu, cuda[:N] or metal.

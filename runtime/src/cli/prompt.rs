@@ -15,7 +15,8 @@ use std::process::ExitCode;
 /// `warden prompt`.
 #[derive(Debug, Args)]
 pub struct PromptArgs {
-    /// The model (directory, .gguf or hub-cache name; `replay:` uses Qwen3's template).
+    /// The model (directory, .gguf or hub-cache name; `replay:` uses Qwen3's template,
+    /// `completion:URL` the server's from its /props).
     #[arg(long)]
     model: String,
     /// Conversation file: {"messages": […], "tools"?, "enable_thinking"?, "add_generation_prompt"?}.
@@ -48,7 +49,8 @@ pub struct PromptArgs {
 
 /// Runs `warden prompt`.
 pub fn prompt(a: PromptArgs) -> anyhow::Result<ExitCode> {
-    let replay = a.model.starts_with("replay:");
+    let remote = a.model.starts_with(crate::session::remote::PREFIX);
+    let replay = a.model.starts_with("replay:") || remote;
     let model_path = if replay {
         None
     } else {
@@ -65,6 +67,17 @@ pub fn prompt(a: PromptArgs) -> anyhow::Result<ExitCode> {
     let template = match (&model_path, &chosen) {
         (Some(p), c) => ChatTemplate::for_run(p, c.as_deref())?,
         (None, Some(c)) => ChatTemplate::from_spec(c, Path::new(""))?,
+        // The server's own, as a session on it renders with.
+        (None, None) if remote => {
+            use crate::session::Backend as _;
+            crate::session::CompletionBackend::open(
+                &a.model,
+                None,
+                crate::model::SamplingParams::default(),
+            )?
+            .template()
+            .clone()
+        }
         (None, None) => crate::session::qwen3_template()?,
     };
     let adapters = match (&model_path, a.adapter.is_empty()) {
