@@ -41,4 +41,5 @@ pub mod progress;
 pub mod sandbox;
 pub mod serve;
 pub mod session;
+pub mod telemetry;
 pub mod train;

@@ -41,6 +41,10 @@ use std::process::ExitCode;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Export traces and metrics (OpenTelemetry GenAI conventions) to this
+    /// OTLP/HTTP collector (else OTEL_EXPORTER_OTLP_ENDPOINT; none without).
+    #[arg(long, global = true, value_name = "URL")]
+    otlp: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,14 +89,18 @@ enum Command {
 
 /// Runs the command line; returns the process exit code.
 pub fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // Flushes the last spans and metrics when the command is done.
+    let _telemetry =
+        match crate::telemetry::install(crate::telemetry::endpoint(cli.otlp.as_deref()).as_deref())
+        {
+            Ok(t) => t,
+            Err(e) => {
+                terminal::print_error(&format!("{e:#}"));
+                return ExitCode::FAILURE;
+            }
+        };
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             terminal::print_error(&format!("{e:#}"));

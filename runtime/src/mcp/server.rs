@@ -168,6 +168,8 @@ impl McpSession {
             }),
         };
         let mut out_of_calls = false;
+        let span = self.lock().caller.span(&pc);
+        let t0 = Instant::now();
         let (mut report, admitted) = self.lock().caller.admit(&pc, &mut out_of_calls);
         if let Admitted::Run(tool, text) = admitted {
             let rt = self.shared.host.runtime();
@@ -205,6 +207,8 @@ impl McpSession {
             }
         }
         let mut st = self.lock();
+        st.caller.traced(&span, &report, t0);
+        drop(span);
         let step = st.caller.count() as u32;
         if let Some(log) = st.log.as_mut() {
             log.write(report.record(1, step))?;

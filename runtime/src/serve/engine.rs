@@ -9,6 +9,7 @@ use super::pool::{Pool, Slot};
 use crate::chat::{self, ChatTemplate, RenderRequest, StreamFilter, ToolList};
 use crate::model::decode::constraint::{Constraint, Vocabulary};
 use crate::model::{self, SamplingParams, Speculative};
+use crate::telemetry::genai;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -305,29 +306,50 @@ pub fn run(
     cancel: &AtomicBool,
     tx: &tokio::sync::mpsc::UnboundedSender<Event>,
     format: chat::CallFormat,
+    model_name: &str,
 ) -> Event {
+    let started = std::time::Instant::now();
+    let span = genai::chat(model_name, p.max_tokens, Some(p.params.temperature));
     let mut deltas = Deltas::new(p, tx);
     let mut constraint = p.constraint.take();
-    let r = model::generate_with(
-        slot.model(),
-        &p.prompt,
-        p.max_tokens,
-        &p.params,
-        &p.req.stop,
-        constraint.as_mut(),
-        |piece| {
-            if !deltas.push(piece) {
-                cancel.store(true, Ordering::Relaxed);
-            }
-            !cancel.load(Ordering::Relaxed)
-        },
-    );
+    let r = span.in_scope(|| {
+        model::generate_with(
+            slot.model(),
+            &p.prompt,
+            p.max_tokens,
+            &p.params,
+            &p.req.stop,
+            constraint.as_mut(),
+            |piece| {
+                if !deltas.push(piece) {
+                    cancel.store(true, Ordering::Relaxed);
+                }
+                !cancel.load(Ordering::Relaxed)
+            },
+        )
+    });
     let g = match r {
         Ok(g) => g,
-        Err(e) => return Event::Failed(format!("{e:#}")),
+        Err(e) => {
+            genai::failed(&span, "generation_failed");
+            return Event::Failed(format!("{e:#}"));
+        }
     };
     deltas.finish();
-    Event::Done(Box::new(outcome(&g, p, format)))
+    let o = outcome(&g, p, format);
+    genai::chat_done(
+        &span,
+        &genai::ChatDone {
+            model: model_name,
+            input_tokens: o.prompt_tokens as u64,
+            cached_tokens: o.cached_tokens as u64,
+            output_tokens: o.completion_tokens as u64,
+            finish_reason: o.finish_reason,
+            ttft_ms: o.ttft_ms,
+            seconds: started.elapsed().as_secs_f64(),
+        },
+    );
+    Event::Done(Box::new(o))
 }
 
 /// Plays the next recorded output for `p` (a `replay:` model), sending it

@@ -254,8 +254,9 @@ async fn chat(Shared(s): Shared<S>, body: Body) -> Result<Response, ApiError> {
     let mut slot = s.engine.pool.take(&prepared.prompt_ids).await;
     let format = s.engine.template.call_format();
     let flag = cancel.clone();
+    let model_name = s.engine.model_name.clone();
     tokio::task::spawn_blocking(move || {
-        let last = engine::run(&mut slot, &mut prepared, &flag, &tx, format);
+        let last = engine::run(&mut slot, &mut prepared, &flag, &tx, format, &model_name);
         // The slot is free before the client reads the end (see `run`).
         drop(slot);
         drop(admission);

@@ -7,6 +7,7 @@
 use crate::audit::record::{Record, ToolCall};
 use crate::chat::ParsedCall;
 use crate::sandbox::{CallBudget, CallError, CallOutput, ErrorKind, LoadedTool, ToolHost};
+use crate::telemetry::genai;
 use serde::Serialize;
 use serde_json::Value;
 use std::time::Instant;
@@ -198,15 +199,50 @@ impl<'h> Caller<'h> {
     }
 
     /// Decides and, when allowed, makes the call (blocking, in a fresh
-    /// sandbox).
+    /// sandbox), under an `execute_tool` span.
     pub fn run(&mut self, pc: &ParsedCall, out_of_calls: &mut bool) -> CallReport {
+        let span = self.span(pc);
+        let _in = span.enter();
+        let t0 = Instant::now();
         let (mut r, admitted) = self.admit(pc, out_of_calls);
         if let Admitted::Run(tool, text) = admitted {
             let t = Instant::now();
             let result = tool.call(self.host.runtime(), &text);
             r.record_result(result, t.elapsed().as_micros() as u64);
         }
+        self.traced(&span, &r, t0);
         r
+    }
+
+    /// The `execute_tool` span of the call [`Caller::admit`] will number
+    /// next (for callers that admit and run the call themselves).
+    pub fn span(&self, pc: &ParsedCall) -> tracing::Span {
+        let name = match &pc.call {
+            Ok(c) => c.name.as_str(),
+            Err(m) => m.name.as_deref().unwrap_or("malformed"),
+        };
+        genai::execute_tool(name, &format!("call_{}", self.calls + 1))
+    }
+
+    /// Puts what `r` decided and did on `span` (arguments and result only
+    /// when content capture is on, redacted as in the log).
+    pub fn traced(&self, span: &tracing::Span, r: &CallReport, started: Instant) {
+        genai::tool_done(
+            span,
+            r.tool.as_deref().unwrap_or(""),
+            r.decision,
+            &r.rule,
+            &r.outcome,
+            r.output_bytes,
+            started.elapsed().as_secs_f64(),
+            || {
+                let redactor = super::redactor(self.host);
+                (
+                    redactor.json(&r.arguments).to_string(),
+                    redactor.text(&r.result),
+                )
+            },
+        );
     }
 }
 

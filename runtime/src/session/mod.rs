@@ -26,6 +26,7 @@ use crate::audit::record::{
 use crate::audit::{AuditLog, Redactor};
 use crate::chat::{self, CallFormat, Message, ParamTypes, Parsed, RenderRequest, StreamFilter};
 use crate::sandbox::ToolHost;
+use crate::telemetry::genai;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -163,6 +164,8 @@ pub struct Session<'h> {
     ended: bool,
     /// Tools the client runs (agent mode), offered beside the policy's.
     client_tools: Vec<Value>,
+    /// The model's name on spans (`gen_ai.request.model`).
+    model_name: String,
 }
 
 impl<'h> Session<'h> {
@@ -180,6 +183,7 @@ impl<'h> Session<'h> {
             .map(|t| chat::tool_json(&t.spec.name, &t.spec.description, &t.spec.parameters))
             .collect();
         let format = backend.template().call_format();
+        let model_name = model_name(&backend.describe());
         let policy = host.policy();
         log.set_redactor(redactor);
         log.write(Record::SessionStart(SessionStart {
@@ -224,6 +228,7 @@ impl<'h> Session<'h> {
             generations: 0,
             ended: false,
             client_tools: Vec::new(),
+            model_name,
         })
     }
 
@@ -309,6 +314,8 @@ impl<'h> Session<'h> {
         let t0 = Instant::now();
         self.cancel.store(false, Ordering::SeqCst);
         self.turns += 1;
+        let turn_span = genai::invoke_agent(self.log.session_id(), &self.model_name);
+        let _in_turn = turn_span.enter();
         let max_steps = self.host.policy().session.max_steps;
         let mut report = TurnReport {
             answer: String::new(),
@@ -382,18 +389,42 @@ impl<'h> Session<'h> {
             };
             let mut filter = StreamFilter::default();
             let g0 = Instant::now();
-            let g = self.backend.generate(
-                &prompt,
-                self.opts.max_tokens,
-                grammar.as_deref(),
-                &self.cancel,
-                &mut |piece| {
-                    let shown = filter.push(piece);
-                    if !shown.is_empty() {
-                        on(Event::Text(&shown));
-                    }
+            let chat_span = genai::chat(&self.model_name, self.opts.max_tokens, None);
+            let generated = chat_span.in_scope(|| {
+                self.backend.generate(
+                    &prompt,
+                    self.opts.max_tokens,
+                    grammar.as_deref(),
+                    &self.cancel,
+                    &mut |piece| {
+                        let shown = filter.push(piece);
+                        if !shown.is_empty() {
+                            on(Event::Text(&shown));
+                        }
+                    },
+                )
+            });
+            let g = match generated {
+                Ok(g) => g,
+                Err(e) => {
+                    genai::failed(&chat_span, "generation_failed");
+                    return Err(e);
+                }
+            };
+            let t = &g.timings;
+            genai::chat_done(
+                &chat_span,
+                &genai::ChatDone {
+                    model: &self.model_name,
+                    input_tokens: (t.prefill_tokens + t.reused_tokens) as u64,
+                    cached_tokens: t.reused_tokens as u64,
+                    output_tokens: (t.decode_tokens + usize::from(!g.text.is_empty())) as u64,
+                    finish_reason: &g.finish_reason,
+                    ttft_ms: t.ttft_ms,
+                    seconds: g0.elapsed().as_secs_f64(),
                 },
-            )?;
+            );
+            drop(chat_span);
             let rest = filter.finish();
             if !rest.is_empty() {
                 on(Event::Text(&rest));
@@ -552,6 +583,25 @@ pub fn redactor(host: &ToolHost) -> Redactor {
         host.tools()
             .flat_map(|t| t.policy.env.iter().map(|(_, v)| v.clone())),
     )
+}
+
+/// A model's name for spans, from what its backend says of itself: a
+/// file's or directory's name, a server's URL (and model), or the kind.
+fn model_name(describe: &Value) -> String {
+    if let Some(p) = describe["path"].as_str() {
+        let p = std::path::Path::new(p);
+        return p.file_name().map_or_else(
+            || p.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+    }
+    if let Some(u) = describe["url"].as_str() {
+        return match describe["model"].as_str() {
+            Some(m) => m.to_string(),
+            None => u.to_string(),
+        };
+    }
+    describe["kind"].as_str().unwrap_or("model").to_string()
 }
 
 /// `session_start`'s `tools`: each tool's name, plugin, sha256 and the

@@ -190,7 +190,9 @@ impl CompletionBackend {
                 "cache_prompt": true,
             }),
             Api::OpenAi => {
-                // top_k, min_p and the penalties as vLLM names them.
+                // top_k, min_p and the penalties as vLLM names them, and
+                // the repetition penalty as llama.cpp's servers do (whose
+                // default is 1.1, not off).
                 let mut b = json!({
                     "prompt": prompt,
                     "max_tokens": max_tokens,
@@ -199,6 +201,7 @@ impl CompletionBackend {
                     "top_k": p.top_k,
                     "min_p": p.min_p,
                     "repetition_penalty": p.repetition_penalty,
+                    "repeat_penalty": p.repetition_penalty,
                     "presence_penalty": p.presence_penalty,
                     "seed": p.seed,
                     "stream": true,
