@@ -380,6 +380,43 @@ fn a_completion_model_runs_a_session_and_an_eval_as_the_local_one() {
             "{timings:?}"
         );
     }
+    // openai: the server renders and parses; the session runs the calls it
+    // returns here. The same calls and answer as on the local model, each
+    // generation marked parsed by the server with its answer beside it.
+    let log = dir.path().join("openai.jsonl");
+    let o = run(&format!("openai:{}#tiny", server.base), &log, Some(KEY));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (out, calls, _) = what_happened(&log);
+    assert_eq!(calls, want_calls);
+    assert_eq!(out.len(), want_out.len());
+    assert!(
+        out.last().unwrap().ends_with(
+            want_out
+                .last()
+                .unwrap()
+                .rsplit("</think>")
+                .next()
+                .unwrap()
+                .trim_start()
+        ),
+        "{out:?} vs {want_out:?}"
+    );
+    common::assert_log_matches_schema(&log);
+    let recs: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(recs[0]["model"]["kind"], "openai");
+    assert!(
+        recs[0].get("template_sha256").is_none_or(Value::is_null),
+        "{}",
+        recs[0]
+    );
+    for g in recs.iter().filter(|r| r["type"] == "generation") {
+        assert_eq!(g["parsed_by"], "server", "{g}");
+        assert!(g["response"]["message"].is_object(), "{g}");
+    }
     // Without the key: 401, said so.
     let o = run(
         &format!("completion:{root}"),

@@ -182,6 +182,14 @@ pub struct Generation {
     pub finish_reason: String,
     /// Where the time went.
     pub timings: GenerationTimings,
+    /// Who read the calls: absent for warden's parser; `server` for an
+    /// `openai:` model, whose server rendered the prompt and parsed the
+    /// calls (`output` is then its answer written in the call format).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parsed_by: Option<String>,
+    /// The server's answer as it came (`openai:` models; redacted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<Value>,
 }
 
 /// A call as the model wrote it: well-formed (`name`, `arguments`) or not

@@ -36,7 +36,7 @@ pub struct EvalArgs {
     /// Its answers (default: possible_answer/<same name> beside it).
     #[arg(long, requires = "bfcl")]
     answers: Option<PathBuf>,
-    /// NAME=SPEC: MODEL[+adapter=DIR]…[+quant=FORMAT][+think=on|off], replay:FILE, or completion:URL[#MODEL] (a remote engine). Repeat for each variant.
+    /// NAME=SPEC: MODEL[+adapter=DIR]…[+quant=FORMAT][+think=on|off], replay:FILE, completion:URL[#MODEL] or openai:URL#MODEL (a remote engine). Repeat for each variant.
     #[arg(long = "variant", required = true)]
     variants: Vec<String>,
     /// Run only the first N cases.

@@ -70,8 +70,10 @@ pub enum AdapterKind {
 #[derive(Debug, Args)]
 pub struct ModelArgs {
     /// Snapshot directory, .gguf file, or hub-cache name (Qwen/Qwen3-0.6B);
-    /// for run and chat also replay:FILE, or completion:URL[#MODEL] (a
-    /// llama-server, vLLM or warden serve engine; key in OPENAI_API_KEY).
+    /// for run and chat also replay:FILE, completion:URL[#MODEL] (a
+    /// llama-server, vLLM or warden serve engine; warden renders the prompt)
+    /// or openai:URL#MODEL (its chat API renders and parses; key in
+    /// OPENAI_API_KEY).
     #[arg(long)]
     pub(super) model: String,
     /// cpu, cuda[:N] or metal.

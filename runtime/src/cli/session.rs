@@ -150,12 +150,21 @@ fn backend(args: &SessionArgs) -> anyhow::Result<Box<dyn Backend>> {
         return Ok(Box::new(ReplayBackend::open(Path::new(file), None)?));
     }
     let params = args.sampling.params(QWEN3)?;
-    if args.model.model.starts_with(crate::session::remote::PREFIX) {
+    let m = &args.model.model;
+    let completion = m.starts_with(crate::session::remote::PREFIX);
+    let openai = m.starts_with(crate::session::remote::openai::PREFIX);
+    if completion || openai {
         if !args.model.adapter.is_empty() || args.sampling.speculative.draft_model.is_some() {
-            anyhow::bail!("--adapter and --draft-model are for a local model; a completion: model is what its server runs");
+            anyhow::bail!("--adapter and --draft-model are for a local model; a remote model is what its server runs");
+        }
+        if openai {
+            if args.model.chat_template.is_some() {
+                anyhow::bail!("--chat-template: an openai: model's server renders with its own template (use completion:URL to render here)");
+            }
+            return Ok(Box::new(crate::session::OpenAiBackend::open(m, params)?));
         }
         return Ok(Box::new(crate::session::CompletionBackend::open(
-            &args.model.model,
+            m,
             args.model.chat_template.as_deref(),
             params,
         )?));

@@ -96,21 +96,28 @@ fn prepare(
             model,
             adapters,
             quant,
-        } if model.starts_with(crate::session::remote::PREFIX) => {
+        } if model.starts_with(crate::session::remote::PREFIX)
+            || model.starts_with(crate::session::remote::openai::PREFIX) =>
+        {
             if !adapters.is_empty() || quant.is_some() {
-                anyhow::bail!("+adapter and +quant are for a local model; a completion: model is what its server runs");
+                anyhow::bail!("+adapter and +quant are for a local model; a remote model is what its server runs");
             }
             // Greedy, as every variant.
             let params = SamplingParams {
                 temperature: 0.0,
                 ..SamplingParams::default()
             };
-            let backend = crate::session::CompletionBackend::open(
-                model,
-                opts.chat_template.as_deref(),
-                params,
-            )?;
-            (Box::new(backend) as Box<dyn Backend>, None)
+            let backend: Box<dyn Backend> =
+                if model.starts_with(crate::session::remote::openai::PREFIX) {
+                    Box::new(crate::session::OpenAiBackend::open(model, params)?)
+                } else {
+                    Box::new(crate::session::CompletionBackend::open(
+                        model,
+                        opts.chat_template.as_deref(),
+                        params,
+                    )?)
+                };
+            (backend, None)
         }
         Source::Model {
             model,

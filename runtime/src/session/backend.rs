@@ -21,6 +21,28 @@ pub struct Generated {
     pub timings: Timings,
     /// Wall time of the whole generation, tokenizing included.
     pub total_ms: f64,
+    /// The server's answer as it came, when the server parsed the calls
+    /// (an `openai:` model); `text` is then that answer in the call format.
+    pub server_response: Option<Value>,
+}
+
+/// A turn's request to a backend that takes the conversation itself
+/// ([`Backend::chat`]).
+pub struct ChatTurn<'a> {
+    /// The conversation so far.
+    pub messages: &'a [crate::chat::Message],
+    /// The tools offered, in OpenAI's shape.
+    pub tools: &'a [Value],
+    /// What the server is to hold the model to (the first generation of a
+    /// turn under `required` or a name; `auto` after).
+    pub tool_choice: crate::chat::ToolChoice,
+    /// Whether the session asked for every generation under the tools'
+    /// grammar (`--constrained`), which only warden's engine can do.
+    pub constrained: bool,
+    /// Most tokens to generate.
+    pub max_tokens: usize,
+    /// Thinking on or off, when the session says.
+    pub enable_thinking: Option<bool>,
 }
 
 /// A source of generations.
@@ -47,6 +69,25 @@ pub trait Backend: Send {
         cancel: &AtomicBool,
         on_text: &mut dyn FnMut(&str),
     ) -> anyhow::Result<Generated>;
+    /// For a backend that takes the conversation rather than a prompt (an
+    /// OpenAI chat endpoint renders and parses on its side): the next
+    /// assistant message, its calls written in [`Backend::template`]'s call
+    /// format, with `server_response` set. `None`: this backend takes
+    /// prompts ([`Backend::generate`]).
+    fn chat(
+        &mut self,
+        _turn: &ChatTurn<'_>,
+        _cancel: &AtomicBool,
+        _on_text: &mut dyn FnMut(&str),
+    ) -> Option<anyhow::Result<Generated>> {
+        None
+    }
+    /// Whether prompts are rendered here with [`Backend::template`] (not
+    /// for a server that renders them itself: the log then records no
+    /// template hash).
+    fn renders_prompts(&self) -> bool {
+        true
+    }
 }
 
 /// The candle engine with a loaded model.
@@ -173,6 +214,7 @@ impl Generated {
             },
             timings: g.timings,
             total_ms: start.elapsed().as_secs_f64() * 1e3,
+            server_response: None,
         })
     }
 }
@@ -268,6 +310,7 @@ impl Backend for ForcedBackend {
             finish_reason: "stop".into(),
             timings: t,
             total_ms: start.elapsed().as_secs_f64() * 1e3,
+            server_response: None,
         })
     }
 }

@@ -15,9 +15,11 @@ pub mod remote;
 pub mod replay;
 pub mod setup;
 
-pub use backend::{qwen3_template, sha256_file, Backend, CandleBackend, ForcedBackend, Generated};
+pub use backend::{
+    qwen3_template, sha256_file, Backend, CandleBackend, ChatTurn, ForcedBackend, Generated,
+};
 pub use call::{CallReport, Caller};
-pub use remote::CompletionBackend;
+pub use remote::{CompletionBackend, OpenAiBackend};
 pub use replay::ReplayBackend;
 
 use crate::audit::record::{
@@ -198,9 +200,10 @@ impl<'h> Session<'h> {
             tools: Some(tools_record(host)),
             bfcl: None,
             call_format: json!(format),
-            template_sha256: Some(crate::audit::sha256_hex(
-                backend.template().source().as_bytes(),
-            )),
+            // A server that renders prompts itself keeps its template.
+            template_sha256: backend
+                .renders_prompts()
+                .then(|| crate::audit::sha256_hex(backend.template().source().as_bytes())),
             thinking: opts.enable_thinking,
             max_tokens: opts.max_tokens,
             max_steps: Some(policy.session.max_steps),
@@ -352,22 +355,6 @@ impl<'h> Session<'h> {
             } else {
                 &offered
             };
-            let rendered = self.backend.template().render(&RenderRequest {
-                messages: &self.messages,
-                tools: shown,
-                add_generation_prompt: true,
-                enable_thinking: self.opts.enable_thinking,
-            });
-            let prompt = match rendered {
-                Ok(p) => p,
-                // Ctrl-C during a (slow) render ends the turn as it does
-                // during generation.
-                Err(_) if self.cancel.load(Ordering::SeqCst) => {
-                    report.end_reason = EndReason::Interrupted;
-                    break;
-                }
-                Err(e) => return Err(e),
-            };
             // The first generation of a turn under `required`/a name must
             // call; later ones (after results) may answer.
             let choice = match &self.opts.tool_choice {
@@ -379,31 +366,66 @@ impl<'h> Session<'h> {
                 chat::ToolChoice::None => None,
                 _ => self.opts.constrained.then_some(chat::ToolChoice::Auto),
             };
-            let grammar = match choice {
-                Some(c) => self
-                    .backend
-                    .template()
-                    .tool_grammar(&prompt, shown, &c, true)
-                    .map_err(|e| anyhow::anyhow!("--tool-choice {c}: {e}"))?,
-                None => None,
-            };
             let mut filter = StreamFilter::default();
             let g0 = Instant::now();
             let chat_span = genai::chat(&self.model_name, self.opts.max_tokens, None);
-            let generated = chat_span.in_scope(|| {
-                self.backend.generate(
-                    &prompt,
-                    self.opts.max_tokens,
-                    grammar.as_deref(),
-                    &self.cancel,
-                    &mut |piece| {
-                        let shown = filter.push(piece);
-                        if !shown.is_empty() {
-                            on(Event::Text(&shown));
-                        }
-                    },
-                )
+            // A server that takes the conversation renders and parses it.
+            let server_turn = ChatTurn {
+                messages: &self.messages,
+                tools: shown,
+                tool_choice: choice.clone().unwrap_or(chat::ToolChoice::Auto),
+                constrained: self.opts.constrained,
+                max_tokens: self.opts.max_tokens,
+                enable_thinking: self.opts.enable_thinking,
+            };
+            let served = chat_span.in_scope(|| {
+                self.backend.chat(&server_turn, &self.cancel, &mut |piece| {
+                    on(Event::Text(piece))
+                })
             });
+            let generated = match served {
+                Some(r) => r,
+                None => {
+                    let rendered = self.backend.template().render(&RenderRequest {
+                        messages: &self.messages,
+                        tools: shown,
+                        add_generation_prompt: true,
+                        enable_thinking: self.opts.enable_thinking,
+                    });
+                    let prompt = match rendered {
+                        Ok(p) => p,
+                        // Ctrl-C during a (slow) render ends the turn as it
+                        // does during generation.
+                        Err(_) if self.cancel.load(Ordering::SeqCst) => {
+                            report.end_reason = EndReason::Interrupted;
+                            break;
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    let grammar = match choice {
+                        Some(c) => self
+                            .backend
+                            .template()
+                            .tool_grammar(&prompt, shown, &c, true)
+                            .map_err(|e| anyhow::anyhow!("--tool-choice {c}: {e}"))?,
+                        None => None,
+                    };
+                    chat_span.in_scope(|| {
+                        self.backend.generate(
+                            &prompt,
+                            self.opts.max_tokens,
+                            grammar.as_deref(),
+                            &self.cancel,
+                            &mut |piece| {
+                                let shown = filter.push(piece);
+                                if !shown.is_empty() {
+                                    on(Event::Text(&shown));
+                                }
+                            },
+                        )
+                    })
+                }
+            };
             let g = match generated {
                 Ok(g) => g,
                 Err(e) => {
@@ -672,6 +694,8 @@ pub fn generation_record(
             drafted_tokens: drafted,
             accepted_tokens: drafted.map(|_| t.accepted_tokens as u64),
         },
+        parsed_by: g.server_response.as_ref().map(|_| "server".to_string()),
+        response: g.server_response.clone(),
     })
 }
 

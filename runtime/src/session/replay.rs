@@ -207,6 +207,7 @@ impl Backend for ReplayBackend {
             finish_reason: "replay".into(),
             timings: timings.unwrap_or_default(),
             total_ms: 0.0,
+            server_response: None,
         })
     }
 }

@@ -9,26 +9,19 @@
 //! (a URL ending in `/completions` or `/v1`: vLLM, llama-cpp-python,
 //! `warden serve`), whose `model` is `#MODEL`. The server's timings become the log's
 //! (`prefill_tokens`, `reused_tokens`, `decode_tok_s`, …); its prompt cache is
-//! asked for. Connection failures are retried with backoff, a generation
-//! once begun never is.
+//! asked for.
 
-use super::backend::{Backend, Generated};
+use super::Http;
 use crate::chat::ChatTemplate;
 use crate::model::{SamplingParams, Timings};
+use crate::session::backend::{Backend, Generated};
 use anyhow::Context as _;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
 
 /// The prefix of such a model spec.
 pub const PREFIX: &str = "completion:";
-
-/// Tries of a request that cannot connect.
-const TRIES: u32 = 4;
-/// Longest server-sent event, and longest error body read.
-const MAX_EVENT_BYTES: usize = 1 << 20;
-/// Longest pause between two pieces of a generation.
-const READ_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Which completion API the endpoint speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,13 +41,6 @@ pub struct CompletionBackend {
     template_from: String,
     params: SamplingParams,
     http: Http,
-}
-
-/// The HTTP client and the key it sends.
-struct Http {
-    rt: tokio::runtime::Runtime,
-    client: reqwest::Client,
-    key: Option<String>,
 }
 
 impl CompletionBackend {
@@ -99,20 +85,7 @@ impl CompletionBackend {
                 trimmed.to_string(),
             )
         };
-        let key = std::env::var("OPENAI_API_KEY")
-            .ok()
-            .filter(|k| !k.is_empty());
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the HTTP client's runtime")?;
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(READ_TIMEOUT)
-            .tls_backend_preconfigured((*crate::sandbox::tls_config()).clone())
-            .build()
-            .context("cannot build the HTTP client")?;
-        let http = Http { rt, client, key };
+        let http = Http::new()?;
         let (template, template_from) = match chat_template {
             Some(t) => (
                 ChatTemplate::from_spec(t, std::path::Path::new(""))?,
@@ -145,29 +118,6 @@ impl CompletionBackend {
             template_from,
             params,
             http,
-        })
-    }
-}
-
-impl Http {
-    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
-        let r = self.client.request(method, url);
-        match &self.key {
-            Some(k) => r.bearer_auth(k),
-            None => r,
-        }
-    }
-
-    /// `GET url` as JSON, retried while the server cannot be reached.
-    fn get_json(&self, url: &str) -> anyhow::Result<Value> {
-        self.rt.block_on(async {
-            let resp = send(|| self.request(reqwest::Method::GET, url), url).await?;
-            let resp = checked(resp, url).await?;
-            let bytes = resp
-                .bytes()
-                .await
-                .with_context(|| format!("reading {url}"))?;
-            serde_json::from_slice(&bytes).with_context(|| format!("{url} did not answer JSON"))
         })
     }
 }
@@ -216,64 +166,6 @@ impl CompletionBackend {
     }
 }
 
-/// Sends what `make` builds, retrying (with backoff) only while the server
-/// cannot be connected to: nothing was generated then.
-async fn send(
-    make: impl Fn() -> reqwest::RequestBuilder,
-    url: &str,
-) -> anyhow::Result<reqwest::Response> {
-    let mut wait = Duration::from_millis(250);
-    for attempt in 1..=TRIES {
-        match make().send().await {
-            Ok(r) => return Ok(r),
-            Err(e) if e.is_connect() && attempt < TRIES => {
-                tracing::debug!(%url, attempt, "cannot connect, retrying: {e}");
-                tokio::time::sleep(wait).await;
-                wait *= 2;
-            }
-            Err(e) if e.is_connect() => {
-                anyhow::bail!(
-                    "cannot reach {url} (tried {TRIES} times): {}; is the server running?",
-                    chain(&e)
-                )
-            }
-            Err(e) => anyhow::bail!("the request to {url} failed: {}", chain(&e)),
-        }
-    }
-    unreachable!("the last try returns")
-}
-
-/// The response when its status is a success, else an error that says
-/// what to do.
-async fn checked(resp: reqwest::Response, url: &str) -> anyhow::Result<reqwest::Response> {
-    let status = resp.status();
-    if status.is_success() {
-        return Ok(resp);
-    }
-    let mut body = resp.text().await.unwrap_or_default();
-    crate::sandbox::truncate_output(&mut body, 2000);
-    let body = body.trim();
-    let lower = body.to_ascii_lowercase();
-    match status.as_u16() {
-        401 | 403 => anyhow::bail!("{url} refused the request ({status}): set OPENAI_API_KEY to the server's key; it said: {body}"),
-        404 => anyhow::bail!("{url} answered 404: no such endpoint, or no such model (name it after #: completion:URL#MODEL); it said: {body}"),
-        _ if lower.contains("context") => anyhow::bail!("the prompt does not fit the server's context ({status}); give it a larger context or end the session; it said: {body}"),
-        _ => anyhow::bail!("{url} answered {status}: {body}"),
-    }
-}
-
-/// An error with its causes, on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 impl Backend for CompletionBackend {
     fn describe(&self) -> Value {
         json!({
@@ -303,68 +195,17 @@ impl Backend for CompletionBackend {
         }
         let start = Instant::now();
         let body = self.body(prompt, max_tokens);
-        let url = self.endpoint.clone();
-        let api = self.api;
-        let http = &self.http;
-        http.rt.block_on(async move {
-            let resp = send(
-                || http.request(reqwest::Method::POST, &url).json(&body),
-                &url,
-            )
-            .await?;
-            let mut resp = checked(resp, &url).await?;
-            let mut out = Stream {
-                api,
-                text: String::new(),
-                finish: None,
-                timings: Value::Null,
-                usage: Value::Null,
-                first: None,
-                done: false,
-            };
-            let mut buf: Vec<u8> = Vec::new();
-            while !out.done {
-                if cancel.load(Ordering::Relaxed) {
-                    // Dropping the response closes the connection: the
-                    // server stops generating.
-                    out.finish = Some("cancelled".into());
-                    break;
-                }
-                let Some(chunk) = resp
-                    .chunk()
-                    .await
-                    .with_context(|| format!("the stream from {url} broke off"))?
-                else {
-                    break;
-                };
-                buf.extend_from_slice(&chunk);
-                while let Some(end) = find_event_end(&buf) {
-                    let event: Vec<u8> = buf.drain(..end.1).collect();
-                    out.event(&event[..end.0], on_text)
-                        .with_context(|| format!("{url} sent an event warden cannot read"))?;
-                }
-                if buf.len() > MAX_EVENT_BYTES {
-                    anyhow::bail!("{url} sent an event over {MAX_EVENT_BYTES} bytes");
-                }
-            }
-            Ok(out.generated(start))
-        })
-    }
-}
-
-/// Where the first event in `buf` ends: (its length, with its separator).
-fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let lf = buf
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .map(|i| (i, i + 2));
-    let crlf = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| (i, i + 4));
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(if a.0 < b.0 { a } else { b }),
-        (a, b) => a.or(b),
+        let mut out = Stream::new(self.api);
+        let cancelled = self
+            .http
+            .stream(&self.endpoint, &body, cancel, &mut |data| {
+                out.event(data, on_text)?;
+                Ok(out.done)
+            })?;
+        if cancelled {
+            out.finish = Some("cancelled".into());
+        }
+        Ok(out.generated(start))
     }
 }
 
@@ -380,17 +221,20 @@ struct Stream {
 }
 
 impl Stream {
-    fn event(&mut self, raw: &[u8], on_text: &mut dyn FnMut(&str)) -> anyhow::Result<()> {
-        let text = std::str::from_utf8(raw).context("not UTF-8")?;
-        let data: String = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .map(|d| d.strip_prefix(' ').unwrap_or(d))
-            .collect::<Vec<_>>()
-            .join("\n");
-        if data.is_empty() {
-            return Ok(());
+    fn new(api: Api) -> Stream {
+        Stream {
+            api,
+            text: String::new(),
+            finish: None,
+            timings: Value::Null,
+            usage: Value::Null,
+            first: None,
+            done: false,
         }
+    }
+
+    /// Takes one event's data.
+    fn event(&mut self, data: &str, on_text: &mut dyn FnMut(&str)) -> anyhow::Result<()> {
         if data.trim() == "[DONE]" {
             self.done = true;
             return Ok(());
@@ -474,6 +318,7 @@ impl Stream {
             finish_reason: self.finish.unwrap_or_else(|| "stop".into()),
             timings,
             total_ms: start.elapsed().as_secs_f64() * 1e3,
+            server_response: None,
         }
     }
 }
@@ -483,31 +328,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn events_end_at_a_blank_line_of_either_kind() {
-        assert_eq!(find_event_end(b"data: 1\n\ndata: 2"), Some((7, 9)));
-        assert_eq!(find_event_end(b"data: 1\r\n\r\n"), Some((7, 11)));
-        assert_eq!(find_event_end(b"data: 1\n"), None);
-    }
-
-    #[test]
     fn both_apis_read_into_text_finish_and_timings() {
         let mut seen = String::new();
         let start = Instant::now();
-        let mut s = Stream {
-            api: Api::LlamaServer,
-            text: String::new(),
-            finish: None,
-            timings: Value::Null,
-            usage: Value::Null,
-            first: None,
-            done: false,
-        };
+        let mut s = Stream::new(Api::LlamaServer);
         for e in [
-            r#"data: {"content": "Hel", "stop": false}"#,
-            r#"data: {"content": "lo", "stop": false}"#,
-            r#"data: {"content": "", "stop": true, "stopped_limit": true, "timings": {"prompt_n": 7, "cache_n": 3, "predicted_n": 2, "predicted_per_second": 50.0}}"#,
+            r#"{"content": "Hel", "stop": false}"#,
+            r#"{"content": "lo", "stop": false}"#,
+            r#"{"content": "", "stop": true, "stopped_limit": true, "timings": {"prompt_n": 7, "cache_n": 3, "predicted_n": 2, "predicted_per_second": 50.0}}"#,
         ] {
-            s.event(e.as_bytes(), &mut |p| seen.push_str(p)).unwrap();
+            s.event(e, &mut |p| seen.push_str(p)).unwrap();
         }
         assert!(s.done);
         let g = s.generated(start);
@@ -516,38 +346,23 @@ mod tests {
         assert_eq!((g.timings.prefill_tokens, g.timings.reused_tokens), (7, 3));
         assert_eq!(g.timings.decode_tok_s, 50.0);
 
-        let mut s = Stream {
-            api: Api::OpenAi,
-            ..s_empty()
-        };
+        let mut s = Stream::new(Api::OpenAi);
         for e in [
-            r#"data: {"choices": [{"text": "Hi", "finish_reason": null}]}"#,
-            r#"data: {"choices": [{"text": "", "finish_reason": "stop"}]}"#,
-            r#"data: {"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 4}}}"#,
-            "data: [DONE]",
+            r#"{"choices": [{"text": "Hi", "finish_reason": null}]}"#,
+            r#"{"choices": [{"text": "", "finish_reason": "stop"}]}"#,
+            r#"{"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 4}}}"#,
+            "[DONE]",
         ] {
-            s.event(e.as_bytes(), &mut |_| {}).unwrap();
+            s.event(e, &mut |_| {}).unwrap();
         }
         assert!(s.done);
         let g = s.generated(start);
         assert_eq!((g.text.as_str(), g.finish_reason.as_str()), ("Hi", "stop"));
         assert_eq!((g.timings.prefill_tokens, g.timings.reused_tokens), (6, 4));
         // A server's error event is an error.
-        let mut s = s_empty();
+        let mut s = Stream::new(Api::LlamaServer);
         assert!(s
-            .event(br#"data: {"error": {"message": "boom"}}"#, &mut |_| {})
+            .event(r#"{"error": {"message": "boom"}}"#, &mut |_| {})
             .is_err());
-    }
-
-    fn s_empty() -> Stream {
-        Stream {
-            api: Api::LlamaServer,
-            text: String::new(),
-            finish: None,
-            timings: Value::Null,
-            usage: Value::Null,
-            first: None,
-            done: false,
-        }
     }
 }
