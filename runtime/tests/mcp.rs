@@ -9,9 +9,8 @@
 mod client_side;
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 fn repo() -> PathBuf {
     common::repo()
@@ -138,14 +137,10 @@ fn start_http(policy: &Path, ws: &Path, logs: &Path, extra: &[&str]) -> (Killed,
     (child, addr)
 }
 
-/// Starts `cmd` with its stdout piped and reads the first line it prints.
+/// Starts `cmd`, killed when dropped, and reads the first line it prints.
 fn spawn_and_read_a_line(cmd: &mut Command) -> (Killed, String) {
-    let mut child = Killed(cmd.stdout(Stdio::piped()).spawn().unwrap());
-    let mut line = String::new();
-    BufReader::new(child.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (child, line)
+    let (child, line) = common::spawn_and_read_a_line(cmd);
+    (Killed(child), line)
 }
 
 /// A raw `POST /mcp` with `headers` (each ending in CRLF); the whole

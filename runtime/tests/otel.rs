@@ -7,9 +7,8 @@
 mod common;
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 fn repo() -> PathBuf {
     common::repo()
@@ -39,16 +38,11 @@ fn collector(dir: &Path) -> Collector {
         String::from_utf8_lossy(&check.stderr)
     );
     let out = dir.join("otlp.jsonl");
-    let mut child = Command::new("python3")
-        .arg(repo().join("runtime/tests/otel/collector.py"))
-        .arg(&out)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (child, line) = common::spawn_and_read_a_line(
+        Command::new("python3")
+            .arg(repo().join("runtime/tests/otel/collector.py"))
+            .arg(&out),
+    );
     let port = line.trim().strip_prefix("port ").unwrap().to_string();
     Collector {
         child,

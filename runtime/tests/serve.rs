@@ -7,7 +7,6 @@
 mod common;
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -63,19 +62,14 @@ fn start_spec(model: &str, extra: &[&str]) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("key");
     std::fs::write(&key, format!("{KEY}\n")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["serve", "--model", model])
-        .args(["--addr", "127.0.0.1:0", "--api-key-file"])
-        .arg(&key)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (child, line) = common::spawn_and_read_a_line(
+        Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["serve", "--model", model])
+            .args(["--addr", "127.0.0.1:0", "--api-key-file"])
+            .arg(&key)
+            .args(extra)
+            .stderr(Stdio::inherit()),
+    );
     let base = line
         .split_whitespace()
         .find(|w| w.starts_with("http://"))

@@ -314,7 +314,6 @@ async fn start(
         let last = match r {
             Ok(g) => {
                 let t = &g.timings;
-                let per = |ms: f64, n: usize| if n == 0 { 0.0 } else { ms / n as f64 };
                 Ev::Done(Done {
                     finish: if g.finish_reason == crate::model::FinishReason::Length {
                         "length"
@@ -324,18 +323,7 @@ async fn start(
                     prompt_tokens: g.prompt_tokens.len(),
                     cached: t.reused_tokens,
                     completion_tokens: g.tokens.len(),
-                    timings: json!({
-                        "cache_n": t.reused_tokens,
-                        "prompt_n": t.prefill_tokens,
-                        "prompt_ms": t.prefill_ms,
-                        "prompt_per_token_ms": per(t.prefill_ms, t.prefill_tokens),
-                        "prompt_per_second": t.prefill_tok_s,
-                        "predicted_n": g.tokens.len(),
-                        "predicted_ms": t.decode_ms,
-                        "predicted_per_token_ms": per(t.decode_ms, t.decode_tokens),
-                        "predicted_per_second": t.decode_tok_s,
-                        "ttft_ms": t.ttft_ms,
-                    }),
+                    timings: super::engine::llama_timings(&g),
                     text: g.text,
                 })
             }

@@ -426,21 +426,7 @@ fn outcome(g: &model::Generation, p: &Prepared, format: chat::CallFormat) -> Out
         "stop"
     };
     let t = &g.timings;
-    let per = |ms: f64, n: usize| if n == 0 { 0.0 } else { ms / n as f64 };
-    let timings = json!({
-        "cache_n": t.reused_tokens,
-        "prompt_n": t.prefill_tokens,
-        "prompt_ms": t.prefill_ms,
-        "prompt_per_token_ms": per(t.prefill_ms, t.prefill_tokens),
-        "prompt_per_second": t.prefill_tok_s,
-        "predicted_n": g.tokens.len(),
-        "predicted_ms": t.decode_ms,
-        "predicted_per_token_ms": per(t.decode_ms, t.decode_tokens),
-        "predicted_per_second": t.decode_tok_s,
-        "ttft_ms": t.ttft_ms,
-        "drafted_n": t.drafted_tokens,
-        "draft_accepted_n": t.accepted_tokens,
-    });
+    let timings = llama_timings(g);
     Outcome {
         content,
         reasoning: reasoning.filter(|r| !r.trim().is_empty()),
@@ -454,6 +440,26 @@ fn outcome(g: &model::Generation, p: &Prepared, format: chat::CallFormat) -> Out
         timings,
         warden: None,
     }
+}
+
+/// A generation's `timings` object as llama-server gives it.
+pub fn llama_timings(g: &model::Generation) -> Value {
+    let t = &g.timings;
+    let per = |ms: f64, n: usize| if n == 0 { 0.0 } else { ms / n as f64 };
+    json!({
+        "cache_n": t.reused_tokens,
+        "prompt_n": t.prefill_tokens,
+        "prompt_ms": t.prefill_ms,
+        "prompt_per_token_ms": per(t.prefill_ms, t.prefill_tokens),
+        "prompt_per_second": t.prefill_tok_s,
+        "predicted_n": g.tokens.len(),
+        "predicted_ms": t.decode_ms,
+        "predicted_per_token_ms": per(t.decode_ms, t.decode_tokens),
+        "predicted_per_second": t.decode_tok_s,
+        "ttft_ms": t.ttft_ms,
+        "drafted_n": t.drafted_tokens,
+        "draft_accepted_n": t.accepted_tokens,
+    })
 }
 
 /// 24 random hex digits, for response and call ids.

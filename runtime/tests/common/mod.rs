@@ -208,3 +208,15 @@ pub fn real_model() -> Option<PathBuf> {
         }
     }
 }
+
+/// Starts `cmd` with its stdout piped and reads the first line it prints
+/// (a server saying where it listens).
+pub fn spawn_and_read_a_line(cmd: &mut std::process::Command) -> (std::process::Child, String) {
+    use std::io::BufRead as _;
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line)
+}
