@@ -303,6 +303,9 @@ fn a_completion_model_runs_a_session_and_an_eval_as_the_local_one() {
     let server = start(&[]);
     let model = repo().join("examples/models/tiny-agent/tiny-agent.gguf");
     let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key.txt");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    // `key`: "file" sends it with --api-key-file, else in OPENAI_API_KEY.
     let run = |spec: &str, log: &Path, key: Option<&str>| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_warden"));
         c.args(["run", "--model", spec, "--policy"])
@@ -314,8 +317,14 @@ fn a_completion_model_runs_a_session_and_an_eval_as_the_local_one() {
             .args(["--max-tokens", "96", "Find all Django view functions"])
             .env("WARDEN_STATE_DIR", dir.path())
             .env_remove("OPENAI_API_KEY");
-        if let Some(k) = key {
-            c.env("OPENAI_API_KEY", k);
+        match key {
+            Some("file") => {
+                c.arg("--api-key-file").arg(&key_file);
+            }
+            Some(k) => {
+                c.env("OPENAI_API_KEY", k);
+            }
+            None => {}
         }
         c.output().unwrap()
     };
@@ -335,7 +344,9 @@ fn a_completion_model_runs_a_session_and_an_eval_as_the_local_one() {
     ] {
         let log = dir.path().join("remote.jsonl");
         let _ = std::fs::remove_file(&log);
-        let o = run(&spec, &log, Some(KEY));
+        // The key from a file for one of them.
+        let key = if spec.ends_with("#tiny") { "file" } else { KEY };
+        let o = run(&spec, &log, Some(key));
         assert!(
             o.status.success(),
             "{spec}: {}",

@@ -62,6 +62,10 @@ pub struct EvalArgs {
     /// generations to the tools' grammar).
     #[arg(long, value_name = "CHOICE", default_value = "auto")]
     tool_choice: crate::chat::ToolChoice,
+    /// The key completion: and openai: variants' servers want (else
+    /// OPENAI_API_KEY's).
+    #[arg(long, value_name = "FILE")]
+    api_key_file: Option<PathBuf>,
     /// Where the variants' session logs go (default: <state dir>/evals).
     #[arg(long)]
     log_dir: Option<PathBuf>,
@@ -140,6 +144,11 @@ fn prepare(a: &EvalArgs) -> anyhow::Result<Plan> {
         draft_model: a.speculative.draft_model.clone(),
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         chat_template: a.chat_template.clone(),
+        api_key: a
+            .api_key_file
+            .as_deref()
+            .map(crate::session::remote::read_key)
+            .transpose()?,
         tool_choice: a.tool_choice.clone(),
     };
     Ok(Plan {

@@ -92,6 +92,10 @@ pub struct ModelArgs {
     /// built-in (chatml-tools: Hermes-style tools for ChatML models).
     #[arg(long, value_name = "FILE|NAME")]
     pub(super) chat_template: Option<String>,
+    /// The key a completion: or openai: model's server wants (else
+    /// OPENAI_API_KEY's), sent as a bearer token.
+    #[arg(long, value_name = "FILE")]
+    pub(super) api_key_file: Option<PathBuf>,
 }
 
 impl ModelArgs {

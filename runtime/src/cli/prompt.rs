@@ -74,6 +74,7 @@ pub fn prompt(a: PromptArgs) -> anyhow::Result<ExitCode> {
                 &a.model,
                 None,
                 crate::model::SamplingParams::default(),
+                None,
             )?
             .template()
             .clone()

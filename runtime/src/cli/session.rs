@@ -154,6 +154,12 @@ fn backend(args: &SessionArgs) -> anyhow::Result<Box<dyn Backend>> {
     let completion = m.starts_with(crate::session::remote::PREFIX);
     let openai = m.starts_with(crate::session::remote::openai::PREFIX);
     if completion || openai {
+        let key = args
+            .model
+            .api_key_file
+            .as_deref()
+            .map(crate::session::remote::read_key)
+            .transpose()?;
         if !args.model.adapter.is_empty() || args.sampling.speculative.draft_model.is_some() {
             anyhow::bail!("--adapter and --draft-model are for a local model; a remote model is what its server runs");
         }
@@ -161,12 +167,15 @@ fn backend(args: &SessionArgs) -> anyhow::Result<Box<dyn Backend>> {
             if args.model.chat_template.is_some() {
                 anyhow::bail!("--chat-template: an openai: model's server renders with its own template (use completion:URL to render here)");
             }
-            return Ok(Box::new(crate::session::OpenAiBackend::open(m, params)?));
+            return Ok(Box::new(crate::session::OpenAiBackend::open(
+                m, params, key,
+            )?));
         }
         return Ok(Box::new(crate::session::CompletionBackend::open(
             m,
             args.model.chat_template.as_deref(),
             params,
+            key,
         )?));
     }
     let mut loaded = args.model.load(!args.json)?;

@@ -49,6 +49,8 @@ pub struct EvalOptions {
     pub chat_template: Option<String>,
     /// `--tool-choice` for every variant without its own `+tool-choice=`.
     pub tool_choice: crate::chat::ToolChoice,
+    /// The key remote variants' servers want (else `OPENAI_API_KEY`'s).
+    pub api_key: Option<String>,
 }
 
 /// One variant's run.
@@ -109,12 +111,17 @@ fn prepare(
             };
             let backend: Box<dyn Backend> =
                 if model.starts_with(crate::session::remote::openai::PREFIX) {
-                    Box::new(crate::session::OpenAiBackend::open(model, params)?)
+                    Box::new(crate::session::OpenAiBackend::open(
+                        model,
+                        params,
+                        opts.api_key.clone(),
+                    )?)
                 } else {
                     Box::new(crate::session::CompletionBackend::open(
                         model,
                         opts.chat_template.as_deref(),
                         params,
+                        opts.api_key.clone(),
                     )?)
                 };
             (backend, None)

@@ -45,11 +45,13 @@ pub struct CompletionBackend {
 
 impl CompletionBackend {
     /// Connects to `spec` (`completion:URL[#MODEL]`); the template is
-    /// `chat_template` (a file or a built-in's name) or the server's.
+    /// `chat_template` (a file or a built-in's name) or the server's; the
+    /// key `api_key`, else `OPENAI_API_KEY`'s.
     pub fn open(
         spec: &str,
         chat_template: Option<&str>,
         params: SamplingParams,
+        api_key: Option<String>,
     ) -> anyhow::Result<CompletionBackend> {
         let rest = spec
             .strip_prefix(PREFIX)
@@ -85,7 +87,7 @@ impl CompletionBackend {
                 trimmed.to_string(),
             )
         };
-        let http = Http::new()?;
+        let http = Http::new(api_key)?;
         let (template, template_from) = match chat_template {
             Some(t) => (
                 ChatTemplate::from_spec(t, std::path::Path::new(""))?,

@@ -17,6 +17,17 @@ use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+/// The key in `file` (`--api-key-file`), trimmed.
+pub fn read_key(file: &std::path::Path) -> anyhow::Result<String> {
+    let key = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the API key file {}", file.display()))?;
+    let key = key.trim().to_string();
+    if key.is_empty() || key.contains(char::is_whitespace) {
+        anyhow::bail!("{} holds no key (one line, no spaces)", file.display());
+    }
+    Ok(key)
+}
+
 /// Tries of a request that cannot connect.
 const TRIES: u32 = 4;
 /// Longest server-sent event, and longest error body read.
@@ -32,8 +43,8 @@ struct Http {
 }
 
 impl Http {
-    /// A client for one backend; the key comes from `OPENAI_API_KEY`.
-    fn new() -> anyhow::Result<Http> {
+    /// A client for one backend, sending `key` (else `OPENAI_API_KEY`'s).
+    fn new(key: Option<String>) -> anyhow::Result<Http> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -44,8 +55,8 @@ impl Http {
             .tls_backend_preconfigured((*crate::sandbox::tls_config()).clone())
             .build()
             .context("cannot build the HTTP client")?;
-        let key = std::env::var("OPENAI_API_KEY")
-            .ok()
+        let key = key
+            .or_else(|| std::env::var("OPENAI_API_KEY").ok())
             .filter(|k| !k.is_empty());
         Ok(Http { rt, client, key })
     }
@@ -169,7 +180,7 @@ async fn checked(resp: reqwest::Response, url: &str) -> anyhow::Result<reqwest::
     let body = body.trim();
     let lower = body.to_ascii_lowercase();
     match status.as_u16() {
-        401 | 403 => anyhow::bail!("{url} refused the request ({status}): set OPENAI_API_KEY to the server's key; it said: {body}"),
+        401 | 403 => anyhow::bail!("{url} refused the request ({status}): give the server's key with --api-key-file or OPENAI_API_KEY; it said: {body}"),
         404 => anyhow::bail!("{url} answered 404: no such endpoint, or no such model (name it after #: completion:URL#MODEL); it said: {body}"),
         _ if lower.contains("context") => anyhow::bail!("the prompt does not fit the server's context ({status}); give it a larger context or end the session; it said: {body}"),
         _ => anyhow::bail!("{url} answered {status}: {body}"),

@@ -36,7 +36,12 @@ pub struct OpenAiBackend {
 impl OpenAiBackend {
     /// `spec` is `openai:URL#MODEL`, URL the API's base (`…/v1`) or its
     /// `…/chat/completions`.
-    pub fn open(spec: &str, params: SamplingParams) -> anyhow::Result<OpenAiBackend> {
+    /// The key is `api_key`, else `OPENAI_API_KEY`'s.
+    pub fn open(
+        spec: &str,
+        params: SamplingParams,
+        api_key: Option<String>,
+    ) -> anyhow::Result<OpenAiBackend> {
         let rest = spec
             .strip_prefix(PREFIX)
             .with_context(|| format!("{spec:?} is not an {PREFIX}URL#MODEL model"))?;
@@ -61,7 +66,7 @@ impl OpenAiBackend {
             endpoint,
             model: model.to_string(),
             params,
-            http: Http::new()?,
+            http: Http::new(api_key)?,
             template,
         })
     }
