@@ -62,7 +62,8 @@ struct Span {
     status: Value,
 }
 
-/// An attribute's value as plain JSON (`intValue` is a string in JSON).
+/// An attribute's value as plain JSON (`intValue` is a string in JSON; a
+/// number written as a string stays a string, so the test sees it).
 fn plain(v: &Value) -> Value {
     if let Some(s) = v.get("stringValue") {
         return s.clone();

@@ -54,7 +54,7 @@ pub fn chat(model: &str, max_tokens: usize, temperature: Option<f32>) -> Span {
         gen_ai.operation.name = "chat",
         gen_ai.provider.name = "warden",
         gen_ai.request.model = model,
-        gen_ai.request.max_tokens = max_tokens as u64,
+        gen_ai.request.max_tokens = max_tokens as i64,
         gen_ai.request.temperature = Empty,
         gen_ai.usage.input_tokens = Empty,
         gen_ai.usage.output_tokens = Empty,
@@ -90,9 +90,14 @@ pub struct ChatDone<'a> {
 
 /// Records `d` on `span` (a [`chat`] span) and in the metrics.
 pub fn chat_done(span: &Span, d: &ChatDone<'_>) {
-    span.record("gen_ai.usage.input_tokens", d.input_tokens);
-    span.record("gen_ai.usage.output_tokens", d.output_tokens);
-    span.record("gen_ai.usage.cache_read.input_tokens", d.cached_tokens);
+    // As i64: tracing-opentelemetry writes a u64 as a string, and the
+    // conventions want ints.
+    span.record("gen_ai.usage.input_tokens", d.input_tokens as i64);
+    span.record("gen_ai.usage.output_tokens", d.output_tokens as i64);
+    span.record(
+        "gen_ai.usage.cache_read.input_tokens",
+        d.cached_tokens as i64,
+    );
     span.record("warden.time_to_first_token_ms", d.ttft_ms);
     span.set_attribute(
         "gen_ai.response.finish_reasons",
@@ -166,7 +171,7 @@ pub fn tool_done(
 ) {
     span.record("warden.policy.decision", decision);
     span.record("warden.policy.rule", rule);
-    span.record("warden.tool.output_bytes", output_bytes as u64);
+    span.record("warden.tool.output_bytes", output_bytes as i64);
     if outcome != "ok" {
         failed(span, outcome);
     }
