@@ -299,7 +299,7 @@ fn what_happened(log: &Path) -> (Vec<String>, Vec<(String, Value, String)>, Vec<
 }
 
 #[test]
-fn a_completion_model_runs_a_session_and_an_eval_as_the_local_one() {
+fn remote_models_run_a_session_and_an_eval_as_the_local_one() {
     let server = start(&[]);
     let model = repo().join("examples/models/tiny-agent/tiny-agent.gguf");
     let dir = tempfile::tempdir().unwrap();
