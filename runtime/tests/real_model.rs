@@ -364,3 +364,77 @@ fn demo_live_runs_the_smollm2_agent_when_its_base_is_in_the_cache() {
 const SMOLLM2_GATE: &str = "format_validity>=0.9,tool_accuracy>=0.78,argument_accuracy>=0.5";
 /// Tool calls the live demo's five tasks make at least.
 const SMOLLM2_DEMO_CALLS: usize = 3;
+
+/// A session whose model is llama.cpp's server (llama-cpp-python's, test
+/// tooling) as `completion:URL/v1` writes what the same session writes on
+/// warden's own engine: SmolLM2's greedy output, byte for byte. Skipped
+/// (saying so) where `llama_cpp.server` is not installed — CI does not
+/// build llama-cpp-python.
+#[test]
+fn a_completion_model_on_llama_cpp_writes_what_warden_writes() {
+    let Some(model) = common::real_model() else {
+        return;
+    };
+    let has = std::process::Command::new("python3")
+        .args(["-c", "import llama_cpp.server.app"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has {
+        eprintln!("skipped: llama-cpp-python's server is not installed (pip install 'llama-cpp-python[server]==0.3.36')");
+        return;
+    }
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Killed(
+        std::process::Command::new("python3")
+            .args(["-m", "llama_cpp.server", "--model"])
+            .arg(&model)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--n_ctx", "2048"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "llama_cpp.server did not listen");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let repo = common::repo();
+    let outputs = |spec: &str, name: &str| -> Vec<String> {
+        let log = dir.path().join(name);
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(["run", "--model", spec, "--chat-template", "chatml-tools", "--policy"])
+            .arg(repo.join("policies/default.toml"))
+            .arg("--workspace")
+            .arg(repo.join("examples/workspace"))
+            .arg("--log")
+            .arg(&log)
+            .args(["--temperature", "0", "--max-tokens", "32", "Find all Django view functions"])
+            .env("WARDEN_STATE_DIR", dir.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{spec}: {}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|r| r["type"] == "generation")
+            .map(|r| r["output"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let local = outputs(model.to_str().unwrap(), "local.jsonl");
+    let remote = outputs(&format!("completion:http://127.0.0.1:{port}/v1#smollm2"), "remote.jsonl");
+    assert!(!local.is_empty() && !local[0].is_empty());
+    assert_eq!(local, remote);
+}
