@@ -398,7 +398,14 @@ fn a_completion_model_on_llama_cpp_writes_what_warden_writes() {
         std::process::Command::new("python3")
             .args(["-m", "llama_cpp.server", "--model"])
             .arg(&model)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--n_ctx", "2048"])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--n_ctx",
+                "2048",
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -406,7 +413,10 @@ fn a_completion_model_on_llama_cpp_writes_what_warden_writes() {
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "llama_cpp.server did not listen");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "llama_cpp.server did not listen"
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     let dir = tempfile::tempdir().unwrap();
@@ -414,17 +424,34 @@ fn a_completion_model_on_llama_cpp_writes_what_warden_writes() {
     let outputs = |spec: &str, name: &str| -> Vec<String> {
         let log = dir.path().join(name);
         let o = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args(["run", "--model", spec, "--chat-template", "chatml-tools", "--policy"])
+            .args([
+                "run",
+                "--model",
+                spec,
+                "--chat-template",
+                "chatml-tools",
+                "--policy",
+            ])
             .arg(repo.join("policies/default.toml"))
             .arg("--workspace")
             .arg(repo.join("examples/workspace"))
             .arg("--log")
             .arg(&log)
-            .args(["--temperature", "0", "--max-tokens", "32", "Find all Django view functions"])
+            .args([
+                "--temperature",
+                "0",
+                "--max-tokens",
+                "32",
+                "Find all Django view functions",
+            ])
             .env("WARDEN_STATE_DIR", dir.path())
             .output()
             .unwrap();
-        assert!(o.status.success(), "{spec}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{spec}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         std::fs::read_to_string(&log)
             .unwrap()
             .lines()
@@ -434,7 +461,10 @@ fn a_completion_model_on_llama_cpp_writes_what_warden_writes() {
             .collect()
     };
     let local = outputs(model.to_str().unwrap(), "local.jsonl");
-    let remote = outputs(&format!("completion:http://127.0.0.1:{port}/v1#smollm2"), "remote.jsonl");
+    let remote = outputs(
+        &format!("completion:http://127.0.0.1:{port}/v1#smollm2"),
+        "remote.jsonl",
+    );
     assert!(!local.is_empty() && !local[0].is_empty());
     assert_eq!(local, remote);
 }

@@ -222,6 +222,54 @@ fn a_tool_the_server_does_not_offer_is_an_error_at_loading() {
     );
 }
 
+#[test]
+fn what_a_server_says_of_its_tools_is_bounded_and_a_mute_one_times_out() {
+    super::need_mcp_sdk();
+    let table = |mode: &str, tools: &str| {
+        format!(
+            "[mcp.py]\ncommand = [{:?}, {:?}, \"{mode}\", \"{{workspace}}/../journal\"]\nnative = true\ntools = [{tools}]\nconnect_timeout_ms = 3000\n",
+            python(),
+            server_py()
+        )
+    };
+    // A 10 KB description reaches the prompt cut to 4 KiB.
+    let f = Fixture::new(&table("stdio", "\"verbose\""));
+    let host = f.host();
+    let d = &host.tool("py__verbose").unwrap().spec.description;
+    assert!(
+        d.len() < 4200 && d.starts_with("A tool that says too much."),
+        "{}",
+        d.len()
+    );
+    // A 150 KB schema is refused, naming the tool.
+    let f = Fixture::new(&table("stdio", "\"bloated\""));
+    let Err(e) = ToolHost::load(&f.policy) else {
+        panic!("a 150 KB schema must be refused")
+    };
+    assert!(
+        e.message.contains("bloated") && e.message.contains("65536"),
+        "{e}"
+    );
+    // A server that never answers initialize: refused at connect_timeout_ms,
+    // and not left running.
+    let f = Fixture::new(&table("mute", "\"add\""));
+    let t = Instant::now();
+    let Err(e) = ToolHost::load(&f.policy) else {
+        panic!("a mute server must not load")
+    };
+    assert!(e.message.contains("connect_timeout_ms"), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    let pid = server_pid(f.root());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the mute server {pid} was left running"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The Python server over streamable HTTP on a free loopback port, with
 /// `token` required; its port.
 fn start_http(dir: &Path, token: &str) -> (super::Killed, u16) {

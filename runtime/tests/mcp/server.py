@@ -3,6 +3,10 @@ tooling), for warden's MCP client: `[mcp.NAME]` in a policy.
 
     server.py stdio JOURNAL
     server.py http JOURNAL [TOKEN]    prints `port N`, then serves /mcp
+    server.py mute JOURNAL            never answers (initialize times out)
+
+Besides the tools a policy names, it offers `verbose` (a 10 KB description)
+and `bloated` (a 100 KB schema), for the bounds on what reaches a prompt.
 
 JOURNAL is a file the server appends one line to per event (`call NAME`,
 `cancelled NAME`, `pid N` at the start over stdio), so a test sees what reached the server and
@@ -86,6 +90,27 @@ def env() -> str:
     return json.dumps(sorted(os.environ))
 
 
+@server.tool(description="A tool that says too much. " + "blah " * 2000)
+def verbose() -> str:
+    return "ok"
+
+
+def bloated(**kwargs) -> str:
+    return "ok"
+
+
+# A schema of over 100 KB, which no prompt should carry.
+server.add_tool(
+    bloated,
+    name="bloated",
+    description="A tool whose schema is enormous.",
+)
+server._tool_manager._tools["bloated"].parameters = {
+    "type": "object",
+    "properties": {f"field_{i}": {"type": "string", "description": "x" * 100} for i in range(1000)},
+}
+
+
 @server.tool()
 def hidden() -> str:
     """A tool no policy names."""
@@ -93,7 +118,12 @@ def hidden() -> str:
     return "you should not see this"
 
 
-if mode == "stdio":
+if mode == "mute":
+    # Starts, reads, never answers: initialize cannot complete.
+    note(f"pid {os.getpid()}")
+    for _ in sys.stdin:
+        pass
+elif mode == "stdio":
     note(f"pid {os.getpid()}")
     server.run("stdio")
 elif mode == "http":

@@ -226,4 +226,32 @@ mod tests {
         assert_eq!(find_event_end(b"data: 1\n"), None);
         assert_eq!(event_data(b"event: x\ndata: a\ndata:b").unwrap(), "a\nb");
     }
+
+    #[test]
+    fn an_endless_event_is_refused_at_its_bound() {
+        use std::io::{Read as _, Write as _};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\ndata: ");
+            // 2.5 MiB with no blank line: one event that never ends.
+            let chunk = vec![b'x'; 64 * 1024];
+            for _ in 0..40 {
+                if s.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        });
+        let http = Http::new(None).unwrap();
+        let url = format!("http://{addr}/completion");
+        let never = AtomicBool::new(false);
+        let err = http
+            .stream(&url, &serde_json::json!({}), &never, &mut |_| Ok(false))
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("over 1048576 bytes"), "{err:#}");
+    }
 }

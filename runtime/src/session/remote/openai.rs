@@ -394,6 +394,16 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_holds_at_most_64_calls() {
+        let mut a = Answer::default();
+        let e = r#"{"choices": [{"delta": {"tool_calls": [{"index": 64, "function": {"name": "x"}}]}}]}"#;
+        assert!(a.event(e, &mut |_| {}).is_err());
+        let e = r#"{"choices": [{"delta": {"tool_calls": [{"index": 63, "function": {"name": "x"}}]}}]}"#;
+        a.event(e, &mut |_| {}).unwrap();
+        assert_eq!(a.calls.len(), 64);
+    }
+
+    #[test]
     fn calls_get_the_ids_of_their_answers() {
         let mut a = Message::new("assistant", "");
         a.tool_calls.push(crate::chat::ToolCall {
