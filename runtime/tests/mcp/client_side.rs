@@ -232,12 +232,12 @@ fn what_a_server_says_of_its_tools_is_bounded_and_a_mute_one_times_out() {
             server_py()
         )
     };
-    // A 10 KB description reaches the prompt cut to 4 KiB.
+    // A 10 KB description reaches the prompt cut to 4 KiB (and a marker).
     let f = Fixture::new(&table("stdio", "\"verbose\""));
     let host = f.host();
     let d = &host.tool("py__verbose").unwrap().spec.description;
     assert!(
-        d.len() < 4200 && d.starts_with("A tool that says too much."),
+        d.len() < 4096 + 200 && d.starts_with("A tool that says too much."),
         "{}",
         d.len()
     );
