@@ -60,24 +60,11 @@ fn python(args: &[&str]) {
     eprintln!("{out}");
 }
 
-fn records(log: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(log)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// The log verifies, names the client, and holds every call as decided.
 fn check_log(log: &Path) {
-    let o = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["audit", "verify"])
-        .arg(log)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    common::assert_verifies(log);
     common::assert_log_matches_schema(log);
-    let recs = records(log);
+    let recs = common::records(log);
     assert_eq!(recs[0]["type"], "session_start");
     assert_eq!(recs[0]["client"]["name"], "mcp", "{}", recs[0]);
     assert!(recs[0]["client"]["protocol_version"].is_string());

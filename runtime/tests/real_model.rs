@@ -476,5 +476,8 @@ fn a_completion_model_on_llama_cpp_writes_what_warden_writes() {
         .zip(remote[0].bytes())
         .take_while(|(a, b)| a == b)
         .count();
-    assert!(same >= 64, "only {same} bytes agree: {local:?} vs {remote:?}");
+    assert!(
+        same >= 64,
+        "only {same} bytes agree: {local:?} vs {remote:?}"
+    );
 }

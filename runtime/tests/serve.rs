@@ -157,17 +157,7 @@ fn verified_logs(dir: &Path) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
-        let o = Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args(["audit", "verify"])
-            .arg(&p)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "{}: {}",
-            p.display(),
-            String::from_utf8_lossy(&o.stdout)
-        );
+        common::assert_verifies(&p);
         let o = Command::new(env!("CARGO_BIN_EXE_warden"))
             .args(["audit", "summary", "--json"])
             .arg(&p)
@@ -222,12 +212,7 @@ fn agent_mode_keeps_at_most_64_conversations() {
     let s = start_spec(&format!("replay:{}", replay.display()), &strs(&flags));
     scenario(&s, "agent_evict");
     s.stop();
-    let o = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["audit", "verify"])
-        .arg(&logs)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    common::assert_verifies(&logs);
     let mut reasons = Vec::new();
     for e in std::fs::read_dir(&logs).unwrap() {
         let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
@@ -355,12 +340,7 @@ fn remote_models_run_a_session_and_an_eval_as_the_local_one() {
         let (out, calls, timings) = what_happened(&log);
         assert_eq!(out, want_out, "{spec}");
         assert_eq!(calls, want_calls, "{spec}");
-        let v = Command::new(env!("CARGO_BIN_EXE_warden"))
-            .args(["audit", "verify"])
-            .arg(&log)
-            .output()
-            .unwrap();
-        assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+        common::assert_verifies(&log);
         common::assert_log_matches_schema(&log);
         let start: Value = serde_json::from_str(
             std::fs::read_to_string(&log)
@@ -407,11 +387,7 @@ fn remote_models_run_a_session_and_an_eval_as_the_local_one() {
         "{out:?} vs {want_out:?}"
     );
     common::assert_log_matches_schema(&log);
-    let recs: Vec<Value> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let recs = common::records(&log);
     assert_eq!(recs[0]["model"]["kind"], "openai");
     assert!(
         recs[0].get("template_sha256").is_none_or(Value::is_null),

@@ -220,3 +220,27 @@ pub fn spawn_and_read_a_line(cmd: &mut std::process::Command) -> (std::process::
         .unwrap();
     (child, line)
 }
+
+/// `warden audit verify PATH` (a log or a directory of them) succeeds.
+pub fn assert_verifies(path: &Path) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(["audit", "verify"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}: {}",
+        path.display(),
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+/// A log's records.
+pub fn records(log: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

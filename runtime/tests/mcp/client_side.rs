@@ -416,18 +416,9 @@ fn a_session_audits_an_mcp_servers_calls() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(["audit", "verify"])
-        .arg(&log)
-        .output()
-        .unwrap();
-    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+    common::assert_verifies(&log);
     common::assert_log_matches_schema(&log);
-    let recs: Vec<serde_json::Value> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let recs = common::records(&log);
     let calls: Vec<(&str, &str)> = recs
         .iter()
         .filter(|r| r["type"] == "tool_call")
