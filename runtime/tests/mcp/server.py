@@ -36,6 +36,7 @@ def note(line):
 # resolve to loopback among the hosts it accepts.
 server = FastMCP(
     "warden-test-server",
+    log_level="WARNING",
     transport_security=TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=["localhost:*", "127.0.0.1:*", "mcp.example.com:*"],
