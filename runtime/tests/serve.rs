@@ -286,6 +286,9 @@ fn what_happened(log: &Path) -> (Vec<String>, Vec<(String, Value, String)>, Vec<
 #[test]
 fn remote_models_run_a_session_and_an_eval_as_the_local_one() {
     let server = start(&[]);
+    // The endpoints such a model uses, as the OpenAI SDK and llama-server's
+    // clients call them.
+    scenario(&server, "completions");
     let model = repo().join("examples/models/tiny-agent/tiny-agent.gguf");
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("key.txt");

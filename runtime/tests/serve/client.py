@@ -421,6 +421,37 @@ def agent_evict(base, key):
     print("agent_evict ok")
 
 
+def completions(base, key):
+    """Raw-prompt completion as the OpenAI SDK asks for it (whole and
+    streamed, the same greedy text), and llama-server's /props and
+    /completion."""
+    c = client(base, key, timeout=600)
+    s, b = raw(base, key, "/props", None, method="GET")
+    expect(s == 200, b)
+    props = json.loads(b)
+    expect("<|im_start|>" in props["chat_template"] and props["default_generation_settings"]["n_ctx"] > 0, props)
+    prompt = "<|im_start|>user\nList the files.<|im_end|>\n<|im_start|>assistant\n"
+    whole = c.completions.create(model="m", prompt=prompt, max_tokens=12, temperature=0, seed=1)
+    text = whole.choices[0].text
+    expect(whole.object == "text_completion" and text, whole)
+    expect(whole.usage.prompt_tokens > 0 and 0 < whole.usage.completion_tokens <= 12, whole.usage)
+    pieces = []
+    for ch in c.completions.create(model="m", prompt=prompt, max_tokens=12, temperature=0, seed=1, stream=True,
+                                   stream_options={"include_usage": True}):
+        if ch.choices:
+            pieces.append(ch.choices[0].text)
+    expect("".join(pieces) == text, (pieces, text))
+    # The second asks for what the first cached: llama-server's shape says so.
+    s, b = raw(base, key, "/completion", {"prompt": prompt, "n_predict": 12, "temperature": 0})
+    expect(s == 200, b)
+    native = json.loads(b)
+    expect(native["content"] == text and native["stop"] is True and native["tokens_cached"] > 0, native)
+    # Several prompts are refused, OpenAI-shaped.
+    s, b = raw(base, key, "/v1/completions", {"prompt": ["a", "b"], "max_tokens": 2})
+    error_shape(s, b, 400)
+    print("completions ok:", repr(text))
+
+
 if __name__ == "__main__":
     base, key, scenario = sys.argv[1:4]
     globals()[scenario](base, key)
