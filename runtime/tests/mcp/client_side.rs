@@ -293,7 +293,7 @@ fn http_policy(dir: &Path, host: &str, port: u16, extra: &str) -> Policy {
     std::fs::write(
         &path,
         format!(
-            "[mcp.web]\nurl = \"http://{host}:{port}/mcp\"\nhosts = [\"{host}\"]\ntools = [\"add\", \"slow\"]\ntimeout_ms = 1000\n{extra}"
+            "[mcp.web]\nurl = \"http://{host}:{port}/mcp\"\nhosts = [\"{host}\"]\ntools = [\"add\", \"slow\", \"huge\"]\ntimeout_ms = 3000\n{extra}"
         ),
     )
     .unwrap();
@@ -335,8 +335,13 @@ fn an_http_server_passes_the_address_checks_and_gets_its_token() {
         host.tools()
             .map(|t| t.spec.name.as_str())
             .collect::<Vec<_>>(),
-        ["web__add", "web__slow"]
+        ["web__add", "web__huge", "web__slow"]
     );
+    // A 5 MB answer is over the 4 MiB a message may be: the call fails, and
+    // the connection serves on.
+    let msg = expect_err(common::call(&host, "web__huge", "{}"), ErrorKind::Failed);
+    assert!(msg.contains("MCP server web"), "{msg}");
+    assert_eq!(expect_ok(common::call(&host, "web__add", r#"{"a": 1, "b": 2}"#)), "3");
     assert_eq!(
         expect_ok(common::call(&host, "web__add", r#"{"a": 40, "b": 2}"#)),
         "42"

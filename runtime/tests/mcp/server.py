@@ -78,6 +78,13 @@ def big(n: int) -> str:
 
 
 @server.tool()
+def huge() -> str:
+    """Returns 5 MB, more than warden takes in one message."""
+    note("call huge")
+    return "y" * 5_000_000
+
+
+@server.tool()
 def fail(why: str) -> str:
     """Always fails."""
     note("call fail")
