@@ -341,7 +341,10 @@ fn an_http_server_passes_the_address_checks_and_gets_its_token() {
     // the connection serves on.
     let msg = expect_err(common::call(&host, "web__huge", "{}"), ErrorKind::Failed);
     assert!(msg.contains("MCP server web"), "{msg}");
-    assert_eq!(expect_ok(common::call(&host, "web__add", r#"{"a": 1, "b": 2}"#)), "3");
+    assert_eq!(
+        expect_ok(common::call(&host, "web__add", r#"{"a": 1, "b": 2}"#)),
+        "3"
+    );
     assert_eq!(
         expect_ok(common::call(&host, "web__add", r#"{"a": 40, "b": 2}"#)),
         "42"
