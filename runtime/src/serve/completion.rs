@@ -98,7 +98,9 @@ enum Ev {
 /// One completion, whoever asked.
 struct Job {
     prompt: String,
-    max_tokens: Option<i64>,
+    max_tokens: Option<u64>,
+    /// What the request calls it (`n_predict`, `max_tokens`).
+    max_tokens_param: &'static str,
     sampling: Sampling,
     stop: Vec<String>,
 }
@@ -122,7 +124,9 @@ pub async fn native(Shared(s): Shared<Arc<State>>, body: Body) -> Result<Respons
     let r: NativeRequest = read_json(&s, body).await?;
     let job = Job {
         prompt: one_prompt(&r.prompt)?,
-        max_tokens: r.n_predict.filter(|&n| n >= 0),
+        // llama-server's -1: as many as fit.
+        max_tokens: r.n_predict.and_then(|n| u64::try_from(n).ok()),
+        max_tokens_param: "n_predict",
         sampling: Sampling {
             temperature: r.temperature,
             top_p: r.top_p,
@@ -171,7 +175,16 @@ pub async fn openai(Shared(s): Shared<Arc<State>>, body: Body) -> Result<Respons
     }
     let job = Job {
         prompt: one_prompt(&r.prompt)?,
-        max_tokens: r.max_tokens,
+        max_tokens: match r.max_tokens {
+            Some(n) if n < 1 => {
+                return Err(ApiError::invalid(
+                    "max_tokens must be at least 1",
+                    "max_tokens",
+                ))
+            }
+            n => n.map(|n| n as u64),
+        },
+        max_tokens_param: "max_tokens",
         sampling: Sampling {
             temperature: r.temperature,
             top_p: r.top_p,
@@ -273,24 +286,9 @@ async fn start(
     .await
     .map_err(|e| ApiError::internal(&e.into()))?
     .map_err(|e| ApiError::internal(&e))?;
-    let ctx = s.engine.ctx;
-    if ids.len() >= ctx {
-        return Err(ApiError::context_length(format!(
-            "the prompt is {} tokens; this server's context (--ctx) is {ctx}",
-            ids.len()
-        )));
-    }
-    let room = ctx - ids.len();
-    let max_tokens = match job.max_tokens {
-        Some(n) if n as usize > room => {
-            return Err(ApiError::context_length(format!(
-                "the prompt ({} tokens) and {n} tokens to generate exceed this server's context (--ctx) of {ctx}",
-                ids.len()
-            )))
-        }
-        Some(n) => n as usize,
-        None => room,
-    };
+    let max_tokens = s
+        .engine
+        .room(ids.len(), job.max_tokens, job.max_tokens_param)?;
     let params = s.engine.params(&job.sampling);
     let mut slot = s.engine.pool.take(&ids).await;
     let cancel = Arc::new(AtomicBool::new(false));

@@ -184,6 +184,32 @@ impl Engine {
         }
     }
 
+    /// How many tokens a prompt of `prompt_len` may be followed by: `asked`
+    /// (the request's `param`) when it fits the context, all the room left
+    /// when it says nothing; a context-length error otherwise.
+    pub fn room(
+        &self,
+        prompt_len: usize,
+        asked: Option<u64>,
+        param: &str,
+    ) -> Result<usize, ApiError> {
+        if prompt_len >= self.ctx {
+            return Err(ApiError::context_length(format!(
+                "the prompt is {prompt_len} tokens; this server's context (--ctx) is {}",
+                self.ctx
+            )));
+        }
+        let room = self.ctx - prompt_len;
+        match asked {
+            Some(n) if n > room as u64 => Err(ApiError::context_length(format!(
+                "the prompt ({prompt_len} tokens) and {param} ({n}) exceed this server's context (--ctx) of {}",
+                self.ctx
+            ))),
+            Some(n) => Ok(n as usize),
+            None => Ok(room),
+        }
+    }
+
     /// Renders and tokenizes `req` (CPU work: run it off the async
     /// threads) and sizes its generation to the context.
     pub fn prepare(
@@ -212,25 +238,7 @@ impl Engine {
             })?;
         let prompt_ids = model::checkpoint::tokenize::encode(&self.tokenizer, &prompt)
             .map_err(|e| ApiError::internal(&e))?;
-        if prompt_ids.len() >= self.ctx {
-            return Err(ApiError::context_length(format!(
-                "the prompt is {} tokens; this server's context (--ctx) is {}",
-                prompt_ids.len(),
-                self.ctx
-            )));
-        }
-        let room = self.ctx - prompt_ids.len();
-        let max_tokens = match req.max_tokens {
-            Some(n) if n as usize > room => {
-                return Err(ApiError::context_length(format!(
-                    "the prompt ({} tokens) and max_tokens ({n}) exceed this server's context (--ctx) of {}",
-                    prompt_ids.len(),
-                    self.ctx
-                )))
-            }
-            Some(n) => n as usize,
-            None => room,
-        };
+        let max_tokens = self.room(prompt_ids.len(), req.max_tokens, "max_tokens")?;
         let grammar = match &req.response_format {
             ResponseFormat::Text if tools_shown => self
                 .template

@@ -446,8 +446,13 @@ def completions(base, key):
     expect(s == 200, b)
     native = json.loads(b)
     expect(native["content"] == text and native["stop"] is True and native["tokens_cached"] > 0, native)
-    # Several prompts are refused, OpenAI-shaped.
+    # Several prompts, more tokens than the context holds, and none at all
+    # are refused, OpenAI-shaped.
     s, b = raw(base, key, "/v1/completions", {"prompt": ["a", "b"], "max_tokens": 2})
+    error_shape(s, b, 400)
+    s, b = raw(base, key, "/completion", {"prompt": prompt, "n_predict": 10**9})
+    expect("n_predict" in error_shape(s, b, 400)["message"], b)
+    s, b = raw(base, key, "/v1/completions", {"prompt": prompt, "max_tokens": 0})
     error_shape(s, b, 400)
     print("completions ok:", repr(text))
 
