@@ -61,14 +61,7 @@ impl CompletionBackend {
             Some((u, _)) => (u, None),
             None => (rest, None),
         };
-        let uri: http::Uri = url
-            .parse()
-            .with_context(|| format!("{spec}: {url:?} is not a URL"))?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-            anyhow::bail!(
-                "{spec}: use an http:// or https:// URL, e.g. completion:http://127.0.0.1:8080"
-            );
-        }
+        super::check_url(spec, url, "completion:http://127.0.0.1:8080")?;
         let trimmed = url.trim_end_matches('/');
         let (endpoint, api, base) = if let Some(b) = trimmed.strip_suffix("/completion") {
             (trimmed.to_string(), Api::LlamaServer, b.to_string())

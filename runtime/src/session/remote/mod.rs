@@ -28,6 +28,18 @@ pub fn read_key(file: &std::path::Path) -> anyhow::Result<String> {
     Ok(key)
 }
 
+/// Refuses `url` (of model `spec`) unless it is an http(s) URL with a
+/// host; `example` shows one that is.
+fn check_url(spec: &str, url: &str, example: &str) -> anyhow::Result<()> {
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("{spec}: {url:?} is not a URL"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        anyhow::bail!("{spec}: use an http:// or https:// URL, e.g. {example}");
+    }
+    Ok(())
+}
+
 /// Tries of a request that cannot connect.
 const TRIES: u32 = 4;
 /// Longest server-sent event, and longest error body read.
@@ -225,6 +237,15 @@ mod tests {
         assert_eq!(find_event_end(b"data: 1\r\n\r\n"), Some((7, 11)));
         assert_eq!(find_event_end(b"data: 1\n"), None);
         assert_eq!(event_data(b"event: x\ndata: a\ndata:b").unwrap(), "a\nb");
+    }
+
+    #[test]
+    fn only_http_urls_with_a_host_are_models() {
+        for bad in ["ftp://h/x", "/v1", "not a url"] {
+            let e = check_url("completion:x", bad, "completion:http://h").unwrap_err();
+            assert!(format!("{e:#}").contains("completion:x"), "{bad}: {e:#}");
+        }
+        check_url("completion:x", "https://h:8080/v1", "").unwrap();
     }
 
     #[test]

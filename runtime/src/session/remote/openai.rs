@@ -48,12 +48,7 @@ impl OpenAiBackend {
         let Some((url, model)) = rest.split_once('#').filter(|(_, m)| !m.is_empty()) else {
             anyhow::bail!("{spec}: name the server's model after #, e.g. openai:http://127.0.0.1:8000/v1#Qwen/Qwen3-8B");
         };
-        let uri: http::Uri = url
-            .parse()
-            .with_context(|| format!("{spec}: {url:?} is not a URL"))?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-            anyhow::bail!("{spec}: use an http:// or https:// URL");
-        }
+        super::check_url(spec, url, "openai:http://127.0.0.1:8000/v1#Qwen/Qwen3-8B")?;
         let url = url.trim_end_matches('/');
         let endpoint = if url.ends_with("/chat/completions") {
             url.to_string()
